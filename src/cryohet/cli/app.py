@@ -1,0 +1,88 @@
+"""The ``cryohet`` command line: thin wrappers that build config objects and call the API.
+
+Each subcommand lives in its own module under :mod:`cryohet.cli` and exposes
+``register(app)``. :func:`main` turns :class:`~cryohet.errors.CryohetError` into a single
+``error: ...`` line and a non-zero exit; anything else is a cryohet bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import CryohetError
+
+app = typer.Typer(
+    name="cryohet",
+    help="Heterogeneous single-particle cryo-EM reconstruction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cryohet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Heterogeneous single-particle cryo-EM reconstruction."""
+
+
+#: Subcommand modules, in the order they appear in ``cryohet --help``.
+COMMAND_MODULES = (
+    "info",
+    "convert",
+    "downsample",
+    "simulate",
+    "backproject",
+    "train",
+    "volumes",
+    "evaluate",
+    "fsc",
+    "analyze",
+    "select",
+    "demo",
+)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"cryohet.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"cryohet.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        app(args=argv, prog_name="cryohet")  # standalone: usage errors exit 2 with a message
+    except CryohetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as err:
+        code = err.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

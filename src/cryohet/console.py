@@ -1,0 +1,123 @@
+"""Logging and progress for long work (training, simulation, backprojection, analysis).
+
+On a terminal: rich progress bars with rate and ETA. Not on a terminal (CI, ``nohup``,
+pipes): plain log lines at most every few seconds. :func:`attach_run_log` mirrors every
+log record to ``RUN/run.log`` so each run directory keeps its own history.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+__all__ = ["get_logger", "progress", "attach_run_log", "stderr_console", "is_tty"]
+
+T = TypeVar("T")
+
+stderr_console = Console(stderr=True)
+_LOGGER_NAME = "cryohet"
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """The ``cryohet`` logger (or a child), configured once for the console."""
+    root = logging.getLogger(_LOGGER_NAME)
+    if not root.handlers:
+        if is_tty():
+            handler: logging.Handler = RichHandler(console=stderr_console, show_path=False, rich_tracebacks=False)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+    return root if not name else root.getChild(name)
+
+
+def attach_run_log(run_dir: str | Path) -> logging.Handler:
+    """Append every cryohet log record to ``run_dir/run.log``; returns the handler."""
+    path = Path(run_dir) / "run.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = get_logger()
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve():
+            return h
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def detach_handler(handler: logging.Handler) -> None:
+    get_logger().removeHandler(handler)
+    handler.close()
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second (blank until the rate is known)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:8.1f} {self.unit}/s")
+
+
+def progress(items: Iterable[T], total: int | None = None, description: str = "", unit: str = "it",
+             log_every_s: float = 10.0) -> Iterator[T]:
+    """Iterate with a progress display: a rich bar on a TTY, periodic log lines otherwise."""
+    if total is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if is_tty():
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(unit),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, console=stderr_console, transient=False) as bar:
+            task = bar.add_task(description, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+        return
+    log = get_logger()
+    start = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= log_every_s:
+            rate = done / max(now - start, 1e-9)
+            eta = f", ETA {(total - done) / rate:.0f} s" if total else ""
+            log.info("%s: %d%s %s (%.1f %s/s%s)", description, done, f"/{total}" if total else "", unit, rate, unit, eta)
+            last = now

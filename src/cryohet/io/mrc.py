@@ -1,0 +1,209 @@
+"""MRC / MRCS files (MRC2014) through ``mrcfile``.
+
+Arrays are numpy-ordered ``(z, y, x)`` for volumes and ``(n, y, x)`` for stacks, float32.
+The voxel size is written to the header (``cella = shape * apix``) and read back from
+it; the header ``origin`` is in Å. Stacks are written with ``ispg = 0`` and volumes with
+``ispg = 1``. Files with non-standard headers (no map ID, zero machine stamp) are read
+in permissive mode with a warning instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from ..errors import file_error
+
+__all__ = [
+    "MrcInfo",
+    "read_mrc_header",
+    "open_stack",
+    "read_volume",
+    "write_volume",
+    "write_stack",
+    "new_stack_mmap",
+]
+
+
+@dataclass(frozen=True)
+class MrcInfo:
+    """What the header says. ``shape`` is numpy order; ``apix`` in Å/px (x axis)."""
+
+    path: Path
+    shape: tuple[int, ...]
+    apix: float
+    origin_A: tuple[float, float, float]
+    is_stack: bool
+    dtype: np.dtype
+
+
+def _open(path: Path, mode: str = "mmap"):
+    """Open with ``mrcfile``, falling back to permissive mode for odd headers."""
+    if not path.exists():
+        raise file_error(path, "file not found")
+    if path.is_dir():
+        raise file_error(path, "is a directory, expected an MRC file")
+    opener = mrcfile.mmap if mode == "mmap" else mrcfile.open
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # header irregularities -> retry permissively
+            return opener(path, mode="r")
+    except Exception as strict_err:  # noqa: BLE001 - we re-raise as a clear error below
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                handle = opener(path, mode="r", permissive=True)
+        except Exception as err:  # noqa: BLE001
+            raise file_error(path, f"not a readable MRC file ({err})") from None
+        if handle.data is None:
+            handle.close()
+            raise file_error(path, f"not a readable MRC file ({strict_err})") from None
+        expected = _expected_bytes(handle)
+        if expected is not None and path.stat().st_size < expected:
+            handle.close()
+            raise file_error(path, "truncated MRC file: fewer data bytes than the header declares")
+        reasons = "; ".join(str(w.message) for w in caught) or str(strict_err)
+        warnings.warn(f"{path}: non-standard MRC header, read permissively ({reasons})", stacklevel=3)
+        return handle
+
+
+def _expected_bytes(handle) -> int | None:
+    try:
+        h = handle.header
+        n = int(h.nx) * int(h.ny) * int(h.nz)
+        return 1024 + int(h.nsymbt) + n * handle.data.dtype.itemsize
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _info_from_handle(path: Path, handle) -> MrcInfo:
+    h = handle.header
+    data = handle.data
+    shape = tuple(int(s) for s in data.shape)
+    vx = float(handle.voxel_size.x)
+    is_stack = bool(handle.is_image_stack()) or (int(h.ispg) == 0 and len(shape) == 3 and path.suffix.lower() == ".mrcs")
+    origin = (float(h.origin.x), float(h.origin.y), float(h.origin.z))
+    return MrcInfo(path=path, shape=shape, apix=vx, origin_A=origin, is_stack=is_stack, dtype=data.dtype)
+
+
+def read_mrc_header(path: str | Path) -> MrcInfo:
+    """Shape, pixel size, origin and stack/volume flag, without reading the data."""
+    p = Path(path)
+    with _open(p, "mmap") as handle:
+        return _info_from_handle(p, handle)
+
+
+def open_stack(path: str | Path) -> tuple[np.ndarray, MrcInfo]:
+    """Memory-map an image stack; returns a read-only ``(n, y, x)`` array and its header.
+
+    A single 2D image is returned as a stack of one. The map stays valid as long as the
+    returned array is referenced (``mrcfile`` keeps the file mapped).
+    """
+    p = Path(path)
+    handle = _open(p, "mmap")
+    info = _info_from_handle(p, handle)
+    data = handle.data
+    if data.ndim == 2:
+        data = data[None]
+    # A cube whose header says "volume" (ispg=1) is a map, not a stack of images.
+    declared_volume = (
+        data.ndim == 3 and int(handle.header.ispg) == 1 and data.shape[0] == data.shape[1] == data.shape[2]
+    )
+    if data.ndim != 3 or declared_volume:
+        handle.close()
+        what = "a 3D volume (ispg=1)" if declared_volume else f"an array of shape {data.shape}"
+        raise file_error(p, f"expected a 2D image stack, got {what}")
+    if data.shape[1] != data.shape[2]:
+        handle.close()
+        raise file_error(p, f"images are not square ({data.shape[1]}x{data.shape[2]} pixels)")
+    # The numpy memmap keeps the mapping alive after the file handle is closed.
+    handle.close()
+    return data, MrcInfo(info.path, tuple(data.shape), info.apix, info.origin_A, True, data.dtype)
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, MrcInfo]:
+    """Read a 3D volume ``(z, y, x)`` as float32 into memory, with its header info."""
+    p = Path(path)
+    with _open(p, "open") as handle:
+        info = _info_from_handle(p, handle)
+        data = np.array(handle.data, dtype=np.float32)
+    if data.ndim != 3:
+        raise file_error(p, f"expected a 3D volume, got an array of shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise file_error(p, f"volume holds {int((~np.isfinite(data)).sum())} NaN/Inf voxels")
+    return data, info
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_volume(
+    path: str | Path,
+    volume: np.ndarray,
+    apix: float,
+    origin_A: tuple[float, float, float] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a ``(z, y, x)`` float32 volume with voxel size ``apix`` Å (``ispg = 1``).
+
+    ``origin_A`` defaults to (0, 0, 0) so the map sits where RELION, cryoDRGN and
+    ChimeraX expect a box-centred reconstruction. The file is written atomically.
+    """
+    p = Path(path)
+    vol = np.ascontiguousarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"write_volume expects a 3D array, got shape {vol.shape}")
+    if not overwrite and p.exists():
+        raise file_error(p, "exists; refusing to overwrite")
+    tmp = _atomic_target(p)
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(vol)
+        mrc.set_volume()
+        mrc.voxel_size = float(apix)
+        o = origin_A or (0.0, 0.0, 0.0)
+        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = o
+        mrc.update_header_stats()
+    os.replace(tmp, p)
+    return p
+
+
+def write_stack(path: str | Path, images: np.ndarray, apix: float, overwrite: bool = True) -> Path:
+    """Write an ``(n, y, x)`` float32 image stack (``.mrcs``, ``ispg = 0``) atomically."""
+    p = Path(path)
+    imgs = np.ascontiguousarray(images, dtype=np.float32)
+    if imgs.ndim != 3:
+        raise ValueError(f"write_stack expects (n, y, x), got shape {imgs.shape}")
+    if not overwrite and p.exists():
+        raise file_error(p, "exists; refusing to overwrite")
+    tmp = _atomic_target(p)
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(imgs)
+        mrc.set_image_stack()
+        mrc.voxel_size = float(apix)
+        mrc.update_header_stats()
+    os.replace(tmp, p)
+    return p
+
+
+def new_stack_mmap(path: str | Path, n: int, box: int, apix: float):
+    """Create an empty float32 stack on disk and return the open ``mrcfile`` handle.
+
+    For writing stacks larger than memory: fill ``handle.data[i0:i1] = ...`` chunk by
+    chunk, then call ``handle.update_header_stats()`` and ``handle.close()``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    handle = mrcfile.new_mmap(p, shape=(n, box, box), mrc_mode=2, overwrite=True)
+    handle.set_image_stack()
+    handle.voxel_size = float(apix)
+    return handle

@@ -1,0 +1,1 @@
+"""Data files shipped with cryohet (atomic models for the bundled simulation presets)."""

@@ -1,0 +1,40 @@
+"""Shared test fixtures.
+
+External fixtures (files other programs wrote) live in ``../shared/data`` beside the
+checkout (override with ``CRYOHET_SHARED_DATA``); tests that need them skip with a clear
+reason when the folder is absent (a user's clone) and run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CRYOHET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two xdist workers on two cores
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """``../shared/data/fixtures``; skips the test when it is not there."""
+    path = SHARED_DATA / "fixtures"
+    if not path.is_dir():
+        pytest.skip(f"external fixtures not found at {path} (set CRYOHET_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    torch.manual_seed(0)
