@@ -13,6 +13,20 @@ from .rotations import (
     rotation_angle_deg,
     sixd_to_matrix,
 )
+from .shift_grid import grid_1d, refine_shift_grid, shift_grid
+from .so3_grid import (
+    base_grid,
+    children,
+    grid_size,
+    grid_spacing_deg,
+    index_to_euler,
+    index_to_matrix,
+    matrix_to_index,
+    n_psi,
+    n_views,
+    nearest_distance_deg,
+    neighbors,
+)
 
 __all__ = [
     "axis_angle_to_matrix",
@@ -26,4 +40,20 @@ __all__ = [
     "random_rotations",
     "rotation_angle_deg",
     "sixd_to_matrix",
+    # SO(3) grid
+    "base_grid",
+    "children",
+    "grid_size",
+    "grid_spacing_deg",
+    "index_to_euler",
+    "index_to_matrix",
+    "matrix_to_index",
+    "n_psi",
+    "n_views",
+    "nearest_distance_deg",
+    "neighbors",
+    # shift grid
+    "grid_1d",
+    "refine_shift_grid",
+    "shift_grid",
 ]

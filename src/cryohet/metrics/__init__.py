@@ -1,1 +1,65 @@
-"""metrics."""
+"""Method-agnostic evaluation: FSC and CryoBench AUC, per-conformation protocols,
+map alignment, pose errors after global alignment, clustering scores.
+
+Submodules: :mod:`.fsc` (curves, AUC, resolution), :mod:`.fsc_report` (map pairs and
+files, behind ``cryohet fsc``), :mod:`.per_conformation`, :mod:`.alignment`,
+:mod:`.pose_error`, :mod:`.clustering`.
+"""
+
+from .alignment import AlignmentResult, RigidTransform, align_maps, masked_correlation, transform_volume
+from .clustering import (
+    ClusterMatch,
+    ClusterScores,
+    cluster_scores,
+    kmeans_scores,
+    latent_spread,
+    match_clusters,
+)
+from .fsc import FSCCurve, auc, crossing_frequency, fsc_cryobench, fsc_standard, resolution_A
+from .fsc_report import FSCReport, compare_map_files, compare_maps
+from .per_conformation import PerConformationResult, PerImageResult, per_conformation_fsc, per_image_fsc
+from .pose_error import (
+    GlobalAlignment,
+    RotationErrors,
+    TranslationErrors,
+    align_rotations,
+    class_average,
+    rotation_errors,
+    rotation_errors_per_class,
+    translation_errors,
+)
+
+__all__ = [
+    "AlignmentResult",
+    "RigidTransform",
+    "align_maps",
+    "masked_correlation",
+    "transform_volume",
+    "ClusterMatch",
+    "ClusterScores",
+    "cluster_scores",
+    "kmeans_scores",
+    "latent_spread",
+    "match_clusters",
+    "FSCCurve",
+    "auc",
+    "crossing_frequency",
+    "fsc_cryobench",
+    "fsc_standard",
+    "resolution_A",
+    "FSCReport",
+    "compare_map_files",
+    "compare_maps",
+    "PerConformationResult",
+    "PerImageResult",
+    "per_conformation_fsc",
+    "per_image_fsc",
+    "GlobalAlignment",
+    "RotationErrors",
+    "TranslationErrors",
+    "align_rotations",
+    "class_average",
+    "rotation_errors",
+    "rotation_errors_per_class",
+    "translation_errors",
+]

@@ -1,0 +1,88 @@
+"""``cryohet fsc MAP1 MAP2``: FSC curve, CryoBench AUC and resolution at 0.5 / 0.143."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import InputError
+from ..metrics.fsc import FSCCurve
+from ..metrics.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
+
+__all__ = ["register", "report_tables"]
+
+
+def _res(report: FSCReport, threshold: float, masked: bool) -> str:
+    v = report.resolution(threshold, masked)
+    if not math.isfinite(v):
+        return "-"
+    return f"{v:.2f} Å" if report.crosses(threshold, masked) else f"<= {v:.2f} Å (Nyquist)"
+
+
+def _curve_table(report: FSCReport, curve: FSCCurve, title: str, n_rows: int = 8) -> Table:
+    """A few evenly spaced shells of a conventional FSC curve."""
+    t = Table(title=title)
+    for col in ("shell", "1/Å", "Å", "FSC"):
+        t.add_column(col, justify="right")
+    n = len(curve.fsc)
+    step = max(1, (n - 1) // n_rows)
+    rows = list(range(1, n, step))
+    if rows and rows[-1] != n - 1:
+        rows.append(n - 1)
+    for k in rows:
+        f = float(curve.freq_A(report.apix)[k])
+        t.add_row(str(k), f"{f:.4f}", f"{1.0 / f:.2f}", f"{curve.fsc[k]:.3f}")
+    return t
+
+
+def report_tables(report: FSCReport) -> list[Table]:
+    """Rich tables summarising an :class:`FSCReport` (used by ``cryohet fsc``)."""
+    title = f"FSC ({report.box}^3 box, {report.apix:g} Å/px, Nyquist {2 * report.apix:.2f} Å)"
+    summary = Table(title=title)
+    summary.add_column("", style="bold")
+    summary.add_column("unmasked", justify="right")
+    masked = report.masked_cryobench is not None
+    if masked:
+        summary.add_column("masked", justify="right")
+    auc_max = (report.box // 2 - 1) / report.box
+    row = [f"{report.cryobench.auc:.4f}"] + ([f"{report.masked_cryobench.auc:.4f}"] if masked else [])
+    summary.add_row(f"CryoBench AUC (max {auc_max:.4f})", *row)
+    for t in THRESHOLDS:
+        row = [_res(report, t, False)] + ([_res(report, t, True)] if masked else [])
+        summary.add_row(f"resolution at FSC={t:g}", *row)
+    tables = [summary, _curve_table(report, report.standard, "FSC curve (unmasked)")]
+    if masked and report.masked_standard is not None:
+        tables.append(_curve_table(report, report.masked_standard, "FSC curve (masked)"))
+    return tables
+
+
+def fsc(
+    map1: Path = typer.Argument(..., help="First map (.mrc); its header gives the pixel size."),
+    map2: Path = typer.Argument(..., help="Second map (.mrc), same box and pixel size."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Real-space mask (.mrc) multiplying both maps."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot of the FSC curves (.png/.pdf)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write summary and curves as JSON."),
+    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (overrides the headers)."),
+) -> None:
+    """Fourier shell correlation of two maps: CryoBench AUC and resolution at 0.5 and 0.143."""
+    inputs = {p.resolve() for p in (map1, map2, mask) if p is not None}
+    for out in (plot, json_out):
+        if out is not None and out.resolve() in inputs:
+            raise InputError(f"{out}: is an input file; refusing to overwrite it")
+    report = compare_map_files(map1, map2, mask=mask, apix=apix)
+    console = Console()
+    for table in report_tables(report):
+        console.print(table)
+    if json_out is not None:
+        console.print(f"wrote {write_report_json(report, json_out)}")
+    if plot is not None:
+        console.print(f"wrote {plot_report(report, plot)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fsc")(fsc)

@@ -1,0 +1,89 @@
+"""The epoch loop every method runs in: checkpoint each epoch, resume, log, time.
+
+A method hands :func:`run_epochs` three callables:
+
+* ``train_epoch(epoch) -> dict`` runs one epoch and returns numbers to log
+  (it must report ``n_images`` so the loop can compute images/s);
+* ``get_state() -> dict`` returns everything needed to continue (model and optimizer
+  state dicts, latent tables, stage, ...) as tensors and plain values;
+* ``set_state(dict)`` restores it.
+
+After every epoch the state is written atomically to ``RUN/checkpoints/epoch_NNNN.pt``
+and a row appended to ``RUN/train_log.jsonl``. With ``resume=True`` the latest
+checkpoint is loaded and training continues with the next epoch, so a killed run
+finishes with the same number of epochs. Data order should be a function of
+``(seed, epoch)`` so that a resumed run sees what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..console import get_logger
+from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .rundir import RunDir
+
+__all__ = ["run_epochs", "peak_rss_mb", "gpu_peak_mb"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def gpu_peak_mb(device: torch.device | str | None = None) -> float | None:
+    if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return None
+
+
+def run_epochs(
+    run: RunDir,
+    n_epochs: int,
+    train_epoch: Callable[[int], dict[str, Any]],
+    get_state: Callable[[], dict[str, Any]],
+    set_state: Callable[[dict[str, Any]], None],
+    resume: bool = False,
+    keep_checkpoints: int = 2,
+    device: torch.device | str = "cpu",
+    label: str = "train",
+) -> list[dict[str, Any]]:
+    """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows."""
+    log = get_logger(label)
+    start = 0
+    if resume:
+        ckpt = latest_checkpoint(run.path)
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, map_location=device)
+            set_state(state["state"])
+            start = int(state["epoch"]) + 1
+            run.truncate_log(after_epoch=start - 1)
+            log.info("resuming from %s (epoch %d of %d done)", ckpt.name, start, n_epochs)
+        else:
+            log.info("no checkpoint in %s; starting from scratch", run.checkpoints)
+    for epoch in range(start, n_epochs):
+        t0 = time.perf_counter()
+        stats = train_epoch(epoch)
+        seconds = time.perf_counter() - t0
+        n_images = int(stats.get("n_images", 0))
+        row = {
+            "epoch": epoch,
+            **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in stats.items()},
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n_images / seconds, 2) if seconds > 0 else None,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        gpu = gpu_peak_mb(device)
+        if gpu is not None:
+            row["gpu_peak_mb"] = round(gpu, 1)
+        save_checkpoint(checkpoint_path(run.path, epoch), {"epoch": epoch, "state": get_state()})
+        prune_checkpoints(run.path, keep_last=keep_checkpoints)
+        run.append_log(row)
+        shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
+        log.info("epoch %d/%d: %s", epoch + 1, n_epochs, shown)
+    return run.read_log()
