@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
+from mrcfile.utils import data_dtype_from_header
 import numpy as np
 
 from ..errors import file_error
@@ -28,6 +29,7 @@ __all__ = [
     "write_volume",
     "write_stack",
     "new_stack_mmap",
+    "StackWriter",
 ]
 
 
@@ -60,10 +62,10 @@ def _open(path: Path, mode: str = "mmap"):
                 warnings.simplefilter("always")
                 handle = opener(path, mode="r", permissive=True)
         except Exception as err:  # noqa: BLE001
-            raise file_error(path, f"not a readable MRC file ({err})") from None
+            raise _unreadable(path, err) from None
         if handle.data is None:
             handle.close()
-            raise file_error(path, f"not a readable MRC file ({strict_err})") from None
+            raise _unreadable(path, strict_err) from None
         expected = _expected_bytes(handle)
         if expected is not None and path.stat().st_size < expected:
             handle.close()
@@ -71,6 +73,29 @@ def _open(path: Path, mode: str = "mmap"):
         reasons = "; ".join(str(w.message) for w in caught) or str(strict_err)
         warnings.warn(f"{path}: non-standard MRC header, read permissively ({reasons})", stacklevel=3)
         return handle
+
+
+def _unreadable(path: Path, err: Exception):
+    """The error for a file mrcfile cannot open: "truncated" when it is shorter than
+    its header declares, else "not a readable MRC file"."""
+    declared = _declared_bytes(path)
+    size = path.stat().st_size
+    if declared is not None and size < declared:
+        return file_error(path, f"truncated MRC file: {size} bytes, the header declares {declared}")
+    return file_error(path, f"not a readable MRC file ({err})")
+
+
+def _declared_bytes(path: Path) -> int | None:
+    """File size the header promises (header + extended header + data), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as h:
+                hd = h.header
+                itemsize = data_dtype_from_header(hd).itemsize
+                return 1024 + int(hd.nsymbt) + int(hd.nx) * int(hd.ny) * int(hd.nz) * itemsize
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _expected_bytes(handle) -> int | None:
@@ -113,11 +138,18 @@ def open_stack(path: str | Path) -> tuple[np.ndarray, MrcInfo]:
         data = data[None]
     # A cube whose header says "volume" (ispg=1) is a map, not a stack of images.
     declared_volume = (
-        data.ndim == 3 and int(handle.header.ispg) == 1 and data.shape[0] == data.shape[1] == data.shape[2]
+        data.ndim == 3
+        and int(handle.header.ispg) == 1
+        and data.shape[0] == data.shape[1] == data.shape[2]
+        and p.suffix.lower() != ".mrcs"  # an explicit stack name wins over the header flag
     )
     if data.ndim != 3 or declared_volume:
         handle.close()
-        what = "a 3D volume (ispg=1)" if declared_volume else f"an array of shape {data.shape}"
+        what = (
+            "a 3D volume (cubic, header ispg=1; name it .mrcs if it is a stack)"
+            if declared_volume
+            else f"an array of shape {data.shape}"
+        )
         raise file_error(p, f"expected a 2D image stack, got {what}")
     if data.shape[1] != data.shape[2]:
         handle.close()
@@ -144,7 +176,15 @@ def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _default_permissions(tmp)
     return Path(tmp)
+
+
+def _default_permissions(path: str | Path) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the usual ``0666 & ~umask`` permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_volume(
@@ -207,3 +247,79 @@ def new_stack_mmap(path: str | Path, n: int, box: int, apix: float):
     handle.set_image_stack()
     handle.voxel_size = float(apix)
     return handle
+
+
+class StackWriter:
+    """Stream a float32 image stack to disk chunk by chunk with flat memory.
+
+    The header (``ispg = 0``, voxel size ``apix``) is written first, the data with
+    positioned writes (not through a memory map, so written pages never count toward
+    the process's memory), and the header statistics (min, max, mean, rms) at
+    :meth:`close`. The file appears at ``path`` only when complete (atomic rename)::
+
+        with StackWriter(path, n, box, apix) as w:
+            w.write(0, images[:100])
+            w.write(100, images[100:])
+    """
+
+    def __init__(self, path: str | Path, n: int, box: int, apix: float) -> None:
+        self.path = Path(path)
+        self.n, self.box, self.apix = int(n), int(box), float(apix)
+        if self.n <= 0 or self.box <= 0:
+            raise ValueError(f"StackWriter needs n > 0 and box > 0, got n={n}, box={box}")
+        self._tmp = _atomic_target(self.path)
+        handle = mrcfile.new_mmap(self._tmp, shape=(self.n, self.box, self.box), mrc_mode=2, overwrite=True)
+        handle.set_image_stack()
+        handle.voxel_size = self.apix
+        self._offset = 1024 + int(handle.header.nsymbt)
+        handle.close()
+        self._fd = os.open(self._tmp, os.O_WRONLY)
+        self._written = 0
+        self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
+
+    def write(self, start: int, images: np.ndarray) -> None:
+        """Write ``images`` (k, box, box) at slices ``start .. start + k - 1``."""
+        imgs = np.ascontiguousarray(images, dtype=np.float32)
+        if imgs.ndim != 3 or imgs.shape[1:] != (self.box, self.box):
+            raise ValueError(f"expected (k, {self.box}, {self.box}) images, got {imgs.shape}")
+        if start < 0 or start + len(imgs) > self.n:
+            raise ValueError(f"slices {start}..{start + len(imgs) - 1} outside the stack of {self.n}")
+        os.pwrite(self._fd, imgs.tobytes(), self._offset + start * self.box * self.box * 4)
+        if imgs.size:
+            self._min = min(self._min, float(imgs.min()))
+            self._max = max(self._max, float(imgs.max()))
+            self._sum += float(imgs.sum(dtype=np.float64))
+            self._sumsq += float(np.square(imgs, dtype=np.float64).sum())
+        self._written += len(imgs)
+
+    def close(self) -> Path:
+        """Finish the header statistics and move the file into place."""
+        if self._fd < 0:
+            return self.path
+        os.close(self._fd)
+        self._fd = -1
+        count = self.n * self.box * self.box
+        with mrcfile.mmap(self._tmp, mode="r+") as handle:
+            mean = self._sum / count
+            handle.header.dmin = self._min if np.isfinite(self._min) else 0.0
+            handle.header.dmax = self._max if np.isfinite(self._max) else 0.0
+            handle.header.dmean = mean
+            handle.header.rms = float(np.sqrt(max(self._sumsq / count - mean * mean, 0.0)))
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> StackWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

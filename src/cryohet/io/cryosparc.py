@@ -1,0 +1,231 @@
+"""cryoSPARC ``.cs`` particle files (numpy structured arrays, read with ``np.load``).
+
+Conversion to the internal convention (checked against cryoDRGN's conversion of a real
+refinement, ``pose.cs.pkl`` / ``ctf.cs.pkl`` in the shared fixtures):
+
+* ``alignments3D/pose`` is an axis-angle vector (radians) with ``expmap(pose) = A.T``,
+  so ``A = axis_angle_to_matrix(pose).T``;
+* ``alignments3D/shift`` is in **pixels at** ``alignments3D/psize_A`` (which may differ
+  from ``blob/psize_A``), same sign as RELION's origin: ``shifts_A = shift * psize``;
+* ``blob/idx`` is 0-based; ``blob/path`` may start with ``>`` (stripped) and is
+  relative to the cryoSPARC project folder; ``blob/psize_A`` is the image pixel size;
+* ``ctf/df1_A, df2_A`` (Å) -> defocus U, V; ``df_angle_rad``, ``phase_shift_rad``
+  -> degrees; ``accel_kv``, ``cs_mm``, ``amp_contrast``, ``bfactor``, ``scale``;
+* ``ctf/exp_group_id`` (exposure group) becomes the optics group (numbered 1..K in
+  sorted order of the ids).
+
+A ``passthrough`` file (``*_passthrough_particles.cs``) is merged on ``uid``: fields
+missing from the main file are taken from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import file_error
+from ..geometry.rotations import axis_angle_to_matrix
+from .metadata import CTFParams, ParticleMetadata
+from .mrc import read_mrc_header
+from .paths import atomic_write, ensure_not_input, resolve_data_path
+
+__all__ = ["load_cs", "merge_passthrough", "read_cs", "write_cs_subset"]
+
+
+def load_cs(path: str | Path) -> np.ndarray:
+    """The record array of a ``.cs`` file (no pickles are ever loaded)."""
+    p = Path(path)
+    if not p.exists():
+        raise file_error(p, "file not found")
+    if p.is_dir():
+        raise file_error(p, "is a directory, expected a cryoSPARC .cs file")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001
+        with open(p, "rb") as fh:
+            magic = fh.read(8)
+        hint = " (cryoSPARC's compressed dataset format; re-export it as a .cs numpy file)" if b"CSDAT" in magic else ""
+        raise file_error(p, f"not a readable cryoSPARC .cs file{hint} ({type(err).__name__}: {err})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.names is None or arr.ndim != 1:
+        raise file_error(p, "not a cryoSPARC .cs file (expected a 1D numpy array with named fields)")
+    if len(arr) == 0:
+        raise file_error(p, "holds no particles")
+    return arr
+
+
+def merge_passthrough(main: np.ndarray, passthrough: np.ndarray, source: Path | str = "passthrough") -> np.ndarray:
+    """Add the fields of ``passthrough`` that ``main`` lacks, matched on ``uid``."""
+    for arr, name in ((main, "main"), (passthrough, str(source))):
+        if "uid" not in arr.dtype.names:
+            raise file_error(source if name != "main" else "cs", "has no uid field; cannot merge the passthrough")
+    order = np.argsort(passthrough["uid"], kind="stable")
+    sorted_uid = passthrough["uid"][order]
+    pos = np.clip(np.searchsorted(sorted_uid, main["uid"]), 0, len(sorted_uid) - 1)
+    found = sorted_uid[pos] == main["uid"]
+    if not found.all():
+        raise file_error(source, f"lacks {int((~found).sum())} of the {len(main)} particle uids of the main .cs file")
+    rows = order[pos]
+    new = [f for f in passthrough.dtype.names if f not in main.dtype.names]
+    dtype = np.dtype([(f, main.dtype[f]) for f in main.dtype.names] + [(f, passthrough.dtype[f]) for f in new])
+    out = np.empty(len(main), dtype=dtype)
+    for f in main.dtype.names:
+        out[f] = main[f]
+    for f in new:
+        out[f] = passthrough[f][rows]
+    return out
+
+
+def _paths(arr: np.ndarray, source: Path, datadir) -> tuple[list[Path], np.ndarray]:
+    codes, uniques = pd.factorize(pd.Series(arr["blob/path"]), sort=False)
+    base = source.resolve().parent
+    resolved: dict[Path, int] = {}
+    files: list[Path] = []
+    remap = np.empty(len(uniques), dtype=np.int64)
+    for i, raw in enumerate(uniques):
+        name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        name = name.strip().lstrip(">")
+        if not name:
+            raise file_error(source, "empty blob/path")
+        p = resolve_data_path(name, base, datadir, layout="cs")
+        if p not in resolved:
+            resolved[p] = len(files)
+            files.append(p)
+        remap[i] = resolved[p]
+    return files, remap[codes]
+
+
+def _field(arr: np.ndarray, name: str) -> np.ndarray | None:
+    return np.asarray(arr[name], dtype=np.float64) if name in arr.dtype.names else None
+
+
+def _ctf(arr: np.ndarray, source: Path) -> CTFParams | None:
+    if "ctf/df1_A" not in arr.dtype.names:
+        return None
+    need = ("ctf/df1_A", "ctf/df2_A", "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast")
+    missing = [f for f in need if f not in arr.dtype.names]
+    if missing:
+        raise file_error(source, f"missing required CTF field(s) {', '.join(missing)}")
+    angle = _field(arr, "ctf/df_angle_rad")
+    phase = _field(arr, "ctf/phase_shift_rad")
+    return CTFParams(
+        defocus_u_A=_field(arr, "ctf/df1_A"),
+        defocus_v_A=_field(arr, "ctf/df2_A"),
+        defocus_angle_deg=0.0 if angle is None else np.rad2deg(angle),
+        voltage_kV=_field(arr, "ctf/accel_kv"),
+        cs_mm=_field(arr, "ctf/cs_mm"),
+        amp_contrast=_field(arr, "ctf/amp_contrast"),
+        phase_shift_deg=0.0 if phase is None else np.rad2deg(phase),
+        bfactor_A2=_field(arr, "ctf/bfactor"),
+        scale=_field(arr, "ctf/scale"),
+    )
+
+
+def _poses(arr: np.ndarray, blob_apix: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if "alignments3D/pose" not in arr.dtype.names:
+        return None, None
+    pose = np.asarray(arr["alignments3D/pose"], dtype=np.float64).reshape(len(arr), 3)
+    A = np.swapaxes(axis_angle_to_matrix(pose).reshape(len(arr), 3, 3), 1, 2)
+    if "alignments3D/shift" not in arr.dtype.names:
+        return A, np.zeros((len(arr), 2))
+    shift_px = np.asarray(arr["alignments3D/shift"], dtype=np.float64).reshape(len(arr), 2)
+    align_apix = _field(arr, "alignments3D/psize_A")
+    psize = blob_apix if align_apix is None else align_apix
+    return A, shift_px * psize[:, None]
+
+
+def _box(arr: np.ndarray, files: list[Path], source: Path) -> int:
+    if "blob/shape" in arr.dtype.names:
+        shape = np.asarray(arr["blob/shape"]).reshape(len(arr), -1)
+        uniq = np.unique(shape, axis=0)
+        if len(uniq) > 1:
+            raise file_error(source, f"particles have different image shapes {uniq.tolist()[:4]}")
+        if shape.shape[1] != 2 or uniq[0][0] != uniq[0][1]:
+            raise file_error(source, f"images are not square (blob/shape {uniq[0].tolist()})")
+        return int(uniq[0][0])
+    for f in files:
+        if f.is_file():
+            return int(read_mrc_header(f).shape[-1])
+    return 0
+
+
+def read_cs(
+    path: str | Path,
+    *,
+    passthrough: str | Path | None = None,
+    datadir: str | Path | None = None,
+    apix: float | None = None,
+) -> ParticleMetadata:
+    """Read a cryoSPARC particle ``.cs`` file (plus an optional passthrough file).
+
+    ``apix`` (Å/px) is used only when the file has no ``blob/psize_A``. Stack files are
+    resolved (see :func:`cryohet.io.paths.candidate_paths`, layout ``"cs"``) but not
+    opened; :func:`cryohet.io.particles.load_particles` checks them.
+    """
+    source = Path(path)
+    arr = load_cs(source)
+    inputs: list[Path] = [source]
+    if passthrough is not None:
+        pt = Path(passthrough)
+        arr = merge_passthrough(arr, load_cs(pt), pt)
+        inputs.append(pt)
+    for f in ("blob/path", "blob/idx"):
+        if f not in arr.dtype.names:
+            raise file_error(source, f"missing required field {f}")
+    n = len(arr)
+    files, file_index = _paths(arr, source, datadir)
+    blob_apix = _field(arr, "blob/psize_A")
+    if blob_apix is None:
+        if apix is None:
+            raise file_error(source, "no blob/psize_A field; give the pixel size (apix, --apix)")
+        blob_apix = np.full(n, float(apix))
+    if (blob_apix <= 0).any():
+        raise file_error(source, "blob/psize_A must be positive")
+    rotations, shifts = _poses(arr, blob_apix)
+    if "ctf/exp_group_id" in arr.dtype.names:
+        ids = np.asarray(arr["ctf/exp_group_id"], dtype=np.int64)
+        uniq, groups = np.unique(ids, return_inverse=True)
+        groups = groups.astype(np.int64) + 1
+    else:
+        uniq, groups = np.zeros(1, np.int64), np.ones(n, dtype=np.int64)
+    scalar = [f for f in arr.dtype.names if arr.dtype[f].shape == () and arr.dtype[f].kind in "iuf"]
+    table = pd.DataFrame({f: arr[f] for f in scalar})
+    return ParticleMetadata(
+        image_files=files,
+        file_index=file_index,
+        image_index=np.asarray(arr["blob/idx"], dtype=np.int64),
+        box=_box(arr, files, source),
+        apix=blob_apix,
+        ctf=_ctf(arr, source),
+        rotations=rotations,
+        shifts_A=shifts,
+        optics_group=groups,
+        table=table,
+        source=source,
+        source_format="cs",
+        extras={
+            "inputs": inputs,
+            "cs_path": source,
+            "passthrough_path": None if passthrough is None else Path(passthrough),
+            "exp_group_ids": uniq,
+            "blob_sign": _field(arr, "blob/sign"),
+        },
+    )
+
+
+def write_cs_subset(path: str | Path, source_cs: str | Path, rows: np.ndarray | list[int]) -> Path:
+    """Write rows ``rows`` (0-based, into ``source_cs``) of a ``.cs`` file unchanged.
+
+    The output keeps every field and the dtype of the source, so cryoSPARC imports it
+    as is (used by ``cryohet select``). Refuses to overwrite the source; atomic.
+    """
+    out = Path(path)
+    ensure_not_input(out, [source_cs])
+    arr = load_cs(source_cs)
+    ix = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if ix.size and (ix.min() < 0 or ix.max() >= len(arr)):
+        raise file_error(source_cs, f"row index out of range 0..{len(arr) - 1} (got {ix.min()}..{ix.max()})")
+    with atomic_write(out, "wb") as fh:
+        np.save(fh, arr[ix], allow_pickle=False)
+    return out
