@@ -112,6 +112,54 @@ class _AxisPlan:
         return z
 
 
+class _SeparableProjection(torch.autograd.Function):
+    """``F[b, y, x] = sum_g Ey[b, g, y] Ex[b, g, x]`` with an analytic backward.
+
+    ``Ex = w exp(-s2 kx^2) exp(-2 pi i kx u)``, ``Ey = exp(-s2 ky^2) exp(-2 pi i ky v)``.
+    Autograd through the complex factor construction costs several passes over the
+    ``(B, G, N)`` factors and their temporaries; the closed-form gradients below need two
+    batched matrix products and one pass (for a real loss L and ``gF = dL/dRe F + i dL/dIm F``):
+
+        gEx = conj(Ey) @ gF,  gEy = conj(Ex) @ gF^T
+        dL/du  = 2 pi sum_x kx Im(conj(gEx) Ex)     dL/dv = 2 pi sum_y ky Im(conj(gEy) Ey)
+        dL/dw  = sum_x Re(conj(gEx) Ex) / w
+        dL/ds2 = -sum_x kx^2 Re(conj(gEx) Ex) - sum_y ky^2 Re(conj(gEy) Ey)
+    """
+
+    @staticmethod
+    def forward(ctx, u, v, w, s2, plan_x, plan_y):  # noqa: D401 - autograd signature
+        kx, ky = plan_x.k, plan_y.k
+        ex = plan_x.factors(u, w[..., None] * torch.exp(-s2[..., None] * kx * kx))
+        ey = plan_y.factors(v, torch.exp(-s2[..., None] * ky * ky))
+        ctx.save_for_backward(ex, ey, w, kx, ky)
+        ctx.batch_shapes = (w.shape[0], s2.shape[0])
+        return torch.bmm(ey.transpose(1, 2), ex)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ex, ey, w, kx, ky = ctx.saved_tensors
+        w_b, s_b = ctx.batch_shapes
+        # conj(gEx) = Ey @ conj(gF) and conj(gEy) = Ex @ conj(gF)^T: no conjugated copy
+        # of the large factors is ever formed.
+        gc = grad.conj()
+        px = torch.bmm(ey, gc).mul_(ex)  # conj(gEx) Ex, (B, G, Nx)
+        py = torch.bmm(ex, gc.transpose(1, 2)).mul_(ey)  # conj(gEy) Ey, (B, G, Ny)
+        # One pass over each: sums against [1, k, k^2] of the real and imaginary parts.
+        mx = torch.stack([torch.ones_like(kx), kx, kx * kx], dim=1)  # (Nx, 3)
+        my = torch.stack([torch.zeros_like(ky), ky, ky * ky], dim=1)
+        sx = torch.einsum("bgnc,nm->bgcm", torch.view_as_real(px), mx)  # (B, G, 2, 3)
+        sy = torch.einsum("bgnc,nm->bgcm", torch.view_as_real(py), my)
+        gu = _TWO_PI * sx[..., 1, 1]
+        gv = _TWO_PI * sy[..., 1, 1]
+        gw = sx[..., 0, 0] / w.clamp_min(torch.finfo(w.dtype).tiny)
+        gs2 = -sx[..., 0, 2] - sy[..., 0, 2]
+
+        def fold(g, rows):  # sum over images for parameters shared by the batch
+            return g.sum(0, keepdim=True) if rows == 1 and g.shape[0] != 1 else g
+
+        return gu, gv, fold(gw, w_b), fold(gs2, s_b), None, None
+
+
 def gaussian_projection_ft(
     centers_A: torch.Tensor,
     amplitudes: torch.Tensor,
@@ -154,15 +202,37 @@ def gaussian_projection_ft(
     w = _weights(a, s, apix)  # (B|1, G)
     # Envelopes exp(-2 pi^2 s^2 k^2); the weight goes on the x factor.
     s2 = (2.0 * math.pi**2) * s * s
-    env_x = w[..., None] * torch.exp(-s2[..., None] * kx * kx)  # (B|1, G, Nx)
-    env_y = torch.exp(-s2[..., None] * ky * ky)  # (B|1, G, Ny)
     pos = torch.matmul(c, rot[:, :2, :].transpose(1, 2))  # (B, G, 2): (A c)_xy
     if shifts_A is not None:
         pos = pos - shifts_A.to(dt)[:, None, :]
-    # Work in cache-sized blocks of (images x Gaussians): the factor tensors are
-    # memory-bound to build, the matmul is not.
     plan_x, plan_y = _AxisPlan(kx), _AxisPlan(ky)
     n_k = kx.numel() + ky.numel()
+    # Weight and envelope widths per image only when they differ per image.
+    wb = w if w.shape[0] == n_img else w.expand(1, -1)
+    sb = s2 if s2.shape[0] == n_img else s2.expand(1, -1)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (pos, wb, sb))
+    if needs_grad:
+        # Analytic backward; blocks of images bound the saved factors (~32 MB each).
+        img_chunk = max(1, (4 << 20) // max(1, n_g * n_k))
+        out = []
+        for i in range(0, n_img, img_chunk):
+            sl = slice(i, i + img_chunk)
+            out.append(
+                _SeparableProjection.apply(
+                    pos[sl, :, 0].contiguous(),
+                    pos[sl, :, 1].contiguous(),
+                    wb if wb.shape[0] == 1 else wb[sl],
+                    sb if sb.shape[0] == 1 else sb[sl],
+                    plan_x,
+                    plan_y,
+                )
+            )
+        F = torch.cat(out, dim=0)
+        return F * ctf if ctf is not None else F
+    # No gradient: cache-sized blocks of (images x Gaussians); the factor tensors are
+    # memory-bound to build, the matmul is not.
+    env_x = w[..., None] * torch.exp(-s2[..., None] * kx * kx)  # (B|1, G, Nx)
+    env_y = torch.exp(-s2[..., None] * ky * ky)  # (B|1, G, Ny)
     g_chunk = max(1, min(n_g, _ELEMENTS_PER_CHUNK // n_k))
     img_chunk = max(1, _ELEMENTS_PER_CHUNK // (g_chunk * n_k))
     out = []
