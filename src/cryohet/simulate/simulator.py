@@ -8,8 +8,9 @@ Pipeline (every physical step goes through :mod:`cryohet.imaging`):
 3. per particle: a state drawn with the preset's populations (exact counts, shuffled),
    a uniform rotation on SO(3), a uniform shift within ``±max_shift_px``, CTF parameters
    from :func:`.ctf_sampling.sample_ctf`;
-4. clean image = ``render`` (2×-oversampled Fourier slice, CTF, shift) of the state map,
-   protein bright (RELION's convention, CTF(0) = +w);
+4. clean image = ``render`` (2×-oversampled Fourier slice sampled on a 2× finer slice
+   grid and cropped, which keeps image sums within ~1 % of the map's; CTF, shift) of the
+   state map, protein bright (RELION's convention, CTF(0) = +w);
 5. white Gaussian noise with ``sigma = std(clean images) / sqrt(SNR)`` over the whole
    stack (CryoBench IgG-1D; estimated on up to 1 000 clean images first).
 
@@ -96,7 +97,7 @@ def _ground_truth_maps(ensemble: Ensemble, centre: np.ndarray, cfg: SimulationCo
 def _render_clean(vol_ft, rotations, shifts_A, ctf, box, apix) -> torch.Tensor:
     return render(vol_ft, torch.as_tensor(rotations, dtype=torch.float32),
                   torch.as_tensor(shifts_A, dtype=torch.float32), torch.as_tensor(ctf, dtype=torch.float32),
-                  box, apix, output="real")
+                  box, apix, output="real", image_oversample=2)
 
 
 def simulate_dataset(cfg: SimulationConfig) -> Path:

@@ -1,0 +1,101 @@
+"""Configuration of CryoSPIRE training (``cryohet train spire``); YAML round-trips it.
+
+Numbers from the paper (NeurIPS 2025, METHODS.md §2) are the defaults where it states
+them: zdim 4, stage-A 2 048 Gaussians with 24-d features and 1×32 MLPs, stage-B 8 192
+Gaussians with 3×128 MLPs, λ_z = 0.1, λ_f = 0.01. Where the paper is silent the choice is
+ours and says so in the field description.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ...config import StrictModel
+from ...io.particles import ParticleSource
+
+__all__ = ["SpireConfig", "StageAConfig", "StageBConfig", "OptimConfig"]
+
+
+class OptimConfig(StrictModel):
+    """Adam learning rates per parameter group (paper silent; ours, measured)."""
+
+    lr_gaussians: float = Field(3e-3, gt=0, description="centres (px units), log-amplitudes, log-widths")
+    lr_networks: float = Field(1e-3, gt=0, description="MLPs and per-Gaussian features")
+    lr_latents: float = Field(1e-2, gt=0, description="per-image z (row-wise Adam), as DRGN-AI")
+    batch_size: int = Field(32, gt=0)
+
+
+class StageAConfig(StrictModel):
+    """Stage A: coarse Gaussians with free features; part discovery afterwards."""
+
+    gaussians: int | None = Field(
+        None, gt=0, description="default: 0.3 per protein voxel of the consensus (the paper's 2 048 for IgG at 3 Å/px)"
+    )
+    feature_dim: int = Field(24, gt=0)
+    hidden: int = Field(32, gt=0, description="width of the 1-hidden-layer offset/occupancy MLPs")
+    epochs: int = Field(15, ge=0)
+    positional_encoding: bool = Field(
+        False, description="ablation: Fourier features of the position instead of free features"
+    )
+
+
+class StageBConfig(StrictModel):
+    """Stage B: part-aware hierarchical mixture (anchors, rigid part motion, local flex, occupancy)."""
+
+    gaussians: int | None = Field(
+        None, gt=0, description="default: 1.2 per protein voxel of the consensus (the paper's 8 192 for IgG at 3 Å/px)"
+    )
+    hidden: int = Field(128, gt=0)
+    layers: int = Field(3, gt=0)
+    epochs: int = Field(30, ge=0)
+    decoder: Literal["factorized", "mlp"] = Field(
+        "factorized",
+        description=(
+            "per-Gaussian offset/occupancy decoder: 'mlp' evaluates MLP([z, f_i]) for every image and "
+            "Gaussian (the paper); 'factorized' computes B(f_i)·phi(z) with B from an MLP on the "
+            "features (once per step, image-independent) and phi from an MLP on z (once per image) "
+            "— the same inputs, ~100x cheaper at 8k Gaussians (ours)"
+        ),
+    )
+    rank: int = Field(16, gt=0, description="factorized decoder: size of phi(z)")
+    anchor_motion: bool = Field(True, description="ablation switch: rigid per-part motion")
+    local_flex: bool = Field(True, description="per-Gaussian offsets relative to the part frame")
+    learn_widths: bool = Field(True, description="optimise Gaussian widths in stage B (paper silent)")
+
+
+class SpireConfig(StrictModel):
+    """Everything that defines a CryoSPIRE run (the resolved ``config.yaml``)."""
+
+    method: Literal["spire"] = "spire"
+    method_version: int = 1
+    data: ParticleSource
+    out: str
+    box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
+    init_map: str | None = Field(None, description="consensus map to seed from; default: backprojection")
+    zdim: int = Field(4, gt=0)
+    parts: int | None = Field(None, gt=0, description="number of parts; automatic when omitted")
+    max_part_radius_A: float | None = Field(
+        None, gt=0, description="automatic parts: split a motion group spatially while its radius of gyration exceeds this (default 0.45 x particle Rg)"
+    )
+    lambda_z: float = Field(0.1, ge=0)
+    lambda_f: float = Field(0.01, ge=0)
+    stage_a: StageAConfig = Field(default_factory=StageAConfig)
+    stage_b: StageBConfig = Field(default_factory=StageBConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    invert: bool = Field(False, description="multiply images by -1 (data with protein dark)")
+    device: str = "cpu"
+    amp: bool = Field(True, description="mixed precision (bf16 autocast) for the networks on CUDA")
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SpireConfig:
+        if self.box is not None and self.box % 2:
+            raise ValueError(f"box must be even, got {self.box}")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.stage_a.epochs + self.stage_b.epochs

@@ -1,0 +1,54 @@
+"""Per-image latent table optimised by auto-decoding, with row-wise Adam.
+
+Each image's ``z`` is a free parameter updated only when the image is in the batch.
+A plain ``torch.optim.Adam`` on the whole table would keep moving absent rows with
+stale momentum; here each row keeps its own Adam moments and step count, so a row's
+trajectory does not depend on what else was in the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["LatentTable"]
+
+
+class LatentTable:
+    """``(N, zdim)`` latents with per-row Adam state (``lr``, betas 0.9/0.999)."""
+
+    def __init__(self, n: int, zdim: int, init_std: float = 0.1, seed: int = 0, device="cpu") -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.z = (torch.randn(n, zdim, generator=gen) * init_std).to(device)
+        self.m = torch.zeros_like(self.z)
+        self.v = torch.zeros_like(self.z)
+        self.steps = torch.zeros(n, dtype=torch.int64, device=device)
+        self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index`` as a leaf tensor that collects gradients."""
+        return self.z[index].clone().requires_grad_(True)
+
+    @torch.no_grad()
+    def step(self, index: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        """One Adam step on rows ``index`` (unique) with gradient ``grad`` (B, zdim)."""
+        self.steps[index] += 1
+        t = self.steps[index].to(self.z.dtype)[:, None]
+        m = self.beta1 * self.m[index] + (1 - self.beta1) * grad
+        v = self.beta2 * self.v[index] + (1 - self.beta2) * grad * grad
+        self.m[index], self.v[index] = m, v
+        m_hat = m / (1 - self.beta1**t)
+        v_hat = v / (1 - self.beta2**t)
+        self.z[index] -= lr * m_hat / (torch.sqrt(v_hat) + self.eps)
+
+    def reset_optimizer(self) -> None:
+        self.m.zero_()
+        self.v.zero_()
+        self.steps.zero_()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"z": self.z, "m": self.m, "v": self.v, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        dev = self.z.device
+        self.z, self.m, self.v = state["z"].to(dev), state["m"].to(dev), state["v"].to(dev)
+        self.steps = state["steps"].to(dev)

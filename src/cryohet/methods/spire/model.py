@@ -1,0 +1,76 @@
+"""A trained CryoSPIRE run through the common method interface (volumes at any latent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...config import load_config
+from ...errors import RunDirError
+from ...imaging.gaussians import voxelize_gaussians
+from ...training.checkpoint import load_checkpoint
+from ...training.rundir import RunDir
+from ..base import TrainedModel, read_run_header, register_method
+from .config import SpireConfig
+from .stage_b import StageBModel
+
+__all__ = ["SpireModel"]
+
+
+@register_method
+class SpireModel(TrainedModel):
+    """Volumes are the band-limited voxelisation of the part-aware mixture G(z)."""
+
+    method = "spire"
+    version = 1
+
+    def __init__(self, run: RunDir, cfg: SpireConfig, model: StageBModel, apix: float, device: str) -> None:
+        super().__init__(run, int(cfg.box), apix)
+        self.cfg = cfg
+        self.model = model.eval()
+        self.device = device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> SpireModel:
+        run = RunDir(run_dir)
+        run.require("config.yaml", "model.pt", "latents.npy")
+        raw = read_run_header(run_dir)
+        cfg = load_config(run.config, SpireConfig, drop=("resolved",))
+        resolved = raw.get("resolved") or {}
+        if "apix" not in resolved or cfg.box is None:
+            raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
+        state = load_checkpoint(run.model, map_location=device)
+        if "model_b" not in state:
+            raise RunDirError(f"{run.model}: not a CryoSPIRE model file")
+        model = StageBModel.from_state_dict(state["model_b"], cfg).to(device)
+        return cls(run, cfg, model, float(resolved["apix"]), device)
+
+    @torch.no_grad()
+    def mixture(self, z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Centres (G, 3) Å, amplitudes (G,), widths (G,) Å of G(z)."""
+        zt = torch.as_tensor(np.asarray(z, dtype=np.float32).reshape(1, -1), device=self.device)
+        mix = self.model(zt)
+        return mix.centres_px[0] * self.apix, mix.amplitudes[0], mix.sigmas_px * self.apix
+
+    def _voxelize(self, centres, amps, sigmas, box, apix) -> np.ndarray:
+        vol = voxelize_gaussians(centres, amps, sigmas, box, apix, band_limit=True)
+        return np.asarray(vol.cpu() if isinstance(vol, torch.Tensor) else vol, dtype=np.float32)
+
+    def volume(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> np.ndarray:
+        c, a, s = self.mixture(z)
+        return self._voxelize(c, a, s, box or self.box, apix or self.apix)
+
+    def part_volumes(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> dict[str, np.ndarray]:
+        c, a, s = self.mixture(z)
+        part = self.model.anchor_of
+        return {
+            f"part_{k:02d}": self._voxelize(c[part == k], a[part == k], s[part == k], box or self.box, apix or self.apix)
+            for k in range(self.model.n_parts)
+        }
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update({"gaussians": self.model.n_gaussians, "parts": self.model.n_parts, "decoder": self.cfg.stage_b.decoder})
+        return d

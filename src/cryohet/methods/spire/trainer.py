@@ -1,0 +1,240 @@
+"""CryoSPIRE training: consensus -> stage A -> part discovery -> stage B -> run directory.
+
+Epochs ``0 .. E_A - 1`` train stage A, epochs ``E_A .. E_A + E_B - 1`` stage B; the switch
+(part discovery, fine seeding, motion warm start) happens at the start of epoch ``E_A``
+and is deterministic, so a run resumed from any checkpoint ends where an uninterrupted
+one would. Every epoch writes a weights-only checkpoint (:mod:`cryohet.training`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...config import save_config
+from ...console import attach_run_log, detach_handler, get_logger, progress
+from ...data.dataset import ParticleDataset
+from ...data.loader import BatchedParticleLoader
+from ...errors import InputError
+from ...io.mrc import read_volume, write_volume
+from ...training.checkpoint import save_checkpoint
+from ...training.loop import run_epochs
+from ...training.rundir import RunDir
+from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from .config import SpireConfig
+from .latents import LatentTable
+from .objective import HalfPlaneGrid, data_term, prepare_batch
+from .outputs import write_outputs
+from .parts import PartAssignment, discover_parts
+from .seeding import auto_gaussian_count, seed_from_map
+from .stage_a import StageAModel
+from .stage_b import StageBModel
+from .transition import build_stage_b, medoid_latent, warm_start_motion
+
+__all__ = ["train_spire", "SpireTrainer"]
+
+log = get_logger("spire")
+
+
+def _param_groups(model: torch.nn.Module, cfg: SpireConfig) -> list[dict]:
+    gauss_names = ("centres_px", "log_amplitudes", "log_sigmas_px", "delta_centres_px")
+    gauss, nets = [], []
+    for name, p in model.named_parameters():
+        (gauss if name in gauss_names else nets).append(p)
+    return [
+        {"params": gauss, "lr": cfg.optim.lr_gaussians},
+        {"params": nets, "lr": cfg.optim.lr_networks},
+    ]
+
+
+class SpireTrainer:
+    """Holds the data, the models and the optimisers of one run."""
+
+    def __init__(self, cfg: SpireConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run = RunDir(cfg.out)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda asked for, but torch sees no CUDA device")
+        meta = cfg.data.load()
+        if not meta.has_poses:
+            raise InputError(f"{cfg.data.path}: CryoSPIRE needs poses (give a refined .star/.cs or --poses)")
+        if meta.ctf is None:
+            raise InputError(f"{cfg.data.path}: CryoSPIRE needs CTF parameters (give a .star/.cs or --ctf)")
+        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=cfg.invert, seed=cfg.seed)
+        self.box = int(self.dataset.box)
+        self.apix = dataset_pixel_size(self.dataset)
+        self.n = len(self.dataset)
+        self.grid = HalfPlaneGrid.build(self.box, self.apix, device=self.device)
+        self.loader = BatchedParticleLoader(
+            self.dataset, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.model_a: StageAModel | None = None
+        self.model_b: StageBModel | None = None
+        self.parts: PartAssignment | None = None
+        self.opt: torch.optim.Optimizer | None = None
+        self.consensus = self._consensus(resume)
+        self._build_stage_a()
+
+    # -- setup -----------------------------------------------------------------------
+    def _consensus(self, resume: bool) -> np.ndarray:
+        path = self.run.path / "consensus.mrc"
+        if resume and path.exists():
+            return read_volume(path)[0]
+        if self.cfg.init_map:
+            vol, info = read_volume(self.cfg.init_map)
+            if vol.shape[0] != self.box:
+                raise InputError(
+                    f"{self.cfg.init_map}: box {vol.shape[0]} differs from the training box {self.box} "
+                    f"(resample the map or pass --box {vol.shape[0]})"
+                )
+            if info.apix > 0 and abs(info.apix - self.apix) > 0.01 * self.apix:
+                log.warning("%s: pixel size %.4g Å differs from the data's %.4g Å", self.cfg.init_map, info.apix, self.apix)
+        else:
+            log.info("consensus map: backprojecting %d particles", self.n)
+            vol = reconstruct_particles(self.dataset, device=self.device).full.cpu().numpy()
+        write_volume(path, vol, self.apix)
+        return vol
+
+    def _gaussian_counts(self) -> tuple[int, int]:
+        """Configured counts, or the paper's density of Gaussians per protein voxel."""
+        a = self.cfg.stage_a.gaussians or auto_gaussian_count(self.consensus, 0.3, 256, 4096)
+        b = self.cfg.stage_b.gaussians or auto_gaussian_count(self.consensus, 1.2, 1024, 16384)
+        return a, b
+
+    def _build_stage_a(self) -> None:
+        n_a, _ = self._gaussian_counts()
+        seed = seed_from_map(self.consensus, n_a, np.random.default_rng(self.cfg.seed))
+        sa = self.cfg.stage_a
+        self.model_a = StageAModel(
+            torch.as_tensor(seed.centres_px), torch.as_tensor(seed.amplitudes), torch.as_tensor(seed.sigmas_px),
+            self.cfg.zdim, sa.feature_dim, sa.hidden, self.box, positional_encoding=sa.positional_encoding,
+            seed=self.cfg.seed,
+        ).to(self.device)
+        self.opt = torch.optim.Adam(_param_groups(self.model_a, self.cfg))
+
+    def _begin_stage_b(self) -> None:
+        assert self.model_a is not None
+        cfg = self.cfg
+        self.model_a.eval()
+        z_all = self.latents.z
+        n_probe = min(64, self.n)
+        probe = z_all[torch.randperm(self.n, generator=torch.Generator().manual_seed(cfg.seed))[:n_probe].to(z_all.device)]
+        offsets, occ = self.model_a.responses(probe.float())
+        base = self.model_a.centres_px.detach()
+        positions = (base[None] + offsets).cpu().numpy()
+        feats = None if self.model_a.positional_encoding else self.model_a.features.detach().cpu().numpy()
+        max_r = None if cfg.max_part_radius_A is None else cfg.max_part_radius_A / self.apix
+        self.parts = discover_parts(
+            positions, occ.cpu().numpy(), base.cpu().numpy(), torch.exp(self.model_a.log_amplitudes).detach().cpu().numpy(),
+            features=feats, n_parts=cfg.parts, max_radius_px=max_r, seed=cfg.seed,
+        )
+        log.info("parts: %d (%s)", self.parts.n_parts, self.parts.criterion)
+        z_ref = medoid_latent(z_all)
+        _, n_b = self._gaussian_counts()
+        sb = cfg.stage_b
+        self.model_b = build_stage_b(
+            self.model_a.cpu(), self.parts, z_ref.cpu(), n_b, self.box, self.apix, np.random.default_rng(cfg.seed + 1),
+            cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
+            local_flex=sb.local_flex, learn_widths=sb.learn_widths,
+        )
+        fit = warm_start_motion(self.model_b, self.model_a, self.parts, z_all.cpu(), z_ref.cpu(), seed=cfg.seed)
+        log.info("stage B: %d Gaussians in %d parts; motion warm start fit %.4g", self.model_b.n_gaussians, self.parts.n_parts, fit)
+        self.model_a.to(self.device)
+        self.model_b.to(self.device)
+        self.opt = torch.optim.Adam(_param_groups(self.model_b, cfg))
+        self.latents.reset_optimizer()
+
+    # -- training ----------------------------------------------------------------------
+    def _active(self) -> torch.nn.Module:
+        return self.model_b if self.model_b is not None else self.model_a
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        if epoch >= cfg.stage_a.epochs and self.model_b is None:
+            self._begin_stage_b()
+        model = self._active()
+        stage = "B" if self.model_b is not None else "A"
+        model.train()
+        self.loader.set_epoch(epoch)
+        amp = cfg.amp and self.device.type == "cuda"
+        tot_data = tot_z = 0.0
+        count = 0
+        for batch in progress(self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"):
+            fb = prepare_batch(batch, self.grid, self.device)
+            z = self.latents.batch(fb.index)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+                mix = model(z)
+            data = data_term(mix, fb, self.grid)
+            zpen = (z.float() ** 2).sum(dim=1)
+            loss = (data + cfg.lambda_z * zpen).mean()
+            if stage == "B":
+                loss = loss + cfg.lambda_f * self.model_b.feature_penalty() / self.n
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
+            b = len(fb.index)
+            tot_data += float(data.detach().sum())
+            tot_z += float(zpen.detach().sum())
+            count += b
+        return {"stage": stage, "data": tot_data / count, "z_sq": tot_z / count, "n_images": count}
+
+    # -- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        state = {
+            "latents": self.latents.state_dict(),
+            "model_a": self.model_a.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "stage": "B" if self.model_b is not None else "A",
+        }
+        if self.model_b is not None:
+            state["model_b"] = self.model_b.state_dict()
+            state["parts"] = {"labels": torch.as_tensor(self.parts.labels), "anchors": torch.as_tensor(self.parts.anchors),
+                              "groups": torch.as_tensor(self.parts.motion_groups)}
+        return state
+
+    def set_state(self, state: dict) -> None:
+        self.latents.load_state_dict(state["latents"])
+        self.model_a.load_state_dict(state["model_a"])
+        if state["stage"] == "B":
+            sd = state["model_b"]
+            self.parts = PartAssignment(
+                state["parts"]["labels"].numpy(), state["parts"]["anchors"].numpy(), state["parts"]["groups"].numpy(),
+                "restored from checkpoint",
+            )
+            self.model_b = StageBModel.from_state_dict(sd, self.cfg).to(self.device)
+            self.opt = torch.optim.Adam(_param_groups(self.model_b, self.cfg))
+        self.opt.load_state_dict(state["optimizer"])
+
+
+def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train CryoSPIRE; returns the run directory."""
+    run = RunDir(cfg.out)
+    run.create(resume=resume, overwrite=overwrite)
+    handler = attach_run_log(run.path)
+    try:
+        t0 = time.time()
+        trainer = SpireTrainer(cfg, resume=resume)
+        n_a, n_b = trainer._gaussian_counts()
+        resolved = cfg.model_copy(deep=True)
+        resolved.box = trainer.box
+        resolved.stage_a.gaussians, resolved.stage_b.gaussians = n_a, n_b
+        save_config(run.config, resolved, extra={"resolved": {
+            "apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}})
+        run_epochs(run, cfg.total_epochs, trainer.train_epoch, trainer.get_state, trainer.set_state,
+                   resume=resume, device=trainer.device, label="spire")
+        if trainer.model_b is None:  # stage B had no epochs: still build it for the outputs
+            trainer._begin_stage_b()
+        write_outputs(trainer)
+        log.info("done in %.1f min: %s", (time.time() - t0) / 60, run.path)
+    finally:
+        detach_handler(handler)
+    return run.path
