@@ -77,7 +77,8 @@ def spire(
     if resume and (out / "config.yaml").exists():
         from ..config import load_config
 
-        cfg = load_config(out / "config.yaml", SpireConfig, drop=("resolved",))
+        saved = load_config(out / "config.yaml", SpireConfig, drop=("resolved",))
+        cfg = saved.model_copy(update={"out": cfg.out})  # a copied or moved run resumes where it now is
     run = train_spire(cfg, resume=resume, overwrite=overwrite)
     typer.echo(f"wrote {run}")
 

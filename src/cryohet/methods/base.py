@@ -83,6 +83,11 @@ class TrainedModel(ABC):
         """Per-part volumes at ``z`` for part-aware methods (None for the others)."""
         return None
 
+    def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray] | None:
+        """For Gaussian-mixture methods: ``centres_A`` (G, 3), ``amplitudes`` (G,),
+        ``occupancy`` (G,) gates, ``sigmas_A`` (G,), ``part`` (G,) at latent ``z``; else None."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """A short summary for reports."""
         return {"method": self.method, "box": self.box, "apix": self.apix, "n_particles": len(self.latents), "zdim": self.zdim}

@@ -23,6 +23,9 @@ Output folder::
     DIR/gt/labels.npy       (N,) state of every particle
     DIR/gt/gt_latents.npy   (n_states, k) ground-truth collective variables per state
     DIR/gt/mask.mrc         soft mask: union of the states' support, dilated, soft edge
+    DIR/gt/atoms.npz        per-state atom positions in the maps' frame (Å from the box
+                            centre): coords_A (S, A, 3), present (S, A), chain_ids (A,),
+                            residue_numbers (A,), moving (A,) (atoms that move/appear)
 """
 
 from __future__ import annotations
@@ -94,6 +97,20 @@ def _ground_truth_maps(ensemble: Ensemble, centre: np.ndarray, cfg: SimulationCo
     return maps
 
 
+def write_gt_atoms(path: Path, ensemble: Ensemble, centre: np.ndarray) -> None:
+    """Per-state atom positions, centred like the maps, for part/occupancy checks."""
+    model = ensemble.model
+    moving = ensemble.moving_atoms if ensemble.moving_atoms is not None else np.zeros(len(model), bool)
+    np.savez_compressed(
+        path,
+        coords_A=np.stack([s.coords_A - centre for s in ensemble.states]).astype(np.float32),
+        present=np.stack([s.present for s in ensemble.states]),
+        chain_ids=model.chain_ids.astype(str),
+        residue_numbers=model.residue_numbers,
+        moving=moving,
+    )
+
+
 def _render_clean(vol_ft, rotations, shifts_A, ctf, box, apix) -> torch.Tensor:
     return render(vol_ft, torch.as_tensor(rotations, dtype=torch.float32),
                   torch.as_tensor(shifts_A, dtype=torch.float32), torch.as_tensor(ctf, dtype=torch.float32),
@@ -125,6 +142,7 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     union = torch.as_tensor(np.max(np.stack(maps), axis=0))
     mask = threshold_mask(union, 0.02 * float(stack_max), dilate_px=2.0, soft_edge_px=3.0)
     write_volume(out / "gt" / "mask.mrc", mask.numpy(), apix)
+    write_gt_atoms(out / "gt" / "atoms.npz", ensemble, centre)
 
     # Particles: labels, poses, shifts, CTF.
     n = cfg.n_images

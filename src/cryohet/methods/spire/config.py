@@ -23,7 +23,9 @@ class OptimConfig(StrictModel):
 
     lr_gaussians: float = Field(3e-3, gt=0, description="centres (px units), log-amplitudes, log-widths")
     lr_networks: float = Field(1e-3, gt=0, description="MLPs and per-Gaussian features")
-    lr_latents: float = Field(1e-2, gt=0, description="per-image z (row-wise Adam), as DRGN-AI")
+    lr_latents: float = Field(
+        0.3, gt=0, description="per-image z (row-wise Adam; each z gets one step per epoch, and an Adam step moves it by about lr, so 0.1 needed ~30 epochs to spread the latents; 0.3 separated two states in 10 epochs)"
+    )
     batch_size: int = Field(32, gt=0)
 
 

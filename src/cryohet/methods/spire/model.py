@@ -54,6 +54,18 @@ class SpireModel(TrainedModel):
         mix = self.model(zt)
         return mix.centres_px[0] * self.apix, mix.amplitudes[0], mix.sigmas_px * self.apix
 
+    @torch.no_grad()
+    def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        zt = torch.as_tensor(np.asarray(z, dtype=np.float32).reshape(1, -1), device=self.device)
+        mix = self.model(zt)
+        return {
+            "centres_A": (mix.centres_px[0] * self.apix).cpu().numpy(),
+            "amplitudes": mix.amplitudes[0].cpu().numpy(),
+            "occupancy": mix.occupancy[0].cpu().numpy(),
+            "sigmas_A": (mix.sigmas_px * self.apix).cpu().numpy(),
+            "part": self.model.anchor_of.cpu().numpy(),
+        }
+
     def _voxelize(self, centres, amps, sigmas, box, apix) -> np.ndarray:
         vol = voxelize_gaussians(centres, amps, sigmas, box, apix, band_limit=True)
         return np.asarray(vol.cpu() if isinstance(vol, torch.Tensor) else vol, dtype=np.float32)

@@ -140,9 +140,10 @@ class SpireTrainer:
         z_ref = medoid_latent(z_all)
         _, n_b = self._gaussian_counts()
         sb = cfg.stage_b
+        present = (occ.max(dim=0).values > 0.1).float().cpu()
         self.model_b = build_stage_b(
             self.model_a.cpu(), self.parts, z_ref.cpu(), n_b, self.box, self.apix, np.random.default_rng(cfg.seed + 1),
-            cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
+            present, cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
             local_flex=sb.local_flex, learn_widths=sb.learn_widths,
         )
         fit = warm_start_motion(self.model_b, self.model_a, self.parts, z_all.cpu(), z_ref.cpu(), seed=cfg.seed)

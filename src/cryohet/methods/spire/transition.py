@@ -3,9 +3,12 @@
 The paper: the coarse model gives an "improved density map" that seeds the fine
 Gaussians, and its latents initialise the fine latents. Ours, where it is silent:
 
-* the map is the stage-A mixture rendered at the *medoid* latent (the image latent
-  nearest the mean, so the map is one real state even when the latent space is curved),
-  voxelised band-limited on the training grid;
+* the map is the stage-A mixture at the *medoid* latent (the image latent nearest the
+  mean, so the conformation is one real state even when the latent space is curved),
+  with every Gaussian that is present in some state at full amplitude (occupancy gates
+  ignored, Gaussians whose gate stays below 0.1 at all sampled latents dropped), so that
+  subunits absent from the medoid state are seeded too; voxelised band-limited on the
+  training grid;
 * each fine Gaussian joins the part of the nearest coarse Gaussian at that latent;
 * the part-motion network starts from the stage-A motion: for latents of the table, the
   rigid transform (Kabsch) that best maps each part's coarse Gaussians from the medoid
@@ -34,12 +37,17 @@ def medoid_latent(z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def stage_a_map(model: StageAModel, z: torch.Tensor, box: int, apix: float) -> np.ndarray:
-    """Band-limited voxelisation of the stage-A mixture at latent ``z`` (zdim,)."""
+def stage_a_map(
+    model: StageAModel, z: torch.Tensor, box: int, apix: float, keep: torch.Tensor | None = None
+) -> np.ndarray:
+    """Band-limited map of the stage-A Gaussians at the conformation of latent ``z``.
+
+    Amplitudes are the ungated base amplitudes (the union of all compositions), times
+    ``keep`` (G,) when given.
+    """
     mix = model(z[None].float())
-    vol = voxelize_gaussians(
-        mix.centres_px[0] * apix, mix.amplitudes[0], mix.sigmas_px * apix, box, apix, band_limit=True
-    )
+    amps = torch.exp(model.log_amplitudes) * (1.0 if keep is None else keep.to(model.log_amplitudes))
+    vol = voxelize_gaussians(mix.centres_px[0] * apix, amps, mix.sigmas_px * apix, box, apix, band_limit=True)
     return vol.cpu().numpy() if isinstance(vol, torch.Tensor) else np.asarray(vol)
 
 
@@ -52,13 +60,17 @@ def build_stage_b(
     box: int,
     apix: float,
     rng: np.random.Generator,
+    present: torch.Tensor,
     zdim: int,
     hidden: int,
     layers: int,
     **options,
 ) -> StageBModel:
-    """The fine mixture seeded from the stage-A map at ``z_ref``, organised in ``parts``."""
-    vol = stage_a_map(model_a, z_ref, box, apix)
+    """The fine mixture seeded from the stage-A map at ``z_ref``, organised in ``parts``.
+
+    ``present`` (G_A,) marks the coarse Gaussians present in some state.
+    """
+    vol = stage_a_map(model_a, z_ref, box, apix, keep=present)
     seed = seed_from_map(vol, n_gaussians, rng)
     coarse = model_a(z_ref[None].float())
     coarse_pos = coarse.centres_px[0].cpu().numpy()
@@ -134,4 +146,4 @@ def warm_start_motion(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return float(loss)
+    return float(loss.detach())

@@ -1,0 +1,104 @@
+"""Do discovered parts match what really moves or comes and goes? (ground-truth atoms)
+
+For Gaussian-mixture methods with part labels (CryoSPIRE) and simulated data whose
+``gt/atoms.npz`` records every state's atom positions:
+
+* :func:`moving_part_purity` — each Gaussian is labelled *moving* or *static* by the
+  nearest present atom at each state's latent (majority over states); the part holding
+  most moving Gaussians should hold at least 80 % of them and under 40 % of the rest.
+* :func:`absent_chain_occupancy` — each Gaussian belongs to the chain of its nearest atom;
+  for every state, the amplitude-weighted mean occupancy gate of each chain's Gaussians,
+  flagged by whether the chain is present in that state (absent chains should fall
+  below 0.2).
+
+State latents follow the CryoBench protocol (the image latent nearest the state's mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .per_conformation import nearest_to_mean
+
+__all__ = ["GroundTruthAtoms", "load_gt_atoms", "moving_part_purity", "absent_chain_occupancy"]
+
+
+@dataclass
+class GroundTruthAtoms:
+    coords_A: np.ndarray  # (S, A, 3) in the maps' frame
+    present: np.ndarray  # (S, A)
+    chain_ids: np.ndarray  # (A,)
+    moving: np.ndarray  # (A,)
+
+
+def load_gt_atoms(gt_dir: str | Path) -> GroundTruthAtoms | None:
+    path = Path(gt_dir) / "atoms.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return GroundTruthAtoms(f["coords_A"], f["present"], f["chain_ids"], f["moving"])
+
+
+def _state_gaussians(model, latents: np.ndarray, labels: np.ndarray) -> list[dict[str, np.ndarray]]:
+    rows = nearest_to_mean(latents, labels)
+    return [model.gaussians_at(latents[r]) for r in rows]
+
+
+def moving_part_purity(model, latents: np.ndarray, labels: np.ndarray, atoms: GroundTruthAtoms) -> dict[str, float]:
+    """Fraction of moving Gaussians in their main part, and that part's share of static ones."""
+    per_state = _state_gaussians(model, latents, labels)
+    votes = np.zeros(len(per_state[0]["centres_A"]))
+    for s, g in enumerate(per_state):
+        present = atoms.present[s]
+        tree = cKDTree(atoms.coords_A[s][present])
+        _, idx = tree.query(g["centres_A"])
+        votes += atoms.moving[present][idx]
+    is_moving = votes > len(per_state) / 2
+    part = per_state[0]["part"]
+    if not is_moving.any():
+        return {"moving_gaussians": 0.0, "moving_in_main_part": float("nan"), "static_in_main_part": float("nan")}
+    main = np.bincount(part[is_moving]).argmax()
+    return {
+        "moving_gaussians": float(is_moving.sum()),
+        "main_part": float(main),
+        "n_parts": float(part.max() + 1),
+        "moving_in_main_part": float((part[is_moving] == main).mean()),
+        "static_in_main_part": float((part[~is_moving] == main).mean()) if (~is_moving).any() else 0.0,
+    }
+
+
+def absent_chain_occupancy(model, latents: np.ndarray, labels: np.ndarray, atoms: GroundTruthAtoms) -> dict:
+    """Per state and chain: amplitude-weighted occupancy of the chain's Gaussians."""
+    per_state = _state_gaussians(model, latents, labels)
+    everything = atoms.coords_A[0]  # compositional states share coordinates
+    _, idx = cKDTree(everything).query(per_state[0]["centres_A"])
+    chain_of = atoms.chain_ids[idx]
+    chains = np.unique(atoms.chain_ids)
+    rows = []
+    worst_absent, best_present = 0.0, 1.0
+    for s, g in enumerate(per_state):
+        present_chains = set(np.unique(atoms.chain_ids[atoms.present[s]]))
+        w = np.exp(np.log(np.clip(g["amplitudes"], 1e-30, None)) - np.log(np.clip(g["occupancy"], 1e-30, None)))
+        for c in chains:
+            sel = chain_of == c
+            if not sel.any():
+                continue
+            occ = float(np.average(g["occupancy"][sel], weights=w[sel]))
+            present = c in present_chains
+            rows.append({"state": s, "chain": str(c), "present": present, "occupancy": occ})
+            if present:
+                best_present = min(best_present, occ)
+            else:
+                worst_absent = max(worst_absent, occ)
+    absent = [r["occupancy"] for r in rows if not r["present"]]
+    return {
+        "rows": rows,
+        "max_absent_occupancy": worst_absent,
+        "mean_absent_occupancy": float(np.mean(absent)) if absent else float("nan"),
+        "fraction_absent_below_0.2": float(np.mean(np.array(absent) < 0.2)) if absent else float("nan"),
+        "min_present_occupancy": best_present,
+    }
