@@ -1,1 +1,30 @@
-"""analysis."""
+"""Method-agnostic analysis of run directories: see what moves.
+
+* :func:`analyze_run` (``cryohet analyze``) — PCA/UMAP of the latents, k-means cluster maps,
+  principal-component traversals and latent paths, part maps and part motion for
+  part-aware methods, evaluation against a ground truth, and the single-file HTML report
+  (modules :mod:`.embedding`, :mod:`.clustering`, :mod:`.series`, :mod:`.parts`,
+  :mod:`.plots`, :mod:`.report`, :mod:`.runinfo`);
+* :func:`select_particles` (``cryohet select``) — particle subsets written back as STAR,
+  cryoSPARC ``.cs`` or cryoDRGN ``ind.pkl`` with original indices (:mod:`.select`);
+* :mod:`.htmlcheck` — self-containedness and headless-Chromium checks of a report;
+* :mod:`.volumes` — ``cryohet volumes``: maps at given latents.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["analyze_run", "AnalysisResult", "AnalyzeConfig", "select_particles", "Selection", "SelectConfig"]
+
+# Imported on first use, so light modules (``htmlcheck`` for scripts/check_report.py) do not
+# pull in torch and the method packages.
+_LAZY = {"analyze_run": ".analyze", "AnalysisResult": ".analyze", "AnalyzeConfig": ".config",
+         "SelectConfig": ".config", "select_particles": ".select", "Selection": ".select"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""Volumes at given latents for any method's run (``cryohet volumes``).
+
+One MRC per latent row, ``vol_000.mrc``, ``vol_001.mrc`` ... in row order, written with
+the voxel size they were decoded at (the run's native box and pixel size unless
+``box``/``apix`` are given). With ``parts`` each row also gets one map per part,
+``vol_000_part_00.mrc`` ... (:meth:`TrainedModel.part_volumes`; methods without parts are
+an error), and ``parts.cxc`` is a ChimeraX script that opens them with one colour per part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, file_error
+from ..io.mrc import write_volume
+from ..io.paths import ensure_not_input
+
+__all__ = ["read_latents_file", "write_volumes", "chimerax_parts_script", "PART_COLOURS"]
+
+#: Distinct colours (Tableau 10, then a few more) for parts, cycled when there are more parts.
+PART_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+)
+
+
+def read_latents_file(path: str | Path) -> np.ndarray:
+    """Latents ``(n, zdim)`` float32 from ``.npy`` (``(zdim,)`` or ``(n, zdim)``) or a text file
+    of numbers (one row per line)."""
+    p = Path(path)
+    if not p.exists():
+        raise file_error(p, "latent file not found")
+    try:
+        if p.suffix.lower() == ".npy":
+            z = np.load(p, allow_pickle=False)
+        else:
+            z = np.loadtxt(p, dtype=np.float64, ndmin=2, comments="#")
+    except Exception as err:
+        raise file_error(p, f"not a readable latent file ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+    z = np.asarray(z)
+    if z.dtype.kind not in "fiu":
+        raise file_error(p, f"latents must be numbers, got {z.dtype}")
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise file_error(p, f"latents must be (zdim,) or (n, zdim), got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise file_error(p, "latents hold NaN/Inf")
+    return z.astype(np.float32)
+
+
+def chimerax_parts_script(files: list[list[Path]], folder: Path) -> str:
+    """ChimeraX commands opening ``files[row][part]`` (paths relative to ``folder``) with one colour per part."""
+    lines = ["# cryohet volumes --parts: one colour per part (open with: chimerax parts.cxc)"]
+    model = 0
+    for row, parts in enumerate(files):
+        for k, f in enumerate(parts):
+            model += 1
+            colour = PART_COLOURS[k % len(PART_COLOURS)]
+            lines.append(f"open {f.relative_to(folder).as_posix()}")
+            lines.append(f"volume #{model} color {colour} style surface")
+        if len(files) > 1:
+            lines.append(f"# row {row}: models #{model - len(parts) + 1}-{model}")
+    lines.append("view")
+    return "\n".join(lines) + "\n"
+
+
+def write_volumes(
+    run_dir: str | Path,
+    z: np.ndarray,
+    out_dir: str | Path,
+    box: int | None = None,
+    apix: float | None = None,
+    parts: bool = False,
+    inputs: list[Path] | None = None,
+    device: str = "cpu",
+) -> list[Path]:
+    """Decode ``z (n, zdim)`` (or ``(zdim,)``) with the run's method and write the maps.
+
+    ``inputs`` are files that must not be overwritten (the latent file); the run's own
+    files are protected too. Returns the written paths (volumes, then parts and the script).
+    """
+    from ..methods.base import load_run
+
+    run = Path(run_dir)
+    model = load_run(run, device=device)
+    zs = np.atleast_2d(np.asarray(z, dtype=np.float32))
+    if zs.shape[1] != model.zdim:
+        raise InputError(f"latents have {zs.shape[1]} values per row but the {model.method} run has zdim {model.zdim}")
+    if box is not None and box < 2:
+        raise InputError(f"--box must be at least 2, got {box}")
+    if apix is not None and not apix > 0:
+        raise InputError(f"--apix must be positive, got {apix}")
+    b = model.box if box is None else int(box)
+    a = model.apix if apix is None else float(apix)
+    out = Path(out_dir)
+    protected = [*(inputs or []), *[f for f in run.iterdir() if f.is_file()]] if run.is_dir() else list(inputs or [])
+    names = [out / f"vol_{i:03d}.mrc" for i in range(len(zs))]
+    part_maps: list[dict[str, np.ndarray]] = []
+    if parts:
+        for zz in zs:
+            pv = model.part_volumes(zz, b, a)
+            if not pv:
+                raise InputError(f"{run}: the {model.method} method has no parts (--parts needs a part-aware method)")
+            part_maps.append(pv)
+    for p in names:
+        ensure_not_input(p, protected)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p, vol in zip(names, model.volumes(zs, b, a)):
+        written.append(write_volume(p, np.asarray(vol, dtype=np.float32), a))
+    if parts:
+        files: list[list[Path]] = []
+        for i, pv in enumerate(part_maps):
+            row = []
+            for k, (_, vol) in enumerate(sorted(pv.items())):
+                p = out / f"vol_{i:03d}_part_{k:02d}.mrc"
+                ensure_not_input(p, protected)
+                row.append(write_volume(p, np.asarray(vol, dtype=np.float32), a))
+            files.append(row)
+            written.extend(row)
+        script = out / "parts.cxc"
+        ensure_not_input(script, protected)
+        script.write_text(chimerax_parts_script(files, out))
+        written.append(script)
+    return written
