@@ -30,7 +30,7 @@ def two_states(tmp_path_factory):
     """Cytochrome c oxidase with and without its COX2 subunits, 600 images at D=32."""
     out = tmp_path_factory.mktemp("two_states") / "data"
     simulate_dataset(
-        SimulationConfig(preset="assembly", out=out, n_states=2, n_images=600, box=32, apix=9.0, snr=0.1, seed=5)
+        SimulationConfig(preset="assembly", out=out, n_states=2, n_images=600, box=32, apix=9.0, snr=0.2, seed=5)
     )
     return out
 
@@ -62,7 +62,7 @@ def test_two_states_separate_and_beat_the_consensus(two_states, trained):
     assert adjusted_rand_score(labels, pred) >= 0.9
     mask = mrcfile.read(two_states / "gt" / "mask.mrc")
     consensus = mrcfile.read(trained / "consensus.mrc")
-    for state, row in enumerate(nearest_to_mean(z, labels)):
+    for state, row in nearest_to_mean(z, labels).items():
         gt = mrcfile.read(two_states / "gt" / f"state_{state:03d}.mrc")
         ours = fsc_cryobench(model.volume(z[row]), gt, mask=mask).auc
         base = fsc_cryobench(consensus, gt, mask=mask).auc
@@ -119,3 +119,26 @@ def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     last = err.splitlines()[-1]  # progress/log lines may precede it
     assert code == 1 and "Traceback" not in err and last.startswith("error:") and "corrupt" in last
+
+
+def test_volumes_command_writes_maps_and_part_maps(trained, tmp_path):
+    """``cryohet volumes --parts``: one map per latent row at the requested voxel size, part
+    maps that add up to the full map, and a ChimeraX script naming them."""
+    z = np.load(trained / "latents.npy")[[0, 5]]
+    np.save(tmp_path / "z.npy", z)
+    out = tmp_path / "vols"
+    code = main(["volumes", str(trained), "--z", str(tmp_path / "z.npy"), "--out", str(out), "--parts", "--apix", "12.0", "--box", "24"])
+    assert code in (0, None)
+    model = load_run(trained)
+    for i in range(2):
+        with mrcfile.open(out / f"vol_{i:03d}.mrc") as m:
+            assert m.data.shape == (24, 24, 24)
+            assert abs(float(m.voxel_size.x) - 12.0) < 1e-4
+            full = m.data.copy()
+        parts = sorted(out.glob(f"vol_{i:03d}_part_*.mrc"))
+        assert len(parts) == int(np.load(trained / "extras" / "gaussians.npz")["part"].max()) + 1
+        total = sum(mrcfile.read(p).astype(np.float64) for p in parts)
+        assert np.abs(total - full).max() <= 1e-3 * np.abs(full).max()
+        assert np.allclose(full, model.volume(z[i], 24, 12.0), atol=1e-5 * np.abs(full).max())
+    script = (out / "parts.cxc").read_text()
+    assert "vol_000_part_00.mrc" in script

@@ -21,12 +21,13 @@ three main principal components (coherent motions; stage A's per-Gaussian jitter
 spread over all dimensions), and K grows while one more k-means++ group removes at least
 25 % of the remaining inertia; one group when the RMS motion descriptor is below 0.5 px
 (no heterogeneity found). Measured on igg-1d (4 000 images, 20 states): 3 groups, then
-6 parts after the spatial round, with 92 % of the moving Fab's Gaussians in one part
+4 parts after the spatial round, with 98 % of the moving Fab's Gaussians in one part
 holding none of the rest. (A rigid re-assignment of groups by Kabsch residuals was tried
 and dropped: stage-A jitter dominates those residuals and it halved the Fab's purity.)
 
-**Round 2 (positions).** Each motion group is split by k-means++ on the Gaussians'
-positions into the fewest pieces whose radius of gyration is at most ``max_radius_px``
+**Round 2 (positions).** The least-moving group (where stage A saw no motion; all of them
+with the ``"features"`` descriptor) is split by k-means++ on the Gaussians' positions
+into the fewest pieces whose radius of gyration is at most ``max_radius_px``
 (default 0.6 × the particle's radius of gyration); with ``n_parts`` given, the largest
 pieces are split further (or the smallest merged) until there are exactly ``n_parts``.
 
@@ -210,11 +211,20 @@ def discover_parts(
 
     rg_particle = radius_of_gyration(base_positions, np.clip(amplitudes, 0, None) + 1e-12)
     limit = max_radius_px if max_radius_px is not None else 0.6 * rg_particle
+    # Only the least-moving group is split in space: a group found by its motion is one
+    # rigid body (splitting it would cut a Fab in two), while the rest, where stage A saw
+    # no motion, is cut into compact pieces that stage B may still move independently.
+    if descriptor == "motion" and groups.max() > 0:
+        motion = np.linalg.norm(desc, axis=1)
+        split_groups = {int(np.argmin([motion[groups == j].mean() for j in range(groups.max() + 1)]))}
+    else:
+        split_groups = set(range(groups.max() + 1))
     labels = np.zeros(g, dtype=np.int64)
     next_label = 0
     for grp in range(groups.max() + 1):
         idx = np.nonzero(groups == grp)[0]
-        sub = _split_spatially(base_positions[idx], limit, seed) if n_parts is None else np.zeros(len(idx), np.int64)
+        split = n_parts is None and grp in split_groups
+        sub = _split_spatially(base_positions[idx], limit, seed) if split else np.zeros(len(idx), np.int64)
         labels[idx] = sub + next_label
         next_label += int(sub.max()) + 1
     if n_parts is not None:
