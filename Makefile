@@ -25,7 +25,7 @@ demo: $(BIN)/.installed
 	$(BIN)/cryohet demo --out $(DEMO_OUT)
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -36,7 +36,8 @@ def validation_message(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "config"
-        parts.append(f"{loc}: {e['msg']}")
+        msg = str(e["msg"]).removeprefix("Value error, ")  # pydantic's prefix for our own checks
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
 

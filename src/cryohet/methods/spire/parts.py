@@ -20,13 +20,13 @@ The number of motion groups, when not given: the descriptors are projected on th
 three main principal components (coherent motions; stage A's per-Gaussian jitter is
 spread over all dimensions), and K grows while one more k-means++ group removes at least
 25 % of the remaining inertia; one group when the RMS motion descriptor is below 0.5 px
-(no heterogeneity found). Measured on igg-1d (4 000 images, 20 states): 3 groups, then
-4 parts after the spatial round, with 98 % of the moving Fab's Gaussians in one part
-holding none of the rest. (A rigid re-assignment of groups by Kabsch residuals was tried
+(no heterogeneity found). Measured on igg-1d (4 000 images, 20 states): 3 groups, with
+87 % of the moving Fab's Gaussians in one part that holds 18 % of the rest. (A rigid re-assignment of groups by Kabsch residuals was tried
 and dropped: stage-A jitter dominates those residuals and it halved the Fab's purity.)
 
-**Round 2 (positions).** The least-moving group (where stage A saw no motion; all of them
-with the ``"features"`` descriptor) is split by k-means++ on the Gaussians' positions
+**Round 2 (positions).** The least-moving group (smallest mean RMS excursion of its
+Gaussians plus L × the spread of their occupancy, i.e. where stage A saw no motion; all
+groups with the ``"features"`` descriptor) is split by k-means++ on the Gaussians' positions
 into the fewest pieces whose radius of gyration is at most ``max_radius_px``
 (default 0.6 × the particle's radius of gyration); with ``n_parts`` given, the largest
 pieces are split further (or the smallest merged) until there are exactly ``n_parts``.
@@ -215,7 +215,10 @@ def discover_parts(
     # rigid body (splitting it would cut a Fab in two), while the rest, where stage A saw
     # no motion, is cut into compact pieces that stage B may still move independently.
     if descriptor == "motion" and groups.max() > 0:
-        motion = np.linalg.norm(desc, axis=1)
+        # how much each Gaussian moves or fades across the latents (px): its RMS excursion
+        # plus L x the spread of its occupancy (L = particle radius of gyration)
+        excursion = np.sqrt(((positions - positions.mean(axis=0)) ** 2).sum(axis=-1).mean(axis=0))
+        motion = excursion + radius_of_gyration(base_positions) * occupancy.std(axis=0)
         split_groups = {int(np.argmin([motion[groups == j].mean() for j in range(groups.max() + 1)]))}
     else:
         split_groups = set(range(groups.max() + 1))
