@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 WORKER = r"""
 import json, sys, time, torch
 torch.set_num_threads({threads})
@@ -93,9 +95,18 @@ def run_cryodrgn(args, dataset: Path, enc_dim: int, layers: int, work: Path) -> 
                         "--poses-out", str(pkl / "poses.pkl"), "--ctf-out", str(pkl / "ctf.pkl")], check=True,
                        capture_output=True)
     out = work / f"vae_{enc_dim}x{layers}"
+    n = int(json.loads((dataset / "meta.json").read_text())["n_images"])
+    extra: list[str] = []
+    if args.cryodrgn_images and args.cryodrgn_images < n:
+        n = args.cryodrgn_images
+        import pickle
+
+        with open(work / "ind.pkl", "wb") as fh:  # a plain int array: what cryoDRGN's --ind reads
+            pickle.dump(np.arange(n), fh)
+        extra = ["--ind", str(work / "ind.pkl")]
     cmd = ["/usr/bin/time", "-v", str(exe), "train_vae", str(dataset / "particles.mrcs"), "--poses", str(pkl / "poses.pkl"),
            "--ctf", str(pkl / "ctf.pkl"), "--zdim", "8", "-n", "1", "-o", str(out), "-b", str(args.cryodrgn_batch),
-           "--enc-dim", str(enc_dim), "--enc-layers", str(layers), "--dec-dim", str(enc_dim), "--dec-layers", str(layers)]
+           "--enc-dim", str(enc_dim), "--enc-layers", str(layers), "--dec-dim", str(enc_dim), "--dec-layers", str(layers), *extra]
     env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -106,7 +117,6 @@ def run_cryodrgn(args, dataset: Path, enc_dim: int, layers: int, work: Path) -> 
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     fin = re.search(r"Finished in (\d+):(\d+):([\d.]+)", text)
     seconds = (int(fin.group(1)) * 3600 + int(fin.group(2)) * 60 + float(fin.group(3))) if fin else wall
-    n = int(json.loads((dataset / "meta.json").read_text())["n_images"])
     return {"images_per_s": n / seconds, "n_particles": n, "peak_rss_mb": int(rss.group(1)) / 1024 if rss else None,
             "gpu_peak_mb": None, "epoch_seconds_incl_startup": wall}
 
@@ -123,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--coarse-gaussians", type=int)
     p.add_argument("--no-mlp", action="store_true", help="skip the per-Gaussian MLP decoder (slow)")
     p.add_argument("--cryodrgn-venv", type=Path)
+    p.add_argument("--cryodrgn-images", type=int, help="time cryoDRGN on the first N particles only (--ind)")
     p.add_argument("--cryodrgn-batch", type=int, default=8, help="cryoDRGN's default batch size is 8")
     p.add_argument("--rss-data", type=Path, nargs="*", default=[], help="more datasets (other sizes) for the RSS check")
     p.add_argument("--json", type=Path)
