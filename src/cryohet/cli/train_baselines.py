@@ -1,0 +1,134 @@
+"""``cryohet train homogeneous|oracle|classify3d|pca PARTICLES --out RUN``: the baselines.
+
+Thin wrappers over :mod:`cryohet.methods.baselines` (``train_homogeneous`` ...): each
+builds the method's config from the options and calls the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from pydantic import ValidationError
+
+from ..config import validation_message
+from ..errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _abs(p: Path | None) -> Path | None:
+    return None if p is None else p.expanduser().resolve()
+
+
+def _common(particles: Path, out: Path, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed) -> dict[str, Any]:
+    from ..io.particles import ParticleSource
+
+    return {
+        "data": ParticleSource.build(path=_abs(particles), poses=_abs(poses), ctf=_abs(ctf), datadir=_abs(datadir),
+                                     ind=_abs(ind), apix=apix),
+        "out": str(out.expanduser().resolve()),
+        "box": box,
+        "invert": invert,
+        "device": device,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+
+
+def _run(config_cls, train: Callable, fields: dict[str, Any], overwrite: bool) -> None:
+    try:
+        cfg = config_cls(**fields)
+    except ValidationError as err:
+        raise ConfigError(validation_message(err)) from None
+    typer.echo(f"wrote {train(cfg, overwrite=overwrite)}")
+
+
+# Shared options (typer needs them spelt out per command; these keep them identical).
+PARTICLES = typer.Argument(..., help="Particles with poses and CTF: .star, .cs, or .mrcs/.txt with --poses/--ctf.")
+OUT = typer.Option(..., "--out", "-o", help="Run directory (must be empty unless --overwrite).")
+POSES = typer.Option(None, "--poses", help="cryoDRGN poses.pkl.")
+CTF = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl.")
+DATADIR = typer.Option(None, "--datadir", help="Folder holding the image stacks.")
+IND = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: use only these particles.")
+APIX = typer.Option(None, "--apix", help="Pixel size in Å when the file has none.")
+BOX = typer.Option(None, "--box", "-D", help="Work at this box (Fourier-cropped).")
+INVERT = typer.Option(False, "--invert", help="Images have dark protein (multiply by -1).")
+DEVICE = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N).")
+BATCH = typer.Option(256, "--batch-size", "-b", help="Images per batch.")
+SEED = typer.Option(0, "--seed", help="Random seed.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory.")
+MAXRES = typer.Option(None, "--max-resolution", help="Resolution limit in Å (default: consensus FSC 0.143 + 2 shells).")
+
+
+def homogeneous(
+    particles: Path = PARTICLES, out: Path = OUT, poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF,
+    datadir: Optional[Path] = DATADIR, ind: Optional[Path] = IND, apix: Optional[float] = APIX,
+    box: Optional[int] = BOX, invert: bool = INVERT, device: str = DEVICE, batch_size: int = BATCH,
+    seed: int = SEED, overwrite: bool = OVERWRITE,
+) -> None:
+    """Consensus map (half maps, FSC); latents are zeros and every z gives the consensus."""
+    from ..methods.baselines import HomogeneousConfig, train_homogeneous
+
+    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    _run(HomogeneousConfig, train_homogeneous, fields, overwrite)
+
+
+def oracle(
+    particles: Path = PARTICLES, out: Path = OUT,
+    labels: Path = typer.Option(..., "--labels", help="True state labels (.npy, one per particle), e.g. gt/labels.npy."),
+    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
+    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+) -> None:
+    """Per-state maps from the TRUE labels (a reference for perfect classification, not an upper bound)."""
+    from ..methods.baselines import OracleConfig, train_oracle
+
+    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite)
+
+
+def classify3d(
+    particles: Path = PARTICLES, out: Path = OUT,
+    classes: int = typer.Option(4, "--classes", "-K", help="Number of classes."),
+    iterations: int = typer.Option(15, "--iterations", help="EM iterations."),
+    max_resolution: Optional[float] = MAXRES,
+    init: str = typer.Option("pca", "--init", help="Initial split: pca (k-means of a quick PCA's latents) or random."),
+    init_iterations: int = typer.Option(8, "--init-iterations", help="EM iterations of the initial PCA."),
+    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
+    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+) -> None:
+    """3D classification: K class maps by EM with fixed poses; latents are the class posteriors."""
+    from ..methods.baselines import Classify3DConfig, train_classify3d
+
+    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields.update(classes=classes, iterations=iterations, max_resolution_A=max_resolution, init=init,
+                  init_iterations=init_iterations)
+    _run(Classify3DConfig, train_classify3d, fields, overwrite)
+
+
+def pca(
+    particles: Path = PARTICLES, out: Path = OUT,
+    components: int = typer.Option(3, "--k", "--components", help="Number of components (latent dimension)."),
+    iterations: int = typer.Option(20, "--iterations", help="EM iterations."),
+    max_resolution: Optional[float] = MAXRES,
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Real-space mask (.mrc) at the working box (default: from the consensus)."),
+    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
+    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+) -> None:
+    """Linear components of heterogeneity (probabilistic PCA by EM, 3DVA-like); latents are PC coordinates."""
+    from ..methods.baselines import PCAConfig, train_pca
+
+    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields.update(components=components, iterations=iterations, max_resolution_A=max_resolution, mask=_abs(mask))
+    _run(PCAConfig, train_pca, fields, overwrite)
+
+
+def register(train_app: typer.Typer) -> None:
+    train_app.command("homogeneous")(homogeneous)
+    train_app.command("oracle")(oracle)
+    train_app.command("classify3d")(classify3d)
+    train_app.command("pca")(pca)

@@ -1,0 +1,226 @@
+"""What the baselines share: the config fields, the data set-up, the run-directory writer
+and a :class:`TrainedModel` for "a set of voxel maps chosen by the latent".
+
+Every baseline reads particles with known poses and CTF (:class:`ParticleSource`),
+optionally Fourier-cropped to ``box``, **not** normalised (maps come out in the images'
+units, so a simulated set's maps are on the scale of its ground-truth maps), and
+inverted only when asked (``invert``: for dark-protein stacks; RELION/cryohet
+simulations are protein-bright).
+
+Run directory of a baseline (on top of :class:`~cryohet.training.rundir.RunDir`)::
+
+    config.yaml    the method's config + ``resolved`` (box, apix, n_particles, seconds, peak RSS)
+    model.pt       {"maps": (K, D, D, D) float32, ...} weights only
+    latents.npy    (N, zdim) float32
+    poses.npz      the poses used (given, not estimated)
+    map_NNN.mrc    (or consensus.mrc / class_NNN.mrc / ...) for viewing
+    train_log.jsonl, run.log
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ...config import StrictModel, load_config, save_config
+from ...console import attach_run_log, detach_handler, get_logger
+from ...data.dataset import ParticleDataset
+from ...errors import ConfigError, InputError, RunDirError
+from ...io.mrc import write_volume
+from ...io.particles import ParticleSource
+from ...reconstruction.from_particles import dataset_pixel_size
+from ...representations.voxel import resample_volume
+from ...training.checkpoint import load_checkpoint, save_checkpoint
+from ...training.loop import peak_rss_mb
+from ...training.rundir import RunDir
+from ..base import TrainedModel, read_run_header
+
+__all__ = [
+    "BaselineConfig",
+    "BaselineData",
+    "load_baseline_data",
+    "baseline_run",
+    "finish_run",
+    "MapSetModel",
+    "iter_batches",
+    "resolve_device",
+]
+
+log = get_logger("baselines")
+
+
+class BaselineConfig(StrictModel):
+    """Fields every baseline takes (each method's config derives from this)."""
+
+    method: str
+    method_version: int = 1
+    data: ParticleSource
+    out: str
+    box: int | None = Field(None, gt=1, description="work at this box (Fourier-cropped); default: the data's")
+    invert: bool = Field(False, description="multiply images by -1 (dark-protein stacks)")
+    device: str = "cpu"
+    batch_size: int = Field(256, gt=0, description="images per batch (reading, projection, backprojection)")
+    seed: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; a CUDA request without CUDA is a one-line error."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
+
+
+class BaselineData:
+    """The particle dataset of a baseline run, with its working box and pixel size (Å)."""
+
+    def __init__(self, cfg: BaselineConfig) -> None:
+        meta = cfg.data.load()
+        if not meta.has_poses:
+            raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs poses (a refined .star/.cs or --poses)")
+        if meta.ctf is None:
+            raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs CTF parameters (a .star/.cs or --ctf)")
+        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=False, invert=cfg.invert, seed=cfg.seed)
+        self.box = int(self.dataset.box)
+        self.apix = float(dataset_pixel_size(self.dataset))
+        self.n = len(self.dataset)
+        self.device = resolve_device(cfg.device)
+
+    @property
+    def rotations(self) -> np.ndarray:
+        return self.dataset.meta.rotations
+
+    @property
+    def shifts_A(self) -> np.ndarray:
+        sh = self.dataset.meta.shifts_A
+        return sh if sh is not None else np.zeros((self.n, 2))
+
+
+def load_baseline_data(cfg: BaselineConfig) -> BaselineData:
+    return BaselineData(cfg)
+
+
+def iter_batches(data: BaselineData, batch_size: int, device: torch.device) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """``(rows, batch)`` over every particle in order, tensors moved to ``device``."""
+    for start in range(0, data.n, batch_size):
+        rows = np.arange(start, min(data.n, start + batch_size))
+        batch = data.dataset.get_batch(rows)
+        yield rows, {k: v.to(device) for k, v in batch.items()}
+
+
+class baseline_run:
+    """Context manager: create RUN (``overwrite`` to reuse a non-empty one), log to RUN/run.log,
+    time the work. ``run``/``t0`` are available inside."""
+
+    def __init__(self, cfg: BaselineConfig, overwrite: bool = False) -> None:
+        self.cfg = cfg
+        self.run = RunDir(cfg.out)
+        self.overwrite = overwrite
+
+    def __enter__(self) -> baseline_run:
+        if self.run.path.exists() and any(self.run.path.iterdir()) and not self.overwrite:
+            raise RunDirError(f"{self.run.path}: run directory exists and is not empty; pass --overwrite or choose another --out")
+        self.run.create(overwrite=True)
+        self.handler = attach_run_log(self.run.path)
+        self.t0 = time.perf_counter()
+        log.info("%s baseline -> %s", self.cfg.method, self.run.path)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        detach_handler(self.handler)
+
+
+def finish_run(
+    ctx: baseline_run,
+    data: BaselineData,
+    state: dict[str, torch.Tensor],
+    latents: np.ndarray,
+    maps: dict[str, np.ndarray],
+    extra_resolved: dict[str, Any] | None = None,
+) -> Path:
+    """Write model.pt (weights only), latents, the poses used, the viewing maps and the
+    resolved config (box, apix, timing, peak RSS). Returns the run directory."""
+    run, cfg = ctx.run, ctx.cfg
+    save_checkpoint(run.model, {k: v.detach().cpu().contiguous() for k, v in state.items()})
+    run.save_latents(latents)
+    run.save_poses(data.rotations, data.shifts_A)
+    for name, vol in maps.items():
+        write_volume(run.path / f"{name}.mrc", np.asarray(vol, dtype=np.float32), data.apix)
+    seconds = time.perf_counter() - ctx.t0
+    resolved = {
+        "box": data.box,
+        "apix": data.apix,
+        "n_particles": data.n,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(data.n / seconds, 2) if seconds > 0 else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        **(extra_resolved or {}),
+    }
+    save_config(run.config, cfg, extra={"resolved": resolved})
+    log.info("%s done in %.1f s: %s", cfg.method, seconds, run.path)
+    return run.path
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_resolved(run_dir: str | Path, config_cls: type[BaselineConfig]) -> tuple[RunDir, BaselineConfig, dict[str, Any]]:
+    """RunDir, config and ``resolved`` block of a finished baseline run (one-line errors)."""
+    run = RunDir(run_dir)
+    run.require("config.yaml", "model.pt", "latents.npy")
+    raw = read_run_header(run_dir)
+    cfg = load_config(run.config, config_cls, drop=("resolved",))
+    resolved = raw.get("resolved") or {}
+    if "apix" not in resolved or "box" not in resolved:
+        raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
+    return run, cfg, resolved
+
+
+def load_state(run: RunDir, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(run.model)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise RunDirError(f"{run.model}: not a model file of this method (missing {', '.join(missing)})")
+    return state
+
+
+class MapSetModel(TrainedModel):
+    """Volumes are one of K stored maps: ``maps[select(z)]`` (resampled on request)."""
+
+    def __init__(self, run: RunDir, maps: np.ndarray, box: int, apix: float) -> None:
+        super().__init__(run, box, apix)
+        self.maps = np.asarray(maps, dtype=np.float32)
+        if self.maps.ndim != 4 or self.maps.shape[1:] != (box,) * 3:
+            raise RunDirError(f"{run.model}: maps of shape {self.maps.shape} do not match the box {box}")
+
+    def select(self, z: np.ndarray) -> int:
+        """Index of the map for latent ``z`` (default: argmax)."""
+        return int(np.argmax(np.asarray(z).reshape(-1)))
+
+    def _resample(self, vol: np.ndarray, box: int | None, apix: float | None) -> np.ndarray:
+        b = self.box if box is None else int(box)
+        a = self.apix if apix is None else float(apix)
+        if b == self.box and abs(a - self.apix) < 1e-9 * self.apix:
+            return vol.copy()
+        out = resample_volume(torch.from_numpy(np.ascontiguousarray(vol)), self.apix, b, a)
+        return out.numpy().astype(np.float32)
+
+    def volume(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> np.ndarray:
+        zz = np.asarray(z, dtype=np.float32).reshape(-1)
+        if zz.size != self.zdim:
+            raise InputError(f"latent has {zz.size} values but the {self.method} run has zdim {self.zdim}")
+        return self._resample(self.maps[self.select(zz)], box, apix)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["n_maps"] = int(len(self.maps))
+        return d
