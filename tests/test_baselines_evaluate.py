@@ -51,9 +51,9 @@ def runs(dataset: Path, tmp_path_factory) -> dict[str, Path]:
         "homogeneous": train_homogeneous(HomogeneousConfig(data=src, out=str(root / "hom"))),
         "oracle": train_oracle(OracleConfig(data=src, out=str(root / "oracle"), labels=dataset / "gt" / "labels.npy")),
         "classify3d": train_classify3d(
-            Classify3DConfig(data=src, out=str(root / "c3d"), classes=2, iterations=2, init_iterations=3)
+            Classify3DConfig(data=src, out=str(root / "c3d"), classes=2, iterations=2, init_iterations=2)
         ),
-        "pca": train_pca(PCAConfig(data=src, out=str(root / "pca"), components=2, iterations=4)),
+        "pca": train_pca(PCAConfig(data=src, out=str(root / "pca"), components=2, iterations=3)),
     }
 
 

@@ -148,18 +148,19 @@ def _part_metrics(model, latents: np.ndarray, chosen: dict[int, int], gt: Ground
     has no usable ``atoms.npz``."""
     from .parts import GroundTruthAtoms, absent_chain_occupancy, load_gt_atoms, moving_part_purity
 
+    states = np.array(sorted(chosen), dtype=np.int64)
+    z_states = latents[[chosen[int(s)] for s in states]]
+    gaussians_at = getattr(model, "gaussians_at", None)  # optional part of the method interface
+    probe = gaussians_at(z_states[0]) if gaussians_at is not None else None
+    if probe is None or "part" not in probe:
+        return None
     atoms = load_gt_atoms(gt.gt_dir)
     if atoms is None:
         return None
-    states = np.array(sorted(chosen), dtype=np.int64)
     n_atom_states = atoms.present.shape[0]
     if not np.array_equal(gt.states, np.arange(len(gt.states))) or n_atom_states != len(gt.states):
         log.warning("%s: atoms.npz has %d states but the maps are %s; no part metrics", gt.gt_dir, n_atom_states,
                     gt.states.tolist())
-        return None
-    z_states = latents[[chosen[int(s)] for s in states]]
-    probe = model.gaussians_at(z_states[0])
-    if probe is None or "part" not in probe:
         return None
     # one latent per state and labels 0..S-1: the parts functions then take each state's
     # chosen latent (nearest to its mean) as is, and index the atoms by that position
