@@ -81,6 +81,14 @@ class SpireConfig(StrictModel):
     max_part_radius_A: float | None = Field(
         None, gt=0, description="automatic parts: split a motion group spatially while its radius of gyration exceeds this (default 0.45 x particle Rg)"
     )
+    latent_search: int = Field(
+        16, ge=0,
+        description=(
+            "discrete latent search (ours; paper silent): at the end of stage A and at the start of the "
+            "last quarter of stage B, every image is scored at this many k-means centres of the latents "
+            "and moves to the best; 0 turns it off"
+        ),
+    )
     lambda_z: float = Field(0.1, ge=0)
     lambda_f: float = Field(0.01, ge=0)
     stage_a: StageAConfig = Field(default_factory=StageAConfig)
@@ -101,3 +109,10 @@ class SpireConfig(StrictModel):
     @property
     def total_epochs(self) -> int:
         return self.stage_a.epochs + self.stage_b.epochs
+
+    @property
+    def stage_b_search_epoch(self) -> int | None:
+        """Epoch (0-based, global) at whose start stage B's latent search runs, if any."""
+        if not self.latent_search or self.stage_b.epochs < 2:
+            return None
+        return self.stage_a.epochs + self.stage_b.epochs - max(1, self.stage_b.epochs // 4)

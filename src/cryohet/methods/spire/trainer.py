@@ -26,6 +26,7 @@ from ...training.loop import run_epochs
 from ...training.rundir import RunDir
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from .config import SpireConfig
+from .latent_search import search_latents
 from .latents import LatentTable
 from .objective import HalfPlaneGrid, data_term, prepare_batch
 from .outputs import write_outputs
@@ -123,6 +124,8 @@ class SpireTrainer:
     def _begin_stage_b(self) -> None:
         assert self.model_a is not None
         cfg = self.cfg
+        if cfg.latent_search and cfg.stage_a.epochs > 0:
+            self._search(self.model_a, "latent search (end of stage A)")
         self.model_a.eval()
         z_all = self.latents.z
         n_probe = min(64, self.n)
@@ -153,6 +156,13 @@ class SpireTrainer:
         self.opt = torch.optim.Adam(_param_groups(self.model_b, cfg))
         self.latents.reset_optimizer()
 
+    def _search(self, model: torch.nn.Module, label: str) -> None:
+        """Discrete latent search over all images (see :mod:`.latent_search`)."""
+        loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
+                                       num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+        search_latents(model, self.latents, loader, self.grid, self.device, self.cfg.latent_search,
+                       self.cfg.lambda_z, seed=self.cfg.seed, label=label)
+
     # -- training ----------------------------------------------------------------------
     def _active(self) -> torch.nn.Module:
         return self.model_b if self.model_b is not None else self.model_a
@@ -163,6 +173,8 @@ class SpireTrainer:
             self._begin_stage_b()
         model = self._active()
         stage = "B" if self.model_b is not None else "A"
+        if stage == "B" and epoch == cfg.stage_b_search_epoch:
+            self._search(model, f"latent search (stage B, before epoch {epoch + 1})")
         model.train()
         self.loader.set_epoch(epoch)
         amp = cfg.amp and self.device.type == "cuda"
