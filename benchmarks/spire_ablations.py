@@ -7,6 +7,7 @@ Trains, with the same data, seed and epochs, in ``WORKDIR/<name>``:
 * ``parts-64``: over-segmented parts (``--parts 64``);
 * ``positional-encoding``: Fourier features of the positions instead of free features;
 * ``mlp-decoder``: the paper's per-Gaussian MLP decoder instead of the factorized one;
+* ``no-latent-search``: without the discrete latent search (ours, not in the paper);
 
 evaluates each with ``cryohet evaluate`` (per-conformation FSC AUC, masked; ARI; part
 metrics) and prints a markdown table with the homogeneous consensus and the
@@ -35,6 +36,7 @@ VARIANTS: dict[str, list[str]] = {
     "parts-64": ["--parts", "64"],
     "positional-encoding": ["--positional-encoding"],
     "mlp-decoder": ["--decoder", "mlp"],
+    "no-latent-search": ["--latent-search", "0"],
 }
 
 
