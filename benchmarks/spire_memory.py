@@ -84,7 +84,7 @@ def main() -> None:
           "images/s A | images/s B |")
     print("|---|---|---|---|---|---|---|")
     for c, n, mb, ra, rb, ia, ib, _ in rows:
-        print(f"| {c} | {n} | {mb:.0f} | {ra:.0f} | {rb:.0f} | {ia:.1f} | {ib:.1f} |")
+        print(f"| {c} | {int(n)} | {mb:.0f} | {ra:.0f} | {rb:.0f} | {ia:.1f} | {ib:.1f} |")
 
 
 if __name__ == "__main__":
