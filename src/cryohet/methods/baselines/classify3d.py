@@ -63,8 +63,6 @@ from .common import (
     finish_run,
     iter_batches,
     load_baseline_data,
-    load_resolved,
-    load_state,
 )
 from .fourier import ImageBand, band_shell_from_fsc, shell_of_resolution
 
@@ -226,9 +224,4 @@ class Classify3DModel(MapSetModel):
 
     method = "classify3d"
     version = 1
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> Classify3DModel:
-        run, _, resolved = load_resolved(run_dir, Classify3DConfig)
-        maps = load_state(run, ("maps",))["maps"].numpy()
-        return cls(run, maps, int(resolved["box"]), float(resolved["apix"]))
+    config_cls = Classify3DConfig

@@ -194,7 +194,18 @@ def load_state(run: RunDir, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
 
 
 class MapSetModel(TrainedModel):
-    """Volumes are one of K stored maps: ``maps[select(z)]`` (resampled on request)."""
+    """Volumes are one of K stored maps: ``maps[select(z)]`` (resampled on request).
+
+    Subclasses set ``config_cls`` (their run's config class); ``load`` is shared.
+    """
+
+    config_cls: type[BaselineConfig]
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> MapSetModel:
+        run, _, resolved = load_resolved(run_dir, cls.config_cls)
+        maps = load_state(run, ("maps",))["maps"].numpy()
+        return cls(run, maps, int(resolved["box"]), float(resolved["apix"]))
 
     def __init__(self, run: RunDir, maps: np.ndarray, box: int, apix: float) -> None:
         super().__init__(run, box, apix)

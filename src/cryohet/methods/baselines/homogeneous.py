@@ -19,7 +19,7 @@ import torch
 from ...console import get_logger
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, MapSetModel, baseline_run, finish_run, load_baseline_data, load_resolved, load_state
+from .common import BaselineConfig, MapSetModel, baseline_run, finish_run, load_baseline_data
 
 __all__ = ["HomogeneousConfig", "HomogeneousModel", "train_homogeneous", "half_map_resolution_A"]
 
@@ -70,12 +70,7 @@ class HomogeneousModel(MapSetModel):
 
     method = "homogeneous"
     version = 1
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> HomogeneousModel:
-        run, _, resolved = load_resolved(run_dir, HomogeneousConfig)
-        maps = load_state(run, ("maps",))["maps"].numpy()
-        return cls(run, maps, int(resolved["box"]), float(resolved["apix"]))
+    config_cls = HomogeneousConfig
 
     def select(self, z: np.ndarray) -> int:
         return 0

@@ -24,7 +24,7 @@ from ...console import get_logger
 from ...errors import InputError, file_error
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, BaselineData, MapSetModel, baseline_run, finish_run, load_baseline_data, load_resolved, load_state
+from .common import BaselineConfig, BaselineData, MapSetModel, baseline_run, finish_run, load_baseline_data
 from .homogeneous import half_map_resolution_A
 
 __all__ = ["OracleConfig", "OracleModel", "train_oracle", "read_labels"]
@@ -99,9 +99,4 @@ class OracleModel(MapSetModel):
 
     method = "oracle"
     version = 1
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> OracleModel:
-        run, _, resolved = load_resolved(run_dir, OracleConfig)
-        maps = load_state(run, ("maps",))["maps"].numpy()
-        return cls(run, maps, int(resolved["box"]), float(resolved["apix"]))
+    config_cls = OracleConfig

@@ -116,11 +116,7 @@ def search_latents(
         own, best, choice = score_candidates(model, fb, grid, latents.z[fb.index], cand_mix, cand_prior, lambda_z)
         sel = choice >= 0
         if sel.any():
-            rows = fb.index[sel]
-            latents.z[rows] = cands[choice[sel]]
-            latents.m[rows] = 0.0
-            latents.v[rows] = 0.0
-            latents.steps[rows] = 0
+            latents.assign(fb.index[sel], cands[choice[sel]])
         moved += int(sel.sum())
         gain += float((own - best).sum())
         total += len(fb.index)

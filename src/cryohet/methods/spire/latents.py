@@ -40,6 +40,14 @@ class LatentTable:
         v_hat = v / (1 - self.beta2**t)
         self.z[index] -= lr * m_hat / (torch.sqrt(v_hat) + self.eps)
 
+    @torch.no_grad()
+    def assign(self, index: torch.Tensor, values: torch.Tensor) -> None:
+        """Set rows ``index`` to ``values`` and restart their Adam moments and step counts."""
+        self.z[index] = values.to(self.z.dtype)
+        self.m[index] = 0.0
+        self.v[index] = 0.0
+        self.steps[index] = 0
+
     def reset_optimizer(self) -> None:
         self.m.zero_()
         self.v.zero_()
