@@ -8,6 +8,8 @@ Trains, with the same data, seed and epochs, in ``WORKDIR/<name>``:
 * ``positional-encoding``: Fourier features of the positions instead of free features;
 * ``mlp-decoder``: the paper's per-Gaussian MLP decoder instead of the factorized one;
 * ``no-latent-search``: without the discrete latent search (ours, not in the paper);
+* ``no-latent-init``: small random starting latents instead of the regional-occupancy
+  initialisation (ours, not in the paper);
 
 evaluates each with ``cryohet evaluate`` (per-conformation FSC AUC, masked; ARI; part
 metrics) and prints a markdown table with the homogeneous consensus and the
@@ -37,6 +39,7 @@ VARIANTS: dict[str, list[str]] = {
     "positional-encoding": ["--positional-encoding"],
     "mlp-decoder": ["--decoder", "mlp"],
     "no-latent-search": ["--latent-search", "0"],
+    "no-latent-init": ["--init-regions", "0"],
 }
 
 

@@ -89,6 +89,14 @@ class SpireConfig(StrictModel):
             "and moves to the best; 0 turns it off"
         ),
     )
+    init_regions: int = Field(
+        16, ge=0,
+        description=(
+            "latent initialisation (ours; paper silent): each image's starting z is the first zdim principal "
+            "components of its fitted occupancy of this many spatial regions of the seeded mixture "
+            "(see methods/spire/latent_init.py); 0: small random latents"
+        ),
+    )
     lambda_z: float = Field(0.1, ge=0)
     lambda_f: float = Field(0.01, ge=0)
     stage_a: StageAConfig = Field(default_factory=StageAConfig)

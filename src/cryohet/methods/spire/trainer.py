@@ -26,13 +26,14 @@ from ...training.loop import run_epochs
 from ...training.rundir import RunDir
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from .config import SpireConfig
+from .latent_init import regional_latents
 from .latent_search import search_latents
 from .latents import LatentTable
 from .objective import HalfPlaneGrid, data_term, prepare_batch
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
 from .seeding import auto_gaussian_count, seed_from_map
-from .stage_a import StageAModel
+from .stage_a import OCCUPANCY_BIAS, StageAModel
 from .stage_b import StageBModel
 from .transition import build_stage_b, medoid_latent, warm_start_motion
 
@@ -156,6 +157,16 @@ class SpireTrainer:
         self.opt = torch.optim.Adam(_param_groups(self.model_b, cfg))
         self.latents.reset_optimizer()
 
+    def _init_latents(self) -> None:
+        """Regional-occupancy latents (see :mod:`.latent_init`); runs at the start of epoch 0."""
+        m = self.model_a
+        loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
+                                       num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+        amps = torch.exp(m.log_amplitudes.detach()) * torch.sigmoid(torch.tensor(OCCUPANCY_BIAS))
+        z = regional_latents(m.centres_px.detach(), amps, m.sigmas_px, loader, self.grid, self.device,
+                             self.cfg.zdim, self.cfg.init_regions, seed=self.cfg.seed)
+        self.latents.assign(torch.arange(self.n, device=self.device), torch.as_tensor(z, device=self.device))
+
     def _search(self, model: torch.nn.Module, label: str) -> None:
         """Discrete latent search over all images (see :mod:`.latent_search`)."""
         loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
@@ -173,6 +184,8 @@ class SpireTrainer:
             self._begin_stage_b()
         model = self._active()
         stage = "B" if self.model_b is not None else "A"
+        if stage == "A" and epoch == 0 and cfg.init_regions:
+            self._init_latents()
         if stage == "B" and epoch == cfg.stage_b_search_epoch:
             self._search(model, f"latent search (stage B, before epoch {epoch + 1})")
         model.train()
