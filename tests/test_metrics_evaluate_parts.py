@@ -24,14 +24,15 @@ class _AtomGaussians(TrainedModel):
 
     method = "test-atom-gaussians"
 
-    def __init__(self, run: RunDir, coords: np.ndarray, part: np.ndarray, occupancy: np.ndarray) -> None:
+    def __init__(self, run: RunDir, coords: np.ndarray, part: np.ndarray, occupancy: np.ndarray,
+                 base: np.ndarray | None = None) -> None:
         super().__init__(run, BOX, APIX)
-        self.coords, self.part, self.occ = coords, part, occupancy
+        self.coords, self.part, self.occ, self.base = coords, part, occupancy, base
 
     @classmethod
     def load(cls, run_dir, device="cpu"):
         with np.load(Path(run_dir) / "gauss.npz") as f:
-            return cls(RunDir(run_dir), f["coords"], f["part"], f["occupancy"])
+            return cls(RunDir(run_dir), f["coords"], f["part"], f["occupancy"], f["base"] if "base" in f else None)
 
     def volume(self, z, box=None, apix=None):
         rng = np.random.default_rng(int(np.argmax(z)))
@@ -40,8 +41,11 @@ class _AtomGaussians(TrainedModel):
     def gaussians_at(self, z):
         s = int(np.argmax(z))
         n = len(self.part)
-        return {"centres_A": self.coords[s], "amplitudes": self.occ[s].copy(), "occupancy": self.occ[s].copy(),
-                "sigmas_A": np.full(n, 2.0), "part": self.part}
+        if self.base is None:
+            return {"centres_A": self.coords[s], "amplitudes": self.occ[s].copy(), "occupancy": self.occ[s].copy(),
+                    "sigmas_A": np.full(n, 2.0), "part": self.part}
+        return {"centres_A": self.coords[s], "amplitudes": self.base * self.occ[s], "occupancy": self.occ[s].copy(),
+                "base_amplitudes": self.base.copy(), "sigmas_A": np.full(n, 2.0), "part": self.part}
 
 
 def _atoms(rng: np.random.Generator, compositional: bool) -> dict[str, np.ndarray]:
@@ -70,13 +74,16 @@ def _dataset(root: Path, atoms: dict[str, np.ndarray]) -> Path:
     return root
 
 
-def _run(root: Path, atoms: dict[str, np.ndarray], part: np.ndarray, occupancy: np.ndarray) -> Path:
+def _run(root: Path, atoms: dict[str, np.ndarray], part: np.ndarray, occupancy: np.ndarray,
+         base: np.ndarray | None = None, coords: np.ndarray | None = None) -> Path:
     run = root / "run"
     run.mkdir()
     (run / "config.yaml").write_text("method: test-atom-gaussians\n")
     z = np.repeat(np.eye(S, dtype=np.float32), PER_STATE, axis=0)
     np.save(run / "latents.npy", z + np.random.default_rng(2).normal(scale=0.01, size=z.shape).astype(np.float32))
-    np.savez(run / "gauss.npz", coords=atoms["coords_A"], part=part, occupancy=occupancy)
+    extra = {} if base is None else {"base": base}
+    coords = atoms["coords_A"] if coords is None else coords
+    np.savez(run / "gauss.npz", coords=coords, part=part, occupancy=occupancy, **extra)
     return run
 
 
@@ -106,6 +113,39 @@ def test_absent_chain_occupancy_reported(tmp_path):
     assert ac["min_present_occupancy"] == pytest.approx(0.95)
     absent = [row for row in ac["rows"] if not row["present"]]
     assert [(row["state"], row["chain"]) for row in absent] == [(0, "B")]
+
+
+@pytest.mark.parametrize("give_base", [True, False])
+def test_absent_chain_occupancy_is_mass_weighted(tmp_path, give_base):
+    """Closed gates keep their Gaussians' weight: two of chain A's twenty Gaussians shut
+    (gate exactly 0) leave the chain at 0.9 of its mass, not near 0."""
+    atoms = _atoms(np.random.default_rng(0), compositional=True)
+    data = _dataset(tmp_path, atoms)
+    occ = atoms["present"].astype(np.float32)
+    occ[1:, :2] = 0.0  # states 1 and 2: two Gaussians of chain A closed
+    occ[0, :2] = 1.0
+    base = np.full(40, 0.02, np.float32)
+    coords = atoms["coords_A"].copy()
+    coords[0, 20:] = atoms["coords_A"][0, :20]  # closed chain-B Gaussians drift onto chain A in state 0
+    r = evaluate_run(_run(tmp_path, atoms, np.zeros(40, np.int64), occ, base if give_base else None, coords), data)
+    rows = {(row["state"], row["chain"]): row["occupancy"] for row in r["parts"]["absent_chain_occupancy"]["rows"]}
+    assert rows[(1, "A")] == pytest.approx(0.9) and rows[(2, "A")] == pytest.approx(0.9)
+    assert rows[(0, "A")] == pytest.approx(1.0) and rows[(0, "B")] == pytest.approx(0.0)
+
+
+def test_absent_chain_occupancy_uses_each_states_latent(tmp_path):
+    """Called on per-image latents and labels, each state is decoded at its own latent."""
+    from cryohet.methods.base import load_run
+    from cryohet.metrics.parts import absent_chain_occupancy, load_gt_atoms
+
+    atoms = _atoms(np.random.default_rng(0), compositional=True)
+    data = _dataset(tmp_path, atoms)
+    occ = atoms["present"].astype(np.float32)
+    model = load_run(_run(tmp_path, atoms, np.zeros(40, np.int64), occ))
+    labels = np.repeat(np.arange(S), PER_STATE)
+    ac = absent_chain_occupancy(model, model.latents, labels, load_gt_atoms(data / "gt"))
+    rows = {(row["state"], row["chain"]): row["occupancy"] for row in ac["rows"]}
+    assert rows[(0, "B")] == pytest.approx(0.0) and rows[(1, "B")] == pytest.approx(1.0)
 
 
 def test_no_part_metrics_without_atoms(tmp_path):

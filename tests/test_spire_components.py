@@ -206,3 +206,66 @@ def test_stage_a_positional_encoding_ablation_has_no_free_features():
     assert model.features is None
     assert model.gaussian_features().shape == (30, 8)
     assert model(torch.zeros(2, 4)).centres_px.shape == (2, 30, 3)
+
+
+def test_lowpass_grid_is_the_full_data_term_restricted_to_the_band():
+    from cryohet.methods.spire.objective import restrict_batch
+
+    d, apix, b = 32, 3.0, 3
+    g = torch.Generator().manual_seed(5)
+    rot = torch.as_tensor(random_rotations(b, 1), dtype=torch.float32)
+    img = torch.complex(torch.randn(b, d, d // 2, generator=g), torch.randn(b, d, d // 2, generator=g))
+    fb = FourierBatch(torch.arange(b), img, torch.rand(b, d, d // 2, generator=g), rot, torch.randn(b, 2, generator=g))
+    mix = MixtureBatch(torch.randn(b, 20, 3, generator=g) * 3, torch.rand(b, 20, generator=g), torch.rand(20, generator=g) + 0.8,
+                       torch.ones(b, 20))
+    full = HalfPlaneGrid.build(d, apix)
+    for fraction in (0.5, 0.3):
+        sub = full.lowpass(fraction)
+        masked = HalfPlaneGrid.build(d, apix, max_radius_px=fraction * d / 2)
+        assert sub.ky_A.shape[0] < d and sub.kx_A.shape[0] < d // 2  # rows and columns dropped, not zero-weighted
+        assert torch.allclose(data_term(mix, restrict_batch(fb, sub), sub), data_term(mix, fb, masked), rtol=1e-5)
+    assert full.lowpass(1.0) is full and restrict_batch(fb, full) is fb
+
+
+def test_occupancy_energy_weight_is_the_rendered_energy_of_one_gaussian():
+    from cryohet.methods.spire.objective import occupancy_energy_weights
+
+    d, apix = 64, 2.0
+    grid = HalfPlaneGrid.build(d, apix)
+    fb = FourierBatch(torch.zeros(1, dtype=torch.long), torch.zeros(1, d, d // 2, dtype=torch.complex64), None,
+                      torch.eye(3)[None], torch.zeros(1, 2))
+    for m, s in ((1.0, 1.5), (0.3, 2.5)):
+        mix = MixtureBatch(torch.zeros(1, 1, 3), torch.tensor([[m]]), torch.tensor([s]), torch.ones(1, 1))
+        rendered = float(data_term(mix, fb, grid))  # sum of squares of the projection (no CTF)
+        analytic = 2 * float(occupancy_energy_weights(torch.tensor([m]), torch.tensor([s]))[0])  # E is the CTF-halved value
+        assert rendered == pytest.approx(analytic, rel=0.02)
+
+
+def test_occupancy_prior_rounds_minority_gates():
+    """E (g - p)^2 + κ E g (1 - g): with κ = 1 the optimum is 0 for p < 1/2 and 1 above."""
+    from cryohet.methods.spire.objective import occupancy_prior
+
+    energy = torch.tensor([4.0])
+    for p, kappa, want in ((0.3, 1.0, 0.0), (0.7, 1.0, 1.0), (0.3, 0.0, 0.3), (0.4, 0.5, (0.8 - 0.5) / 1.0)):
+        logit = torch.zeros(1, 1, requires_grad=True)
+        opt = torch.optim.Adam([logit], lr=0.05)
+        for _ in range(3000):
+            g = torch.sigmoid(logit)
+            loss = (energy * (g - p) ** 2).sum() + kappa * occupancy_prior(g, energy).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert float(torch.sigmoid(logit.detach())) == pytest.approx(want, abs=0.03)
+
+
+def test_stage_b_search_schedule():
+    from cryohet.io.particles import ParticleSource
+    from cryohet.methods.spire.config import SpireConfig
+
+    def cfg(**kw):
+        return SpireConfig(data=ParticleSource(path="x.star"), out="r", **kw)
+
+    assert cfg(stage_a={"epochs": 10}, stage_b={"epochs": 10}).stage_b_search_epochs == (18,)
+    assert cfg(stage_a={"epochs": 10}, stage_b={"epochs": 10}, search_every=2).stage_b_search_epochs == (12, 14, 16, 18)
+    assert cfg(stage_a={"epochs": 15}, stage_b={"epochs": 30}, search_every=4).stage_b_search_epochs == (19, 23, 27, 31, 35, 38)
+    assert cfg(stage_b={"epochs": 10}, latent_search=0, search_every=2).stage_b_search_epochs == ()

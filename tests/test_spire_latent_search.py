@@ -61,3 +61,23 @@ def test_candidate_latents_are_cluster_centres():
     c = c[c[:, 0].argsort()]
     assert abs(c[0, 0] + 3) < 0.1 and abs(c[1, 0] - 3) < 0.1
     assert len(candidate_latents(z[:1], 5)) == 1
+
+
+def test_low_band_search_still_assigns_images():
+    """Scoring on half the band (a quarter of the cost) keeps the assignments."""
+    from cryohet.methods.spire.objective import restrict_batch
+
+    d, apix, n = 32, 3.0, 48
+    model = _TwoSubunits()
+    grid = HalfPlaneGrid.build(d, apix)
+    truth = torch.tensor([1.0, -1.0]).repeat(n // 2)
+    z_true = torch.stack([truth, torch.zeros(n)], dim=1)
+    rot = torch.as_tensor(random_rotations(n, 4), dtype=torch.float32)
+    fb = FourierBatch(torch.arange(n), torch.zeros(n, d, d // 2, dtype=torch.complex64), None, rot, torch.zeros(n, 2))
+    clean = render_half(model(z_true), fb, grid)
+    g = torch.Generator().manual_seed(3)
+    fb.image_ft = clean + torch.complex(torch.randn(clean.shape, generator=g), torch.randn(clean.shape, generator=g)) * 0.3 * d
+    sub = grid.lowpass(0.5)
+    cands = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    _, _, choice = score_candidates(model, restrict_batch(fb, sub), sub, -z_true, model(cands), 0.1 * (cands**2).sum(1), 0.1)
+    assert (choice == torch.where(truth > 0, 0, 1)).float().mean() >= 0.95

@@ -36,6 +36,9 @@ def spire(
     positional_encoding: bool = typer.Option(False, "--positional-encoding", help="Ablation: positional encoding instead of features."),
     init_regions: int = typer.Option(16, "--init-regions", help="Start latents from the images' fitted occupancy of this many regions of the consensus; 0: random."),
     latent_search: int = typer.Option(16, "--latent-search", help="Candidates of the discrete latent search (end of stage A, last quarter of stage B); 0: off."),
+    search_every: Optional[int] = typer.Option(None, "--search-every", help="Stage B: also search every this many epochs before the last quarter (hard-EM rounds); 0: once."),
+    search_band: Optional[float] = typer.Option(None, "--search-band", help="Score search candidates below this fraction of Nyquist."),
+    lambda_occ: Optional[float] = typer.Option(None, "--lambda-occ", help="Binary-occupancy prior weight κ (stage B); 0: off."),
     lambda_z: float = typer.Option(0.1, "--lambda-z"),
     lambda_f: float = typer.Option(0.01, "--lambda-f"),
     invert: bool = typer.Option(False, "--invert", help="Images have dark protein (multiply by -1)."),
@@ -57,7 +60,10 @@ def spire(
 
         source = ParticleSource(path=absolute(particles), poses=absolute(poses), ctf=absolute(ctf),
                                 datadir=absolute(datadir), ind=absolute(ind), apix=apix)
+        optional = {k: v for k, v in {"search_every": search_every, "search_band": search_band,
+                                         "lambda_occ": lambda_occ}.items() if v is not None}
         cfg = SpireConfig(
+            **optional,
             data=source,
             out=str(out.expanduser().resolve()),
             box=box,

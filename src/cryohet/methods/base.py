@@ -84,8 +84,9 @@ class TrainedModel(ABC):
         return None
 
     def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray] | None:
-        """For Gaussian-mixture methods: ``centres_A`` (G, 3), ``amplitudes`` (G,),
-        ``occupancy`` (G,) gates, ``sigmas_A`` (G,), ``part`` (G,) at latent ``z``; else None."""
+        """For Gaussian-mixture methods: ``centres_A`` (G, 3), ``amplitudes`` (G,) (gated),
+        ``occupancy`` (G,) gates, ``sigmas_A`` (G,), ``part`` (G,) at latent ``z``, and
+        optionally ``base_amplitudes`` (G,) (ungated); else None."""
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -6,10 +6,11 @@ For Gaussian-mixture methods with part labels (CryoSPIRE) and simulated data who
 * :func:`moving_part_purity` — each Gaussian is labelled *moving* or *static* by the
   nearest present atom at each state's latent (majority over states); the part holding
   most moving Gaussians should hold at least 80 % of them and under 40 % of the rest.
-* :func:`absent_chain_occupancy` — each Gaussian belongs to the chain of its nearest atom;
-  for every state, the amplitude-weighted mean occupancy gate of each chain's Gaussians,
-  flagged by whether the chain is present in that state (absent chains should fall
-  below 0.2).
+* :func:`absent_chain_occupancy` — each Gaussian belongs to the chain of the atom nearest
+  its centre in the state where its gate is most open;
+  for every state, the mean occupancy gate of each chain's Gaussians weighted by their
+  ungated amplitudes (the chain's decoded mass over its full mass), flagged by whether
+  the chain is present in that state (absent chains should fall below 0.2).
 
 State latents follow the CryoBench protocol (the image latent nearest the state's mean).
 """
@@ -44,8 +45,24 @@ def load_gt_atoms(gt_dir: str | Path) -> GroundTruthAtoms | None:
 
 
 def _state_gaussians(model, latents: np.ndarray, labels: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The method's Gaussians at each state's latent (sorted states; labels must be 0..S-1
+    for the atoms to be indexed by position)."""
     rows = nearest_to_mean(latents, labels)
-    return [model.gaussians_at(latents[r]) for r in rows]
+    return [model.gaussians_at(latents[rows[s]]) for s in sorted(rows)]
+
+
+def _base_amplitudes(per_state: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """Ungated amplitude of every Gaussian (G,): ``base_amplitudes`` when the method gives
+    them, else ``amplitude / occupancy`` where the gate is open (largest over the states;
+    0 for a Gaussian whose gate is closed in every state)."""
+    if "base_amplitudes" in per_state[0]:
+        return np.asarray(per_state[0]["base_amplitudes"], np.float64)
+    ratios = []
+    for g in per_state:
+        occ = np.asarray(g["occupancy"], np.float64)
+        amp = np.asarray(g["amplitudes"], np.float64)
+        ratios.append(np.where(occ > 1e-6, amp / np.clip(occ, 1e-6, None), 0.0))
+    return np.max(ratios, axis=0)
 
 
 def moving_part_purity(model, latents: np.ndarray, labels: np.ndarray, atoms: GroundTruthAtoms) -> dict[str, float]:
@@ -75,17 +92,24 @@ def absent_chain_occupancy(model, latents: np.ndarray, labels: np.ndarray, atoms
     """Per state and chain: amplitude-weighted occupancy of the chain's Gaussians."""
     per_state = _state_gaussians(model, latents, labels)
     everything = atoms.coords_A[0]  # compositional states share coordinates
-    _, idx = cKDTree(everything).query(per_state[0]["centres_A"])
+    # a Gaussian's place is where its gate is most open: a closed Gaussian's centre is
+    # unconstrained by the data and may sit anywhere in a state that lacks it
+    occ = np.stack([np.asarray(g["occupancy"]) for g in per_state])
+    best = occ.argmax(axis=0)
+    centres = np.stack([np.asarray(g["centres_A"]) for g in per_state])[best, np.arange(occ.shape[1])]
+    _, idx = cKDTree(everything).query(centres)
     chain_of = atoms.chain_ids[idx]
     chains = np.unique(atoms.chain_ids)
     rows = []
     worst_absent, best_present = 0.0, 1.0
+    # weights: each Gaussian's ungated amplitude, so the result is the chain's decoded mass
+    # over its full mass (a closed gate must not change its own weight)
+    w = _base_amplitudes(per_state)
     for s, g in enumerate(per_state):
         present_chains = set(np.unique(atoms.chain_ids[atoms.present[s]]))
-        w = np.exp(np.log(np.clip(g["amplitudes"], 1e-30, None)) - np.log(np.clip(g["occupancy"], 1e-30, None)))
         for c in chains:
             sel = chain_of == c
-            if not sel.any():
+            if not sel.any() or w[sel].sum() <= 0:
                 continue
             occ = float(np.average(g["occupancy"][sel], weights=w[sel]))
             present = c in present_chains

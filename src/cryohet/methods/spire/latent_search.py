@@ -23,7 +23,7 @@ from sklearn.cluster import KMeans
 
 from ...console import get_logger, progress
 from .latents import LatentTable
-from .objective import FourierBatch, HalfPlaneGrid, data_term, prepare_batch
+from .objective import FourierBatch, HalfPlaneGrid, data_term, prepare_batch, restrict_batch
 from .stage_a import MixtureBatch
 
 __all__ = ["candidate_latents", "score_candidates", "search_latents"]
@@ -88,6 +88,7 @@ def search_latents(
     lambda_z: float,
     seed: int = 0,
     label: str = "latent search",
+    band: float = 1.0,
 ) -> dict:
     """Move each image's latent to the best-scoring of {its own, the k-means candidates}.
 
@@ -98,6 +99,8 @@ def search_latents(
             ``shift_A``); every image once.
         n_candidates: k, the number of k-means centres tried.
         lambda_z: weight of the ``||z||^2`` prior, as in training.
+        band: score on the frequencies below this fraction of Nyquist only
+            (:meth:`HalfPlaneGrid.lowpass`; cost about ``band²`` of the full search).
 
     Returns:
         ``{"moved": fraction of images that moved, "gain": mean score decrease per image,
@@ -108,12 +111,13 @@ def search_latents(
     cands = torch.as_tensor(candidate_latents(latents.z.cpu().numpy(), n_candidates, seed), device=device)
     cand_mix = model(cands)  # (k, G, ...) computed once: the decoder does not depend on the image
     cand_prior = lambda_z * (cands**2).sum(dim=1)
+    sub = grid.lowpass(band)
     moved = 0
     gain = 0.0
     total = 0
     for batch in progress(loader, total=len(loader), description=label, unit="batch"):
-        fb = prepare_batch(batch, grid, device)
-        own, best, choice = score_candidates(model, fb, grid, latents.z[fb.index], cand_mix, cand_prior, lambda_z)
+        fb = restrict_batch(prepare_batch(batch, grid, device), sub)
+        own, best, choice = score_candidates(model, fb, sub, latents.z[fb.index], cand_mix, cand_prior, lambda_z)
         sel = choice >= 0
         if sel.any():
             latents.assign(fb.index[sel], cands[choice[sel]])

@@ -61,6 +61,7 @@ class SpireModel(TrainedModel):
         return {
             "centres_A": (mix.centres_px[0] * self.apix).cpu().numpy(),
             "amplitudes": mix.amplitudes[0].cpu().numpy(),
+            "base_amplitudes": torch.exp(self.model.log_amplitudes).cpu().numpy(),
             "occupancy": mix.occupancy[0].cpu().numpy(),
             "sigmas_A": (mix.sigmas_px * self.apix).cpu().numpy(),
             "part": self.model.anchor_of.cpu().numpy(),

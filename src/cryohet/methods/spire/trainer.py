@@ -29,7 +29,7 @@ from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
 from .latents import LatentTable
-from .objective import HalfPlaneGrid, data_term, prepare_batch
+from .objective import HalfPlaneGrid, data_term, occupancy_energy_weights, occupancy_prior, prepare_batch
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
 from .seeding import auto_gaussian_count, seed_from_map
@@ -172,7 +172,7 @@ class SpireTrainer:
         loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
                                        num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
         search_latents(model, self.latents, loader, self.grid, self.device, self.cfg.latent_search,
-                       self.cfg.lambda_z, seed=self.cfg.seed, label=label)
+                       self.cfg.lambda_z, seed=self.cfg.seed, label=label, band=self.cfg.search_band)
 
     # -- training ----------------------------------------------------------------------
     def _active(self) -> torch.nn.Module:
@@ -186,7 +186,7 @@ class SpireTrainer:
         stage = "B" if self.model_b is not None else "A"
         if stage == "A" and epoch == 0 and cfg.init_regions:
             self._init_latents()
-        if stage == "B" and epoch == cfg.stage_b_search_epoch:
+        if stage == "B" and epoch in cfg.stage_b_search_epochs:
             self._search(model, f"latent search (stage B, before epoch {epoch + 1})")
         model.train()
         self.loader.set_epoch(epoch)
@@ -203,6 +203,9 @@ class SpireTrainer:
             loss = (data + cfg.lambda_z * zpen).mean()
             if stage == "B":
                 loss = loss + cfg.lambda_f * self.model_b.feature_penalty() / self.n
+                if cfg.lambda_occ > 0:
+                    energy = occupancy_energy_weights(torch.exp(self.model_b.log_amplitudes), mix.sigmas_px)
+                    loss = loss + cfg.lambda_occ * occupancy_prior(mix.occupancy, energy).mean()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
