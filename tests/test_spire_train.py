@@ -102,6 +102,12 @@ def test_killed_run_resumes_and_finishes(two_states, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
     assert load_run(run).latents.shape == (600, 4)
+    # the resumed run ends where an uninterrupted one does (a run is a function of its config)
+    whole = tmp_path / "whole"
+    train_spire(cfg.model_copy(update={"out": str(whole)}))
+    rows_whole = [json.loads(line) for line in (whole / "train_log.jsonl").read_text().splitlines()]
+    assert [r["data"] for r in rows_whole] == pytest.approx([r["data"] for r in rows], rel=1e-6)
+    assert np.allclose(load_run(whole).latents, load_run(run).latents, atol=1e-5)
 
 
 def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path, capsys):

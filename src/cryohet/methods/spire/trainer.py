@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,16 @@ def _param_groups(model: torch.nn.Module, cfg: SpireConfig) -> list[dict]:
         {"params": gauss, "lr": cfg.optim.lr_gaussians},
         {"params": nets, "lr": cfg.optim.lr_networks},
     ]
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Torch's default generator seeded for the block (network initialisation), restored after:
+    a run is a function of its config, and a resumed run builds the same stage-B networks
+    as an uninterrupted one."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class SpireTrainer:
@@ -115,11 +126,12 @@ class SpireTrainer:
         n_a, _ = self._gaussian_counts()
         seed = seed_from_map(self.consensus, n_a, np.random.default_rng(self.cfg.seed))
         sa = self.cfg.stage_a
-        self.model_a = StageAModel(
-            torch.as_tensor(seed.centres_px), torch.as_tensor(seed.amplitudes), torch.as_tensor(seed.sigmas_px),
-            self.cfg.zdim, sa.feature_dim, sa.hidden, self.box, positional_encoding=sa.positional_encoding,
-            seed=self.cfg.seed,
-        ).to(self.device)
+        with _seeded(self.cfg.seed):
+            self.model_a = StageAModel(
+                torch.as_tensor(seed.centres_px), torch.as_tensor(seed.amplitudes), torch.as_tensor(seed.sigmas_px),
+                self.cfg.zdim, sa.feature_dim, sa.hidden, self.box, positional_encoding=sa.positional_encoding,
+                seed=self.cfg.seed,
+            ).to(self.device)
         self.opt = torch.optim.Adam(_param_groups(self.model_a, self.cfg))
 
     def _begin_stage_b(self) -> None:
@@ -145,11 +157,12 @@ class SpireTrainer:
         _, n_b = self._gaussian_counts()
         sb = cfg.stage_b
         present = (occ.max(dim=0).values > 0.1).float().cpu()
-        self.model_b = build_stage_b(
-            self.model_a.cpu(), self.parts, z_ref.cpu(), n_b, self.box, self.apix, np.random.default_rng(cfg.seed + 1),
-            present, cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
-            local_flex=sb.local_flex, learn_widths=sb.learn_widths,
-        )
+        with _seeded(cfg.seed + 1):
+            self.model_b = build_stage_b(
+                self.model_a.cpu(), self.parts, z_ref.cpu(), n_b, self.box, self.apix, np.random.default_rng(cfg.seed + 1),
+                present, cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
+                local_flex=sb.local_flex, learn_widths=sb.learn_widths,
+            )
         fit = warm_start_motion(self.model_b, self.model_a, self.parts, z_all.cpu(), z_ref.cpu(), seed=cfg.seed)
         log.info("stage B: %d Gaussians in %d parts; motion warm start fit %.4g", self.model_b.n_gaussians, self.parts.n_parts, fit)
         self.model_a.to(self.device)
