@@ -119,7 +119,9 @@ class SpireConfig(StrictModel):
         description=(
             "stage B binary-occupancy prior κ (ours; paper silent): κ Σ_i E_i g_i (1 - g_i) per image, E_i "
             "the data-term energy of Gaussian i; rounds a gate to 0 where at most κ/2 of the images at that "
-            "latent contain it (see objective.occupancy_prior)"
+            "latent contain it (see objective.occupancy_prior). Off by default: measured at κ = 1, AUC 0.4578 vs "
+            "0.4564 on igg-1d and 0.4562 vs 0.4570 on assembly (within run-to-run spread), and it did not separate "
+            "the assembly states that differ by the smallest subunits"
         ),
     )
     stage_a: StageAConfig = Field(default_factory=StageAConfig)
