@@ -31,6 +31,7 @@ def simulate(
     angle_min: float = typer.Option(0.0, "--angle-min", help="Hinge dihedral range start (degrees)."),
     angle_max: float = typer.Option(360.0, "--angle-max", help="Hinge dihedral range end (degrees)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into a non-empty folder."),
+    device: str = typer.Option("cpu", "--device", help="Render on cpu or cuda (cuda:N); CryoBench-sized sets want a GPU."),
 ) -> None:
     """Simulate particles (Fourier-slice projections, RELION CTF, shifts, white noise) with ground truth.
 
@@ -44,7 +45,7 @@ def simulate(
         cfg = SimulationConfig(
             preset=preset, out=out, n_images=n_images, box=box, apix=apix, snr=snr, seed=seed,
             n_states=n_states, max_shift_px=max_shift, model=model, moving=moving, axis=axis,
-            angle_min_deg=angle_min, angle_max_deg=angle_max, overwrite=overwrite,
+            angle_min_deg=angle_min, angle_max_deg=angle_max, overwrite=overwrite, device=device,
         )
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None

@@ -33,6 +33,8 @@ class SimulationConfig(StrictModel):
     angle_min_deg: float = 0.0
     angle_max_deg: float = 360.0
     chunk: int = Field(256, gt=0, description="images rendered per batch")
+    device: str = Field("cpu", description="where images are rendered: cpu or cuda[:N] (the noise is always drawn "
+                        "on the CPU from the seed, so a dataset differs between devices only by float rounding)")
     overwrite: bool = False
 
     @field_validator("preset")
@@ -54,6 +56,13 @@ class SimulationConfig(StrictModel):
     def _even_box(cls, v: int) -> int:
         if v % 2:
             raise ValueError(f"box must be even, got {v}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not (v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got '{v}'")
         return v
 
     @model_validator(mode="after")

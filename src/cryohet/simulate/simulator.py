@@ -112,9 +112,12 @@ def write_gt_atoms(path: Path, ensemble: Ensemble, centre: np.ndarray) -> None:
 
 
 def _render_clean(vol_ft, rotations, shifts_A, ctf, box, apix) -> torch.Tensor:
-    return render(vol_ft, torch.as_tensor(rotations, dtype=torch.float32),
-                  torch.as_tensor(shifts_A, dtype=torch.float32), torch.as_tensor(ctf, dtype=torch.float32),
-                  box, apix, output="real", image_oversample=2)
+    """Noise-free images (N, D, D) on the CPU, rendered on ``vol_ft``'s device."""
+    dev = vol_ft.data.device
+    return render(vol_ft, torch.as_tensor(rotations, dtype=torch.float32, device=dev),
+                  torch.as_tensor(shifts_A, dtype=torch.float32, device=dev),
+                  torch.as_tensor(ctf, dtype=torch.float32, device=dev),
+                  box, apix, output="real", image_oversample=2).cpu()
 
 
 def simulate_dataset(cfg: SimulationConfig) -> Path:
@@ -122,6 +125,9 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise InputError(f"{out}: output folder exists and is not empty (choose another --out or pass --overwrite)")
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA device")
     rng = np.random.default_rng(cfg.seed)
     apix = cfg.resolved_apix()
     ensemble = build_ensemble(cfg.preset, cfg.n_states, rng, cfg.model, cfg.moving, cfg.axis,
@@ -156,7 +162,7 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     np.save(out / "gt" / "labels.npy", labels.astype(np.int64))
     np.save(out / "gt" / "gt_latents.npy", ensemble.gt_latents())
 
-    vol_fts = [volume_to_fourier(torch.as_tensor(m)) for m in maps]
+    vol_fts = [volume_to_fourier(torch.as_tensor(m, device=device)) for m in maps]
     # Noise level from clean images of a random subset (std over all pixels, CryoBench).
     probe = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
     sq, tot, cnt = 0.0, 0.0, 0
