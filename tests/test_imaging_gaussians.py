@@ -192,3 +192,30 @@ def test_voxelize_chunking_and_volume_units():
     assert torch.allclose(one, chunked, atol=1e-5 * one.abs().max())
     splat = voxelize_gaussians(c, a, s, 24, 2.0, band_limit=False, chunk_gaussians=7)
     assert (one - splat).abs().max() < 2e-3 * one.abs().max()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_block_size_changes_nothing(monkeypatch, grad):
+    """The CPU and GPU block budgets (one image per block vs the whole batch) agree."""
+    import cryohet.imaging.gaussians as gm
+
+    c, a, s = _mixture(n=300, seed=3)
+    rot = _rot(6, seed=3)
+    k = frequencies_1d(BOX, APIX)
+    shifts = torch.randn(6, 2, generator=torch.Generator().manual_seed(3))
+
+    def run(budget: int):
+        monkeypatch.setattr(gm, "_GRAD_ELEMENTS_PER_CHUNK" if grad else "_ELEMENTS_PER_CHUNK", budget)
+        cc = c.clone().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            F = gaussian_projection_ft(cc, a, s, rot, k[BOX // 2 :], k, APIX, shifts_A=shifts)
+        if not grad:
+            return F, None
+        (F.abs() ** 2).sum().backward()
+        return F.detach(), cc.grad
+
+    small, g_small = run(300 * 16)  # one image (and without gradient 100 Gaussians) per block
+    big, g_big = run(1 << 28)  # the whole batch in one block
+    assert torch.allclose(small, big, rtol=1e-5, atol=1e-4 * big.abs().max().item())
+    if grad:
+        assert torch.allclose(g_small, g_big, rtol=1e-4, atol=1e-5 * g_big.abs().max().item())
