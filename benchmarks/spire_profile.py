@@ -37,27 +37,18 @@ def _trainer(args, batch_size: int):
 
 
 def _stepper(tr):
-    from cryohet.methods.spire.objective import data_term, prepare_batch
+    """The trainer's own step on a few pre-loaded batches (the step, not the reader, is timed)."""
+    from cryohet.methods.spire.objective import prepare_batch
 
-    model, cfg = tr._active(), tr.cfg
-    amp = cfg.amp and tr.device.type == "cuda"
     batches = []
-    for i, b in enumerate(tr.loader):  # pre-load a few batches: the step, not the reader, is profiled
+    for i, b in enumerate(tr.loader):
         batches.append(prepare_batch(b, tr.grid, tr.device))
         if i == 3:
             break
 
     def step(i: int) -> int:
-        fb = batches[i % len(batches)]
-        z = tr.latents.batch(fb.index)
-        with torch.autocast(device_type=tr.device.type, dtype=torch.bfloat16, enabled=amp):
-            mix = model(z)
-        loss = data_term(mix, fb, tr.grid).mean()
-        tr.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        tr.opt.step()
-        tr.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
-        return len(fb.index)
+        data, _ = tr.train_step(batches[i % len(batches)])
+        return len(data)
 
     return step
 

@@ -39,7 +39,7 @@ torch.set_num_threads({threads})
 from cryohet.io.particles import ParticleSource
 from cryohet.methods.spire.config import SpireConfig
 from cryohet.methods.spire.trainer import SpireTrainer
-from cryohet.methods.spire.objective import prepare_batch, data_term
+from cryohet.methods.spire.objective import prepare_batch
 from cryohet.training.loop import peak_rss_mb, gpu_peak_mb
 cfg = SpireConfig(data=ParticleSource(path="{star}"), out="{out}", init_map="{init_map}", device="{device}",
                   stage_a={{"epochs": 0, "gaussians": {ga}}}, stage_b={{"epochs": 1, "decoder": "{decoder}", "gaussians": {gb}}},
@@ -50,14 +50,8 @@ if "{stage}" == "B":
 model = tr._active()
 it = iter(tr.loader)
 def step():
-    fb = prepare_batch(next(it), tr.grid, tr.device)
-    z = tr.latents.batch(fb.index)
-    with torch.autocast(device_type=tr.device.type, dtype=torch.bfloat16, enabled=cfg.amp and tr.device.type == "cuda"):
-        mix = model(z)
-    loss = data_term(mix, fb, tr.grid).mean()
-    tr.opt.zero_grad(set_to_none=True); loss.backward(); tr.opt.step()
-    tr.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
-    return len(fb.index)
+    data, _ = tr.train_step(prepare_batch(next(it), tr.grid, tr.device))
+    return len(data)
 step(); step()  # warm-up
 if tr.device.type == "cuda": torch.cuda.synchronize()
 t0 = time.perf_counter(); n = 0

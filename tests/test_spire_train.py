@@ -8,6 +8,7 @@ import json
 import mrcfile
 import numpy as np
 import pytest
+import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
@@ -53,20 +54,24 @@ def trained(two_states, tmp_path_factory):
     return run
 
 
-def test_two_states_separate_and_beat_the_consensus(two_states, trained):
-    model = load_run(trained)
-    labels = np.load(two_states / "gt" / "labels.npy")
+def _assert_states_separate_and_beat_the_consensus(data, run) -> None:
+    model = load_run(run)
+    labels = np.load(data / "gt" / "labels.npy")
     z = model.latents
     assert z.shape == (600, 4)
     pred = KMeans(2, n_init=10, random_state=0).fit_predict(z)
     assert adjusted_rand_score(labels, pred) >= 0.9
-    mask = mrcfile.read(two_states / "gt" / "mask.mrc")
-    consensus = mrcfile.read(trained / "consensus.mrc")
+    mask = mrcfile.read(data / "gt" / "mask.mrc")
+    consensus = mrcfile.read(run / "consensus.mrc")
     for state, row in nearest_to_mean(z, labels).items():
-        gt = mrcfile.read(two_states / "gt" / f"state_{state:03d}.mrc")
+        gt = mrcfile.read(data / "gt" / f"state_{state:03d}.mrc")
         ours = fsc_cryobench(model.volume(z[row]), gt, mask=mask).auc
         base = fsc_cryobench(consensus, gt, mask=mask).auc
         assert ours > base, (state, ours, base)
+
+
+def test_two_states_separate_and_beat_the_consensus(two_states, trained):
+    _assert_states_separate_and_beat_the_consensus(two_states, trained)
 
 
 def test_run_directory_contract(trained):
@@ -150,19 +155,11 @@ def test_volumes_command_writes_maps_and_part_maps(trained, tmp_path):
     assert "vol_000_part_00.mrc" in script
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_mixed_precision_run_separates_the_states(two_states, tmp_path):
     """The CUDA path (bf16 autocast for the networks) reaches what the CPU run reaches."""
     run = tmp_path / "spire_cuda"
     train_spire(_config(two_states, run, 12, 14, device="cuda"))
-    model = load_run(run)
-    labels = np.load(two_states / "gt" / "labels.npy")
-    pred = KMeans(2, n_init=10, random_state=0).fit_predict(model.latents)
-    assert adjusted_rand_score(labels, pred) >= 0.9
-    mask = mrcfile.read(two_states / "gt" / "mask.mrc")
-    consensus = mrcfile.read(run / "consensus.mrc")
-    for state, row in nearest_to_mean(model.latents, labels).items():
-        gt = mrcfile.read(two_states / "gt" / f"state_{state:03d}.mrc")
-        assert fsc_cryobench(model.volume(model.latents[row]), gt, mask=mask).auc > fsc_cryobench(consensus, gt, mask=mask).auc
+    _assert_states_separate_and_beat_the_consensus(two_states, run)
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert all(row.get("gpu_peak_mb", 0) > 0 for row in log)

@@ -38,6 +38,7 @@ import torch
 
 from .. import __version__
 from ..console import get_logger, progress
+from ..device import resolve_device
 from ..errors import InputError
 from ..geometry.rotations import random_rotations
 from ..imaging.masks import threshold_mask
@@ -125,9 +126,7 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise InputError(f"{out}: output folder exists and is not empty (choose another --out or pass --overwrite)")
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA device")
+    device = resolve_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
     apix = cfg.resolved_apix()
     ensemble = build_ensemble(cfg.preset, cfg.n_states, rng, cfg.model, cfg.moving, cfg.axis,

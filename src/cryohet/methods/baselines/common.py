@@ -31,7 +31,8 @@ from pydantic import Field
 from ...config import StrictModel, load_config, save_config
 from ...console import attach_run_log, detach_handler, get_logger
 from ...data.dataset import ParticleDataset
-from ...errors import ConfigError, InputError, RunDirError
+from ...device import resolve_device
+from ...errors import InputError, RunDirError
 from ...io.mrc import write_volume
 from ...io.particles import ParticleSource
 from ...reconstruction.from_particles import dataset_pixel_size
@@ -67,17 +68,6 @@ class BaselineConfig(StrictModel):
     device: str = "cpu"
     batch_size: int = Field(256, gt=0, description="images per batch (reading, projection, backprojection)")
     seed: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``; a CUDA request without CUDA is a one-line error."""
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {name}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA device")
-    return dev
 
 
 class BaselineData:

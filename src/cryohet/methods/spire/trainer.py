@@ -20,6 +20,7 @@ from ...config import save_config
 from ...console import attach_run_log, detach_handler, get_logger, progress
 from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
+from ...device import resolve_device
 from ...errors import InputError
 from ...io.mrc import read_volume, write_volume
 from ...training.checkpoint import save_checkpoint
@@ -30,7 +31,14 @@ from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
 from .latents import LatentTable
-from .objective import HalfPlaneGrid, data_term, occupancy_energy_weights, occupancy_prior, prepare_batch
+from .objective import (
+    FourierBatch,
+    HalfPlaneGrid,
+    data_term,
+    occupancy_energy_weights,
+    occupancy_prior,
+    prepare_batch,
+)
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
 from .seeding import auto_gaussian_count, seed_from_map
@@ -70,9 +78,7 @@ class SpireTrainer:
     def __init__(self, cfg: SpireConfig, resume: bool = False) -> None:
         self.cfg = cfg
         self.run = RunDir(cfg.out)
-        self.device = torch.device(cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda asked for, but torch sees no CUDA device")
+        self.device = resolve_device(cfg.device)
         meta = cfg.data.load()
         if not meta.has_poses:
             raise InputError(f"{cfg.data.path}: CryoSPIRE needs poses (give a refined .star/.cs or --poses)")
@@ -203,31 +209,39 @@ class SpireTrainer:
             self._search(model, f"latent search (stage B, before epoch {epoch + 1})")
         model.train()
         self.loader.set_epoch(epoch)
-        amp = cfg.amp and self.device.type == "cuda"
         tot_data = tot_z = 0.0
         count = 0
         for batch in progress(self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"):
-            fb = prepare_batch(batch, self.grid, self.device)
-            z = self.latents.batch(fb.index)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
-                mix = model(z)
-            data = data_term(mix, fb, self.grid)
-            zpen = (z.float() ** 2).sum(dim=1)
-            loss = (data + cfg.lambda_z * zpen).mean()
-            if stage == "B":
-                loss = loss + cfg.lambda_f * self.model_b.feature_penalty() / self.n
-                if cfg.lambda_occ > 0:
-                    energy = occupancy_energy_weights(torch.exp(self.model_b.log_amplitudes), mix.sigmas_px)
-                    loss = loss + cfg.lambda_occ * occupancy_prior(mix.occupancy, energy).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            self.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
-            b = len(fb.index)
-            tot_data += float(data.detach().sum())
-            tot_z += float(zpen.detach().sum())
-            count += b
+            data, zpen = self.train_step(prepare_batch(batch, self.grid, self.device))
+            tot_data += float(data.sum())
+            tot_z += float(zpen.sum())
+            count += len(data)
         return {"stage": stage, "data": tot_data / count, "z_sq": tot_z / count, "n_images": count}
+
+    def train_step(self, fb: FourierBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step of the active stage on one batch.
+
+        Returns the per-image data term and ``||z||^2`` (detached, shape ``(B,)``).
+        """
+        cfg = self.cfg
+        model = self._active()
+        amp = cfg.amp and self.device.type == "cuda"
+        z = self.latents.batch(fb.index)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+            mix = model(z)
+        data = data_term(mix, fb, self.grid)
+        zpen = (z.float() ** 2).sum(dim=1)
+        loss = (data + cfg.lambda_z * zpen).mean()
+        if self.model_b is not None:
+            loss = loss + cfg.lambda_f * self.model_b.feature_penalty() / self.n
+            if cfg.lambda_occ > 0:
+                energy = occupancy_energy_weights(torch.exp(self.model_b.log_amplitudes), mix.sigmas_px)
+                loss = loss + cfg.lambda_occ * occupancy_prior(mix.occupancy, energy).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
+        return data.detach(), zpen.detach()
 
     # -- state ----------------------------------------------------------------------------
     def get_state(self) -> dict:
