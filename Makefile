@@ -24,7 +24,11 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/cryohet demo --out $(DEMO_OUT)
 
+LINTED := src tests benchmarks scripts
+
 test: $(BIN)/.installed
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 clean:

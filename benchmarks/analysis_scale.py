@@ -110,22 +110,32 @@ def main() -> None:
     title = f"latent analysis, {args.n:,} x {args.zdim} float32 latents ({z.nbytes / 2**20:.0f} MiB), k = {args.k}"
     core = sum(sec for name, sec, _, _ in rows if not name.startswith("UMAP"))
     table = Table(title=title)
-    for col, just in (("step", "left"), ("seconds", "right"), ("peak RSS in step (MiB)", "right"),
-                      ("RSS after (MiB)", "right")):
+    for col, just in (
+        ("step", "left"),
+        ("seconds", "right"),
+        ("peak RSS in step (MiB)", "right"),
+        ("RSS after (MiB)", "right"),
+    ):
         table.add_column(col, justify=just)
     for name, sec, peak, rss in rows:
         table.add_row(name, f"{sec:.2f}", f"{peak:.0f}", f"{rss:.0f}")
     table.add_row("PCA + k-means + subsample", f"{core:.2f}", "", "")
     Console(width=120).print(table)
     km = state[f"k-means (k={args.k})"]
-    tail = (f"k-means cluster sizes: min {km.counts.min():,}, max {km.counts.max():,}; "
-            f"PCA explained (first 3): {', '.join(f'{x:.3f}' for x in state['PCA fit'].explained_ratio[:3])}; "
-            f"peak RSS over all steps {max(r[2] for r in rows):.0f} MiB")
+    tail = (
+        f"k-means cluster sizes: min {km.counts.min():,}, max {km.counts.max():,}; "
+        f"PCA explained (first 3): {', '.join(f'{x:.3f}' for x in state['PCA fit'].explained_ratio[:3])}; "
+        f"peak RSS over all steps {max(r[2] for r in rows):.0f} MiB"
+    )
     print(tail)
     if args.markdown is not None:
-        lines = [f"**{title}** ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-                 f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})", "",
-                 "| step | seconds | peak RSS in step (MiB) | RSS after (MiB) |", "|---|---:|---:|---:|"]
+        lines = [
+            f"**{title}** ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
+            "",
+            "| step | seconds | peak RSS in step (MiB) | RSS after (MiB) |",
+            "|---|---:|---:|---:|",
+        ]
         lines += [f"| {name} | {sec:.2f} | {peak:.0f} | {rss:.0f} |" for name, sec, peak, rss in rows]
         lines += [f"| **PCA + k-means + subsample** | **{core:.2f}** | | |", "", tail, ""]
         args.markdown.write_text("\n".join(lines))

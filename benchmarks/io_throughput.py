@@ -123,7 +123,8 @@ def main() -> None:
         size = stack.stat().st_size
         console.print(
             f"stack {stack} : {n:,} images of {args.box}² float32, {size / 2**30:.2f} GiB, "
-            f"written in {time.perf_counter() - t0:.1f} s; RAM {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
+            f"written in {time.perf_counter() - t0:.1f} s; "
+            f"RAM {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
         )
         meta = load_particles(star)
         rows = []
@@ -145,7 +146,9 @@ def main() -> None:
             run("np.fromfile sequential", cache, lambda: _fromfile(stack, n, args.box, b))
             run(f"loader sequential (batch {b})", cache, lambda: _loader_pass(ds, b))
             run(f"loader shuffled 'random' (batch {b})", cache, lambda: _loader_pass(ds, b, shuffle=True, seed=1))
-            run(f"loader shuffled 'chunks' (batch {b})", cache, lambda: _loader_pass(ds, b, shuffle=True, mode="chunks"))
+            run(
+                f"loader shuffled 'chunks' (batch {b})", cache, lambda: _loader_pass(ds, b, shuffle=True, mode="chunks")
+            )
         k = min(args.single, n)
         pick = np.random.default_rng(2).choice(n, size=k, replace=False)
         run(f"one image at a time ({k:,} random)", "warm", lambda: sum(ds[int(i)]["image"].numel() * 4 for i in pick))

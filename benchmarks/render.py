@@ -45,12 +45,7 @@ def _flops_slice(d: int, ctf: bool) -> float:
 
 def _flops_gmm(d: int, g: int, ctf: bool) -> float:
     nx = d // 2 + 1
-    return (
-        8 * g * d * nx
-        + 12 * g * (d + nx)
-        + 2.5 * d * d * math.log2(d * d)
-        + (60 * d * nx if ctf else 0)
-    )
+    return 8 * g * d * nx + 12 * g * (d + nx) + 2.5 * d * d * math.log2(d * d) + (60 * d * nx if ctf else 0)
 
 
 def _flops_backprojection(d: int) -> float:
@@ -94,17 +89,13 @@ def _mixture(n: int, d: int, apix: float, device: torch.device) -> GaussianMixtu
     )
 
 
-def run(
-    device: torch.device, sizes: list[int], batch: int, n_gaussians: list[int], reps: int
-) -> Iterator[tuple]:
+def run(device: torch.device, sizes: list[int], batch: int, n_gaussians: list[int], reps: int) -> Iterator[tuple]:
     """Yield ``(renderer, D, G, CTF, images/s, model GFLOP/img)`` rows as they are measured."""
     apix = 2.0
     for d in sizes:
         rot, shifts, ctf = _inputs(batch, d, apix, device)
         small = _mixture(512, d, apix, device)
-        vft = volume_to_fourier(
-            voxelize_gaussians(small.centers_A, small.amplitudes, small.sigmas_A, d, apix)
-        )
+        vft = volume_to_fourier(voxelize_gaussians(small.centers_A, small.amplitudes, small.sigmas_A, d, apix))
         for use_ctf in (False, True):
             p = ctf if use_ctf else None
             with torch.no_grad():
@@ -143,9 +134,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--gaussians", type=int, nargs="+", default=[4096, 16384])
-    ap.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--cpu-only", action="store_true")
     args = ap.parse_args()
     if args.threads:
@@ -155,10 +144,11 @@ def main() -> None:
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.cpu_only:
         devices.append(torch.device("cuda"))
-    print(
-        f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, batch {batch}, best of {reps}"
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, batch {batch}, best of {reps}")
+    header = (
+        f"{'device':<6} {'renderer':<17} {'D':>4} {'G':>6} {'CTF':>4} {'images/s':>10} "
+        f"{'model GFLOP/img':>16} {'GFLOP/s':>8}"
     )
-    header = f"{'device':<6} {'renderer':<17} {'D':>4} {'G':>6} {'CTF':>4} {'images/s':>10} {'model GFLOP/img':>16} {'GFLOP/s':>8}"
     print(header)
     print("-" * len(header))
     for dev in devices:

@@ -46,9 +46,23 @@ VARIANTS: dict[str, list[str]] = {
 def train(dataset: Path, run: Path, extra: list[str], args) -> float:
     if (run / "latents.npy").exists():
         return float("nan")
-    cmd = [CRYOHET, "train", "spire", str(dataset / "particles.star"), "--out", str(run),
-           "--epochs-a", str(args.epochs_a), "--epochs-b", str(args.epochs_b), "-b", str(args.batch_size),
-           "--seed", str(args.seed), *extra]
+    cmd = [
+        CRYOHET,
+        "train",
+        "spire",
+        str(dataset / "particles.star"),
+        "--out",
+        str(run),
+        "--epochs-a",
+        str(args.epochs_a),
+        "--epochs-b",
+        str(args.epochs_b),
+        "-b",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        *extra,
+    ]
     if run.exists():
         cmd.append("--resume")
     t0 = time.time()
@@ -59,8 +73,11 @@ def train(dataset: Path, run: Path, extra: list[str], args) -> float:
 def evaluate(run: Path, dataset: Path) -> dict:
     out = run / "eval"
     if not (out / "metrics.json").exists():
-        subprocess.run([CRYOHET, "evaluate", str(run), "--gt", str(dataset), "--out", str(out)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [CRYOHET, "evaluate", str(run), "--gt", str(dataset), "--out", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -72,8 +89,10 @@ def row(name: str, m: dict, seconds: float) -> str:
     n_parts = (m.get("model") or {}).get("parts", "-")
     pur = "-" if purity is None else f"{purity:.2f} / {mpp.get('static_in_main_part', float('nan')):.2f}"
     secs = "-" if seconds != seconds else f"{seconds / 60:.1f}"
-    return (f"| {name} | {pc['auc_mean']:.4f} ({pc['auc_std']:.4f}) | {pc['auc_median']:.4f} | "
-            f"{m['clustering']['ari']:.3f} | {n_parts} | {pur} | {secs} |")
+    return (
+        f"| {name} | {pc['auc_mean']:.4f} ({pc['auc_std']:.4f}) | {pc['auc_median']:.4f} | "
+        f"{m['clustering']['ari']:.3f} | {n_parts} | {pur} | {secs} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--homogeneous", type=Path, help="a homogeneous run on the same data (else trained here)")
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    lines = ["| variant | per-state AUC mean (std) | median | ARI | parts | moving in main part / rest in it | train min |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | per-state AUC mean (std) | median | ARI | parts | moving in main part / rest in it | train min |",
+        "|---|---|---|---|---|---|---|",
+    ]
     homo = args.homogeneous or args.workdir / "homogeneous"
     if not (homo / "latents.npy").exists():
-        subprocess.run([CRYOHET, "train", "homogeneous", str(args.dataset / "particles.star"), "--out", str(homo)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [CRYOHET, "train", "homogeneous", str(args.dataset / "particles.star"), "--out", str(homo)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     m = evaluate(homo, args.dataset)
     lines.append(row("homogeneous consensus", m, float("nan")))
     for name in args.variants.split(","):

@@ -70,17 +70,50 @@ def main() -> None:
         run = args.workdir / f"run_x{c}"
         if not (run / "train_log.jsonl").exists() or len((run / "train_log.jsonl").read_text().splitlines()) < 2:
             shutil.rmtree(run, ignore_errors=True)
-            subprocess.run([CRYOHET, "train", "spire", str(star), "--out", str(run), "--epochs-a", "1", "--epochs-b", "1",
-                            "--gaussians", str(args.gaussians), "--coarse-gaussians", str(args.gaussians // 4),
-                            "--latent-search", "0"], check=True, env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    CRYOHET,
+                    "train",
+                    "spire",
+                    str(star),
+                    "--out",
+                    str(run),
+                    "--epochs-a",
+                    "1",
+                    "--epochs-b",
+                    "1",
+                    "--gaussians",
+                    str(args.gaussians),
+                    "--coarse-gaussians",
+                    str(args.gaussians // 4),
+                    "--latent-search",
+                    "0",
+                ],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
         log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
         stack_mb = sum(f.stat().st_size for f in data.glob("copy_*.mrcs")) / 2**20
-        rows.append((c, log[0]["n_images"], stack_mb, log[0]["peak_rss_mb"], log[-1]["peak_rss_mb"],
-                     log[0]["images_per_s"], log[-1]["images_per_s"]))
-    print(f"CryoSPIRE peak RSS vs dataset size ({args.dataset.name} replicated; {args.gaussians} stage-B Gaussians, "
-          f"{args.threads} thread(s))\n")
-    print("| copies | images | stacks on disk (MB) | peak RSS after stage A epoch (MB) | after stage B epoch (MB) | "
-          "images/s A | images/s B |")
+        rows.append(
+            (
+                c,
+                log[0]["n_images"],
+                stack_mb,
+                log[0]["peak_rss_mb"],
+                log[-1]["peak_rss_mb"],
+                log[0]["images_per_s"],
+                log[-1]["images_per_s"],
+            )
+        )
+    print(
+        f"CryoSPIRE peak RSS vs dataset size ({args.dataset.name} replicated; {args.gaussians} stage-B Gaussians, "
+        f"{args.threads} thread(s))\n"
+    )
+    print(
+        "| copies | images | stacks on disk (MB) | peak RSS after stage A epoch (MB) | after stage B epoch (MB) | "
+        "images/s A | images/s B |"
+    )
     print("|---|---|---|---|---|---|---|")
     for c, n, mb, ra, rb, ia, ib in rows:
         print(f"| {c} | {int(n)} | {mb:.0f} | {ra:.0f} | {rb:.0f} | {ia:.1f} | {ib:.1f} |")

@@ -27,9 +27,15 @@ def _trainer(args, batch_size: int):
     from cryohet.methods.spire.config import SpireConfig
     from cryohet.methods.spire.trainer import SpireTrainer
 
-    cfg = SpireConfig(data=ParticleSource(path=args.dataset / "particles.star"), out=str(args.workdir / f"run_{batch_size}"),
-                      init_map=str(args.dataset / "gt" / "state_000.mrc"), device=args.device,
-                      stage_a={"epochs": 0}, stage_b={"epochs": 1, "decoder": args.decoder}, optim={"batch_size": batch_size})
+    cfg = SpireConfig(
+        data=ParticleSource(path=args.dataset / "particles.star"),
+        out=str(args.workdir / f"run_{batch_size}"),
+        init_map=str(args.dataset / "gt" / "state_000.mrc"),
+        device=args.device,
+        stage_a={"epochs": 0},
+        stage_b={"epochs": 1, "decoder": args.decoder},
+        optim={"batch_size": batch_size},
+    )
     tr = SpireTrainer(cfg)
     if args.stage == "B":
         tr._begin_stage_b()

@@ -42,7 +42,8 @@ from cryohet.methods.spire.trainer import SpireTrainer
 from cryohet.methods.spire.objective import prepare_batch
 from cryohet.training.loop import peak_rss_mb, gpu_peak_mb
 cfg = SpireConfig(data=ParticleSource(path="{star}"), out="{out}", init_map="{init_map}", device="{device}",
-                  stage_a={{"epochs": 0, "gaussians": {ga}}}, stage_b={{"epochs": 1, "decoder": "{decoder}", "gaussians": {gb}}},
+                  stage_a={{"epochs": 0, "gaussians": {ga}}},
+                  stage_b={{"epochs": 1, "decoder": "{decoder}", "gaussians": {gb}}},
                   optim={{"batch_size": {batch}}})
 tr = SpireTrainer(cfg)
 if "{stage}" == "B":
@@ -68,9 +69,17 @@ print("RESULT", json.dumps({{"images_per_s": n / dt, "n_particles": tr.n, "box":
 def run_worker(args, stage: str, decoder: str, star: Path, init_map: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         code = WORKER.format(
-            threads=args.threads, star=star, out=Path(tmp) / "run", init_map=init_map, device=args.device,
-            ga=args.coarse_gaussians or "None", gb=args.gaussians or "None", decoder=decoder, batch=args.batch_size,
-            stage=stage, batches=args.batches,
+            threads=args.threads,
+            star=star,
+            out=Path(tmp) / "run",
+            init_map=init_map,
+            device=args.device,
+            ga=args.coarse_gaussians or "None",
+            gb=args.gaussians or "None",
+            decoder=decoder,
+            batch=args.batch_size,
+            stage=stage,
+            batches=args.batches,
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -85,9 +94,19 @@ def run_cryodrgn(args, dataset: Path, enc_dim: int, layers: int, work: Path) -> 
     pkl = work / "pkl"
     if not (pkl / "poses.pkl").exists():
         pkl.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(Path(sys.executable).parent / "cryohet"), "convert", str(dataset / "particles.star"),
-                        "--poses-out", str(pkl / "poses.pkl"), "--ctf-out", str(pkl / "ctf.pkl")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "cryohet"),
+                "convert",
+                str(dataset / "particles.star"),
+                "--poses-out",
+                str(pkl / "poses.pkl"),
+                "--ctf-out",
+                str(pkl / "ctf.pkl"),
+            ],
+            check=True,
+            capture_output=True,
+        )
     out = work / f"vae_{enc_dim}x{layers}"
     n = int(json.loads((dataset / "meta.json").read_text())["n_images"])
     extra: list[str] = []
@@ -98,9 +117,34 @@ def run_cryodrgn(args, dataset: Path, enc_dim: int, layers: int, work: Path) -> 
         with open(work / "ind.pkl", "wb") as fh:  # a plain int array: what cryoDRGN's --ind reads
             pickle.dump(np.arange(n), fh)
         extra = ["--ind", str(work / "ind.pkl")]
-    cmd = ["/usr/bin/time", "-v", str(exe), "train_vae", str(dataset / "particles.mrcs"), "--poses", str(pkl / "poses.pkl"),
-           "--ctf", str(pkl / "ctf.pkl"), "--zdim", "8", "-n", "1", "-o", str(out), "-b", str(args.cryodrgn_batch),
-           "--enc-dim", str(enc_dim), "--enc-layers", str(layers), "--dec-dim", str(enc_dim), "--dec-layers", str(layers), *extra]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        str(exe),
+        "train_vae",
+        str(dataset / "particles.mrcs"),
+        "--poses",
+        str(pkl / "poses.pkl"),
+        "--ctf",
+        str(pkl / "ctf.pkl"),
+        "--zdim",
+        "8",
+        "-n",
+        "1",
+        "-o",
+        str(out),
+        "-b",
+        str(args.cryodrgn_batch),
+        "--enc-dim",
+        str(enc_dim),
+        "--enc-layers",
+        str(layers),
+        "--dec-dim",
+        str(enc_dim),
+        "--dec-layers",
+        str(layers),
+        *extra,
+    ]
     env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -111,8 +155,13 @@ def run_cryodrgn(args, dataset: Path, enc_dim: int, layers: int, work: Path) -> 
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     fin = re.search(r"Finished in (\d+):(\d+):([\d.]+)", text)
     seconds = (int(fin.group(1)) * 3600 + int(fin.group(2)) * 60 + float(fin.group(3))) if fin else wall
-    return {"images_per_s": n / seconds, "n_particles": n, "peak_rss_mb": int(rss.group(1)) / 1024 if rss else None,
-            "gpu_peak_mb": None, "epoch_seconds_incl_startup": wall}
+    return {
+        "images_per_s": n / seconds,
+        "n_particles": n,
+        "peak_rss_mb": int(rss.group(1)) / 1024 if rss else None,
+        "gpu_peak_mb": None,
+        "epoch_seconds_incl_startup": wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlp:
         rows.append(("cryohet spire stage B (mlp, paper)", run_worker(args, "B", "mlp", star, init_map)))
     for extra in args.rss_data:
-        rows.append((f"stage B on {extra.name}", run_worker(args, "B", "factorized", extra / "particles.star", init_map)))
+        rows.append(
+            (f"stage B on {extra.name}", run_worker(args, "B", "factorized", extra / "particles.star", init_map))
+        )
     if args.cryodrgn_venv:
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(("cryoDRGN train_vae 1024x3 (default)", run_cryodrgn(args, args.dataset, 1024, 3, Path(tmp))))
@@ -152,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         n = r["n_particles"]
         gpu = "-" if r.get("gpu_peak_mb") is None else f"{r['gpu_peak_mb']:.0f}"
         rss = "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"
-        print(f"| {name} | {n} | {r.get('gaussians', '-')} | {r['images_per_s']:.1f} | {n / r['images_per_s']:.0f} | {rss} | {gpu} |")
+        print(
+            f"| {name} | {n} | {r.get('gaussians', '-')} | {r['images_per_s']:.1f} | "
+            f"{n / r['images_per_s']:.0f} | {rss} | {gpu} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({name: r for name, r in rows}, indent=2))
     return 0

@@ -54,11 +54,16 @@ def main() -> None:
         p_txt = f"{np.mean(pr):.2f} ({np.min(pr):.2f})" if pr else "-"
         print(f"| {s} | {(labels == s).sum()} | {acc[k]:.2f} | {a_txt} | {p_txt} |")
     counts = np.array([(labels == s).sum() for s in states])
-    print(f"\nnearest-mean accuracy {acc.mean():.3f} (mean over states), {np.average(acc, weights=counts):.3f} (per image)")
+    print(
+        f"\nnearest-mean accuracy {acc.mean():.3f} (mean over states), "
+        f"{np.average(acc, weights=counts):.3f} (per image)"
+    )
     if summary is not None:
-        print(f"absent (state, chain) pairs below 0.2: {summary['fraction_absent_below_0.2']:.3f}; "
-              f"mean {summary['mean_absent_occupancy']:.3f}, max {summary['max_absent_occupancy']:.3f}; "
-              f"present min {summary['min_present_occupancy']:.3f}")
+        print(
+            f"absent (state, chain) pairs below 0.2: {summary['fraction_absent_below_0.2']:.3f}; "
+            f"mean {summary['mean_absent_occupancy']:.3f}, max {summary['max_absent_occupancy']:.3f}; "
+            f"present min {summary['min_present_occupancy']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def simulate_into(out: Path) -> Path:
     from cryohet.simulate.config import SimulationConfig
     from cryohet.simulate.simulator import simulate_dataset
 
-    simulate_dataset(SimulationConfig(preset="assembly", out=out, n_states=2, n_images=160, box=24, apix=14.0,
-                                      snr=0.3, seed=11))
+    simulate_dataset(
+        SimulationConfig(preset="assembly", out=out, n_states=2, n_images=160, box=24, apix=14.0, snr=0.3, seed=11)
+    )
     return out
 
 
@@ -64,12 +65,12 @@ def case_simulate(tmp: Path) -> dict[str, np.ndarray]:
 def case_batches(tmp: Path) -> dict[str, np.ndarray]:
     """Losses of one fixed batch of 16 images."""
     from cryohet.data.dataset import ParticleDataset
+    from cryohet.imaging.projection import volume_to_fourier
     from cryohet.io.mrc import read_volume
     from cryohet.methods.baselines.fourier import ImageBand
     from cryohet.methods.spire.objective import HalfPlaneGrid, data_term, prepare_batch
     from cryohet.methods.spire.seeding import seed_from_map
     from cryohet.methods.spire.stage_a import StageAModel
-    from cryohet.imaging.projection import volume_to_fourier
 
     meta = _source().load()
     ds = ParticleDataset(meta, normalize=True, seed=0)
@@ -81,8 +82,16 @@ def case_batches(tmp: Path) -> dict[str, np.ndarray]:
     vol = read_volume(DATA / "gt" / "state_000.mrc")[0]
     seed = seed_from_map(vol, 96, np.random.default_rng(0))
     torch.manual_seed(0)
-    model = StageAModel(torch.as_tensor(seed.centres_px), torch.as_tensor(seed.amplitudes),
-                        torch.as_tensor(seed.sigmas_px), 4, 8, 16, ds.box, seed=0)
+    model = StageAModel(
+        torch.as_tensor(seed.centres_px),
+        torch.as_tensor(seed.amplitudes),
+        torch.as_tensor(seed.sigmas_px),
+        4,
+        8,
+        16,
+        ds.box,
+        seed=0,
+    )
     z = torch.as_tensor(np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)) * 0.5
     with torch.no_grad():
         spire_data = data_term(model(z), fb, grid)
@@ -99,10 +108,17 @@ def case_batches(tmp: Path) -> dict[str, np.ndarray]:
 def _spire_config(out: Path):
     from cryohet.methods.spire import SpireConfig
 
-    return SpireConfig(data=_source(), out=str(out), zdim=3, latent_search=4, init_regions=4,
-                       stage_a={"epochs": 2, "gaussians": 128, "feature_dim": 8, "hidden": 16},
-                       stage_b={"epochs": 3, "gaussians": 256, "hidden": 32, "layers": 2},
-                       optim={"batch_size": 16}, seed=3)
+    return SpireConfig(
+        data=_source(),
+        out=str(out),
+        zdim=3,
+        latent_search=4,
+        init_regions=4,
+        stage_a={"epochs": 2, "gaussians": 128, "feature_dim": 8, "hidden": 16},
+        stage_b={"epochs": 3, "gaussians": 256, "hidden": 32, "layers": 2},
+        optim={"batch_size": 16},
+        seed=3,
+    )
 
 
 def case_spire(tmp: Path) -> dict[str, np.ndarray]:
@@ -138,8 +154,7 @@ def case_baselines(tmp: Path) -> dict[str, np.ndarray]:
     out["homogeneous_map"] = load_run(run).volume(np.zeros(1))
     run = train_oracle(OracleConfig(data=src, out=str(tmp / "oracle"), labels=DATA / "gt" / "labels.npy"))
     out["oracle_maps"] = np.stack([load_run(run).volume(np.eye(2)[k]) for k in range(2)])
-    run = train_classify3d(Classify3DConfig(data=src, out=str(tmp / "c3d"), classes=2, iterations=2,
-                                            init_iterations=2))
+    run = train_classify3d(Classify3DConfig(data=src, out=str(tmp / "c3d"), classes=2, iterations=2, init_iterations=2))
     out["classify3d_latents"] = np.load(run / "latents.npy")
     run = train_pca(PCAConfig(data=src, out=str(tmp / "pca"), components=2, iterations=2))
     out["pca_latents"] = np.load(run / "latents.npy")

@@ -40,11 +40,26 @@ def spire_run(tmp_path_factory):
     anchors = torch.tensor([[-4.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 2.0]])
     anchor_of = torch.arange(60) % PARTS
     centres = anchors[anchor_of] + torch.randn(60, 3, generator=g) * 1.2
-    cfg = SpireConfig(data=ParticleSource(path=root / "particles.star"), out=str(root / "run"), box=BOX, zdim=ZDIM,
-                      stage_b=StageBConfig(hidden=16, layers=2, rank=4))
-    model = StageBModel(anchor_centres_px=anchors, anchor_features=torch.randn(PARTS, 6, generator=g),
-                        anchor_of=anchor_of, centres_px=centres, amplitudes=torch.ones(60), sigmas_px=torch.full((60,), 1.2),
-                        zdim=ZDIM, hidden=16, layers=2, decoder="factorized", rank=4)
+    cfg = SpireConfig(
+        data=ParticleSource(path=root / "particles.star"),
+        out=str(root / "run"),
+        box=BOX,
+        zdim=ZDIM,
+        stage_b=StageBConfig(hidden=16, layers=2, rank=4),
+    )
+    model = StageBModel(
+        anchor_centres_px=anchors,
+        anchor_features=torch.randn(PARTS, 6, generator=g),
+        anchor_of=anchor_of,
+        centres_px=centres,
+        amplitudes=torch.ones(60),
+        sigmas_px=torch.full((60,), 1.2),
+        zdim=ZDIM,
+        hidden=16,
+        layers=2,
+        decoder="factorized",
+        rank=4,
+    )
     with torch.no_grad():  # non-trivial rigid motions (the trained-from-scratch init is the identity)
         for p in model.motion.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.3)
@@ -62,8 +77,11 @@ def spire_run(tmp_path_factory):
 
 def _checksums(run) -> dict[str, str]:
     """Every file of the run (weights, latents, extras, config) except the log and the analysis."""
-    return {f.relative_to(run).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(run.rglob("*"))
-            if f.is_file() and f.relative_to(run).parts[0] != "analyze" and f.name != "run.log"}
+    return {
+        f.relative_to(run).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(run.rglob("*"))
+        if f.is_file() and f.relative_to(run).parts[0] != "analyze" and f.name != "run.log"
+    }
 
 
 def test_analysis_leaves_the_spire_run_unchanged(spire_run):

@@ -44,14 +44,17 @@ def pca_run(tmp_path_factory) -> dict:
     from cryohet.simulate.simulator import simulate_dataset
 
     root = tmp_path_factory.mktemp("analysis")
-    data = simulate_dataset(SimulationConfig(preset="assembly", out=root / "data", n_images=160, box=24, apix=15.0,
-                                             n_states=4, seed=0))
-    run = train_pca(PCAConfig(data=ParticleSource(path=data / "particles.star"), out=str(root / "run"),
-                              components=2, iterations=2))
+    data = simulate_dataset(
+        SimulationConfig(preset="assembly", out=root / "data", n_images=160, box=24, apix=15.0, n_states=4, seed=0)
+    )
+    run = train_pca(
+        PCAConfig(data=ParticleSource(path=data / "particles.star"), out=str(root / "run"), components=2, iterations=2)
+    )
     before = _checksums(run)
     log_before = (run / "run.log").read_text() if (run / "run.log").exists() else ""
-    res = analyze_run(AnalyzeConfig(run=run, k=K, pcs=2, pc_steps=STEPS, path=PATH, path_steps=STEPS, umap=False,
-                                    gt=data))
+    res = analyze_run(
+        AnalyzeConfig(run=run, k=K, pcs=2, pc_steps=STEPS, path=PATH, path_steps=STEPS, umap=False, gt=data)
+    )
     return {"run": run, "data": data, "res": res, "before": before, "log_before": log_before}
 
 
@@ -59,15 +62,30 @@ def test_analysis_leaves_run_files_unchanged_and_logs(pca_run):
     run = pca_run["run"]
     assert _checksums(run) == pca_run["before"]
     log = (run / "run.log").read_text()
-    assert log.startswith(pca_run["log_before"]) and "analyze" in log[len(pca_run["log_before"]):]
+    assert log.startswith(pca_run["log_before"]) and "analyze" in log[len(pca_run["log_before"]) :]
 
 
 def test_listed_files_exist(pca_run):
     out = pca_run["run"] / "analyze"
-    expected = ["report.html", "summary.json", "analyze.log", "pca.npz", "pca_coords.npy", f"kmeans{K}/labels.npy",
-                f"kmeans{K}/centres.txt", f"kmeans{K}/centres_ind.txt", f"kmeans{K}/centres_z.txt",
-                f"kmeans{K}/movie.cxc", "pc1/movie.cxc", "pc2/latents.txt", "path_0_5/movie.cxc",
-                "eval/metrics.json", "plots/latent_pca.png", "plots/training.png", f"plots/kmeans{K}.png"]
+    expected = [
+        "report.html",
+        "summary.json",
+        "analyze.log",
+        "pca.npz",
+        "pca_coords.npy",
+        f"kmeans{K}/labels.npy",
+        f"kmeans{K}/centres.txt",
+        f"kmeans{K}/centres_ind.txt",
+        f"kmeans{K}/centres_z.txt",
+        f"kmeans{K}/movie.cxc",
+        "pc1/movie.cxc",
+        "pc2/latents.txt",
+        "path_0_5/movie.cxc",
+        "eval/metrics.json",
+        "plots/latent_pca.png",
+        "plots/training.png",
+        f"plots/kmeans{K}.png",
+    ]
     expected += [f"kmeans{K}/vol_{i:03d}.mrc" for i in range(K)]
     expected += [f"{s}/vol_{i:03d}.mrc" for s in ("pc1", "pc2", "path_0_5") for i in range(STEPS)]
     missing = [e for e in expected if not (out / e).is_file()]
@@ -130,9 +148,20 @@ def test_report_renders_in_headless_chromium(pca_run, tmp_path):
     from cryohet.analysis.htmlcheck import blank_reason
 
     shot = tmp_path / "report.png"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_report.py"),
-                           str(pca_run["run"] / "analyze" / "report.html"), "--screenshot", str(shot),
-                           "--chromium", str(CHROMIUM)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "check_report.py"),
+            str(pca_run["run"] / "analyze" / "report.html"),
+            "--screenshot",
+            str(shot),
+            "--chromium",
+            str(CHROMIUM),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert blank_reason(shot) is None
 
@@ -142,8 +171,12 @@ def test_check_report_fails_on_a_blank_page(tmp_path):
 
     page = tmp_path / "blank.html"
     page.write_text("<!DOCTYPE html><html><body></body></html>")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_report.py"), str(page), "--no-browser"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_report.py"), str(page), "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "no images" in proc.stderr
     from PIL import Image
 
@@ -210,8 +243,9 @@ def test_a_failing_evaluation_leaves_a_note_not_a_crash(pca_run, tmp_path, monke
         raise RuntimeError("evaluation exploded\nsecond line")
 
     monkeypatch.setattr(evaluate, "evaluate_run", broken)
-    res = analyze_run(AnalyzeConfig(run=pca_run["run"], out=tmp_path / "a", k=2, pcs=0, umap=False, volumes=False,
-                                    gt=pca_run["data"]))
+    res = analyze_run(
+        AnalyzeConfig(run=pca_run["run"], out=tmp_path / "a", k=2, pcs=0, umap=False, volumes=False, gt=pca_run["data"])
+    )
     assert res.evaluation is None and "evaluation exploded second line" in res.eval_note
     report = tmp_path / "a" / "report.html"
     assert check_html(report) == []

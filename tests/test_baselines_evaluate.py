@@ -39,7 +39,9 @@ def dataset(tmp_path_factory) -> Path:
     from cryohet.simulate.simulator import simulate_dataset
 
     out = tmp_path_factory.mktemp("baselines") / "data"
-    cfg = SimulationConfig(preset="assembly", out=out, n_images=N_IMAGES, box=BOX, apix=APIX, snr=0.5, n_states=2, seed=0)
+    cfg = SimulationConfig(
+        preset="assembly", out=out, n_images=N_IMAGES, box=BOX, apix=APIX, snr=0.5, n_states=2, seed=0
+    )
     return simulate_dataset(cfg)
 
 
@@ -146,8 +148,10 @@ def test_evaluate_is_deterministic(runs, dataset, evals, tmp_path):
     assert [p.name for p in written[:3]] == ["metrics.json", "fsc_curves.png", "auc_per_state.png"]
     assert [p.name for p in written[3:]] == ["fsc_state_000.png", "fsc_state_001.png"]  # one per state
     assert all(p.stat().st_size > 0 for p in written)
-    assert json.loads(written[0].read_text())["per_conformation"]["masked"]["auc_mean"] == evals["pca"][
-        "per_conformation"]["masked"]["auc_mean"]
+    assert (
+        json.loads(written[0].read_text())["per_conformation"]["masked"]["auc_mean"]
+        == evals["pca"]["per_conformation"]["masked"]["auc_mean"]
+    )
 
 
 @pytest.mark.parametrize("method", ["classify3d", "homogeneous"])
@@ -196,7 +200,9 @@ def test_volumes_rows_in_order_with_voxel_size(runs, tmp_path, capsys):
     txt = tmp_path / "z.txt"
     txt.write_text("1 0\n")
     out2 = tmp_path / "vols2"
-    assert main(["volumes", str(runs["oracle"]), "--z", str(txt), "--out", str(out2), "--box", "16", "--apix", "18"]) == 0
+    assert (
+        main(["volumes", str(runs["oracle"]), "--z", str(txt), "--out", str(out2), "--box", "16", "--apix", "18"]) == 0
+    )
     with mrcfile.open(out2 / "vol_000.mrc") as m:
         assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(18.0)
 
@@ -295,7 +301,9 @@ def test_cli_evaluate_and_train_bad_inputs(runs, dataset, tmp_path, capsys):
 
 def test_cli_evaluate_writes_report(runs, dataset, tmp_path, capsys):
     out = tmp_path / "ev"
-    assert main(["evaluate", str(runs["classify3d"]), "--gt", str(dataset), "--out", str(out), "--per-image", "20"]) == 0
+    assert (
+        main(["evaluate", str(runs["classify3d"]), "--gt", str(dataset), "--out", str(out), "--per-image", "20"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "ceiling" in printed and "ARI" in printed
     metrics = json.loads((out / "metrics.json").read_text())

@@ -50,8 +50,15 @@ def test_info_fixture_cs(shared_fixtures, capsys):
 
 def test_convert_round_trip(star, tmp_path, capsys):
     code, out, _ = _run(
-        capsys, "convert", star, "--poses-out", tmp_path / "poses.pkl", "--ctf-out", tmp_path / "ctf.pkl",
-        "--star-out", tmp_path / "o" / "out.star",
+        capsys,
+        "convert",
+        star,
+        "--poses-out",
+        tmp_path / "poses.pkl",
+        "--ctf-out",
+        tmp_path / "ctf.pkl",
+        "--star-out",
+        tmp_path / "o" / "out.star",
     )
     assert code == 0 and "wrote" in out
     meta = load_particles(star)
@@ -70,9 +77,19 @@ def test_convert_round_trip(star, tmp_path, capsys):
     np.testing.assert_allclose(load_pickle(tmp_path / "sub.pkl")[0], meta.rotations[[3, 9]], atol=1e-6)
     # pickles whose count does not match the stack are refused
     _assert_clean_error(
-        *_run(capsys, "convert", tmp_path / "in" / "stack_0.mrcs", "--poses", tmp_path / "sub.pkl", "--apix", "1.2",
-              "--star-out", tmp_path / "x.star"),
-        "sub.pkl", "has 2 poses but",
+        *_run(
+            capsys,
+            "convert",
+            tmp_path / "in" / "stack_0.mrcs",
+            "--poses",
+            tmp_path / "sub.pkl",
+            "--apix",
+            "1.2",
+            "--star-out",
+            tmp_path / "x.star",
+        ),
+        "sub.pkl",
+        "has 2 poses but",
     )
 
 
@@ -89,15 +106,15 @@ def test_downsample(star, tmp_path, capsys):
 
 def test_bad_inputs_exit_cleanly(star, tmp_path, capsys):
     _assert_clean_error(*_run(capsys, "info", tmp_path / "absent.star"), "absent.star", "file not found")
-    _assert_clean_error(
-        *_run(capsys, "convert", star, "--star-out", star), str(star), "would overwrite the input"
-    )
+    _assert_clean_error(*_run(capsys, "convert", star, "--star-out", star), str(star), "would overwrite the input")
     assert star.read_text().count("data_particles") == 1  # untouched
     _assert_clean_error(*_run(capsys, "convert", star), "nothing to write")
     _assert_clean_error(*_run(capsys, "info", star, "--apix", "-1"), "apix")
     stack = star.parent / "stack_0.mrcs"
     stack.write_bytes(stack.read_bytes()[:2000])  # truncate a stack
-    _assert_clean_error(*_run(capsys, "downsample", star, "-D", "8", "--out", tmp_path / "o"), "stack_0.mrcs", "truncated")
+    _assert_clean_error(
+        *_run(capsys, "downsample", star, "-D", "8", "--out", tmp_path / "o"), "stack_0.mrcs", "truncated"
+    )
     with open(tmp_path / "evil.pkl", "wb") as fh:
         pickle.dump({"not": "an array"}, fh)
     _assert_clean_error(*_run(capsys, "info", star, "--poses", tmp_path / "evil.pkl"), "evil.pkl")
@@ -141,7 +158,15 @@ def _bad_case(case: str, tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing stack", "index beyond stack", "non-square", "3D volume", "missing column", "count mismatch", "box mismatch"],
+    [
+        "missing stack",
+        "index beyond stack",
+        "non-square",
+        "3D volume",
+        "missing column",
+        "count mismatch",
+        "box mismatch",
+    ],
 )
 def test_cli_bad_input_cases(case, tmp_path, capsys):
     args, needles = _bad_case(case, tmp_path)

@@ -21,7 +21,6 @@ from cryohet.io.particles import load_particles
 pytestmark = pytest.mark.filterwarnings("ignore:.*non-standard MRC header:UserWarning")
 
 
-
 @pytest.fixture(scope="module")
 def particle_set(tmp_path_factory):
     d = tmp_path_factory.mktemp("ds")

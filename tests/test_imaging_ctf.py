@@ -80,12 +80,8 @@ def test_astigmatism_angle_direction():
     for k in (0.03, 0.07, 0.11):
         u = (k * math.cos(math.radians(ang)), k * math.sin(math.radians(ang)))
         v = (k * math.cos(math.radians(ang + 90)), k * math.sin(math.radians(ang + 90)))
-        assert _at(*u, astig) == pytest.approx(
-            _at(k, 0.0, _params(20000, 20000, 0, cs=0.0, w=0.0)), abs=1e-6
-        )
-        assert _at(*v, astig) == pytest.approx(
-            _at(k, 0.0, _params(10000, 10000, 0, cs=0.0, w=0.0)), abs=1e-6
-        )
+        assert _at(*u, astig) == pytest.approx(_at(k, 0.0, _params(20000, 20000, 0, cs=0.0, w=0.0)), abs=1e-6)
+        assert _at(*v, astig) == pytest.approx(_at(k, 0.0, _params(10000, 10000, 0, cs=0.0, w=0.0)), abs=1e-6)
 
 
 def test_zero_crossings():

@@ -36,9 +36,7 @@ def _rot(n: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
 def _corr(a, b):
     a = a - a.mean(dim=(-1, -2), keepdim=True)
     b = b - b.mean(dim=(-1, -2), keepdim=True)
-    return (a * b).sum(dim=(-1, -2)) / torch.sqrt(
-        (a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2))
-    )
+    return (a * b).sum(dim=(-1, -2)) / torch.sqrt((a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2)))
 
 
 def _ctf(n: int) -> torch.Tensor:
@@ -56,9 +54,7 @@ def test_matches_fourier_slice_of_voxelisation():
     assert _corr(analytic, sliced).min() > 0.99
     # Normalisation (pixel-sum units): the image sums agree within 1 %; without the gridding
     # pre-correction the Fourier-slice DC sample is exact and so is the agreement.
-    assert torch.allclose(
-        sliced.sum(dim=(1, 2)) / analytic.sum(dim=(1, 2)), torch.ones(8), atol=0.01
-    )
+    assert torch.allclose(sliced.sum(dim=(1, 2)) / analytic.sum(dim=(1, 2)), torch.ones(8), atol=0.01)
     exact_dc = project(volume_to_fourier(vol, 2, gridding=False), rot)
     assert torch.allclose(exact_dc.sum(dim=(1, 2)), analytic.sum(dim=(1, 2)), rtol=1e-3)
     # Closed form of the total: sum_i a_i (2 pi)^{3/2} (sigma_i / apix)^3.
@@ -142,9 +138,7 @@ def test_anisotropic_path():
     k = frequencies_1d(BOX, APIX)
     iso = gaussian_projection_ft(c, a, s, rot, k, k, APIX)
     cov = (s**2)[:, None, None] * torch.eye(3)
-    assert torch.allclose(
-        gaussian_projection_ft_aniso(c, a, cov, rot, k, k, APIX), iso, atol=1e-5 * iso.abs().max()
-    )
+    assert torch.allclose(gaussian_projection_ft_aniso(c, a, cov, rot, k, k, APIX), iso, atol=1e-5 * iso.abs().max())
     # One elongated Gaussian, unrotated: compare with a direct voxel sum along z.
     sx, sy, sz = 4.0, 2.0, 3.0
     cov1 = torch.diag(torch.tensor([sx * sx, sy * sy, sz * sz]))[None]
@@ -153,9 +147,7 @@ def test_anisotropic_path():
     img = ifft2_centered(F).real[0]
     x = (torch.arange(BOX) - BOX // 2) * APIX
     zz, yy, xx = torch.meshgrid(x, x, x, indexing="ij")
-    vox = torch.exp(
-        -0.5 * ((xx - 3.0) ** 2 / sx**2 + (yy + 1.5) ** 2 / sy**2 + (zz - 2.0) ** 2 / sz**2)
-    )
+    vox = torch.exp(-0.5 * ((xx - 3.0) ** 2 / sx**2 + (yy + 1.5) ** 2 / sy**2 + (zz - 2.0) ** 2 / sz**2))
     assert (img - vox.sum(0)).norm() / img.norm() < 1e-3
 
 

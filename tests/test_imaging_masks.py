@@ -21,9 +21,7 @@ def test_cosine_edge_profile():
 def test_circular_and_spherical_masks():
     m2 = circular_mask(32, radius_px=10, soft_edge_px=4)
     assert m2.shape == (32, 32)
-    assert (
-        m2[16, 16] == 1 and m2[16, 26] == 1 and m2[16, 28] == pytest.approx(0.5) and m2[0, 0] == 0
-    )
+    assert m2[16, 16] == 1 and m2[16, 26] == 1 and m2[16, 28] == pytest.approx(0.5) and m2[0, 0] == 0
     m3 = spherical_mask(33, radius_px=8, soft_edge_px=2)
     assert m3.shape == (33, 33, 33)
     assert m3[16, 16, 16] == 1 and m3[16, 16, 25] == pytest.approx(0.5) and m3[16, 16, 27] == 0

@@ -31,9 +31,7 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation per image over the last two axes."""
     a = a - a.mean(dim=(-1, -2), keepdim=True)
     b = b - b.mean(dim=(-1, -2), keepdim=True)
-    return (a * b).sum(dim=(-1, -2)) / torch.sqrt(
-        (a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2))
-    )
+    return (a * b).sum(dim=(-1, -2)) / torch.sqrt((a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2)))
 
 
 def _blobs(box: int, n: int, sigma: float, extent: float, seed: int = 0) -> torch.Tensor:
@@ -100,9 +98,7 @@ def test_pixel_sum_normalisation():
     corrected = project(vol, rot)
     ratio = corrected.sum(dim=(1, 2)) / vol.sum()
     assert torch.all((ratio > 1.0) & (ratio < 1.04))
-    assert torch.allclose(
-        project(vol, rot, image_oversample=2).sum(dim=(1, 2)) / vol.sum(), torch.ones(4), atol=0.015
-    )
+    assert torch.allclose(project(vol, rot, image_oversample=2).sum(dim=(1, 2)) / vol.sum(), torch.ones(4), atol=0.015)
 
 
 @pytest.mark.parametrize("image_oversample", [1, 2])
@@ -117,9 +113,7 @@ def test_backproject_is_exact_adjoint(image_oversample):
     assert abs(float(lhs - rhs)) <= 1e-4 * abs(float(lhs))
     # float32 too, at the required tolerance.
     lhs32 = (project(x.float(), rot.float(), image_oversample=image_oversample) * y.float()).sum()
-    rhs32 = (
-        x.float() * backproject(y.float(), rot.float(), image_oversample=image_oversample)
-    ).sum()
+    rhs32 = (x.float() * backproject(y.float(), rot.float(), image_oversample=image_oversample)).sum()
     assert abs(float(lhs32 - rhs32)) <= 1e-4 * abs(float(lhs32))
 
 
@@ -155,9 +149,7 @@ def test_cuda_matches_cpu():
     gpu = project(vol.cuda(), rot.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-4 * cpu.abs().max())
     y = torch.randn(4, 24, 24)
-    assert torch.allclose(
-        backproject(y, rot), backproject(y.cuda(), rot.cuda()).cpu(), rtol=1e-3, atol=1e-3
-    )
+    assert torch.allclose(backproject(y, rot), backproject(y.cuda(), rot.cuda()).cpu(), rtol=1e-3, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- fixture

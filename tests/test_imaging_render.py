@@ -34,9 +34,7 @@ def _poses(n: int, seed: int = 0):
 def _corr(a, b):
     a = a - a.mean(dim=(-1, -2), keepdim=True)
     b = b - b.mean(dim=(-1, -2), keepdim=True)
-    return (a * b).sum(dim=(-1, -2)) / torch.sqrt(
-        (a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2))
-    )
+    return (a * b).sum(dim=(-1, -2)) / torch.sqrt((a * a).sum(dim=(-1, -2)) * (b * b).sum(dim=(-1, -2)))
 
 
 def test_gmm_and_its_voxelisation_render_alike():
@@ -46,9 +44,7 @@ def test_gmm_and_its_voxelisation_render_alike():
     a = render(gmm, rot, shifts, ctf, BOX, APIX)
     b = render(vox, rot, shifts, ctf, BOX, APIX, image_oversample=2)
     assert _corr(a, b).min() > 0.99
-    assert torch.allclose(
-        (a * b).sum(dim=(1, 2)) / (a * a).sum(dim=(1, 2)), torch.ones(6), atol=0.03
-    )
+    assert torch.allclose((a * b).sum(dim=(1, 2)) / (a * a).sum(dim=(1, 2)), torch.ones(6), atol=0.03)
 
 
 def test_render_composes_projection_shift_and_ctf():
@@ -76,9 +72,7 @@ def test_prepared_fourier_volume_and_resampled_voxels():
     fine = VoxelVolume(gmm.to_volume(2 * BOX, APIX / 2), APIX / 2)
     b = render(fine, rot, shifts, ctf, BOX, APIX)
     assert _corr(a, b).min() > 0.999
-    assert torch.allclose(
-        project(vol, rot), render(VoxelVolume(vol, APIX), rot, None, None, BOX, APIX)
-    )
+    assert torch.allclose(project(vol, rot), render(VoxelVolume(vol, APIX), rot, None, None, BOX, APIX))
     with pytest.raises(ValueError):
         render(vft, rot, None, None, BOX + 2, APIX)
     with pytest.raises(TypeError):
@@ -87,17 +81,11 @@ def test_prepared_fourier_volume_and_resampled_voxels():
 
 def test_render_is_differentiable():
     gmm = _gmm(3)
-    gmm = GaussianMixture(
-        gmm.centers_A.requires_grad_(True), gmm.amplitudes.requires_grad_(True), gmm.sigmas_A
-    )
+    gmm = GaussianMixture(gmm.centers_A.requires_grad_(True), gmm.amplitudes.requires_grad_(True), gmm.sigmas_A)
     rot, shifts, ctf = _poses(2, seed=3)
     shifts.requires_grad_(True)
     render(gmm, rot, shifts, ctf, BOX, APIX).pow(2).sum().backward()
-    assert (
-        gmm.centers_A.grad.abs().sum() > 0
-        and gmm.amplitudes.grad.abs().sum() > 0
-        and shifts.grad.abs().sum() > 0
-    )
+    assert gmm.centers_A.grad.abs().sum() > 0 and gmm.amplitudes.grad.abs().sum() > 0 and shifts.grad.abs().sum() > 0
     vol = gmm.to_volume(BOX, APIX).detach().requires_grad_(True)
     render(VoxelVolume(vol, APIX), rot, shifts.detach(), ctf, BOX, APIX).pow(2).sum().backward()
     assert torch.isfinite(vol.grad).all() and vol.grad.abs().sum() > 0

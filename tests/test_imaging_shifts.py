@@ -57,6 +57,4 @@ def test_shift_ft_matches_fft_of_shifted_images():
     img = torch.randn(3, 10, 10, generator=g, dtype=torch.float64)
     s = torch.tensor([[2.0, 1.0], [-1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
     k = frequencies_1d(10, 1.0, dtype=torch.float64)
-    assert torch.allclose(
-        fft2_centered(shift_images(img, s, 1.0)), shift_ft(fft2_centered(img), s, k, k)
-    )
+    assert torch.allclose(fft2_centered(shift_images(img, s, 1.0)), shift_ft(fft2_centered(img), s, k, k))

@@ -27,7 +27,6 @@ from cryohet.io.star import read_star
 pytestmark = pytest.mark.filterwarnings("ignore:.*non-standard MRC header:UserWarning")
 
 
-
 def _stack_with_pkls(tmp_path, n=12, box=16, apix=2.5):
     write_stack(tmp_path / "s.mrcs", np.random.default_rng(0).standard_normal((n, box, box)).astype(np.float32), apix)
     rot = random_rotations(n, 4).astype(np.float32)

@@ -38,7 +38,9 @@ def test_cs_shift_sign_and_units(shared_fixtures):
     """alignments3D/shift is in pixels at alignments3D/psize_A, same sign as RELION's origin."""
     arr = load_cs(shared_fixtures / CS)
     meta = read_cs(shared_fixtures / CS)
-    np.testing.assert_allclose(meta.shifts_A, arr["alignments3D/shift"] * arr["alignments3D/psize_A"][:, None], rtol=1e-6)
+    np.testing.assert_allclose(
+        meta.shifts_A, arr["alignments3D/shift"] * arr["alignments3D/psize_A"][:, None], rtol=1e-6
+    )
     np.testing.assert_allclose(meta.rotations, np.swapaxes(axis_angle_to_matrix(arr["alignments3D/pose"]), 1, 2))
     # blob/idx is 0-based; paths resolve under the project folder layout
     np.testing.assert_array_equal(meta.image_index, arr["blob/idx"])
@@ -67,8 +69,16 @@ def test_empiar_cs_matches_star(shared_fixtures):
 
 def _tiny_cs(tmp_path, n=6, name="p.cs", prefix=b">"):
     write_stack(tmp_path / "stack.mrcs", np.zeros((n, 8, 8), np.float32), 1.5)
-    dt = [("uid", "<u8"), ("blob/path", "S20"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)), ("blob/psize_A", "<f4"),
-          ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,)), ("alignments3D/psize_A", "<f4")]
+    dt = [
+        ("uid", "<u8"),
+        ("blob/path", "S20"),
+        ("blob/idx", "<u4"),
+        ("blob/shape", "<u4", (2,)),
+        ("blob/psize_A", "<f4"),
+        ("alignments3D/pose", "<f4", (3,)),
+        ("alignments3D/shift", "<f4", (2,)),
+        ("alignments3D/psize_A", "<f4"),
+    ]
     arr = np.zeros(n, dtype=dt)
     arr["uid"] = np.arange(100, 100 + n)[::-1]
     arr["blob/path"] = prefix + b"stack.mrcs"
@@ -85,9 +95,19 @@ def _tiny_cs(tmp_path, n=6, name="p.cs", prefix=b">"):
 
 def test_passthrough_merge_on_uid(tmp_path):
     path, arr = _tiny_cs(tmp_path)
-    pt = np.zeros(len(arr), dtype=[("uid", "<u8"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"), ("ctf/accel_kv", "<f4"),
-                                     ("ctf/cs_mm", "<f4"), ("ctf/amp_contrast", "<f4"), ("ctf/df_angle_rad", "<f4"),
-                                     ("ctf/phase_shift_rad", "<f4")])
+    pt = np.zeros(
+        len(arr),
+        dtype=[
+            ("uid", "<u8"),
+            ("ctf/df1_A", "<f4"),
+            ("ctf/df2_A", "<f4"),
+            ("ctf/accel_kv", "<f4"),
+            ("ctf/cs_mm", "<f4"),
+            ("ctf/amp_contrast", "<f4"),
+            ("ctf/df_angle_rad", "<f4"),
+            ("ctf/phase_shift_rad", "<f4"),
+        ],
+    )
     pt["uid"] = arr["uid"][::-1]  # different order: must be matched on uid
     pt["ctf/df1_A"] = 1000.0 + pt["uid"]
     pt["ctf/df2_A"] = 900.0 + pt["uid"]

@@ -21,7 +21,6 @@ from cryohet.io.star import read_star, read_star_tables, write_star
 pytestmark = pytest.mark.filterwarnings("ignore:.*non-standard MRC header:UserWarning")
 
 
-
 def _assert_same_poses(a, b):
     assert rotation_angle_deg(a.rotations, b.rotations).max() < 1e-3  # degrees
     np.testing.assert_allclose(a.rotations, b.rotations, atol=1e-5)
@@ -173,12 +172,26 @@ def test_synthetic_round_trip_relative_paths(tmp_path):
 def test_per_particle_values_override_optics(tmp_path):
     write_stack(tmp_path / "s.mrcs", np.zeros((2, 4, 4), np.float32), 1.0)
     optics = pd.DataFrame(
-        {"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g"], "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7],
-         "rlnAmplitudeContrast": [0.1], "rlnImagePixelSize": [1.5], "rlnImageSize": [4], "rlnImageDimensionality": [2]}
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["g"],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnImagePixelSize": [1.5],
+            "rlnImageSize": [4],
+            "rlnImageDimensionality": [2],
+        }
     )
     parts = pd.DataFrame(
-        {"rlnImageName": ["1@s.mrcs", "2@s.mrcs"], "rlnOpticsGroup": [1, 1], "rlnDefocusU": [1e4, 2e4],
-         "rlnDefocusV": [1e4, 2e4], "rlnDefocusAngle": [0.0, 0.0], "rlnVoltage": [200.0, 200.0]}
+        {
+            "rlnImageName": ["1@s.mrcs", "2@s.mrcs"],
+            "rlnOpticsGroup": [1, 1],
+            "rlnDefocusU": [1e4, 2e4],
+            "rlnDefocusV": [1e4, 2e4],
+            "rlnDefocusAngle": [0.0, 0.0],
+            "rlnVoltage": [200.0, 200.0],
+        }
     )
     starfile.write({"optics": optics, "particles": parts}, tmp_path / "p.star")
     with warnings.catch_warnings():
@@ -191,10 +204,27 @@ def test_per_particle_values_override_optics(tmp_path):
 
 def test_relion30_origins_in_pixels_and_unknown_poses(tmp_path):
     write_stack(tmp_path / "s.mrcs", np.zeros((3, 4, 4), np.float32), 2.0)
-    base = {"rlnDefocusU": 1e4, "rlnDefocusV": 1e4, "rlnVoltage": 300, "rlnSphericalAberration": 2.7,
-            "rlnAmplitudeContrast": 0.1, "rlnMagnification": 10000, "rlnDetectorPixelSize": 2.0}
-    rows = [dict(base, rlnImageName=f"{i + 1}@s.mrcs", rlnAngleRot=10.0 * i, rlnAngleTilt=20.0, rlnAnglePsi=30.0,
-                 rlnOriginX=1.5 * i, rlnOriginY=-1.0) for i in range(3)]
+    base = {
+        "rlnDefocusU": 1e4,
+        "rlnDefocusV": 1e4,
+        "rlnVoltage": 300,
+        "rlnSphericalAberration": 2.7,
+        "rlnAmplitudeContrast": 0.1,
+        "rlnMagnification": 10000,
+        "rlnDetectorPixelSize": 2.0,
+    }
+    rows = [
+        dict(
+            base,
+            rlnImageName=f"{i + 1}@s.mrcs",
+            rlnAngleRot=10.0 * i,
+            rlnAngleTilt=20.0,
+            rlnAnglePsi=30.0,
+            rlnOriginX=1.5 * i,
+            rlnOriginY=-1.0,
+        )
+        for i in range(3)
+    ]
     meta = load_particles(_write_30_star(tmp_path / "a.star", rows))
     np.testing.assert_allclose(meta.apix, 2.0)
     np.testing.assert_allclose(meta.shifts_A, [[0, -2], [3, -2], [6, -2]])  # pixels x 2 Å
@@ -227,8 +257,12 @@ def test_star_missing_columns_and_bad_names(tmp_path):
     with pytest.raises(InputError, match="missing required column rlnImageName"):
         read_star(_write_30_star(tmp_path / "a.star", [{"rlnDefocusU": 1.0, "rlnImagePixelSize": 1.0}]))
     with pytest.raises(InputError, match="rlnVoltage"):
-        read_star(_write_30_star(tmp_path / "b.star", [{"rlnImageName": "1@s.mrcs", "rlnDefocusU": 1.0,
-                                                          "rlnDefocusV": 1.0, "rlnImagePixelSize": 1.0}]))
+        read_star(
+            _write_30_star(
+                tmp_path / "b.star",
+                [{"rlnImageName": "1@s.mrcs", "rlnDefocusU": 1.0, "rlnDefocusV": 1.0, "rlnImagePixelSize": 1.0}],
+            )
+        )
     with pytest.raises(InputError, match="start at 1"):
         read_star(_write_30_star(tmp_path / "c.star", [{"rlnImageName": "0@s.mrcs", "rlnImagePixelSize": 1.0}]))
     with pytest.raises(InputError, match="NNN@stack"):

@@ -52,10 +52,10 @@ def test_transform_moves_points_as_documented():
 def test_compose_and_inverse():
     T = RigidTransform(random_rotations(1, 1)[0], np.array([1.0, -2.0, 0.5]), True)
     S = RigidTransform(random_rotations(1, 2)[0], np.array([0.3, 0.0, 2.0]), False)
-    I = T.compose(T.inverse())
-    assert not I.mirror
-    np.testing.assert_allclose(I.linear, np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(I.shift_px, 0.0, atol=1e-12)
+    ident = T.compose(T.inverse())
+    assert not ident.mirror
+    np.testing.assert_allclose(ident.linear, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(ident.shift_px, 0.0, atol=1e-12)
     x = np.array([3.0, -1.0, 7.0])
     c = 16.0
     apply = lambda A, p: A.linear @ (p - c) + c + A.shift_px  # noqa: E731

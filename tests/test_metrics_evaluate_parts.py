@@ -24,8 +24,9 @@ class _AtomGaussians(TrainedModel):
 
     method = "test-atom-gaussians"
 
-    def __init__(self, run: RunDir, coords: np.ndarray, part: np.ndarray, occupancy: np.ndarray,
-                 base: np.ndarray | None = None) -> None:
+    def __init__(
+        self, run: RunDir, coords: np.ndarray, part: np.ndarray, occupancy: np.ndarray, base: np.ndarray | None = None
+    ) -> None:
         super().__init__(run, BOX, APIX)
         self.coords, self.part, self.occ, self.base = coords, part, occupancy, base
 
@@ -42,10 +43,21 @@ class _AtomGaussians(TrainedModel):
         s = int(np.argmax(z))
         n = len(self.part)
         if self.base is None:
-            return {"centres_A": self.coords[s], "amplitudes": self.occ[s].copy(), "occupancy": self.occ[s].copy(),
-                    "sigmas_A": np.full(n, 2.0), "part": self.part}
-        return {"centres_A": self.coords[s], "amplitudes": self.base * self.occ[s], "occupancy": self.occ[s].copy(),
-                "base_amplitudes": self.base.copy(), "sigmas_A": np.full(n, 2.0), "part": self.part}
+            return {
+                "centres_A": self.coords[s],
+                "amplitudes": self.occ[s].copy(),
+                "occupancy": self.occ[s].copy(),
+                "sigmas_A": np.full(n, 2.0),
+                "part": self.part,
+            }
+        return {
+            "centres_A": self.coords[s],
+            "amplitudes": self.base * self.occ[s],
+            "occupancy": self.occ[s].copy(),
+            "base_amplitudes": self.base.copy(),
+            "sigmas_A": np.full(n, 2.0),
+            "part": self.part,
+        }
 
 
 def _atoms(rng: np.random.Generator, compositional: bool) -> dict[str, np.ndarray]:
@@ -56,9 +68,13 @@ def _atoms(rng: np.random.Generator, compositional: bool) -> dict[str, np.ndarra
     present = np.ones((S, 40), bool)
     if compositional:
         present[0, 20:] = False
-    return {"coords_A": coords.astype(np.float32), "present": present,
-            "chain_ids": np.array(["A"] * 20 + ["B"] * 20), "residue_numbers": np.arange(40),
-            "moving": np.arange(40) >= 20}
+    return {
+        "coords_A": coords.astype(np.float32),
+        "present": present,
+        "chain_ids": np.array(["A"] * 20 + ["B"] * 20),
+        "residue_numbers": np.arange(40),
+        "moving": np.arange(40) >= 20,
+    }
 
 
 def _dataset(root: Path, atoms: dict[str, np.ndarray]) -> Path:
@@ -74,8 +90,14 @@ def _dataset(root: Path, atoms: dict[str, np.ndarray]) -> Path:
     return root
 
 
-def _run(root: Path, atoms: dict[str, np.ndarray], part: np.ndarray, occupancy: np.ndarray,
-         base: np.ndarray | None = None, coords: np.ndarray | None = None) -> Path:
+def _run(
+    root: Path,
+    atoms: dict[str, np.ndarray],
+    part: np.ndarray,
+    occupancy: np.ndarray,
+    base: np.ndarray | None = None,
+    coords: np.ndarray | None = None,
+) -> Path:
     run = root / "run"
     run.mkdir()
     (run / "config.yaml").write_text("method: test-atom-gaussians\n")

@@ -29,7 +29,7 @@ def radius_px(D: int) -> np.ndarray:
 
 def gaussian_filter_fourier(vol: np.ndarray, sigma_k: float) -> tuple[np.ndarray, np.ndarray]:
     """Multiply the centred FFT by g(|k|) = exp(-|k|^2 / (2 sigma_k^2)) (k in Fourier voxels)."""
-    g = np.exp(-radius_px(vol.shape[0]) ** 2 / (2 * sigma_k**2))
+    g = np.exp(-(radius_px(vol.shape[0]) ** 2) / (2 * sigma_k**2))
     out = ifft3_centered(fft3_centered(torch.from_numpy(vol)) * torch.from_numpy(g))
     assert out.imag.abs().max() < 1e-8 * out.real.abs().max()  # g is Hermitian-symmetric
     return out.real.numpy(), g
@@ -129,9 +129,7 @@ def test_mask_multiplies_both_maps_and_torch_inputs(rng):
     assert not np.allclose(masked.fsc, fsc_cryobench(a, b).fsc)
     t = fsc_cryobench(torch.from_numpy(a).float(), torch.from_numpy(b).float(), torch.from_numpy(m))
     np.testing.assert_allclose(t.fsc, masked.fsc, atol=1e-5)
-    np.testing.assert_allclose(
-        fsc_standard(torch.from_numpy(a), b, m).fsc, fsc_standard(a * m, b * m).fsc, atol=1e-12
-    )
+    np.testing.assert_allclose(fsc_standard(torch.from_numpy(a), b, m).fsc, fsc_standard(a * m, b * m).fsc, atol=1e-12)
     with pytest.raises(ValueError):
         fsc_cryobench(a, b[:-1, :-1, :-1])
     with pytest.raises(ValueError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from pinned_cases import DATA, REFERENCE, read_stack, run_case
 
 pytestmark = pytest.mark.slow

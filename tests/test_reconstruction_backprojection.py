@@ -39,9 +39,7 @@ def test_toy_backprojection_recovers_volume(shared_fixtures):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-standard header, documented in the README
         stack, _ = open_stack(shared_fixtures / "toy_projections.mrcs")
-    rot = torch.tensor(
-        np.asarray(load_pickle(shared_fixtures / "toy_angles.pkl")), dtype=torch.float32
-    )
+    rot = torch.tensor(np.asarray(load_pickle(shared_fixtures / "toy_angles.pkl")), dtype=torch.float32)
     star = starfile.read(shared_fixtures / "toy_projections.star")
     df = star if not isinstance(star, dict) else next(iter(star.values()))
     cols = [
@@ -54,9 +52,7 @@ def test_toy_backprojection_recovers_volume(shared_fixtures):
         "rlnPhaseShift",
     ]
     ctf = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
-    assert ctf.shape == (1000, 7) and torch.allclose(
-        ctf[0], torch.tensor([0, 0, 0, 300, 0.001, 0.1, 90.0])
-    )
+    assert ctf.shape == (1000, 7) and torch.allclose(ctf[0], torch.tensor([0, 0, 0, 300, 0.001, 0.1, 90.0]))
     images = torch.tensor(np.array(stack))
     acc = BackprojectionAccumulator(30, 1.0)  # the pkl and volume use 1 Å/px (header says 1/30)
     for i in range(0, 1000, 250):
@@ -81,9 +77,7 @@ def simulated():
     g = torch.Generator().manual_seed(0)
     n_g, n = 60, 800
     c = (torch.rand(n_g, 3, generator=g) - 0.5) * torch.tensor([40.0, 30.0, 24.0])
-    gmm = GaussianMixture(
-        c, torch.rand(n_g, generator=g) + 0.5, torch.rand(n_g, generator=g) * 2 + 3.0
-    )
+    gmm = GaussianMixture(c, torch.rand(n_g, generator=g) + 0.5, torch.rand(n_g, generator=g) * 2 + 3.0)
     rot = torch.tensor(random_rotations(n, 1), dtype=torch.float32)
     shifts = (torch.rand(n, 2, generator=g) - 0.5) * 6 * APIX
     ctf = torch.zeros(n, 9)
@@ -91,9 +85,7 @@ def simulated():
     ctf[:, 1] = ctf[:, 0] - 500
     ctf[:, 2] = torch.rand(n, generator=g) * 180
     ctf[:, 3], ctf[:, 4], ctf[:, 5], ctf[:, 8] = 300.0, 2.7, 0.1, 1.0
-    clean = render(
-        gmm, rot, shifts, ctf, BOX, APIX
-    )  # analytic projector: independent of the slicer
+    clean = render(gmm, rot, shifts, ctf, BOX, APIX)  # analytic projector: independent of the slicer
     noisy, _ = add_white_noise(clean, 0.1, generator=g)
     return {
         "truth": gmm.to_volume(BOX, APIX),
@@ -124,9 +116,7 @@ def test_simulated_reconstruction_and_wrong_conventions_fail(simulated):
     score = float(fsc[1:9].mean())  # shells 1..8 of 16 (to 12 Å at 3 Å/px)
     assert score > 0.9  # measured 0.97
     assert _cc(res.full, truth) > 0.95
-    assert (
-        res.fsc[1:5].min() > 0.9 and res.fsc[-3:].abs().max() < 0.2
-    )  # half maps: signal, then noise
+    assert res.fsc[1:5].min() > 0.9 and res.fsc[-3:].abs().max() < 0.2  # half maps: signal, then noise
     # Each convention error fails the same threshold (on 400 particles, for speed).
     wrong = {
         "transposed rotations": {"rot": sim["rot"].transpose(1, 2)},
@@ -213,9 +203,7 @@ def test_half_plane_accumulation_equals_full_plane_scatter(box, oversample):
     images = torch.randn(n, box, box, generator=g, dtype=torch.float64)
     rot = torch.tensor(random_rotations(n, 3))
     shifts = torch.randn(n, 2, generator=g, dtype=torch.float64)
-    ctf = torch.tensor(
-        [[9000.0, 8000.0, 20.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]], dtype=torch.float64
-    ).repeat(n, 1)
+    ctf = torch.tensor([[9000.0, 8000.0, 20.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]], dtype=torch.float64).repeat(n, 1)
     acc = BackprojectionAccumulator(box, apix, oversample=oversample, dtype=torch.float64)
     acc.add(images, rot, shifts, ctf)
     num, w = acc.symmetrized()

@@ -57,8 +57,11 @@ _rlnRandomSubset #10
 
 
 def _write_star(path, n=N):
-    rows = [f"{i + 1:06d}@stack.mrcs mic_{i % 4}.mrc {100 + i}.0 {200 + 2 * i}.0 {15000 + 10 * i}.0 "
-            f"{14800 + 10 * i}.0 {i % 180}.0 {1 + i % 2} {1 + i % 3} {1 + i % 2}" for i in range(n)]
+    rows = [
+        f"{i + 1:06d}@stack.mrcs mic_{i % 4}.mrc {100 + i}.0 {200 + 2 * i}.0 {15000 + 10 * i}.0 "
+        f"{14800 + 10 * i}.0 {i % 180}.0 {1 + i % 2} {1 + i % 3} {1 + i % 2}"
+        for i in range(n)
+    ]
     path.write_text(STAR.lstrip() + "\n".join(rows) + "\n")
     return path
 
@@ -90,8 +93,15 @@ def test_star_clusters_roundtrip_keeps_columns_and_optics(tmp_path):
     written = starfile.read(tmp_path / "sub.star")
     p0, p1 = original["particles"], written["particles"]
     assert len(p1) == len(sel.rows)
-    for col in ("rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnClassNumber", "rlnRandomSubset",
-                "rlnDefocusU", "rlnOpticsGroup"):
+    for col in (
+        "rlnMicrographName",
+        "rlnCoordinateX",
+        "rlnCoordinateY",
+        "rlnClassNumber",
+        "rlnRandomSubset",
+        "rlnDefocusU",
+        "rlnOpticsGroup",
+    ):
         np.testing.assert_array_equal(p1[col].to_numpy(), p0[col].to_numpy()[sel.rows], err_msg=col)
     assert [n.split("@")[0] for n in p1["rlnImageName"]] == [f"{i + 1:06d}" for i in sel.rows]
     assert sorted(written["optics"]["rlnOpticsGroup"].tolist()) == [1, 2]

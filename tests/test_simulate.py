@@ -31,8 +31,10 @@ def test_atoms_to_volume_is_the_band_limited_mixture(rng):
     kz, ky, kx = np.meshgrid(f, f, f, indexing="ij")
     F = np.zeros((d, d, d), complex)
     for c, w in zip(coords, weights):
-        F += w * np.exp(-2 * np.pi**2 * sigma**2 * (kx**2 + ky**2 + kz**2)) * np.exp(
-            -2j * np.pi * (kx * c[0] + ky * c[1] + kz * c[2])
+        F += (
+            w
+            * np.exp(-2 * np.pi**2 * sigma**2 * (kx**2 + ky**2 + kz**2))
+            * np.exp(-2j * np.pi * (kx * c[0] + ky * c[1] + kz * c[2]))
         )
     ref = ifft3_centered(torch.as_tensor(F)).real.numpy()
     assert np.abs(vol - ref).max() < 1e-4 * np.abs(ref).max()
@@ -104,8 +106,14 @@ def test_backproject_recovers_single_state_ground_truth(tmp_path):
     """End to end: simulate one state, reconstruct with the CLI, compare with the truth."""
     out = tmp_path / "one"
     cfg = SimulationConfig(
-        preset="custom", model=bundled_model_path("1hzh.pdb.gz"), apix=7.0, box=40, n_images=1500, snr=0.1,
-        out=out, seed=1,
+        preset="custom",
+        model=bundled_model_path("1hzh.pdb.gz"),
+        apix=7.0,
+        box=40,
+        n_images=1500,
+        snr=0.1,
+        out=out,
+        seed=1,
     )
     simulate_dataset(cfg)
     assert main(["backproject", str(out / "particles.star"), "--out", str(tmp_path / "map.mrc")]) == 0

@@ -149,7 +149,11 @@ def _stage_b(decoder="factorized", anchor_motion=True):
         centres_px=torch.randn(50, 3, generator=g) * 4,
         amplitudes=torch.rand(50, generator=g) + 0.1,
         sigmas_px=torch.full((50,), 1.1),
-        zdim=4, hidden=16, layers=2, decoder=decoder, anchor_motion=anchor_motion,
+        zdim=4,
+        hidden=16,
+        layers=2,
+        decoder=decoder,
+        anchor_motion=anchor_motion,
     )
 
 
@@ -169,8 +173,7 @@ def test_stage_b_state_dict_round_trip():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    cfg = SpireConfig(data=ParticleSource(path="x.star"), out="run", zdim=4,
-                      stage_b={"hidden": 16, "layers": 2})
+    cfg = SpireConfig(data=ParticleSource(path="x.star"), out="run", zdim=4, stage_b={"hidden": 16, "layers": 2})
     copy = StageBModel.from_state_dict(model.state_dict(), cfg)
     z = torch.randn(3, 4)
     assert torch.allclose(copy(z).centres_px, model(z).centres_px)
@@ -216,8 +219,12 @@ def test_lowpass_grid_is_the_full_data_term_restricted_to_the_band():
     rot = torch.as_tensor(random_rotations(b, 1), dtype=torch.float32)
     img = torch.complex(torch.randn(b, d, d // 2, generator=g), torch.randn(b, d, d // 2, generator=g))
     fb = FourierBatch(torch.arange(b), img, torch.rand(b, d, d // 2, generator=g), rot, torch.randn(b, 2, generator=g))
-    mix = MixtureBatch(torch.randn(b, 20, 3, generator=g) * 3, torch.rand(b, 20, generator=g), torch.rand(20, generator=g) + 0.8,
-                       torch.ones(b, 20))
+    mix = MixtureBatch(
+        torch.randn(b, 20, 3, generator=g) * 3,
+        torch.rand(b, 20, generator=g),
+        torch.rand(20, generator=g) + 0.8,
+        torch.ones(b, 20),
+    )
     full = HalfPlaneGrid.build(d, apix)
     for fraction in (0.5, 0.3):
         sub = full.lowpass(fraction)
@@ -232,12 +239,19 @@ def test_occupancy_energy_weight_is_the_rendered_energy_of_one_gaussian():
 
     d, apix = 64, 2.0
     grid = HalfPlaneGrid.build(d, apix)
-    fb = FourierBatch(torch.zeros(1, dtype=torch.long), torch.zeros(1, d, d // 2, dtype=torch.complex64), None,
-                      torch.eye(3)[None], torch.zeros(1, 2))
+    fb = FourierBatch(
+        torch.zeros(1, dtype=torch.long),
+        torch.zeros(1, d, d // 2, dtype=torch.complex64),
+        None,
+        torch.eye(3)[None],
+        torch.zeros(1, 2),
+    )
     for m, s in ((1.0, 1.5), (0.3, 2.5)):
         mix = MixtureBatch(torch.zeros(1, 1, 3), torch.tensor([[m]]), torch.tensor([s]), torch.ones(1, 1))
         rendered = float(data_term(mix, fb, grid))  # sum of squares of the projection (no CTF)
-        analytic = 2 * float(occupancy_energy_weights(torch.tensor([m]), torch.tensor([s]))[0])  # E is the CTF-halved value
+        analytic = 2 * float(
+            occupancy_energy_weights(torch.tensor([m]), torch.tensor([s]))[0]
+        )  # E is the CTF-halved value
         assert rendered == pytest.approx(analytic, rel=0.02)
 
 
@@ -267,5 +281,12 @@ def test_stage_b_search_schedule():
 
     assert cfg(stage_a={"epochs": 10}, stage_b={"epochs": 10}).stage_b_search_epochs == (18,)
     assert cfg(stage_a={"epochs": 10}, stage_b={"epochs": 10}, search_every=2).stage_b_search_epochs == (12, 14, 16, 18)
-    assert cfg(stage_a={"epochs": 15}, stage_b={"epochs": 30}, search_every=4).stage_b_search_epochs == (19, 23, 27, 31, 35, 38)
+    assert cfg(stage_a={"epochs": 15}, stage_b={"epochs": 30}, search_every=4).stage_b_search_epochs == (
+        19,
+        23,
+        27,
+        31,
+        35,
+        38,
+    )
     assert cfg(stage_b={"epochs": 10}, latent_search=0, search_every=2).stage_b_search_epochs == ()

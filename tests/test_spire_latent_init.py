@@ -40,7 +40,12 @@ def test_regional_coefficients_read_presence_and_latents_separate_states():
     g = torch.Generator().manual_seed(3)
     images = images + 0.05 * images.std() * torch.randn(images.shape, generator=g)
     batches = [
-        {"index": torch.arange(i, i + 8), "image": images[i : i + 8], "rotation": rot[i : i + 8], "shift_A": torch.zeros(8, 2)}
+        {
+            "index": torch.arange(i, i + 8),
+            "image": images[i : i + 8],
+            "rotation": rot[i : i + 8],
+            "shift_A": torch.zeros(8, 2),
+        }
         for i in range(0, n, 8)
     ]
     grid = HalfPlaneGrid.build(d, apix)

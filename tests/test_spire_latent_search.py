@@ -49,7 +49,9 @@ def test_candidate_search_assigns_each_image_to_its_state():
     want = torch.where(truth > 0, 0, 1)
     assert (choice == want).float().mean() >= 0.95
     # an image already at its true latent keeps it
-    own2, best2, choice2 = score_candidates(model, fb, grid, z_true, model(cands[2:]), lam * (cands[2:] ** 2).sum(1), lam)
+    own2, best2, choice2 = score_candidates(
+        model, fb, grid, z_true, model(cands[2:]), lam * (cands[2:] ** 2).sum(1), lam
+    )
     assert (choice2 == -1).float().mean() >= 0.95
     assert torch.equal(best2 <= own2, torch.ones(n, dtype=torch.bool))
 
@@ -76,8 +78,12 @@ def test_low_band_search_still_assigns_images():
     fb = FourierBatch(torch.arange(n), torch.zeros(n, d, d // 2, dtype=torch.complex64), None, rot, torch.zeros(n, 2))
     clean = render_half(model(z_true), fb, grid)
     g = torch.Generator().manual_seed(3)
-    fb.image_ft = clean + torch.complex(torch.randn(clean.shape, generator=g), torch.randn(clean.shape, generator=g)) * 0.3 * d
+    fb.image_ft = (
+        clean + torch.complex(torch.randn(clean.shape, generator=g), torch.randn(clean.shape, generator=g)) * 0.3 * d
+    )
     sub = grid.lowpass(0.5)
     cands = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-    _, _, choice = score_candidates(model, restrict_batch(fb, sub), sub, -z_true, model(cands), 0.1 * (cands**2).sum(1), 0.1)
+    _, _, choice = score_candidates(
+        model, restrict_batch(fb, sub), sub, -z_true, model(cands), 0.1 * (cands**2).sum(1), 0.1
+    )
     assert (choice == torch.where(truth > 0, 0, 1)).float().mean() >= 0.95

@@ -138,7 +138,21 @@ def test_volumes_command_writes_maps_and_part_maps(trained, tmp_path):
     z = np.load(trained / "latents.npy")[[0, 5]]
     np.save(tmp_path / "z.npy", z)
     out = tmp_path / "vols"
-    code = main(["volumes", str(trained), "--z", str(tmp_path / "z.npy"), "--out", str(out), "--parts", "--apix", "12.0", "--box", "24"])
+    code = main(
+        [
+            "volumes",
+            str(trained),
+            "--z",
+            str(tmp_path / "z.npy"),
+            "--out",
+            str(out),
+            "--parts",
+            "--apix",
+            "12.0",
+            "--box",
+            "24",
+        ]
+    )
     assert code in (0, None)
     model = load_run(trained)
     for i in range(2):

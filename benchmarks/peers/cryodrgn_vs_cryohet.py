@@ -123,8 +123,23 @@ def evaluate(run: Path, gt: Path, align: bool = False) -> dict:
 
 
 def simulate(args, data: Path) -> None:
-    cmd = [CRYOHET, "simulate", args.preset, "--out", data, "-n", args.n, "--n-states", args.states,
-           "--box", args.box, "--snr", args.snr, "--seed", args.seed]
+    cmd = [
+        CRYOHET,
+        "simulate",
+        args.preset,
+        "--out",
+        data,
+        "-n",
+        args.n,
+        "--n-states",
+        args.states,
+        "--box",
+        args.box,
+        "--snr",
+        args.snr,
+        "--seed",
+        args.seed,
+    ]
     if args.apix:
         cmd += ["--apix", args.apix]
     log(f"simulating {args.n} {args.preset} images ({args.states} states, D={args.box})")
@@ -138,7 +153,9 @@ def run_cryodrgn(args, exe: Path, data: Path, work: Path) -> dict:
     meta = json.loads((data / "meta.json").read_text())
     poses, ctf = work / "poses.pkl", work / "ctf.pkl"
     if not poses.exists():
-        timed([CRYOHET, "convert", data / "particles.star", "--poses-out", poses, "--ctf-out", ctf], work / "convert.log")
+        timed(
+            [CRYOHET, "convert", data / "particles.star", "--poses-out", poses, "--ctf-out", ctf], work / "convert.log"
+        )
     out = work / "train_vae"
     saved = work / "train_vae.stats.json"
     name = f"cryoDRGN train_vae ({args.epochs} ep, {args.enc_dim}x{args.layers})"
@@ -148,20 +165,53 @@ def run_cryodrgn(args, exe: Path, data: Path, work: Path) -> dict:
         return {"name": name, "stats": stats, "metrics": evaluate(work.parent / "runs" / "cryodrgn", data)}
     if out.exists():
         shutil.rmtree(out)
-    cmd = [exe, "train_vae", data / "particles.mrcs", "--poses", poses, "--ctf", ctf, "--zdim", args.zdim,
-           "--num-epochs", args.epochs, "--enc-dim", args.enc_dim, "--enc-layers", args.layers,
-           "--dec-dim", args.dec_dim, "--dec-layers", args.layers, "--batch-size", args.batch_size,
-           "-o", out, "--seed", args.seed, "--no-analysis"]
+    cmd = [
+        exe,
+        "train_vae",
+        data / "particles.mrcs",
+        "--poses",
+        poses,
+        "--ctf",
+        ctf,
+        "--zdim",
+        args.zdim,
+        "--num-epochs",
+        args.epochs,
+        "--enc-dim",
+        args.enc_dim,
+        "--enc-layers",
+        args.layers,
+        "--dec-dim",
+        args.dec_dim,
+        "--dec-layers",
+        args.layers,
+        "--batch-size",
+        args.batch_size,
+        "-o",
+        out,
+        "--seed",
+        args.seed,
+        "--no-analysis",
+    ]
     if args.threads:
         cmd += ["--max-threads", args.threads]
-    log(f"cryoDRGN train_vae: {args.epochs} epochs, zdim {args.zdim}, {args.enc_dim}x{args.layers} / {args.dec_dim}x{args.layers}")
+    log(
+        f"cryoDRGN train_vae: {args.epochs} epochs, zdim {args.zdim}, "
+        f"{args.enc_dim}x{args.layers} / {args.dec_dim}x{args.layers}"
+    )
     stats = timed(cmd, work / "train_vae.log")
     stats["passes"] = args.epochs
     stats["method_s"] = cryodrgn_seconds(work / "train_vae.log")
     stats["epoch_s"] = cryodrgn_epoch_seconds(work / "train_vae.log")
     saved.write_text(json.dumps(stats))
-    cfg = CryoDRGNRunConfig(cryodrgn_dir=out, epoch=None, cryodrgn_bin=exe, box=meta["box"], apix=meta["apix"],
-                            data=ParticleSource(path=data / "particles.star"))
+    cfg = CryoDRGNRunConfig(
+        cryodrgn_dir=out,
+        epoch=None,
+        cryodrgn_bin=exe,
+        box=meta["box"],
+        apix=meta["apix"],
+        data=ParticleSource(path=data / "particles.star"),
+    )
     wrap = write_cryodrgn_wrapper(cfg, work.parent / "runs" / "cryodrgn", overwrite=True)
     return {"name": name, "stats": stats, "metrics": evaluate(wrap, data)}
 
@@ -173,19 +223,41 @@ def run_abinit(args, exe: Path, data: Path, work: Path) -> dict:
     out = work / "abinit"
     if out.exists():
         shutil.rmtree(out)
-    cmd = [exe, "abinit", data / "particles.mrcs", "--ctf", work / "ctf.pkl", "--zdim", args.zdim,
-           "--num-epochs", args.abinit_epochs, "-o", out, "--seed", args.seed]
+    cmd = [
+        exe,
+        "abinit",
+        data / "particles.mrcs",
+        "--ctf",
+        work / "ctf.pkl",
+        "--zdim",
+        args.zdim,
+        "--num-epochs",
+        args.abinit_epochs,
+        "-o",
+        out,
+        "--seed",
+        args.seed,
+    ]
     log(f"cryoDRGN abinit: {args.abinit_epochs} epochs")
     stats = timed(cmd, work / "abinit.log")
     stats["method_s"] = cryodrgn_seconds(work / "abinit.log")
     epoch = last_epoch(out)
     pose = out / f"pose.{epoch}.pkl"
-    cfg = CryoDRGNRunConfig(cryodrgn_dir=out, epoch=epoch, cryodrgn_bin=exe, box=meta["box"], apix=meta["apix"],
-                            poses_pkl=pose if pose.exists() else None)
+    cfg = CryoDRGNRunConfig(
+        cryodrgn_dir=out,
+        epoch=epoch,
+        cryodrgn_bin=exe,
+        box=meta["box"],
+        apix=meta["apix"],
+        poses_pkl=pose if pose.exists() else None,
+    )
     wrap = write_cryodrgn_wrapper(cfg, work.parent / "runs" / "cryodrgn_abinit", overwrite=True)
     stats["passes"] = args.abinit_epochs
-    return {"name": f"cryoDRGN abinit ({args.abinit_epochs} ep, aligned)", "stats": stats,
-            "metrics": evaluate(wrap, data, align=True)}
+    return {
+        "name": f"cryoDRGN abinit ({args.abinit_epochs} ep, aligned)",
+        "stats": stats,
+        "metrics": evaluate(wrap, data, align=True),
+    }
 
 
 def logged_passes(run: Path) -> float:
@@ -203,15 +275,25 @@ def logged_passes(run: Path) -> float:
 def run_spire(args, data: Path, runs: Path) -> dict:
     """``cryohet train spire`` with ``--spire-args``; passes and method s from its train_log.jsonl."""
     run = runs / "spire"
-    cmd = [CRYOHET, "train", "spire", data / "particles.star", "--out", run, "--overwrite",
-           *shlex.split(args.spire_args)]
+    cmd = [
+        CRYOHET,
+        "train",
+        "spire",
+        data / "particles.star",
+        "--out",
+        run,
+        "--overwrite",
+        *shlex.split(args.spire_args),
+    ]
     log(f"cryohet train spire {args.spire_args}")
     stats = timed(cmd, runs / "spire.train.log")
     epochs = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines() if line.strip()]
     stats["passes"] = len(epochs)
     stats["method_s"] = sum(float(e["seconds"]) for e in epochs)
     stats["epoch_s"] = [float(e["seconds"]) for e in epochs]
-    name = f"cryohet spire ({sum(e.get('stage') == 'A' for e in epochs)}+{sum(e.get('stage') == 'B' for e in epochs)} ep)"
+    name = (
+        f"cryohet spire ({sum(e.get('stage') == 'A' for e in epochs)}+{sum(e.get('stage') == 'B' for e in epochs)} ep)"
+    )
     return {"name": name, "stats": stats, "metrics": evaluate(run, data)}
 
 
@@ -235,10 +317,15 @@ def run_baseline(method: str, args, data: Path, runs: Path) -> dict:
 
 def table(rows: list[dict], n: int, header: str) -> str:
     ceiling = rows[0]["metrics"]["auc_ceiling"]
-    lines = [header, "",
-             f"GT ceiling (CryoBench AUC of identical maps, (D/2-1)/D): {ceiling:.4f}", "",
-             "| method | AUC masked mean (std) / median | AUC unmasked mean / median | ARI | wall s | method s | passes | images/s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        f"GT ceiling (CryoBench AUC of identical maps, (D/2-1)/D): {ceiling:.4f}",
+        "",
+        "| method | AUC masked mean (std) / median | AUC unmasked mean / median | ARI | wall s | method s "
+        "| passes | images/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         pc = r["metrics"]["per_conformation"]
         mk, um = pc.get("masked"), pc["unmasked"]
@@ -247,9 +334,11 @@ def table(rows: list[dict], n: int, header: str) -> str:
         rate = n * s.get("passes", 1) / secs
         masked = f"{mk['auc_mean']:.4f} ({mk['auc_std']:.4f}) / {mk['auc_median']:.4f}" if mk else "-"
         rss = f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") else "-"
-        lines.append(f"| {r['name']} | {masked} | {um['auc_mean']:.4f} / {um['auc_median']:.4f} | "
-                     f"{r['metrics']['clustering']['ari']:.3f} | {s['wall_s']:.1f} | {secs:.1f} | {s.get('passes', 1):g} | "
-                     f"{rate:.1f} | {rss} |")
+        lines.append(
+            f"| {r['name']} | {masked} | {um['auc_mean']:.4f} / {um['auc_median']:.4f} | "
+            f"{r['metrics']['clustering']['ari']:.3f} | {s['wall_s']:.1f} | {secs:.1f} | {s.get('passes', 1):g} | "
+            f"{rate:.1f} | {rss} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -257,9 +346,11 @@ def header_text(meta: dict, threads: int | None) -> str:
     import platform
 
     extra = f", {threads} thread(s) per method" if threads else ""
-    return (f"## cryoDRGN vs cryohet: {meta['preset']}, {meta['n_images']} images, {meta['n_states']} states, "
-            f"D={meta['box']} at {meta['apix']:g} Å/px, SNR {meta['snr']:g}\n\nmachine: "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), CPU only{extra}")
+    return (
+        f"## cryoDRGN vs cryohet: {meta['preset']}, {meta['n_images']} images, {meta['n_states']} states, "
+        f"D={meta['box']} at {meta['apix']:g} Å/px, SNR {meta['snr']:g}\n\nmachine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), CPU only{extra}"
+    )
 
 
 def write_results(work: Path, out_name: str, data: Path, meta: dict, args: dict, rows: list[dict]) -> str:
@@ -268,14 +359,29 @@ def write_results(work: Path, out_name: str, data: Path, meta: dict, args: dict,
     text = table(rows, meta["n_images"], header_text(meta, int(threads) if threads not in (None, "None") else None))
     print(text)
     (work / f"{out_name}_table.md").write_text(text)
-    (work / f"{out_name}_results.json").write_text(json.dumps(
-        {"dataset": str(data), "meta": {k: meta[k] for k in ("preset", "n_images", "n_states", "box", "apix", "snr")},
-         "args": {k: str(v) for k, v in args.items()},
-         "rows": [{"name": r["name"], "stats": r["stats"],
-                   "per_conformation": {k: {kk: v[kk] for kk in ("auc_mean", "auc_std", "auc_median", "per_state")}
-                                        for k, v in r["metrics"]["per_conformation"].items()},
-                   "clustering": r["metrics"]["clustering"], "auc_ceiling": r["metrics"]["auc_ceiling"]} for r in rows]},
-        indent=2))
+    (work / f"{out_name}_results.json").write_text(
+        json.dumps(
+            {
+                "dataset": str(data),
+                "meta": {k: meta[k] for k in ("preset", "n_images", "n_states", "box", "apix", "snr")},
+                "args": {k: str(v) for k, v in args.items()},
+                "rows": [
+                    {
+                        "name": r["name"],
+                        "stats": r["stats"],
+                        "per_conformation": {
+                            k: {kk: v[kk] for kk in ("auc_mean", "auc_std", "auc_median", "per_state")}
+                            for k, v in r["metrics"]["per_conformation"].items()
+                        },
+                        "clustering": r["metrics"]["clustering"],
+                        "auc_ceiling": r["metrics"]["auc_ceiling"],
+                    }
+                    for r in rows
+                ],
+            },
+            indent=2,
+        )
+    )
     log(f"wrote {work / f'{out_name}_table.md'} and {work / f'{out_name}_results.json'}")
     return text
 
@@ -289,7 +395,11 @@ def retable(work: Path, out_name: str) -> int:
         run = work / "runs" / (method or "")
         if method and method != "spire" and (run / "train_log.jsonl").exists():
             r["stats"]["passes"] = logged_passes(run)
-        metrics = {"per_conformation": r["per_conformation"], "clustering": r["clustering"], "auc_ceiling": r["auc_ceiling"]}
+        metrics = {
+            "per_conformation": r["per_conformation"],
+            "clustering": r["clustering"],
+            "auc_ceiling": r["auc_ceiling"],
+        }
         rows.append({"name": r["name"], "stats": r["stats"], "metrics": metrics})
     write_results(work, out_name, Path(saved["dataset"]), saved["meta"], saved["args"], rows)
     return 0
@@ -316,15 +426,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--abinit", action="store_true", help="also run cryodrgn abinit")
     p.add_argument("--abinit-epochs", type=int, default=20)
     p.add_argument("--pca-k", type=int, default=4)
-    p.add_argument("--methods", default="homogeneous,oracle,classify3d,pca",
-                   help="cryohet methods, comma-separated: spire, homogeneous, oracle, classify3d, pca; 'none' for none")
+    p.add_argument(
+        "--methods",
+        default="homogeneous,oracle,classify3d,pca",
+        help="cryohet methods, comma-separated: spire, homogeneous, oracle, classify3d, pca; 'none' for none",
+    )
     p.add_argument("--spire-args", default="", help="extra options of 'cryohet train spire', one quoted string")
     p.add_argument("--threads", type=int, help="OMP/MKL threads of every subprocess (default: inherit)")
     p.add_argument("--skip-cryodrgn", action="store_true")
-    p.add_argument("--reuse-cryodrgn", action="store_true", help="reuse a finished train_vae in --workdir (and its timing)")
+    p.add_argument(
+        "--reuse-cryodrgn", action="store_true", help="reuse a finished train_vae in --workdir (and its timing)"
+    )
     p.add_argument("--out-name", default="peer", help="stem of the table/JSON files in --workdir")
-    p.add_argument("--retable", action="store_true",
-                   help="only rebuild the table from WORKDIR/<out-name>_results.json (passes re-read from the runs' logs)")
+    p.add_argument(
+        "--retable",
+        action="store_true",
+        help="only rebuild the table from WORKDIR/<out-name>_results.json (passes re-read from the runs' logs)",
+    )
     args = p.parse_args(argv)
     if args.retable:
         return retable(args.workdir.resolve(), args.out_name)
@@ -350,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.abinit:
             rows.append(run_abinit(args, exe, data, work / "cryodrgn"))
     for m in methods:
-        rows.append(run_spire(args, data, work / "runs") if m == "spire" else run_baseline(m, args, data, work / "runs"))
+        rows.append(
+            run_spire(args, data, work / "runs") if m == "spire" else run_baseline(m, args, data, work / "runs")
+        )
     write_results(work, args.out_name, data, meta, vars(args), rows)
     return 0
 

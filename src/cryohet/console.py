@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 __all__ = ["get_logger", "progress", "attach_run_log", "stderr_console", "is_tty"]
 
@@ -86,8 +86,9 @@ class _RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:8.1f} {self.unit}/s")
 
 
-def progress(items: Iterable[T], total: int | None = None, description: str = "", unit: str = "it",
-             log_every_s: float = 10.0) -> Iterator[T]:
+def progress(
+    items: Iterable[T], total: int | None = None, description: str = "", unit: str = "it", log_every_s: float = 10.0
+) -> Iterator[T]:
     """Iterate with a progress display: a rich bar on a TTY, periodic log lines otherwise."""
     if total is None:
         try:
@@ -119,5 +120,7 @@ def progress(items: Iterable[T], total: int | None = None, description: str = ""
         if now - last >= log_every_s:
             rate = done / max(now - start, 1e-9)
             eta = f", ETA {(total - done) / rate:.0f} s" if total else ""
-            log.info("%s: %d%s %s (%.1f %s/s%s)", description, done, f"/{total}" if total else "", unit, rate, unit, eta)
+            log.info(
+                "%s: %d%s %s (%.1f %s/s%s)", description, done, f"/{total}" if total else "", unit, rate, unit, eta
+            )
             last = now

@@ -20,8 +20,14 @@ __all__ = ["analyze_run", "AnalysisResult", "AnalyzeConfig", "select_particles",
 
 # Imported on first use, so light modules (``htmlcheck`` for scripts/check_report.py) do not
 # pull in torch and the method packages.
-_LAZY = {"analyze_run": ".analyze", "AnalysisResult": ".analyze", "AnalyzeConfig": ".config",
-         "SelectConfig": ".config", "select_particles": ".select", "Selection": ".select"}
+_LAZY = {
+    "analyze_run": ".analyze",
+    "AnalysisResult": ".analyze",
+    "AnalyzeConfig": ".config",
+    "SelectConfig": ".config",
+    "select_particles": ".select",
+    "Selection": ".select",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -141,13 +141,17 @@ def _gt(cfg: AnalyzeConfig, info: RunInfo, model, n: int):
     try:
         from ..metrics.ground_truth import load_ground_truth
     except ImportError:  # pragma: no cover - evaluation not built in this version
-        raise InputError("--gt needs cryohet.metrics.ground_truth, which this cryohet lacks; run without --gt") from None
+        raise InputError(
+            "--gt needs cryohet.metrics.ground_truth, which this cryohet lacks; run without --gt"
+        ) from None
 
     gt = load_ground_truth(cfg.gt)  # one-line InputError on a missing folder/file
     run_A, gt_A = model.box * model.apix, gt.box * gt.apix
     if abs(run_A - gt_A) > 0.02 * gt_A:
-        raise InputError(f"{cfg.gt}: the ground-truth box is {gt_A:.1f} Å ({gt.box} px at {gt.apix:.4g} Å/px) but the "
-                         f"run's is {run_A:.1f} Å ({model.box} px at {model.apix:.4g} Å/px)")
+        raise InputError(
+            f"{cfg.gt}: the ground-truth box is {gt_A:.1f} Å ({gt.box} px at {gt.apix:.4g} Å/px) but the "
+            f"run's is {run_A:.1f} Å ({model.box} px at {model.apix:.4g} Å/px)"
+        )
     return gt, gt_labels_for_run(info, gt.labels, n)
 
 
@@ -159,12 +163,17 @@ def _embeddings(res: AnalysisResult, latents: np.ndarray, gt_labels: np.ndarray 
     res.pca.save(out / "pca.npz")
     np.save(out / "pca_coords.npy", coords)
     if not res.pca.variance.sum() > 0:
-        res.latent_note = (f"All {res.n_particles:,} particles have the same latent (the {res.info.method} method "
-                           "models no heterogeneity here), so there is nothing to embed or plot.")
+        res.latent_note = (
+            f"All {res.n_particles:,} particles have the same latent (the {res.info.method} method "
+            "models no heterogeneity here), so there is nothing to embed or plot."
+        )
         log.info("  %s", res.latent_note)
         return
-    note = (f"{len(sub):,} of {res.n_particles:,} particles shown (random subsample, seed {cfg.seed})"
-            if len(sub) < res.n_particles else "")
+    note = (
+        f"{len(sub):,} of {res.n_particles:,} particles shown (random subsample, seed {cfg.seed})"
+        if len(sub) < res.n_particles
+        else ""
+    )
     ratio = res.pca.explained_ratio
     if res.zdim >= 2:
         xy = coords[sub, :2]
@@ -173,26 +182,37 @@ def _embeddings(res: AnalysisResult, latents: np.ndarray, gt_labels: np.ndarray 
         xy = np.column_stack([coords[sub, 0], latents[sub, 0]])
         labels = ("PC1", "z0")
     gl = None if gt_labels is None else gt_labels[sub]
-    res.plots["pca"] = plot_latents(xy, res.kmeans.labels[sub], out / "plots" / "latent_pca.png", "PCA", labels, gl, note)
+    res.plots["pca"] = plot_latents(
+        xy, res.kmeans.labels[sub], out / "plots" / "latent_pca.png", "PCA", labels, gl, note
+    )
     if cfg.umap:
         emb = umap_embed(latents[sub], seed=cfg.seed)
         if emb is None:
-            res.notes.append("UMAP skipped (umap-learn not importable, or too few distinct latents); install cryohet[umap].")
+            res.notes.append(
+                "UMAP skipped (umap-learn not importable, or too few distinct latents); install cryohet[umap]."
+            )
         else:
             np.save(out / "umap.npy", emb)
             np.save(out / "umap_index.npy", sub.astype(np.int64))
             res.umap_done = True
-            res.plots["umap"] = plot_latents(emb, res.kmeans.labels[sub], out / "plots" / "latent_umap.png", "UMAP",
-                                             ("UMAP1", "UMAP2"), gl, note)
+            res.plots["umap"] = plot_latents(
+                emb, res.kmeans.labels[sub], out / "plots" / "latent_umap.png", "UMAP", ("UMAP1", "UMAP2"), gl, note
+            )
 
 
 def _series(res: AnalysisResult, model, latents: np.ndarray, out: Path, protected: list[Path]) -> None:
     from .plots import plot_series
 
     cfg, km = res.cfg, res.kmeans
-    todo = [VolumeSeries(name=f"kmeans{cfg.k}", title=f"k-means clusters (k={km.k}), particle nearest each centre",
-                         latents=latents[km.representatives],
-                         captions=[f"cluster {i} (n={c})" for i, c in enumerate(km.counts)], rows=km.representatives)]
+    todo = [
+        VolumeSeries(
+            name=f"kmeans{cfg.k}",
+            title=f"k-means clusters (k={km.k}), particle nearest each centre",
+            latents=latents[km.representatives],
+            captions=[f"cluster {i} (n={c})" for i, c in enumerate(km.counts)],
+            rows=km.representatives,
+        )
+    ]
     coords = res.pca.transform(latents, n=min(cfg.pcs, res.zdim)) if cfg.pcs else None
     for pc in range(min(cfg.pcs, res.zdim)):
         if res.pca.variance[pc] <= 0:
@@ -222,13 +242,20 @@ def _parts(res: AnalysisResult, model, latents: np.ndarray, out: Path, protected
     maps = write_part_maps(model, latents[row], row, out / "parts", protected)
     if maps is not None:
         res.part_maps = maps
-        res.plots["parts"] = plot_parts(maps.projections, part_colours(len(maps.files)), out / "plots" / "parts.png",
-                                        f"{len(maps.files)} parts at the latent of particle {row} (nearest the mean latent)")
+        res.plots["parts"] = plot_parts(
+            maps.projections,
+            part_colours(len(maps.files)),
+            out / "plots" / "parts.png",
+            f"{len(maps.files)} parts at the latent of particle {row} (nearest the mean latent)",
+        )
         pm = res.part_motion
         if pm is not None and pm.n_parts == len(maps.files):
             res.plots["part_movers"] = plot_part_movers(
-                maps.projections, np.ptp(pm.angle_deg, axis=0), out / "plots" / "part_movers.png",
-                "parts coloured by how much their rotation changes between clusters (most mobile numbered)")
+                maps.projections,
+                np.ptp(pm.angle_deg, axis=0),
+                out / "plots" / "part_movers.png",
+                "parts coloured by how much their rotation changes between clusters (most mobile numbered)",
+            )
 
 
 def _write_motion_csv(pm: PartMotion, path: Path) -> Path:
@@ -271,7 +298,9 @@ def _evaluate(res: AnalysisResult, out: Path) -> None:
 def _eval_failed(res: AnalysisResult, why: str) -> None:
     line = " ".join(why.split())[:300]
     log.warning("evaluation skipped: %s", line)
-    res.eval_note = f"The evaluation against {res.cfg.gt} could not be computed ({line}); the rest of the analysis is unaffected."
+    res.eval_note = (
+        f"The evaluation against {res.cfg.gt} could not be computed ({line}); the rest of the analysis is unaffected."
+    )
     res.notes.append(res.eval_note)
 
 
@@ -279,16 +308,29 @@ def command_line(cfg: AnalyzeConfig) -> str:
     """The ``cryohet analyze`` command that reproduces ``cfg`` (non-default options only)."""
     default = AnalyzeConfig(run=cfg.run)
     parts = ["cryohet", "analyze", str(cfg.run)]
-    flags = {"k": "--k", "pcs": "--pcs", "pc_steps": "--pc-steps", "path_steps": "--path-steps",
-             "max_points": "--max-points", "gt": "--gt", "out": "--out", "device": "--device", "seed": "--seed"}
+    flags = {
+        "k": "--k",
+        "pcs": "--pcs",
+        "pc_steps": "--pc-steps",
+        "path_steps": "--path-steps",
+        "max_points": "--max-points",
+        "gt": "--gt",
+        "out": "--out",
+        "device": "--device",
+        "seed": "--seed",
+    }
     for name, flag in flags.items():
         value = getattr(cfg, name)
         if value != getattr(default, name) and value is not None:
             parts += [flag, str(value)]
     if cfg.path is not None:
         parts += ["--path", str(cfg.path[0]), str(cfg.path[1])]
-    for name, flag in (("pc_on_data", "--pc-exact"), ("umap", "--no-umap"), ("volumes", "--no-volumes"),
-                       ("report", "--no-report")):
+    for name, flag in (
+        ("pc_on_data", "--pc-exact"),
+        ("umap", "--no-umap"),
+        ("volumes", "--no-volumes"),
+        ("report", "--no-report"),
+    ):
         if not getattr(cfg, name):
             parts.append(flag)
     return " ".join(shlex.quote(p) for p in parts)
@@ -296,7 +338,10 @@ def command_line(cfg: AnalyzeConfig) -> str:
 
 def _summary(res: AnalysisResult) -> dict[str, Any]:
     out = res.out_dir
-    rel = lambda p: Path(p).resolve().relative_to(out.resolve()).as_posix()
+
+    def rel(p) -> str:
+        return Path(p).resolve().relative_to(out.resolve()).as_posix()
+
     summary: dict[str, Any] = {
         "run": str(Path(res.cfg.run).resolve()),
         "command": command_line(res.cfg),
@@ -307,8 +352,11 @@ def _summary(res: AnalysisResult) -> dict[str, Any]:
         "pca_explained_ratio": [float(x) for x in res.pca.explained_ratio],
         "subsample": int(len(res.subsample)),
         "umap": res.umap_done,
-        "kmeans": {"k": res.kmeans.k, "counts": res.kmeans.counts.tolist(),
-                   "representatives": res.kmeans.representatives.tolist()},
+        "kmeans": {
+            "k": res.kmeans.k,
+            "counts": res.kmeans.counts.tolist(),
+            "representatives": res.kmeans.representatives.tolist(),
+        },
         "series": {s.name: {"files": [rel(f) for f in s.files], "level": s.level} for s in res.series},
         "parts": None if res.part_maps is None else [rel(f) for f in res.part_maps.files],
         "plots": {k: rel(v) for k, v in res.plots.items()},
@@ -317,9 +365,13 @@ def _summary(res: AnalysisResult) -> dict[str, Any]:
     }
     if res.evaluation is not None:
         ev = res.evaluation
-        summary["evaluation"] = {"auc_ceiling": ev.get("auc_ceiling"),
-                                 **{n: {k: b.get(k) for k in ("auc_mean", "auc_std", "auc_median")}
-                                    for n, b in (ev.get("per_conformation") or {}).items()}}
+        summary["evaluation"] = {
+            "auc_ceiling": ev.get("auc_ceiling"),
+            **{
+                n: {k: b.get(k) for k in ("auc_mean", "auc_std", "auc_median")}
+                for n, b in (ev.get("per_conformation") or {}).items()
+            },
+        }
     elif res.eval_note:
         summary["evaluation"] = {"skipped": res.eval_note}
     return summary
@@ -360,10 +412,16 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
         log.info("analyze %s: %s, %d particles, zdim %d -> %s", run, model.method, len(latents), model.zdim, out)
         steps = _Steps(4 + cfg.volumes + (gt is not None) + cfg.report)
         steps("PCA and k-means of the latents")
-        res = AnalysisResult(cfg=cfg, info=info, describe=model.describe(), n_particles=len(latents),
-                             zdim=int(latents.shape[1]), pca=fit_pca(latents),
-                             kmeans=kmeans_latents(latents, cfg.k, seed=cfg.seed),
-                             subsample=subsample_indices(len(latents), cfg.max_points, cfg.seed))
+        res = AnalysisResult(
+            cfg=cfg,
+            info=info,
+            describe=model.describe(),
+            n_particles=len(latents),
+            zdim=int(latents.shape[1]),
+            pca=fit_pca(latents),
+            kmeans=kmeans_latents(latents, cfg.k, seed=cfg.seed),
+            subsample=subsample_indices(len(latents), cfg.max_points, cfg.seed),
+        )
         write_kmeans(res.kmeans, latents, out / f"kmeans{cfg.k}")
         steps("latent embeddings (PCA" + (", UMAP)" if cfg.umap else ")"))
         _embeddings(res, latents, gt_labels, out)

@@ -2,8 +2,9 @@
 
 :func:`kmeans_latents` is deterministic for a given ``seed``: scikit-learn ``KMeans``
 (``n_init=4``) up to :data:`MINIBATCH_ABOVE` particles, ``MiniBatchKMeans`` above
-(batches of 16 384, ``n_init=3``, one thread; 10^6 latents in seconds). Clusters are then renumbered by the first principal coordinate of
-their centres, so cluster 0 ... k-1 read like a walk along the main direction of change.
+(batches of 16 384, ``n_init=3``, one thread; 10^6 latents in seconds). Clusters are then
+renumbered by the first principal coordinate of their centres, so cluster 0 ... k-1 read
+like a walk along the main direction of change.
 ``cryohet select --clusters`` reuses the labels ``analyze`` wrote
 (``kmeans{k}/labels.npy``) and otherwise calls this same function with the same seed.
 
@@ -85,8 +86,9 @@ def _fit(z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             return km.cluster_centers_.astype(np.float64), km.labels_.astype(np.int64)
         # one thread: per-batch work is tiny and OpenMP overhead dominated (3-4x slower on 2 busy cores)
         with threadpool_limits(limits=1, user_api="openmp"):
-            km = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=16384, random_state=seed, max_no_improvement=20,
-                                 compute_labels=False).fit(z)
+            km = MiniBatchKMeans(
+                n_clusters=k, n_init=3, batch_size=16384, random_state=seed, max_no_improvement=20, compute_labels=False
+            ).fit(z)
     centres = km.cluster_centers_.astype(np.float64)
     labels = np.concatenate([km.predict(z[s : s + _CHUNK]) for s in range(0, len(z), _CHUNK)]).astype(np.int64)
     return centres, labels
@@ -124,8 +126,12 @@ def write_kmeans(result: KMeansResult, latents: np.ndarray, folder: str | Path) 
     np.save(paths[0], result.labels.astype(np.int64))
     np.savetxt(paths[1], result.centres, fmt="%.6g", header="k-means centres, one row per cluster (latent units)")
     np.savetxt(paths[2], result.representatives, fmt="%d", header="0-based particle row nearest each centre")
-    np.savetxt(paths[3], np.asarray(latents)[result.representatives], fmt="%.6g",
-               header="latent of that particle (vol_NNN.mrc is decoded here)")
+    np.savetxt(
+        paths[3],
+        np.asarray(latents)[result.representatives],
+        fmt="%.6g",
+        header="latent of that particle (vol_NNN.mrc is decoded here)",
+    )
     return paths
 
 

@@ -35,7 +35,9 @@ class AnalyzeConfig(StrictModel):
     path_steps: int = Field(10, ge=2, description="volumes along --path (linear interpolation, both ends included)")
     umap: bool = Field(True, description="also a UMAP embedding (needs the optional umap-learn)")
     max_points: int = Field(DEFAULT_MAX_POINTS, ge=100, description="UMAP/scatter subsample above this many particles")
-    gt: Path | None = Field(None, description="simulated dataset (or its gt/ folder) for evaluation and true-state colours")
+    gt: Path | None = Field(
+        None, description="simulated dataset (or its gt/ folder) for evaluation and true-state colours"
+    )
     volumes: bool = Field(True, description="decode and write volumes (False: latent plots, clusters and report only)")
     parts: bool = Field(True, description="part maps and part-motion tables for part-aware methods")
     report: bool = Field(True, description="write report.html")

@@ -21,8 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ReportHTML", "parse_report", "check_html", "find_chromium", "screenshot", "blank_reason", "ScreenshotResult",
-           "trim_bottom"]
+__all__ = [
+    "ReportHTML",
+    "parse_report",
+    "check_html",
+    "find_chromium",
+    "screenshot",
+    "blank_reason",
+    "ScreenshotResult",
+    "trim_bottom",
+]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -99,7 +107,7 @@ def check_html(path: str | Path) -> list[str]:
             problems.append(f"image {i}: not an embedded PNG ({src[:40]!r})")
             continue
         try:
-            raw = base64.b64decode(src[len(prefix):], validate=True)
+            raw = base64.b64decode(src[len(prefix) :], validate=True)
         except (binascii.Error, ValueError):
             problems.append(f"image {i}: invalid base64")
             continue
@@ -136,18 +144,36 @@ class ScreenshotResult:
         return self.returncode == 0 and self.png.exists() and self.png.stat().st_size > 0
 
 
-def screenshot(html_path: str | Path, png: str | Path, chromium: str, width: int = 1400, height: int = 3000,
-               timeout_s: float = 180.0) -> ScreenshotResult:
+def screenshot(
+    html_path: str | Path,
+    png: str | Path,
+    chromium: str,
+    width: int = 1400,
+    height: int = 3000,
+    timeout_s: float = 180.0,
+) -> ScreenshotResult:
     """Render ``html_path`` with headless Chromium into ``png`` (viewport ``width`` x ``height``)."""
     page = Path(html_path).resolve().as_uri()
     out = Path(png).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="cryohet-chromium-") as profile:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={out}",
-               f"--window-size={width},{height}", page]
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--screenshot={out}",
+            f"--window-size={width},{height}",
+            page,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -28,11 +28,30 @@ from .series import projections, suggest_level
 try:  # one colour table for every part display of cryohet
     from .volumes import PART_COLOURS
 except ImportError:  # pragma: no cover - volumes.py belongs to another module owner
-    PART_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                    "#bcbd22", "#17becf")
+    PART_COLOURS = (
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    )
 
-__all__ = ["PartMotion", "load_part_motion", "rotation_angles_deg", "part_motion_summary", "PartMaps",
-           "write_part_maps", "parts_script", "part_colours", "PART_COLOURS"]
+__all__ = [
+    "PartMotion",
+    "load_part_motion",
+    "rotation_angles_deg",
+    "part_motion_summary",
+    "PartMaps",
+    "write_part_maps",
+    "parts_script",
+    "part_colours",
+    "PART_COLOURS",
+]
 
 log = get_logger("analysis")
 
@@ -48,7 +67,9 @@ def part_colours(n: int) -> list[str]:
 
     out = []
     for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((0.6 + i * 0.618033988749895) % 1.0, 0.85 - 0.25 * (i % 2), 0.92 - 0.22 * (i % 3 == 2))
+        r, g, b = colorsys.hsv_to_rgb(
+            (0.6 + i * 0.618033988749895) % 1.0, 0.85 - 0.25 * (i % 2), 0.92 - 0.22 * (i % 3 == 2)
+        )
         out.append(f"#{round(255 * r):02x}{round(255 * g):02x}{round(255 * b):02x}")
     return out
 
@@ -79,8 +100,14 @@ def load_part_motion(run, n: int) -> dict[str, np.ndarray] | None:
     if motion is None:
         return None
     rot, trans = motion.get("rotations"), motion.get("translations_A")
-    if rot is None or trans is None or rot.ndim != 4 or rot.shape[0] != n or rot.shape[2:] != (3, 3) \
-            or trans.shape != rot.shape[:2] + (3,):
+    if (
+        rot is None
+        or trans is None
+        or rot.ndim != 4
+        or rot.shape[0] != n
+        or rot.shape[2:] != (3, 3)
+        or trans.shape != rot.shape[:2] + (3,)
+    ):
         log.warning("%s: part_motion.npz does not match the run's %d particles; part motion skipped", run.extras, n)
         return None
     return motion
@@ -106,8 +133,12 @@ def part_motion_summary(motion: dict[str, np.ndarray], labels: np.ndarray, k: in
             np.add.at(sums[2], lab, np.asarray(occ[s : s + _CHUNK], np.float64))
     counts = np.bincount(labels, minlength=k)
     denom = np.maximum(counts, 1)[:, None]
-    return PartMotion(angle_deg=sums[0] / denom, translation_A=sums[1] / denom,
-                      occupancy=sums[2] / denom if occ is not None else None, counts=counts)
+    return PartMotion(
+        angle_deg=sums[0] / denom,
+        translation_A=sums[1] / denom,
+        occupancy=sums[2] / denom if occ is not None else None,
+        counts=counts,
+    )
 
 
 @dataclass
@@ -124,8 +155,10 @@ class PartMaps:
 
 def parts_script(maps: PartMaps) -> str:
     """ChimeraX commands opening every part map with its own colour at one common level."""
-    lines = [f"# cryohet analyze: {len(maps.files)} parts at the latent of particle {maps.row} "
-             "(open with: chimerax parts.cxc)"]
+    lines = [
+        f"# cryohet analyze: {len(maps.files)} parts at the latent of particle {maps.row} "
+        "(open with: chimerax parts.cxc)"
+    ]
     colours = part_colours(len(maps.files))
     for i, f in enumerate(maps.files):
         lines.append(f"open {f.name}")

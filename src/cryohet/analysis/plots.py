@@ -14,8 +14,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["save_figure", "plot_latents", "plot_training", "plot_series", "plot_part_motion", "plot_parts",
-           "plot_part_movers", "support_crop"]
+__all__ = [
+    "save_figure",
+    "plot_latents",
+    "plot_training",
+    "plot_series",
+    "plot_part_motion",
+    "plot_parts",
+    "plot_part_movers",
+    "support_crop",
+]
 
 _DPI = 100
 
@@ -51,19 +59,38 @@ def _categorical(ax, xy: np.ndarray, labels: np.ndarray, title: str, prefix: str
         for u in uniq:  # label each cluster at its median position
             sel = labels == u
             mx, my = np.median(xy[sel, 0]), np.median(xy[sel, 1])
-            ax.text(mx, my, str(int(u)), fontsize=8, ha="center", va="center", weight="bold",
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=cmap(int(np.searchsorted(uniq, u)) % cmap.N), alpha=0.8))
+            ax.text(
+                mx,
+                my,
+                str(int(u)),
+                fontsize=8,
+                ha="center",
+                va="center",
+                weight="bold",
+                bbox=dict(
+                    boxstyle="round,pad=0.15", fc="white", ec=cmap(int(np.searchsorted(uniq, u)) % cmap.N), alpha=0.8
+                ),
+            )
     ax.set_title(title, fontsize=10)
 
 
 def _continuous(fig, ax, xy: np.ndarray, values: np.ndarray, title: str, label: str) -> None:
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap="viridis", s=_marker_size(len(xy)), linewidths=0, rasterized=True)
+    sc = ax.scatter(
+        xy[:, 0], xy[:, 1], c=values, cmap="viridis", s=_marker_size(len(xy)), linewidths=0, rasterized=True
+    )
     fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02).set_label(label, fontsize=8)
     ax.set_title(title, fontsize=10)
 
 
-def plot_latents(xy: np.ndarray, clusters: np.ndarray, path: Path, name: str, axis_labels: tuple[str, str],
-                 gt_labels: np.ndarray | None = None, note: str = "") -> Path:
+def plot_latents(
+    xy: np.ndarray,
+    clusters: np.ndarray,
+    path: Path,
+    name: str,
+    axis_labels: tuple[str, str],
+    gt_labels: np.ndarray | None = None,
+    note: str = "",
+) -> Path:
     """Scatter coloured by k-means cluster, density (hexbin), and (with ``gt_labels``) the true state."""
     plt = _plt()
     ncol = 3 if gt_labels is not None else 2
@@ -130,9 +157,19 @@ def plot_training(rows: list[dict[str, Any]], path: Path) -> Path | None:
         for i in range(1, len(rows) + 1):  # shade alternate stages (e.g. CryoSPIRE A/B)
             if i == len(rows) or stages[i] != stages[start]:
                 if stages[start]:
-                    ax.axvspan(start - 0.5, i - 0.5, color="#f0f0f0" if ord(stages[start][0]) % 2 else "#deebf7", zorder=0)
-                    ax.text((start + i - 1) / 2, 1.0, stages[start], transform=ax.get_xaxis_transform(),
-                            ha="center", va="bottom", fontsize=7, color="#555")
+                    ax.axvspan(
+                        start - 0.5, i - 0.5, color="#f0f0f0" if ord(stages[start][0]) % 2 else "#deebf7", zorder=0
+                    )
+                    ax.text(
+                        (start + i - 1) / 2,
+                        1.0,
+                        stages[start],
+                        transform=ax.get_xaxis_transform(),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        color="#555",
+                    )
                 start = i
         ax.set_title(name, fontsize=10, pad=12)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -192,8 +229,14 @@ def plot_series(projs: list[np.ndarray], captions: list[str], path: Path, title:
         for v in range(nv):
             ax = axes[nv * b + v, c]
             if v < 3:
-                ax.imshow(views[v][i], cmap="gray", origin="lower", vmin=float(views[v].min()),
-                          vmax=float(views[v].max()), interpolation="bilinear")
+                ax.imshow(
+                    views[v][i],
+                    cmap="gray",
+                    origin="lower",
+                    vmin=float(views[v].min()),
+                    vmax=float(views[v].max()),
+                    interpolation="bilinear",
+                )
             else:
                 ax.imshow(diff[i], cmap="RdBu_r", origin="lower", vmin=-dlim, vmax=dlim, interpolation="bilinear")
             if v == 0:
@@ -219,7 +262,10 @@ def plot_part_motion(angle_deg: np.ndarray, translation_A: np.ndarray, path: Pat
     shape = (2, 1) if stacked else (1, 2)
     fig, axes = plt.subplots(*shape, figsize=(panel_w * shape[1], panel_h * shape[0]), squeeze=False)
     tick = 8 if n_parts <= 30 else 6
-    for ax, data, name, unit in ((axes.flat[0], angle_deg, "rotation", "°"), (axes.flat[1], translation_A, "translation", "Å")):
+    for ax, data, name, unit in (
+        (axes.flat[0], angle_deg, "rotation", "°"),
+        (axes.flat[1], translation_A, "translation", "Å"),
+    ):
         im = ax.imshow(data, aspect="auto", cmap="viridis", interpolation="nearest")
         fig.colorbar(im, ax=ax, fraction=0.04, pad=0.015).set_label(f"mean {name} ({unit})", fontsize=9)
         ax.set_xlabel("part", fontsize=9)
@@ -278,8 +324,14 @@ def plot_parts(projs: list[np.ndarray], colours: list[str], path: Path, title: s
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k % len(colours)]) for k in range(len(p))]
-    fig.legend(handles, [f"part {k}" for k in range(len(p))], loc="center right", fontsize=7,
-               ncol=1 + len(p) // 14, frameon=False)
+    fig.legend(
+        handles,
+        [f"part {k}" for k in range(len(p))],
+        loc="center right",
+        fontsize=7,
+        ncol=1 + len(p) // 14,
+        frameon=False,
+    )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return save_figure(fig, path)
@@ -303,13 +355,22 @@ def plot_part_movers(projs: list[np.ndarray], change_deg: np.ndarray, path: Path
         for k in top:  # number the most mobile parts where they are densest in this view
             if crop[k].max() > 0.05 * crop.sum(0).max():
                 y, x = np.unravel_index(np.argmax(crop[k]), crop[k].shape)
-                ax.text(x, y, str(int(k)), fontsize=8, ha="center", va="center", weight="bold",
-                        bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75))
+                ax.text(
+                    x,
+                    y,
+                    str(int(k)),
+                    fontsize=8,
+                    ha="center",
+                    va="center",
+                    weight="bold",
+                    bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75),
+                )
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=list(axes), fraction=0.02, pad=0.01).set_label("change of mean rotation between clusters (°)",
-                                                                       fontsize=8)
+    fig.colorbar(sm, ax=list(axes), fraction=0.02, pad=0.01).set_label(
+        "change of mean rotation between clusters (°)", fontsize=8
+    )
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

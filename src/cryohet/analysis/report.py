@@ -69,10 +69,15 @@ def _img(path: Path | None, alt: str) -> str:
 
 def _table(header: list[str], rows: list[list[Any]], numeric: set[int] | None = None, cls: str = "") -> str:
     numeric = numeric or set()
-    head = "".join(f'<th class="num">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>" for i, h in enumerate(header))
+    head = "".join(
+        f'<th class="num">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>" for i, h in enumerate(header)
+    )
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(r))
-        + "</tr>" for r in rows)
+        "<tr>"
+        + "".join(f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -82,8 +87,11 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
 
 
 def _cards(items: list[tuple[str, Any]]) -> str:
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in items) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in items)
+        + "</div>"
+    )
 
 
 def _rel(res: AnalysisResult, p: Path) -> str:
@@ -103,8 +111,13 @@ def _log_value(key: str, value: Any) -> Any:
 def _summary_section(res: AnalysisResult) -> str:
     d, info = res.describe, res.info
     prov = info.provenance
-    cards = [("method", info.method), ("particles", f"{res.n_particles:,}"), ("latent dim", res.zdim),
-             ("box", f"{d.get('box')} px"), ("pixel size", f"{float(d.get('apix', 0)):.3g} Å")]
+    cards = [
+        ("method", info.method),
+        ("particles", f"{res.n_particles:,}"),
+        ("latent dim", res.zdim),
+        ("box", f"{d.get('box')} px"),
+        ("pixel size", f"{float(d.get('apix', 0)):.3g} Å"),
+    ]
     if "parts" in d:
         cards.append(("parts", d["parts"]))
     if res.evaluation is not None:
@@ -112,24 +125,44 @@ def _summary_section(res: AnalysisResult) -> str:
         if isinstance(block.get("auc_mean"), (int, float)):
             cards.append(("mean FSC AUC", f"{block['auc_mean']:.3f}"))
     extra = [(k, v) for k, v in d.items() if k not in ("method", "box", "apix", "n_particles", "zdim")]
-    rows = [("run directory", Path(res.cfg.run).resolve()), ("particles file", info.data_path),
-            ("method", info.method), *[(k, v) for k, v in extra],
-            ("cryohet version (training)", prov.get("cryohet_version")), ("trained", prov.get("time")),
-            ("command", prov.get("command")), ("working directory", prov.get("cwd"))]
+    rows = [
+        ("run directory", Path(res.cfg.run).resolve()),
+        ("particles file", info.data_path),
+        ("method", info.method),
+        *[(k, v) for k, v in extra],
+        ("cryohet version (training)", prov.get("cryohet_version")),
+        ("trained", prov.get("time")),
+        ("command", prov.get("command")),
+        ("working directory", prov.get("cwd")),
+    ]
     for k in ("seconds", "images_per_s", "peak_rss_mb"):
         if k in info.resolved:
             rows.append((f"training {k.replace('_', ' ')}", info.resolved[k]))
     training = _img(res.plots.get("training"), "training curves")
     if not training and len(info.log) == 1:  # one row (a closed-form method): its numbers, no curve
-        row = [(k, _log_value(k, v)) for k, v in info.log[0].items()
-               if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+        row = [
+            (k, _log_value(k, v))
+            for k, v in info.log[0].items()
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        ]
         training = "<p class='note'>One training log row (train_log.jsonl):</p>" + _kv(row)
     return (
-        '<section id="run"><h2>Run</h2>' + _cards(cards) + _kv(rows)
-        + f"<details><summary>Resolved configuration (config.yaml)</summary><pre>{_e(info.config_yaml())}</pre></details>"
-        + ("<h3>Training</h3>" + ("<p class='note'>Per-epoch values from train_log.jsonl (losses and throughput).</p>"
-                                   if res.plots.get("training") else "") + training
-           if training else "<p class='note'>No training log (train_log.jsonl) in this run.</p>")
+        '<section id="run"><h2>Run</h2>'
+        + _cards(cards)
+        + _kv(rows)
+        + "<details><summary>Resolved configuration (config.yaml)</summary>"
+        + f"<pre>{_e(info.config_yaml())}</pre></details>"
+        + (
+            "<h3>Training</h3>"
+            + (
+                "<p class='note'>Per-epoch values from train_log.jsonl (losses and throughput).</p>"
+                if res.plots.get("training")
+                else ""
+            )
+            + training
+            if training
+            else "<p class='note'>No training log (train_log.jsonl) in this run.</p>"
+        )
         + "</section>"
     )
 
@@ -138,65 +171,90 @@ def _latent_section(res: AnalysisResult) -> str:
     ratio = res.pca.explained_ratio
     shown = min(len(ratio), 8)
     pca_rows = [[f"PC{i + 1}", f"{100 * ratio[i]:.1f} %", f"{np.sqrt(res.pca.variance[i]):.3g}"] for i in range(shown)]
-    sub = (f"{len(res.subsample):,} of {res.n_particles:,} particles (random subsample, seed {res.cfg.seed}) are shown "
-           f"in the scatter plots and used for UMAP." if len(res.subsample) < res.n_particles
-           else f"All {res.n_particles:,} particles are shown.")
-    parts = ['<section id="latent"><h2>Latent space</h2>',
-             f"<p>Each dot is a particle. Colours are the k-means clusters (k = {res.kmeans.k}) used throughout this "
-             "report; the density panel shows where most particles are. " + _e(sub) + "</p>",
-             '<div class="wrap"><div>' + _table(["axis", "variance explained", "std (latent units)"], pca_rows, {1, 2})
-             + "</div></div>", _img(res.plots.get("pca"), "PCA of the latents")]
+    sub = (
+        f"{len(res.subsample):,} of {res.n_particles:,} particles (random subsample, seed {res.cfg.seed}) are shown "
+        f"in the scatter plots and used for UMAP."
+        if len(res.subsample) < res.n_particles
+        else f"All {res.n_particles:,} particles are shown."
+    )
+    parts = [
+        '<section id="latent"><h2>Latent space</h2>',
+        f"<p>Each dot is a particle. Colours are the k-means clusters (k = {res.kmeans.k}) used throughout this "
+        "report; the density panel shows where most particles are. " + _e(sub) + "</p>",
+        '<div class="wrap"><div>'
+        + _table(["axis", "variance explained", "std (latent units)"], pca_rows, {1, 2})
+        + "</div></div>",
+        _img(res.plots.get("pca"), "PCA of the latents"),
+    ]
     if res.latent_note:
         parts.append(f"<p class='note'>{_e(res.latent_note)}</p>")
     elif res.umap_done:
         parts.append(_img(res.plots.get("umap"), "UMAP of the latents"))
     elif res.cfg.umap:
-        parts.append("<p class='note'>UMAP was skipped (umap-learn is not installed, or too few distinct latents); "
-                     "install <code>cryohet[umap]</code> for it.</p>")
+        parts.append(
+            "<p class='note'>UMAP was skipped (umap-learn is not installed, or too few distinct latents); "
+            "install <code>cryohet[umap]</code> for it.</p>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
 
 def _cluster_section(res: AnalysisResult) -> str:
     km = res.kmeans
-    rows = [[i, int(c), f"{100 * c / res.n_particles:.1f} %", int(r)]
-            for i, (c, r) in enumerate(zip(km.counts, km.representatives))]
+    rows = [
+        [i, int(c), f"{100 * c / res.n_particles:.1f} %", int(r)]
+        for i, (c, r) in enumerate(zip(km.counts, km.representatives))
+    ]
     folder = f"kmeans{res.cfg.k}"
     series = next((s for s in res.series if s.name == folder), None)
     gallery = ""
     if series is not None:
-        gallery = ("<h3>Cluster maps</h3><p class='note'>Each column is the map at the particle nearest one cluster "
-                   "centre, shown as projections (sums through the map) from the top, front and side, with one grey "
-                   "scale per row, cropped to the molecule. The last row is the view in which the maps differ most, minus the "
-                   "average of all maps: "
-                   "<b style='color:#b2182b'>red</b> = more density than average, "
-                   "<b style='color:#2166ac'>blue</b> = less — that is what moves.</p>"
-                   + _img(res.plots.get(f"series_{folder}"), "cluster maps")
-                   + f"<p class='note'>Maps: <code>{folder}/vol_000.mrc …</code> ({series.files and len(series.files)} files); "
-                   f"play them in ChimeraX with <code>chimerax {folder}/movie.cxc</code>.</p>")
-    return (f'<section id="clusters"><h2>Clusters</h2><p>k-means with k = {km.k} on the latents (seed {res.cfg.seed}); '
-            "clusters are numbered along the first principal component. Select particles of clusters with "
-            f"<code>cryohet select RUN --clusters 3,5 --k {res.cfg.k} --out subset.star</code>.</p>"
-            + gallery
-            + "<details><summary>Cluster sizes and representative particles</summary>"
-            + _table(["cluster", "particles", "share", "representative particle (row)"], rows, {1, 2, 3}) + "</details>"
-            + "</section>")
+        gallery = (
+            "<h3>Cluster maps</h3><p class='note'>Each column is the map at the particle nearest one cluster "
+            "centre, shown as projections (sums through the map) from the top, front and side, with one grey "
+            "scale per row, cropped to the molecule. The last row is the view in which the maps differ most, minus the "
+            "average of all maps: "
+            "<b style='color:#b2182b'>red</b> = more density than average, "
+            "<b style='color:#2166ac'>blue</b> = less — that is what moves.</p>"
+            + _img(res.plots.get(f"series_{folder}"), "cluster maps")
+            + f"<p class='note'>Maps: <code>{folder}/vol_000.mrc …</code> "
+            f"({series.files and len(series.files)} files); "
+            f"play them in ChimeraX with <code>chimerax {folder}/movie.cxc</code>.</p>"
+        )
+    return (
+        f'<section id="clusters"><h2>Clusters</h2><p>k-means with k = {km.k} on the latents (seed {res.cfg.seed}); '
+        "clusters are numbered along the first principal component. Select particles of clusters with "
+        f"<code>cryohet select RUN --clusters 3,5 --k {res.cfg.k} --out subset.star</code>.</p>"
+        + gallery
+        + "<details><summary>Cluster sizes and representative particles</summary>"
+        + _table(["cluster", "particles", "share", "representative particle (row)"], rows, {1, 2, 3})
+        + "</details>"
+        + "</section>"
+    )
 
 
 def _traversal_section(res: AnalysisResult) -> str:
     items = [s for s in res.series if not s.name.startswith("kmeans")]
     if not items:
         return ""
-    how = ("the particle nearest each point on the axis (maps the data supports)" if res.cfg.pc_on_data
-           else "the point on the axis itself")
-    body = ["<section id='traversals'><h2>Traversals</h2>",
-            "<p>Maps along each principal component of the latent space, at the 5th to 95th percentile of the "
-            f"particles' coordinate, decoded at {_e(how)}. Rows as above (top, front, side views; last row: "
-            "difference from the mean of the series).</p>"]
+    how = (
+        "the particle nearest each point on the axis (maps the data supports)"
+        if res.cfg.pc_on_data
+        else "the point on the axis itself"
+    )
+    body = [
+        "<section id='traversals'><h2>Traversals</h2>",
+        "<p>Maps along each principal component of the latent space, at the 5th to 95th percentile of the "
+        f"particles' coordinate, decoded at {_e(how)}. Rows as above (top, front, side views; last row: "
+        "difference from the mean of the series).</p>",
+    ]
     for s in items:
-        body.append(f"<h3>{_e(s.title)}</h3>" + _img(res.plots.get(f"series_{s.name}"), s.title)
-                    + f"<p class='note'><code>{_e(s.name)}/vol_000.mrc …</code>, "
-                    f"<code>chimerax {_e(s.name)}/movie.cxc</code> (level {s.level or 0:.3g}).</p>")
+        body.append(
+            f"<h3>{_e(s.title)}</h3>"
+            + _img(res.plots.get(f"series_{s.name}"), s.title)
+            + f"<p class='note'><code>{_e(s.name)}/vol_000.mrc …</code>, "
+            f"<code>chimerax {_e(s.name)}/movie.cxc</code> (level {s.level or 0:.3g}).</p>"
+        )
     body.append("</section>")
     return "".join(body)
 
@@ -206,31 +264,45 @@ def _parts_section(res: AnalysisResult) -> str:
         return ""
     body = ["<section id='parts'><h2>Parts</h2>"]
     if res.part_maps is not None:
-        body.append(f"<p>The {len(res.part_maps.files)} rigid parts the method found, each in its own colour, at the "
-                    f"latent of particle {res.part_maps.row} (nearest the mean latent).</p>")
+        body.append(
+            f"<p>The {len(res.part_maps.files)} rigid parts the method found, each in its own colour, at the "
+            f"latent of particle {res.part_maps.row} (nearest the mean latent).</p>"
+        )
         body.append(_img(res.plots.get("parts"), "part maps"))
-        body.append("<p class='note'><code>parts/part_00.mrc …</code>; coloured in ChimeraX with "
-                    "<code>chimerax parts/parts.cxc</code>.</p>")
+        body.append(
+            "<p class='note'><code>parts/part_00.mrc …</code>; coloured in ChimeraX with "
+            "<code>chimerax parts/parts.cxc</code>.</p>"
+        )
     pm = res.part_motion
     if pm is not None:
-        body.append("<h3>How much each part moves</h3><p>Rotation angle (degrees) and translation (Å) of each part "
-                    "relative to the run's rest frame, averaged over each cluster's particles. Parts whose values "
-                    "change between clusters are the ones that move; the table ranks parts by that change.</p>")
+        body.append(
+            "<h3>How much each part moves</h3><p>Rotation angle (degrees) and translation (Å) of each part "
+            "relative to the run's rest frame, averaged over each cluster's particles. Parts whose values "
+            "change between clusters are the ones that move; the table ranks parts by that change.</p>"
+        )
         order = pm.movers()[:12]
         top = order[:3]
-        desc = ", ".join(f"part {int(p)} ({np.ptp(pm.angle_deg[:, p]):.1f}°, {np.ptp(pm.translation_A[:, p]):.1f} Å)"
-                         for p in top)
+        desc = ", ".join(
+            f"part {int(p)} ({np.ptp(pm.angle_deg[:, p]):.1f}°, {np.ptp(pm.translation_A[:, p]):.1f} Å)" for p in top
+        )
         body.append(f"<p><b>Largest changes between clusters:</b> {_e(desc)} (range of the cluster means).</p>")
         if res.plots.get("part_movers"):
-            body.append("<p>Where the moving parts are: each part coloured by how much its mean rotation differs "
-                        "between clusters (dark = moves most).</p>" + _img(res.plots.get("part_movers"), "mobile parts"))
+            body.append(
+                "<p>Where the moving parts are: each part coloured by how much its mean rotation differs "
+                "between clusters (dark = moves most).</p>" + _img(res.plots.get("part_movers"), "mobile parts")
+            )
         body.append(_img(res.plots.get("part_motion"), "part motion per cluster"))
         w = np.maximum(pm.counts, 0) / max(pm.counts.sum(), 1)
         rows = []
         for p in order:
             a, t = pm.angle_deg[:, p], pm.translation_A[:, p]
-            row = [int(p), f"{(w * a).sum():.2f}", f"{a.min():.2f} – {a.max():.2f}", f"{(w * t).sum():.2f}",
-                   f"{t.min():.2f} – {t.max():.2f}"]
+            row = [
+                int(p),
+                f"{(w * a).sum():.2f}",
+                f"{a.min():.2f} – {a.max():.2f}",
+                f"{(w * t).sum():.2f}",
+                f"{t.min():.2f} – {t.max():.2f}",
+            ]
             if pm.occupancy is not None:
                 row.append(f"{(w * pm.occupancy[:, p]).sum():.2f}")
             rows.append(row)
@@ -238,8 +310,10 @@ def _parts_section(res: AnalysisResult) -> str:
         if pm.occupancy is not None:
             head.append("occupancy")
         body.append(_table(head, rows, set(range(1, len(head)))))
-        body.append(f"<p class='note'>Top {len(order)} of {pm.n_parts} parts; every cluster and part in "
-                    "<code>parts/motion_per_cluster.csv</code>.</p>")
+        body.append(
+            f"<p class='note'>Top {len(order)} of {pm.n_parts} parts; every cluster and part in "
+            "<code>parts/motion_per_cluster.csv</code>.</p>"
+        )
     body.append("</section>")
     return "".join(body)
 
@@ -249,52 +323,85 @@ def _eval_section(res: AnalysisResult) -> str:
     if ev is None:
         if not res.eval_note:
             return ""
-        return ("<section id='evaluation'><h2>Evaluation against the ground truth</h2>"
-                f"<p class='note'>{_e(res.eval_note)} Run <code>cryohet evaluate</code> separately once it works.</p>"
-                "</section>")
+        return (
+            "<section id='evaluation'><h2>Evaluation against the ground truth</h2>"
+            f"<p class='note'>{_e(res.eval_note)} Run <code>cryohet evaluate</code> separately once it works.</p>"
+            "</section>"
+        )
     conf = ev.get("per_conformation") or {}
-    rows = [[name, *[f"{b[k]:.4f}" if isinstance(b.get(k), (int, float)) else "–" for k in ("auc_mean", "auc_std", "auc_median")]]
-            for name, b in conf.items()]
+    rows = [
+        [
+            name,
+            *[
+                f"{b[k]:.4f}" if isinstance(b.get(k), (int, float)) else "–"
+                for k in ("auc_mean", "auc_std", "auc_median")
+            ],
+        ]
+        for name, b in conf.items()
+    ]
     first = next(iter(conf.values()), {})
     states = list(first.get("per_state") or {})
     per_state = [[s, *[f"{conf[n]['per_state'].get(s, float('nan')):.4f}" for n in conf]] for s in states]
     cl = ev.get("clustering") or {}
     ceiling = ev.get("auc_ceiling")
     ceiling_txt = f"{ceiling:.4f}" if isinstance(ceiling, (int, float)) else "–"
-    ari = (f"{cl['ari']:.3f} / {cl['nmi']:.3f}" if isinstance(cl.get("ari"), (int, float))
-           and isinstance(cl.get("nmi"), (int, float)) else None)
+    ari = (
+        f"{cl['ari']:.3f} / {cl['nmi']:.3f}"
+        if isinstance(cl.get("ari"), (int, float)) and isinstance(cl.get("nmi"), (int, float))
+        else None
+    )
     return (
         "<section id='evaluation'><h2>Evaluation against the ground truth</h2>"
-        f"<p>CryoBench per-conformation FSC: for each of the {_e(ev.get('n_states', len(states)))} true states, the map "
+        "<p>CryoBench per-conformation FSC: for each of the "
+        f"{_e(ev.get('n_states', len(states)))} true states, the map "
         "at the particle latent nearest the state's mean latent is compared with the true map; the area under the "
-        f"FSC curve (AUC) is {ceiling_txt} for identical maps (the ceiling (D/2 − 1)/D, D = {_e(ev.get('box', '?'))}).</p>"
+        f"FSC curve (AUC) is {ceiling_txt} for identical maps "
+        f"(the ceiling (D/2 − 1)/D, D = {_e(ev.get('box', '?'))}).</p>"
         + _table(["", "mean AUC", "std", "median"], rows, {1, 2, 3})
         + _kv([("ceiling (D/2 − 1)/D", ceiling_txt), ("k-means ARI / NMI (K = states)", ari)])
-        + '<div class="wrap">' + _img(res.plots.get("auc_per_state"), "AUC per state") + "</div>"
+        + '<div class="wrap">'
+        + _img(res.plots.get("auc_per_state"), "AUC per state")
+        + "</div>"
         + _img(res.plots.get("fsc_curves"), "FSC curves")
-        + ("<details><summary>AUC per state</summary>"
-           + _table(["state", *conf], per_state, set(range(1, 1 + len(conf)))) + "</details>" if per_state else "")
+        + (
+            "<details><summary>AUC per state</summary>"
+            + _table(["state", *conf], per_state, set(range(1, 1 + len(conf))))
+            + "</details>"
+            if per_state
+            else ""
+        )
         + "<p class='note'>Full numbers in <code>eval/metrics.json</code>.</p></section>"
     )
 
 
 def _files_section(res: AnalysisResult) -> str:
     rows = [[f"kmeans{res.cfg.k}/", "cluster maps, labels.npy (cluster of every particle), centres*.txt, movie.cxc"]]
-    rows += [[f"{s.name}/", f"{len(s.files)} maps along the {s.name.split('_')[0].upper()} series, latents.txt, movie.cxc"]
-             for s in res.series if not s.name.startswith("kmeans")]
+    rows += [
+        [f"{s.name}/", f"{len(s.files)} maps along the {s.name.split('_')[0].upper()} series, latents.txt, movie.cxc"]
+        for s in res.series
+        if not s.name.startswith("kmeans")
+    ]
     if res.part_maps is not None or res.part_motion is not None:
         rows.append(["parts/", "part maps, parts.cxc, motion_per_cluster.csv"])
     if res.evaluation is not None:
         rows.append(["eval/", "metrics.json and FSC plots"])
     rows.append(["analyze.log", "the log of this analysis"])
-    rows += [["pca.npz, pca_coords.npy", "PCA axes and every particle's PC coordinates"],
-             ["plots/", "every figure of this report as PNG"], ["summary.json", "key numbers and file list"]]
+    rows += [
+        ["pca.npz, pca_coords.npy", "PCA axes and every particle's PC coordinates"],
+        ["plots/", "every figure of this report as PNG"],
+        ["summary.json", "key numbers and file list"],
+    ]
     if res.umap_done:
         rows.insert(-2, ["umap.npy, umap_index.npy", "UMAP coordinates of the shown particles and their rows"])
     notes = "".join(f"<li>{_e(n)}</li>" for n in res.notes)
-    return ("<section id='files'><h2>Files</h2><p>Everything is in <code>" + _e(res.out_dir.resolve())
-            + "</code>. Open a <code>.cxc</code> script with ChimeraX (it opens the maps next to it).</p>"
-            + _table(["file", "content"], rows) + (f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "") + "</section>")
+    return (
+        "<section id='files'><h2>Files</h2><p>Everything is in <code>"
+        + _e(res.out_dir.resolve())
+        + "</code>. Open a <code>.cxc</code> script with ChimeraX (it opens the maps next to it).</p>"
+        + _table(["file", "content"], rows)
+        + (f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "")
+        + "</section>"
+    )
 
 
 def render_report(res: AnalysisResult) -> str:
@@ -302,18 +409,32 @@ def render_report(res: AnalysisResult) -> str:
     from .analyze import command_line
 
     run_name = Path(res.cfg.run).resolve().name
-    sections = [_summary_section(res), _latent_section(res), _cluster_section(res), _traversal_section(res),
-                _parts_section(res), _eval_section(res), _files_section(res)]
-    nav_items = [("run", "Run"), ("latent", "Latent space"), ("clusters", "Clusters"), ("traversals", "Traversals"),
-                 ("parts", "Parts"), ("evaluation", "Evaluation"), ("files", "Files")]
+    sections = [
+        _summary_section(res),
+        _latent_section(res),
+        _cluster_section(res),
+        _traversal_section(res),
+        _parts_section(res),
+        _eval_section(res),
+        _files_section(res),
+    ]
+    nav_items = [
+        ("run", "Run"),
+        ("latent", "Latent space"),
+        ("clusters", "Clusters"),
+        ("traversals", "Traversals"),
+        ("parts", "Parts"),
+        ("evaluation", "Evaluation"),
+        ("files", "Files"),
+    ]
     present = "".join(sections)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in nav_items if f"id='{a}'" in present or f'id="{a}"' in present)
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>cryohet analysis: {_e(run_name)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>What moves in {_e(run_name)}</h1><div class=\"sub\">{_e(res.info.method)} run · "
+        f'<header><h1>What moves in {_e(run_name)}</h1><div class="sub">{_e(res.info.method)} run · '
         f"{res.n_particles:,} particles · analysed {_e(now)} with cryohet {_e(__version__)}</div></header>"
         f"<nav>{nav}</nav><main>{present}</main>"
         f"<footer>cryohet {_e(__version__)} · analysis took {res.seconds:.1f} s · "

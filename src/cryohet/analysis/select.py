@@ -44,8 +44,15 @@ from .clustering import kmeans_latents, read_kmeans_labels
 from .config import SelectConfig
 from .embedding import LatentPCA, fit_pca
 
-__all__ = ["Selection", "select_particles", "choose_rows", "parse_latent_box", "read_index_file",
-           "write_passthrough_subset", "passthrough_output"]
+__all__ = [
+    "Selection",
+    "select_particles",
+    "choose_rows",
+    "parse_latent_box",
+    "read_index_file",
+    "write_passthrough_subset",
+    "passthrough_output",
+]
 
 log = get_logger("analysis.select")
 
@@ -136,8 +143,12 @@ def choose_rows(cfg: SelectConfig, latents: np.ndarray) -> np.ndarray:
     if cfg.clusters is not None:
         labels = read_kmeans_labels(cfg.analysis_dir / f"kmeans{cfg.k}", n)
         if labels is None:
-            log.info("no %s; computing k-means (k=%d, seed %d) as analyze does", cfg.analysis_dir / f"kmeans{cfg.k}",
-                     cfg.k, cfg.seed)
+            log.info(
+                "no %s; computing k-means (k=%d, seed %d) as analyze does",
+                cfg.analysis_dir / f"kmeans{cfg.k}",
+                cfg.k,
+                cfg.seed,
+            )
             labels = kmeans_latents(latents, cfg.k, seed=cfg.seed).labels
         k_found = int(labels.max()) + 1
         bad = [c for c in cfg.clusters if not 0 <= c < k_found]
@@ -164,8 +175,9 @@ def passthrough_output(out: Path) -> Path:
     return out.with_name(f"{out.stem}_passthrough{out.suffix}")
 
 
-def write_passthrough_subset(path: Path, main_cs: Path, passthrough_cs: Path, rows: np.ndarray,
-                             protected: list[Path]) -> Path:
+def write_passthrough_subset(
+    path: Path, main_cs: Path, passthrough_cs: Path, rows: np.ndarray, protected: list[Path]
+) -> Path:
     """Rows of ``passthrough_cs`` for the particles at ``rows`` of ``main_cs`` (matched on
     ``uid``, same order), written unchanged (every field, same dtype) to ``path``."""
     from ..io.cryosparc import load_cs
@@ -218,8 +230,9 @@ def select_particles(cfg: SelectConfig) -> Selection:
         raise InputError("the selection is empty; no file written")
     meta = _source(run_path, raw).load(stack_check="skip")
     if len(meta) != n:
-        raise RunDirError(f"{run_path}: the run has {n} latents but its particle file {meta.source} now holds "
-                          f"{len(meta)} particles")
+        raise RunDirError(
+            f"{run_path}: the run has {n} latents but its particle file {meta.source} now holds {len(meta)} particles"
+        )
     out = Path(cfg.out)
     protected = [*input_files(meta), *[f for f in run_path.iterdir() if f.is_file()]]
     if cfg.indices is not None:
@@ -235,8 +248,10 @@ def select_particles(cfg: SelectConfig) -> Selection:
     elif suffix == ".cs":
         cs_path = meta.extras.get("cs_path")
         if meta.source_format != "cs" or cs_path is None:
-            raise InputError(f"{out}: a .cs subset needs a cryoSPARC .cs particle source; this run used {meta.source} "
-                             "(write .star or .pkl instead)")
+            raise InputError(
+                f"{out}: a .cs subset needs a cryoSPARC .cs particle source; this run used {meta.source} "
+                "(write .star or .pkl instead)"
+            )
         pt_path = meta.extras.get("passthrough_path")
         pt_out = passthrough_output(out) if pt_path is not None else None
         if pt_out is not None:
@@ -248,5 +263,6 @@ def select_particles(cfg: SelectConfig) -> Selection:
     else:
         write_ind_pkl(out, sub.original_index)
     log.info("selected %d of %d particles -> %s", len(rows), n, out)
-    return Selection(rows=rows, original_index=np.asarray(sub.original_index), n_run=n, out=out,
-                     extra_files=tuple(extra))
+    return Selection(
+        rows=rows, original_index=np.asarray(sub.original_index), n_run=n, out=out, extra_files=tuple(extra)
+    )

@@ -31,7 +31,15 @@ from ..io.paths import ensure_not_input
 from .clustering import nearest_rows
 from .embedding import LatentPCA
 
-__all__ = ["VolumeSeries", "pc_traversal", "latent_path", "decode_series", "suggest_level", "movie_script", "projections"]
+__all__ = [
+    "VolumeSeries",
+    "pc_traversal",
+    "latent_path",
+    "decode_series",
+    "suggest_level",
+    "movie_script",
+    "projections",
+]
 
 log = get_logger("analysis")
 
@@ -56,8 +64,9 @@ class VolumeSeries:
     level: float | None = None
 
 
-def pc_traversal(pca: LatentPCA, coords: np.ndarray, latents: np.ndarray, pc: int, steps: int,
-                 on_data: bool = True) -> VolumeSeries:
+def pc_traversal(
+    pca: LatentPCA, coords: np.ndarray, latents: np.ndarray, pc: int, steps: int, on_data: bool = True
+) -> VolumeSeries:
     """Series along principal component ``pc`` (0-based) at percentiles 5..95 of ``coords[:, pc]``."""
     pct = np.linspace(*PERCENTILE_RANGE, steps)
     values = np.percentile(coords[:, pc], pct)
@@ -68,8 +77,13 @@ def pc_traversal(pca: LatentPCA, coords: np.ndarray, latents: np.ndarray, pc: in
     z = np.asarray(latents)[rows] if rows is not None else points
     where = "nearest particle" if on_data else "on the axis"
     captions = [f"PC{pc + 1} p{p:.0f} = {v:+.3g}" for p, v in zip(pct, values)]
-    return VolumeSeries(name=f"pc{pc + 1}", title=f"PC{pc + 1} traversal (percentiles {PERCENTILE_RANGE[0]:.0f}-"
-                        f"{PERCENTILE_RANGE[1]:.0f}, {where})", latents=z.astype(np.float32), captions=captions, rows=rows)
+    return VolumeSeries(
+        name=f"pc{pc + 1}",
+        title=f"PC{pc + 1} traversal (percentiles {PERCENTILE_RANGE[0]:.0f}-{PERCENTILE_RANGE[1]:.0f}, {where})",
+        latents=z.astype(np.float32),
+        captions=captions,
+        rows=rows,
+    )
 
 
 def latent_path(latents: np.ndarray, start: int, end: int, steps: int) -> VolumeSeries:
@@ -82,8 +96,12 @@ def latent_path(latents: np.ndarray, start: int, end: int, steps: int) -> Volume
     z = (1 - t) * np.asarray(latents[start], np.float64) + t * np.asarray(latents[end], np.float64)
     captions = [f"t = {x:.2f}" for x in t[:, 0]]
     captions[0], captions[-1] = f"particle {start}", f"particle {end}"
-    return VolumeSeries(name=f"path_{start}_{end}", title=f"Path from particle {start} to particle {end} "
-                        "(linear in latent space)", latents=z.astype(np.float32), captions=captions)
+    return VolumeSeries(
+        name=f"path_{start}_{end}",
+        title=f"Path from particle {start} to particle {end} (linear in latent space)",
+        latents=z.astype(np.float32),
+        captions=captions,
+    )
 
 
 def projections(vol: np.ndarray) -> np.ndarray:
@@ -98,8 +116,20 @@ def suggest_level(vol: np.ndarray) -> float:
     v = np.asarray(vol, dtype=np.float32)
     peak = float(np.percentile(v, 99.9))
     d = v.shape[0]
-    edge = np.concatenate([v[:2].ravel(), v[-2:].ravel(), v[:, :2].ravel(), v[:, -2:].ravel(),
-                           v[:, :, :2].ravel(), v[:, :, -2:].ravel()]) if d > 8 else v.ravel()
+    edge = (
+        np.concatenate(
+            [
+                v[:2].ravel(),
+                v[-2:].ravel(),
+                v[:, :2].ravel(),
+                v[:, -2:].ravel(),
+                v[:, :, :2].ravel(),
+                v[:, :, -2:].ravel(),
+            ]
+        )
+        if d > 8
+        else v.ravel()
+    )
     level = max(0.15 * peak, float(edge.mean() + 5 * edge.std()))
     return float(level) if np.isfinite(level) else 0.0
 
@@ -128,8 +158,9 @@ def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Pat
     mean_map = None
     series.files, series.projections = [], []
     zs = np.atleast_2d(series.latents)
-    for i, vol in enumerate(progress(model.volumes(zs), total=len(zs), description=f"decoding {series.name}",
-                                     unit="map", log_every_s=5.0)):
+    for i, vol in enumerate(
+        progress(model.volumes(zs), total=len(zs), description=f"decoding {series.name}", unit="map", log_every_s=5.0)
+    ):
         vol = np.asarray(vol, dtype=np.float32)
         path = ensure_not_input(folder / f"vol_{i:03d}.mrc", protected)
         series.files.append(write_volume(path, vol, model.apix))
@@ -139,11 +170,20 @@ def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Pat
     header = f"{series.title}: latent of vol_NNN.mrc, one row per map"
     if series.rows is not None:
         body = np.column_stack([np.asarray(series.rows, np.float64), zs])
-        np.savetxt(folder / "latents.txt", body, fmt=["%d"] + ["%.6g"] * zs.shape[1],
-                   header=header + " (first column: particle row)")
+        np.savetxt(
+            folder / "latents.txt",
+            body,
+            fmt=["%d"] + ["%.6g"] * zs.shape[1],
+            header=header + " (first column: particle row)",
+        )
     else:
         np.savetxt(folder / "latents.txt", zs, fmt="%.6g", header=header)
     (folder / "movie.cxc").write_text(movie_script(series))
-    log.info("wrote %d map%s to %s (ChimeraX: %s)", len(series.files), "s" * (len(series.files) != 1), folder,
-             folder / "movie.cxc")
+    log.info(
+        "wrote %d map%s to %s (ChimeraX: %s)",
+        len(series.files),
+        "s" * (len(series.files) != 1),
+        folder,
+        folder / "movie.cxc",
+    )
     return series

@@ -21,8 +21,22 @@ __all__ = ["read_latents_file", "write_volumes", "chimerax_parts_script", "PART_
 
 #: Distinct colours (Tableau 10, then a few more) for parts, cycled when there are more parts.
 PART_COLOURS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
 )
 
 
@@ -38,7 +52,10 @@ def read_latents_file(path: str | Path) -> np.ndarray:
         else:
             z = np.loadtxt(p, dtype=np.float64, ndmin=2, comments="#")
     except Exception as err:
-        raise file_error(p, f"not a readable latent file ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+        raise file_error(
+            p,
+            f"not a readable latent file ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})",
+        ) from None
     z = np.asarray(z)
     if z.dtype.kind not in "fiu":
         raise file_error(p, f"latents must be numbers, got {z.dtype}")

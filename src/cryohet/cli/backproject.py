@@ -35,7 +35,13 @@ def backproject(
 
     cfg = BackprojectConfig(
         data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
-        out=out, box=box, invert=invert, batch_size=batch_size, device=device, seed=seed, overwrite=overwrite,
+        out=out,
+        box=box,
+        invert=invert,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        overwrite=overwrite,
     )
     summary = backproject_to_files(cfg)
     typer.echo(

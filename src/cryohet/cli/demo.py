@@ -26,8 +26,9 @@ def demo(
     from ..workflows.demo import DemoConfig, run_demo
 
     try:
-        cfg = DemoConfig(out=out, n_images=n_images, box=box, epochs_a=epochs_a, epochs_b=epochs_b, device=device,
-                         analyze=analyze)
+        cfg = DemoConfig(
+            out=out, n_images=n_images, box=box, epochs_a=epochs_a, epochs_b=epochs_b, device=device, analyze=analyze
+        )
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
     run_demo(cfg)

@@ -23,7 +23,9 @@ def downsample(
     poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl for the particles."),
     ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl for the particles."),
     ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: keep only these particles."),
-    passthrough: Optional[Path] = typer.Option(None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."),
+    passthrough: Optional[Path] = typer.Option(
+        None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    ),
     apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (when the file has none)."),
 ) -> None:
     """Write DIR/particles.D.mrcs and a matching RELION 3.1 DIR/particles.D.star.

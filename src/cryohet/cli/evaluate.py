@@ -16,13 +16,17 @@ __all__ = ["register", "evaluation_table"]
 
 def evaluation_table(result: dict[str, Any]) -> Table:
     """One rich table summarising :func:`cryohet.metrics.evaluate.evaluate_run`'s result."""
-    t = Table(title=f"{result['method']} vs ground truth ({result['n_states']} states, {result['n_particles']} particles, "
-                    f"{result['box']}^3 at {result['apix']:.4g} Å/px)")
+    t = Table(
+        title=f"{result['method']} vs ground truth ({result['n_states']} states, {result['n_particles']} particles, "
+        f"{result['box']}^3 at {result['apix']:.4g} Å/px)"
+    )
     t.add_column("metric", style="bold")
     t.add_column("value", justify="right")
     for name, block in result["per_conformation"].items():
-        t.add_row(f"per-conformation FSC AUC, {name}",
-                  f"{block['auc_mean']:.4f} ({block['auc_std']:.4f}) / {block['auc_median']:.4f}")
+        t.add_row(
+            f"per-conformation FSC AUC, {name}",
+            f"{block['auc_mean']:.4f} ({block['auc_std']:.4f}) / {block['auc_median']:.4f}",
+        )
     t.add_row("  mean (std) / median; ceiling (D/2-1)/D", f"{result['auc_ceiling']:.4f}")
     first = next(iter(result["per_conformation"].values()))
     states = list(first["per_state"])
@@ -32,7 +36,10 @@ def evaluation_table(result: dict[str, Any]) -> Table:
         t.add_row(f"  state {s} ({', '.join(result['per_conformation'])})", vals)
     if result.get("per_image"):
         pi = result["per_image"]
-        t.add_row("per-image FSC AUC (|FSC|), overall mean (std)", f"{pi['auc_overall_mean']:.4f} ({pi['auc_overall_std']:.4f})")
+        t.add_row(
+            "per-image FSC AUC (|FSC|), overall mean (std)",
+            f"{pi['auc_overall_mean']:.4f} ({pi['auc_overall_std']:.4f})",
+        )
     cl = result["clustering"]
     t.add_row(f"k-means (K={cl['k']}) ARI / NMI", f"{cl['ari']:.4f} / {cl['nmi']:.4f}")
     spread = list(cl["latent_spread"].values())
@@ -58,19 +65,25 @@ def _part_rows(t: Table, parts: dict[str, Any] | None) -> None:
         t.add_row("static Gaussians in the main part (want < 0.4)", f"{mp['static_in_main_part']:.3f}")
     ac = parts.get("absent_chain_occupancy")
     if ac:
-        t.add_row("absent-chain occupancy mean / max (want < 0.2)",
-                  f"{ac['mean_absent_occupancy']:.3f} / {ac['max_absent_occupancy']:.3f}")
+        t.add_row(
+            "absent-chain occupancy mean / max (want < 0.2)",
+            f"{ac['mean_absent_occupancy']:.3f} / {ac['max_absent_occupancy']:.3f}",
+        )
         t.add_row("present-chain occupancy min", f"{ac['min_present_occupancy']:.3f}")
 
 
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory of any method (cryohet train ..., or a wrapped external run)."),
-    gt: Path = typer.Option(..., "--gt", help="Simulated dataset folder (or its gt/ folder) with labels and state maps."),
+    gt: Path = typer.Option(
+        ..., "--gt", help="Simulated dataset folder (or its gt/ folder) with labels and state maps."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/eval)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Mask for the masked scores (default: GT/gt/mask.mrc)."),
     no_mask: bool = typer.Option(False, "--no-mask", help="Report unmasked scores only."),
     per_image: Optional[int] = typer.Option(None, "--per-image", help="Also the per-image FSC on about N images."),
-    align: bool = typer.Option(False, "--align", help="Rigidly align each decoded map onto its ground truth (ab initio runs)."),
+    align: bool = typer.Option(
+        False, "--align", help="Rigidly align each decoded map onto its ground truth (ab initio runs)."
+    ),
     device: str = typer.Option("cpu", "--device", help="Device on which the method decodes volumes."),
 ) -> None:
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.

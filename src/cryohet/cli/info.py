@@ -84,12 +84,22 @@ def summarize(meta: ParticleMetadata, found: list[Path], missing: list[Path]) ->
     for g in np.unique(groups):
         m = groups == g
         ctf = meta.ctf
-        vals = ["-", "-", "-"] if ctf is None else [
-            _fmt(float(np.median(ctf.voltage_kV[m]))),
-            _fmt(float(np.median(ctf.cs_mm[m]))),
-            _fmt(float(np.median(ctf.amp_contrast[m]))),
-        ]
-        optics.add_row(str(g), names.get(int(g), f"opticsGroup{g}"), f"{float(np.median(meta.apix[m])):.6g}", *vals, f"{int(m.sum()):,}")
+        vals = (
+            ["-", "-", "-"]
+            if ctf is None
+            else [
+                _fmt(float(np.median(ctf.voltage_kV[m]))),
+                _fmt(float(np.median(ctf.cs_mm[m]))),
+                _fmt(float(np.median(ctf.amp_contrast[m]))),
+            ]
+        )
+        optics.add_row(
+            str(g),
+            names.get(int(g), f"opticsGroup{g}"),
+            f"{float(np.median(meta.apix[m])):.6g}",
+            *vals,
+            f"{int(m.sum()):,}",
+        )
     tables.append(optics)
 
     if meta.ctf is not None:
@@ -119,10 +129,14 @@ def summarize(meta: ParticleMetadata, found: list[Path], missing: list[Path]) ->
 def info(
     particles: Path = typer.Argument(..., help="Particle file: .star, .cs, .mrcs/.mrc or a .txt list of stacks."),
     datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl to use instead of the file's poses."),
+    poses: Optional[Path] = typer.Option(
+        None, "--poses", help="cryoDRGN poses.pkl to use instead of the file's poses."
+    ),
     ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl to use instead of the file's CTF."),
     ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: keep only these particles."),
-    passthrough: Optional[Path] = typer.Option(None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."),
+    passthrough: Optional[Path] = typer.Option(
+        None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    ),
     apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (when the file has none)."),
 ) -> None:
     """Print particle count, box, pixel size, optics groups, CTF ranges, poses and stacks."""

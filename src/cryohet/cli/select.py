@@ -21,25 +21,48 @@ def _int_list(text: str) -> list[int]:
 
 def select(
     run: Path = typer.Argument(..., help="Run directory of any method."),
-    out: Path = typer.Option(..., "--out", "-o", help="subset.star (RELION), subset.cs (cryoSPARC) or ind.pkl (cryoDRGN)."),
-    clusters: Optional[str] = typer.Option(None, "--clusters", help="k-means clusters to keep, e.g. 3,5 (as cryohet analyze numbered them)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="subset.star (RELION), subset.cs (cryoSPARC) or ind.pkl (cryoDRGN)."
+    ),
+    clusters: Optional[str] = typer.Option(
+        None, "--clusters", help="k-means clusters to keep, e.g. 3,5 (as cryohet analyze numbered them)."
+    ),
     k: int = typer.Option(20, "--k", help="Number of k-means clusters the numbers refer to."),
-    latent_box: Optional[str] = typer.Option(None, "--latent-box", help="Ranges to keep, e.g. 'pc1:-2.5:2,pc2:0:3' (PCs count from 1) or 'z0:0:' (latent dim 0, open upper bound)."),
-    indices: Optional[Path] = typer.Option(None, "--indices", help="File of 0-based particle rows of the run (.npy, .pkl or text)."),
+    latent_box: Optional[str] = typer.Option(
+        None,
+        "--latent-box",
+        help="Ranges to keep, e.g. 'pc1:-2.5:2,pc2:0:3' (PCs count from 1) "
+        "or 'z0:0:' (latent dim 0, open upper bound).",
+    ),
+    indices: Optional[Path] = typer.Option(
+        None, "--indices", help="File of 0-based particle rows of the run (.npy, .pkl or text)."
+    ),
     invert: bool = typer.Option(False, "--invert", help="Keep the particles NOT selected."),
-    analyze_dir: Optional[Path] = typer.Option(None, "--analyze-dir", help="Where cryohet analyze wrote its clusters (default: RUN/analyze)."),
+    analyze_dir: Optional[Path] = typer.Option(
+        None, "--analyze-dir", help="Where cryohet analyze wrote its clusters (default: RUN/analyze)."
+    ),
     seed: int = typer.Option(0, "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."),
 ) -> None:
     """Write the chosen particles back in their original format with their original indices.
 
-    .star keeps every column of a STAR source and its optics table; .cs keeps the source .cs rows unchanged (and writes OUT_passthrough.cs when the run used a passthrough file); .pkl is a cryoDRGN ind.pkl of 0-based indices into the original particle stack.
+    .star keeps every column of a STAR source and its optics table; .cs keeps the source
+    .cs rows unchanged (and writes OUT_passthrough.cs when the run used a passthrough
+    file); .pkl is a cryoDRGN ind.pkl of 0-based indices into the original particle stack.
     """
     from ..analysis.config import SelectConfig, build_config
     from ..analysis.select import select_particles
 
     cfg = build_config(
-        SelectConfig, run=run, out=out, clusters=_int_list(clusters) if clusters is not None else None, k=k,
-        latent_box=latent_box, indices=indices, invert=invert, analyze_dir=analyze_dir, seed=seed,
+        SelectConfig,
+        run=run,
+        out=out,
+        clusters=_int_list(clusters) if clusters is not None else None,
+        k=k,
+        latent_box=latent_box,
+        indices=indices,
+        invert=invert,
+        analyze_dir=analyze_dir,
+        seed=seed,
     )
     sel = select_particles(cfg)
     typer.echo(f"wrote {len(sel.rows)} of {sel.n_run} particles to {sel.out}")

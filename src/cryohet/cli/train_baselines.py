@@ -6,8 +6,9 @@ builds the method's config from the options and calls the API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -22,12 +23,15 @@ def _abs(p: Path | None) -> Path | None:
     return None if p is None else p.expanduser().resolve()
 
 
-def _common(particles: Path, out: Path, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed) -> dict[str, Any]:
+def _common(
+    particles: Path, out: Path, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed
+) -> dict[str, Any]:
     from ..io.particles import ParticleSource
 
     return {
-        "data": ParticleSource.build(path=_abs(particles), poses=_abs(poses), ctf=_abs(ctf), datadir=_abs(datadir),
-                                     ind=_abs(ind), apix=apix),
+        "data": ParticleSource.build(
+            path=_abs(particles), poses=_abs(poses), ctf=_abs(ctf), datadir=_abs(datadir), ind=_abs(ind), apix=apix
+        ),
         "out": str(out.expanduser().resolve()),
         "box": box,
         "invert": invert,
@@ -63,10 +67,19 @@ MAXRES = typer.Option(None, "--max-resolution", help="Resolution limit in Å (de
 
 
 def homogeneous(
-    particles: Path = PARTICLES, out: Path = OUT, poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF,
-    datadir: Optional[Path] = DATADIR, ind: Optional[Path] = IND, apix: Optional[float] = APIX,
-    box: Optional[int] = BOX, invert: bool = INVERT, device: str = DEVICE, batch_size: int = BATCH,
-    seed: int = SEED, overwrite: bool = OVERWRITE,
+    particles: Path = PARTICLES,
+    out: Path = OUT,
+    poses: Optional[Path] = POSES,
+    ctf: Optional[Path] = CTF,
+    datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND,
+    apix: Optional[float] = APIX,
+    box: Optional[int] = BOX,
+    invert: bool = INVERT,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Consensus map (half maps, FSC); latents are zeros and every z gives the consensus."""
     from ..methods.baselines import HomogeneousConfig, train_homogeneous
@@ -76,11 +89,22 @@ def homogeneous(
 
 
 def oracle(
-    particles: Path = PARTICLES, out: Path = OUT,
-    labels: Path = typer.Option(..., "--labels", help="True state labels (.npy, one per particle), e.g. gt/labels.npy."),
-    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
-    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
-    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+    particles: Path = PARTICLES,
+    out: Path = OUT,
+    labels: Path = typer.Option(
+        ..., "--labels", help="True state labels (.npy, one per particle), e.g. gt/labels.npy."
+    ),
+    poses: Optional[Path] = POSES,
+    ctf: Optional[Path] = CTF,
+    datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND,
+    apix: Optional[float] = APIX,
+    box: Optional[int] = BOX,
+    invert: bool = INVERT,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Per-state maps from the TRUE labels (a reference for perfect classification, not an upper bound)."""
     from ..methods.baselines import OracleConfig, train_oracle
@@ -90,34 +114,59 @@ def oracle(
 
 
 def classify3d(
-    particles: Path = PARTICLES, out: Path = OUT,
+    particles: Path = PARTICLES,
+    out: Path = OUT,
     classes: int = typer.Option(4, "--classes", "-K", help="Number of classes."),
     iterations: int = typer.Option(15, "--iterations", help="EM iterations."),
     max_resolution: Optional[float] = MAXRES,
     init: str = typer.Option("pca", "--init", help="Initial split: pca (k-means of a quick PCA's latents) or random."),
     init_iterations: int = typer.Option(8, "--init-iterations", help="EM iterations of the initial PCA."),
-    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
-    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
-    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+    poses: Optional[Path] = POSES,
+    ctf: Optional[Path] = CTF,
+    datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND,
+    apix: Optional[float] = APIX,
+    box: Optional[int] = BOX,
+    invert: bool = INVERT,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """3D classification: K class maps by EM with fixed poses; latents are the class posteriors."""
     from ..methods.baselines import Classify3DConfig, train_classify3d
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
-    fields.update(classes=classes, iterations=iterations, max_resolution_A=max_resolution, init=init,
-                  init_iterations=init_iterations)
+    fields.update(
+        classes=classes,
+        iterations=iterations,
+        max_resolution_A=max_resolution,
+        init=init,
+        init_iterations=init_iterations,
+    )
     _run(Classify3DConfig, train_classify3d, fields, overwrite)
 
 
 def pca(
-    particles: Path = PARTICLES, out: Path = OUT,
+    particles: Path = PARTICLES,
+    out: Path = OUT,
     components: int = typer.Option(3, "--k", "--components", help="Number of components (latent dimension)."),
     iterations: int = typer.Option(20, "--iterations", help="EM iterations."),
     max_resolution: Optional[float] = MAXRES,
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Real-space mask (.mrc) at the working box (default: from the consensus)."),
-    poses: Optional[Path] = POSES, ctf: Optional[Path] = CTF, datadir: Optional[Path] = DATADIR,
-    ind: Optional[Path] = IND, apix: Optional[float] = APIX, box: Optional[int] = BOX, invert: bool = INVERT,
-    device: str = DEVICE, batch_size: int = BATCH, seed: int = SEED, overwrite: bool = OVERWRITE,
+    mask: Optional[Path] = typer.Option(
+        None, "--mask", help="Real-space mask (.mrc) at the working box (default: from the consensus)."
+    ),
+    poses: Optional[Path] = POSES,
+    ctf: Optional[Path] = CTF,
+    datadir: Optional[Path] = DATADIR,
+    ind: Optional[Path] = IND,
+    apix: Optional[float] = APIX,
+    box: Optional[int] = BOX,
+    invert: bool = INVERT,
+    device: str = DEVICE,
+    batch_size: int = BATCH,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Linear components of heterogeneity (probabilistic PCA by EM, 3DVA-like); latents are PC coordinates."""
     from ..methods.baselines import PCAConfig, train_pca

@@ -12,11 +12,15 @@ __all__ = ["register"]
 
 def volumes(
     run: Path = typer.Argument(..., help="Run directory of any method."),
-    z: Path = typer.Option(..., "--z", help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line."),
+    z: Path = typer.Option(
+        ..., "--z", help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (vol_000.mrc, vol_001.mrc ... in row order)."),
     box: Optional[int] = typer.Option(None, "--box", "-D", help="Box of the maps (default: the run's)."),
     apix: Optional[float] = typer.Option(None, "--apix", help="Voxel size in Å (default: the run's)."),
-    parts: bool = typer.Option(False, "--parts", help="Also per-part maps and a ChimeraX script parts.cxc (part-aware methods)."),
+    parts: bool = typer.Option(
+        False, "--parts", help="Also per-part maps and a ChimeraX script parts.cxc (part-aware methods)."
+    ),
     device: str = typer.Option("cpu", "--device", help="Device on which the method decodes volumes."),
 ) -> None:
     """Decode volumes at the given latents through the run's method."""
@@ -25,7 +29,10 @@ def volumes(
     latents = read_latents_file(z)
     written = write_volumes(run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device)
     n_vol = len(latents)
-    typer.echo(f"wrote {n_vol} volume(s) to {out}" + (f" and {len(written) - n_vol - 1} part maps + parts.cxc" if parts else ""))
+    typer.echo(
+        f"wrote {n_vol} volume(s) to {out}"
+        + (f" and {len(written) - n_vol - 1} part maps + parts.cxc" if parts else "")
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -81,7 +81,9 @@ class ParticleDataset(Dataset):
         self.raw_box = int(meta.box)
         self.box = int(box) if box is not None else self.raw_box
         if self.box > self.raw_box or self.box < 2:
-            raise file_error(meta.source or "particles", f"cannot downsample {self.raw_box}-pixel images to a box of {self.box}")
+            raise file_error(
+                meta.source or "particles", f"cannot downsample {self.raw_box}-pixel images to a box of {self.box}"
+            )
         self.apix = meta.apix * self.raw_box / self.box  # Å/px after Fourier cropping
         self.invert = invert
         self.normalize = normalize
@@ -97,7 +99,9 @@ class ParticleDataset(Dataset):
         if normalize:
             self.std = float(std) if std is not None else self.estimate_std(std_sample, seed)
             if not np.isfinite(self.std) or self.std <= 0:
-                raise file_error(meta.source or "particles", f"images have zero or undefined standard deviation ({self.std})")
+                raise file_error(
+                    meta.source or "particles", f"images have zero or undefined standard deviation ({self.std})"
+                )
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:

@@ -66,5 +66,7 @@ def downsample_particles(
         extras={**meta.extras, "inputs": [stack_path.resolve()]},
     )
     write_star(star_path, new_meta)
-    log.info("wrote %s and %s (%d particles, box %d, %.4g Å/px)", stack_path, star_path, n, box, float(np.median(ds.apix)))
+    log.info(
+        "wrote %s and %s (%d particles, box %d, %.4g Å/px)", stack_path, star_path, n, box, float(np.median(ds.apix))
+    )
     return stack_path, star_path, new_meta

@@ -138,7 +138,9 @@ class StackReader:
             arr = self.stack(k)
             idx = is_[s:e]
             if idx[0] < 0 or idx[-1] >= arr.shape[0]:
-                raise file_error(self.files[k], f"image {int(idx[-1]) + 1} requested but the stack holds {arr.shape[0]}")
+                raise file_error(
+                    self.files[k], f"image {int(idx[-1]) + 1} requested but the stack holds {arr.shape[0]}"
+                )
             lo, hi = int(idx[0]), int(idx[-1]) + 1
             if hi - lo == e - s and bool(np.all(np.diff(idx) == 1)):  # one contiguous range
                 _advise(arr, lo, hi, _MADV_WILLNEED)  # one sequential read-ahead for the range

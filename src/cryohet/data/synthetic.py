@@ -20,7 +20,14 @@ __all__ = ["synthetic_metadata", "write_synthetic_particles"]
 
 
 def synthetic_metadata(
-    n: int, box: int, apix: float | list[float], files: list[Path], *, seed: int = 0, poses: bool = True, ctf: bool = True
+    n: int,
+    box: int,
+    apix: float | list[float],
+    files: list[Path],
+    *,
+    seed: int = 0,
+    poses: bool = True,
+    ctf: bool = True,
 ) -> ParticleMetadata:
     """Metadata for ``n`` particles spread in order over ``files`` (equal parts).
 

@@ -146,9 +146,7 @@ def _no_psi_matrix(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return euler_relion_to_matrix(ang).reshape(*theta.shape, 3, 3)
 
 
-def _candidates(
-    R: np.ndarray, pixels: np.ndarray, level: int, n_psi_each: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(R: np.ndarray, pixels: np.ndarray, level: int, n_psi_each: int) -> tuple[np.ndarray, np.ndarray]:
     """For rotations R (M,3,3) and candidate pixels (M,P) at ``level`` (-1 = none):
     the ``n_psi_each`` grid psi values nearest the best in-plane angle per pixel.
 

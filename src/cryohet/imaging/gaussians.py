@@ -79,9 +79,7 @@ def _is_uniform(k: torch.Tensor) -> bool:
         return False
     d = k[1:] - k[:-1]
     step = d[0]
-    return bool(step != 0) and bool(
-        ((d - step).abs() <= 1e-5 * step.abs() + 1e-7 * k.abs().max()).all()
-    )
+    return bool(step != 0) and bool(((d - step).abs() <= 1e-5 * step.abs() + 1e-7 * k.abs().max()).all())
 
 
 def _block_size(n: int) -> int:
@@ -297,16 +295,12 @@ def gaussian_projection_ft_aniso(
     w = a * _NORM3 * torch.sqrt(torch.linalg.det(cov)) / apix**3  # (B|1, G)
     r2 = rot[:, None, :2, :]  # (B, 1, 2, 3)
     s2d = r2 @ cov @ r2.transpose(-1, -2)  # (B, G, 2, 2)
-    pos = torch.einsum(
-        "bij,bgj->bgi", rot[:, :2, :], c.expand(n_img, -1, -1) if c.shape[0] == 1 else c
-    )
+    pos = torch.einsum("bij,bgj->bgi", rot[:, :2, :], c.expand(n_img, -1, -1) if c.shape[0] == 1 else c)
     if shifts_A is not None:
         pos = pos - shifts_A.to(dt)[:, None, :]
     kx, ky = kx_A.to(dt), ky_A.to(dt)
     KX, KY = kx[None, :], ky[:, None]  # (1, Nx), (Ny, 1)
-    F = torch.zeros(
-        (n_img, ky.numel(), kx.numel()), dtype=torch.complex(kx, kx).dtype, device=rot.device
-    )
+    F = torch.zeros((n_img, ky.numel(), kx.numel()), dtype=torch.complex(kx, kx).dtype, device=rot.device)
     w = w.expand(n_img, -1)
     for j in range(0, pos.shape[1], chunk_gaussians):
         sl = slice(j, j + chunk_gaussians)
@@ -345,9 +339,7 @@ def project_gaussians(
     ctf = None
     if ctf_params is not None:
         ctf = compute_ctf_grid(kx, ky, ctf_params_tensor(ctf_params, dev, dt))
-    F = gaussian_projection_ft(
-        centers_A, amplitudes, sigmas_A, rotations, kx, ky, apix, shifts_A, ctf
-    )
+    F = gaussian_projection_ft(centers_A, amplitudes, sigmas_A, rotations, kx, ky, apix, shifts_A, ctf)
     img = torch.fft.irfft2(F, s=(box, box), dim=(-2, -1))
     return torch.fft.fftshift(img, dim=(-2, -1))
 
@@ -395,9 +387,7 @@ def _voxelize_fourier(c, a, s, box, apix, chunk):
     w = _weights(a, s, apix)
     s2 = 2.0 * math.pi**2 * s * s
 
-    def axis(
-        sl: slice, k: torch.Tensor, col: int, weight: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def axis(sl: slice, k: torch.Tensor, col: int, weight: torch.Tensor | None = None) -> torch.Tensor:
         mag = torch.exp(-s2[sl, None] * k * k)
         if weight is not None:
             mag = mag * weight[sl, None]
@@ -427,15 +417,8 @@ def _voxelize_splat(c, a, s, box, apix, truncate, chunk):
         d = (idx.to(dt) - cv[:, :, None]) * apix  # Å from the centre
         g1 = torch.exp(-(d * d) / (2.0 * s[sl, None, None] ** 2))  # (g, 3, W)
         g1 = g1 * ((idx >= 0) & (idx < box))
-        vals = (
-            a[sl, None, None, None]
-            * g1[:, 2, :, None, None]
-            * g1[:, 1, None, :, None]
-            * g1[:, 0, None, None, :]
-        )
+        vals = a[sl, None, None, None] * g1[:, 2, :, None, None] * g1[:, 1, None, :, None] * g1[:, 0, None, None, :]
         ic = idx.clamp(0, box - 1)
-        flat = (ic[:, 2, :, None, None] * box + ic[:, 1, None, :, None]) * box + ic[
-            :, 0, None, None, :
-        ]
+        flat = (ic[:, 2, :, None, None] * box + ic[:, 1, None, :, None]) * box + ic[:, 0, None, None, :]
         out.index_add_(0, flat.reshape(-1), vals.reshape(-1))
     return out.reshape(box, box, box)

@@ -81,8 +81,6 @@ def radial_power_spectrum(images: torch.Tensor) -> torch.Tensor:
     power = (fft2_centered(images).abs() ** 2).reshape(-1, h, w).mean(dim=0) / (h * w)
     shells = radial_index_2d(h, device=images.device).reshape(-1)
     n = int(shells.max()) + 1
-    total = torch.zeros(n, device=images.device, dtype=power.dtype).index_add_(
-        0, shells, power.reshape(-1)
-    )
+    total = torch.zeros(n, device=images.device, dtype=power.dtype).index_add_(0, shells, power.reshape(-1))
     count = torch.bincount(shells, minlength=n).to(power.dtype)
     return total / count

@@ -60,9 +60,7 @@ _POINTS_PER_CHUNK = 1 << 20  # bounds the per-chunk (points,) temporaries
 # ----------------------------------------------------------------------------- trilinear
 
 
-def _trilinear_cells(
-    coords: torch.Tensor, size: int
-) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+def _trilinear_cells(coords: torch.Tensor, size: int) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
     """Cell base index and the 8 (offset, weight) corner pairs of each point.
 
     ``coords (..., 3)`` are grid index coordinates ``(x, y, z)`` on a ``size^3`` grid. A
@@ -185,9 +183,7 @@ def _pad_amounts(box: int, padded: int) -> tuple[int, int]:
     return before, padded - box - before
 
 
-def volume_to_fourier(
-    volume: torch.Tensor, oversample: int = 2, gridding: bool = True
-) -> FourierVolume:
+def volume_to_fourier(volume: torch.Tensor, oversample: int = 2, gridding: bool = True) -> FourierVolume:
     """Zero-pad a real ``(D, D, D)`` volume to ``oversample * D``, pre-correct, centred FFT.
 
     The volume centre ``D // 2`` lands on ``P // 2``. Differentiable in ``volume``.
@@ -217,18 +213,13 @@ def fourier_to_volume(grid: torch.Tensor, box: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- slices
 
 
-def slice_coordinates(
-    rotations: torch.Tensor, kx_px: torch.Tensor, ky_px: torch.Tensor, padded: int
-) -> torch.Tensor:
+def slice_coordinates(rotations: torch.Tensor, kx_px: torch.Tensor, ky_px: torch.Tensor, padded: int) -> torch.Tensor:
     """Grid index coordinates ``(x, y, z)`` of the central slices, ``(B, Ny, Nx, 3)``.
 
     ``k3 = A.T @ (kx, ky, 0) = kx * A[0] + ky * A[1]`` (cycles/voxel), index ``k3 * P + P // 2``.
     """
     R = rotations.to(kx_px.dtype)
-    k3 = (
-        kx_px[None, None, :, None] * R[:, None, None, 0, :]
-        + ky_px[None, :, None, None] * R[:, None, None, 1, :]
-    )
+    k3 = kx_px[None, None, :, None] * R[:, None, None, 0, :] + ky_px[None, :, None, None] * R[:, None, None, 1, :]
     return k3 * padded + (padded // 2)
 
 
@@ -372,9 +363,7 @@ def backproject(
 # ----------------------------------------------------------------------------- reference
 
 
-def project_real_space(
-    volume: torch.Tensor, rotations: torch.Tensor, chunk: int = 16
-) -> torch.Tensor:
+def project_real_space(volume: torch.Tensor, rotations: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """Reference projector: rotate with trilinear interpolation, sum along z.
 
     Each output voxel at ``x_img`` (voxels from the centre ``D // 2``) takes the volume's

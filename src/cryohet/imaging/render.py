@@ -74,23 +74,17 @@ def render(
     if isinstance(representation, GaussianMixture):
         g = representation
         if output == "real":
-            return project_gaussians(
-                g.centers_A, g.amplitudes, g.sigmas_A, rot, box, apix, shifts, params
-            )
+            return project_gaussians(g.centers_A, g.amplitudes, g.sigmas_A, rot, box, apix, shifts, params)
         k = frequencies_1d(box, apix, device=dev, dtype=dt)
         ctf = None if params is None else compute_ctf_grid(k, k, params)
-        return gaussian_projection_ft(
-            g.centers_A, g.amplitudes, g.sigmas_A, rot, k, k, apix, shifts, ctf
-        )
+        return gaussian_projection_ft(g.centers_A, g.amplitudes, g.sigmas_A, rot, k, k, apix, shifts, ctf)
 
     if isinstance(representation, VoxelVolume):
         vft = volume_to_fourier(representation.to_volume(box, apix), oversample)
     else:
         vft = representation
         if vft.box != box:
-            raise ValueError(
-                f"FourierVolume of a {vft.box}^3 volume cannot render {box}x{box} images"
-            )
+            raise ValueError(f"FourierVolume of a {vft.box}^3 volume cannot render {box}x{box} images")
     if image_oversample == 1:
         F = project_fourier(vft, rot)
     else:

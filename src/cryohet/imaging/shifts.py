@@ -24,24 +24,16 @@ def phase_ramp(kx_A: torch.Tensor, ky_A: torch.Tensor, shifts_A: torch.Tensor) -
     cycles/pixel with shifts in pixels). Differentiable in the shifts.
     """
     s = shifts_A.to(kx_A.dtype)
-    ph = (
-        2.0
-        * math.pi
-        * (s[:, 0, None, None] * kx_A[None, None, :] + s[:, 1, None, None] * ky_A[None, :, None])
-    )
+    ph = 2.0 * math.pi * (s[:, 0, None, None] * kx_A[None, None, :] + s[:, 1, None, None] * ky_A[None, :, None])
     return torch.complex(torch.cos(ph), torch.sin(ph))
 
 
-def shift_ft(
-    F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor
-) -> torch.Tensor:
+def shift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor) -> torch.Tensor:
     """Apply origins to image transforms ``F (B, Ny, Nx)``: centred particle -> shifted image."""
     return F * phase_ramp(kx_A, ky_A, shifts_A)
 
 
-def unshift_ft(
-    F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor
-) -> torch.Tensor:
+def unshift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor) -> torch.Tensor:
     """Undo origins (multiply by ``exp(-2 pi i k.o)``): shifted image -> centred particle."""
     return F * phase_ramp(kx_A, ky_A, -shifts_A)
 

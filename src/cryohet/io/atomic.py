@@ -65,9 +65,7 @@ class AtomicModel:
         return [str(self.chain_ids[i]) for i in sorted(first)]
 
 
-def read_atomic_model(
-    path: str | Path, *, remove_hydrogens: bool = False, remove_waters: bool = False
-) -> AtomicModel:
+def read_atomic_model(path: str | Path, *, remove_hydrogens: bool = False, remove_waters: bool = False) -> AtomicModel:
     """Read the first model of a PDB/mmCIF file (``.pdb``, ``.cif``, ``.ent``, ``.gz``)."""
     p = Path(path)
     if not p.exists():
@@ -75,7 +73,9 @@ def read_atomic_model(
     try:
         st = gemmi.read_structure(str(p))
     except Exception as err:  # noqa: BLE001 - gemmi raises RuntimeError/ValueError on bad input
-        raise file_error(p, f"not a readable PDB/mmCIF file ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise file_error(
+            p, f"not a readable PDB/mmCIF file ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
     if len(st) == 0:
         raise file_error(p, "contains no atoms (no MODEL records)")
     st.remove_alternative_conformations()

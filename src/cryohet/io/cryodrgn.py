@@ -53,7 +53,9 @@ def read_poses_pkl(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise file_error(p, "rotations hold NaN/Inf")
     bad = ~is_rotation(rot, atol=1e-3)
     if bad.any():
-        raise file_error(p, f"{int(bad.sum())} of {len(rot)} matrices are not rotations (first: row {int(np.flatnonzero(bad)[0])})")
+        raise file_error(
+            p, f"{int(bad.sum())} of {len(rot)} matrices are not rotations (first: row {int(np.flatnonzero(bad)[0])})"
+        )
     if trans is not None:
         trans = np.asarray(trans)
         if trans.dtype.kind not in "fi" or trans.shape != (len(rot), 2):

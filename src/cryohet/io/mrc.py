@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
-from mrcfile.utils import data_dtype_from_header
 import numpy as np
+from mrcfile.utils import data_dtype_from_header
 
 from ..errors import file_error
 
@@ -69,7 +69,7 @@ def _open(path: Path, mode: str = "mmap"):
         expected = _expected_bytes(handle)
         if expected is not None and path.stat().st_size < expected:
             handle.close()
-            raise file_error(path, "truncated MRC file: fewer data bytes than the header declares")
+            raise file_error(path, "truncated MRC file: fewer data bytes than the header declares") from None
         reasons = "; ".join(str(w.message) for w in caught) or str(strict_err)
         warnings.warn(f"{path}: non-standard MRC header, read permissively ({reasons})", stacklevel=3)
         return handle
@@ -112,7 +112,9 @@ def _info_from_handle(path: Path, handle) -> MrcInfo:
     data = handle.data
     shape = tuple(int(s) for s in data.shape)
     vx = float(handle.voxel_size.x)
-    is_stack = bool(handle.is_image_stack()) or (int(h.ispg) == 0 and len(shape) == 3 and path.suffix.lower() == ".mrcs")
+    is_stack = bool(handle.is_image_stack()) or (
+        int(h.ispg) == 0 and len(shape) == 3 and path.suffix.lower() == ".mrcs"
+    )
     origin = (float(h.origin.x), float(h.origin.y), float(h.origin.z))
     return MrcInfo(path=path, shape=shape, apix=vx, origin_A=origin, is_stack=is_stack, dtype=data.dtype)
 

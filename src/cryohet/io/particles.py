@@ -109,7 +109,9 @@ def _stack_list(path: Path, datadir: str | Path | None) -> list[Path]:
     return [resolve_data_path(nm, path.resolve().parent, datadir, layout="star") for nm in names]
 
 
-def read_stack_files(path: str | Path, *, datadir: str | Path | None = None, apix: float | None = None) -> ParticleMetadata:
+def read_stack_files(
+    path: str | Path, *, datadir: str | Path | None = None, apix: float | None = None
+) -> ParticleMetadata:
     """Every image of an ``.mrcs``/``.mrc`` stack, or of the stacks listed in a ``.txt``.
 
     Pixel size: ``apix`` if given, else the first stack's header (a warning when it is
@@ -122,7 +124,9 @@ def read_stack_files(path: str | Path, *, datadir: str | Path | None = None, api
     for f in files:
         data, info = open_stack(f)
         if box and data.shape[-1] != box:
-            raise file_error(f, f"images are {data.shape[-1]}x{data.shape[-1]} but earlier stacks in {source} are {box}x{box}")
+            raise file_error(
+                f, f"images are {data.shape[-1]}x{data.shape[-1]} but earlier stacks in {source} are {box}x{box}"
+            )
         box = int(data.shape[-1])
         header_apix = header_apix or info.apix
         counts.append(int(data.shape[0]))
@@ -147,7 +151,9 @@ def _check_header_apix(meta: ParticleMetadata) -> None:
     if px <= 0:
         raise file_error(first, "the MRC header has no pixel size; give the pixel size (apix, --apix) or a ctf.pkl")
     if abs(px - 1.0) < 1e-6:
-        warnings.warn(f"{first}: pixel size 1 Å taken from the MRC header (often a placeholder); give apix if wrong", stacklevel=3)
+        warnings.warn(
+            f"{first}: pixel size 1 Å taken from the MRC header (often a placeholder); give apix if wrong", stacklevel=3
+        )
 
 
 def check_stacks(meta: ParticleMetadata, mode: StackCheck = "error") -> StackReport:
@@ -189,7 +195,9 @@ def check_stacks(meta: ParticleMetadata, mode: StackCheck = "error") -> StackRep
         n, d = int(data.shape[0]), int(data.shape[-1])
         report.n_images[f] = n
         if max_idx[k] >= n:
-            raise file_error(f, f"image {max_idx[k] + 1} (1-based) requested by {src}, but the stack holds only {n} images")
+            raise file_error(
+                f, f"image {max_idx[k] + 1} (1-based) requested by {src}, but the stack holds only {n} images"
+            )
         if meta.box <= 0:
             meta.box = d
         elif d != meta.box:
@@ -252,7 +260,9 @@ def _apply_poses(meta: ParticleMetadata, poses_path: Path) -> None:
     if len(rot) != len(meta):
         raise _count_error(poses_path, "poses", len(rot), meta)
     if trans is not None and meta.box <= 0:
-        raise file_error(poses_path, "the box size is unknown (stacks not found), so fractional shifts cannot be converted")
+        raise file_error(
+            poses_path, "the box size is unknown (stacks not found), so fractional shifts cannot be converted"
+        )
     A, shifts = poses_from_cryodrgn(rot, trans, meta.box, meta.apix)
     meta.rotations = A
     meta.shifts_A = shifts if shifts is not None else np.zeros((len(meta), 2))
@@ -271,7 +281,10 @@ def _indices(ind: str | Path | np.ndarray | list[int], n: int, source: Path | No
     if ix.size == 0:
         raise file_error(where, "selects no particles")
     if ix.min() < 0 or ix.max() >= n:
-        raise file_error(where, f"index {int(ix.max() if ix.max() >= n else ix.min())} is out of range for the {n} particles of {source}")
+        raise file_error(
+            where,
+            f"index {int(ix.max() if ix.max() >= n else ix.min())} is out of range for the {n} particles of {source}",
+        )
     return ix
 
 

@@ -79,7 +79,9 @@ def load_pickle(path: str | Path) -> Any:
             _check_content(obj)
             objs.append(obj)
     except pickle.UnpicklingError as err:
-        raise file_error(p, f"unsafe or unsupported pickle: {err} (only numpy arrays, tuples and lists are read)") from None
+        raise file_error(
+            p, f"unsafe or unsupported pickle: {err} (only numpy arrays, tuples and lists are read)"
+        ) from None
     except (EOFError, ValueError, TypeError, IndexError, AttributeError) as err:
         raise file_error(p, f"not a readable pickle ({type(err).__name__}: {err})") from None
     if not objs:

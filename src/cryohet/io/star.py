@@ -215,7 +215,8 @@ def _pixel_size(parts, optics, groups, source: Path, apix: float | None) -> np.n
     if from_file is None:
         raise file_error(
             source,
-            "no pixel size (no rlnImagePixelSize, nor rlnDetectorPixelSize with rlnMagnification); give the pixel size (apix, --apix)",
+            "no pixel size (no rlnImagePixelSize, nor rlnDetectorPixelSize with rlnMagnification); "
+            "give the pixel size (apix, --apix)",
         )
     if (from_file <= 0).any():
         raise file_error(source, "pixel size (rlnImagePixelSize) must be positive")
@@ -439,7 +440,9 @@ def _particle_table(meta: ParticleMetadata, out_dir: Path, per_particle: dict[st
     table = meta.table
     if meta.source_format == "star" and table is not None:
         if len(table) != n:
-            log.warning("%s: source table has %d rows for %d particles; extra columns not kept", meta.source, len(table), n)
+            log.warning(
+                "%s: source table has %d rows for %d particles; extra columns not kept", meta.source, len(table), n
+            )
         else:
             keep = [c for c in table.columns if c not in _MANAGED]
             extra = table[keep].reset_index(drop=True)

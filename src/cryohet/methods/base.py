@@ -79,7 +79,9 @@ class TrainedModel(ABC):
         """(rotations (N,3,3) RELION A, shifts_A (N,2)) used or estimated, if any."""
         return self.run.load_poses()
 
-    def part_volumes(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> dict[str, np.ndarray] | None:
+    def part_volumes(
+        self, z: np.ndarray, box: int | None = None, apix: float | None = None
+    ) -> dict[str, np.ndarray] | None:
         """Per-part volumes at ``z`` for part-aware methods (None for the others)."""
         return None
 
@@ -91,7 +93,13 @@ class TrainedModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         """A short summary for reports."""
-        return {"method": self.method, "box": self.box, "apix": self.apix, "n_particles": len(self.latents), "zdim": self.zdim}
+        return {
+            "method": self.method,
+            "box": self.box,
+            "apix": self.apix,
+            "n_particles": len(self.latents),
+            "zdim": self.zdim,
+        }
 
 
 def register_method(cls: type[TrainedModel]) -> type[TrainedModel]:

@@ -116,9 +116,7 @@ def _resample(vol: torch.Tensor, Linv: torch.Tensor, shift: torch.Tensor) -> tor
     return out[:, 0]
 
 
-def transform_volume(
-    volume: np.ndarray | torch.Tensor, transform: RigidTransform
-) -> np.ndarray:
+def transform_volume(volume: np.ndarray | torch.Tensor, transform: RigidTransform) -> np.ndarray:
     """Resample ``volume`` (D, D, D) under ``transform`` (trilinear, zero outside); float32 numpy."""
     v = _to_tensor(volume, torch.float64)
     Linv = torch.as_tensor(transform.linear.T, dtype=torch.float64, device=v.device)[None]
@@ -159,9 +157,7 @@ def _fourier_crop_3d(vol: torch.Tensor, size: int) -> torch.Tensor:
     return out * (size / D) ** 3
 
 
-def _fft_shift_search(
-    ref_w: torch.Tensor, moved: torch.Tensor, max_shift: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _fft_shift_search(ref_w: torch.Tensor, moved: torch.Tensor, max_shift: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Best integer shift of each moved map against the weighted reference by FFT.
 
     Score = ``sum_x ref_w(x) moved(x - t) / |moved|``; returns (scores (B,), shifts (B, 3) xyz).
@@ -288,9 +284,7 @@ def align_maps(
     ref = _to_tensor(reference, torch.float64)
     mov = _to_tensor(moving, torch.float64, ref.device)
     if ref.ndim != 3 or len(set(ref.shape)) != 1 or mov.shape != ref.shape:
-        raise ValueError(
-            f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}"
-        )
+        raise ValueError(f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}")
     D = ref.shape[-1]
     m = None if mask is None else _to_tensor(mask, torch.float64, ref.device)
     if m is not None and m.shape != ref.shape:

@@ -33,8 +33,9 @@ import datetime as _dt
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -159,8 +160,12 @@ def _part_metrics(model, latents: np.ndarray, chosen: dict[int, int], gt: Ground
         return None
     n_atom_states = atoms.present.shape[0]
     if not np.array_equal(gt.states, np.arange(len(gt.states))) or n_atom_states != len(gt.states):
-        log.warning("%s: atoms.npz has %d states but the maps are %s; no part metrics", gt.gt_dir, n_atom_states,
-                    gt.states.tolist())
+        log.warning(
+            "%s: atoms.npz has %d states but the maps are %s; no part metrics",
+            gt.gt_dir,
+            n_atom_states,
+            gt.states.tolist(),
+        )
         return None
     # one latent per state and labels 0..S-1: the parts functions then take each state's
     # chosen latent (nearest to its mean) as is, and index the atoms by that position
@@ -215,8 +220,10 @@ def evaluate_run(
     volume = _volume_lookup(latents, decoded)
     aligner = _aligner(gt, mask_vol) if align else None
     variants = {"unmasked": None} if mask_vol is None else {"masked": mask_vol, "unmasked": None}
-    per_conf = {name: per_conformation_fsc(latents, labels, volume, gt.state_map, mask=m, align=aligner)
-                for name, m in variants.items()}
+    per_conf = {
+        name: per_conformation_fsc(latents, labels, volume, gt.state_map, mask=m, align=aligner)
+        for name, m in variants.items()
+    }
 
     result: dict[str, Any] = {
         "run": str(run_dir.resolve()),
@@ -224,7 +231,10 @@ def evaluate_run(
         "gt_dir": str(gt.gt_dir.resolve()),
         "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cryohet_version": __version__,
-        "model": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in model.describe().items()},
+        "model": {
+            k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+            for k, v in model.describe().items()
+        },
         "box": gt.box,
         "apix": gt.apix,
         "auc_ceiling": gt.auc_ceiling,
@@ -239,9 +249,11 @@ def evaluate_run(
         idx = np.arange(0, len(latents), len(latents) // n)
         vol_img = _volume_lookup(latents, decode_states(model, latents, idx, gt))
         res = per_image_fsc(latents, labels, vol_img, gt.state_map, n, mask=mask_vol, align=aligner)
-        result["per_image"] = {**{k: float(v) for k, v in res.summary().items()},
-                               "per_state": {str(k): float(v) for k, v in res.class_auc.items()},
-                               "masked": mask_vol is not None}
+        result["per_image"] = {
+            **{k: float(v) for k, v in res.summary().items()},
+            "per_state": {str(k): float(v) for k, v in res.class_auc.items()},
+            "masked": mask_vol is not None,
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # k-means on constant latents (homogeneous) warns; ARI is then 0
         scores = kmeans_scores(latents, labels, seed=0)
@@ -270,5 +282,9 @@ def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, path)
-    written = [path, plot_fsc_overview(result, out / "fsc_curves.png"), plot_auc_per_state(result, out / "auc_per_state.png")]
+    written = [
+        path,
+        plot_fsc_overview(result, out / "fsc_curves.png"),
+        plot_auc_per_state(result, out / "auc_per_state.png"),
+    ]
     return written + plot_fsc_per_state(result, out / "fsc_states")

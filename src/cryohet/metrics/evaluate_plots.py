@@ -71,10 +71,15 @@ def plot_fsc_per_state(result: dict[str, Any], folder: Path) -> list[Path]:
     for s in first["curves"]:
         fig, ax = plt.subplots(figsize=(4.5, 3.3), dpi=100)
         for name, block in blocks.items():
-            ax.plot(_frequencies(result, block), block["curves"][s], lw=1.2,
-                    label=f"{name}: AUC {block['per_state'][s]:.4f}")
-        _decorate(ax, f"{result['method']}, state {s} (image {first['image_index'][s]}); "
-                      f"ceiling {result['auc_ceiling']:.4f}")
+            ax.plot(
+                _frequencies(result, block),
+                block["curves"][s],
+                lw=1.2,
+                label=f"{name}: AUC {block['per_state'][s]:.4f}",
+            )
+        _decorate(
+            ax, f"{result['method']}, state {s} (image {first['image_index'][s]}); ceiling {result['auc_ceiling']:.4f}"
+        )
         ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
         path = folder / f"fsc_state_{int(s):03d}.png"

@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class FSCCurve:
     """An FSC curve. ``freq_px`` in cycles/pixel (``freq_px / apix`` is 1/Å).

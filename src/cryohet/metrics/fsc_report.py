@@ -83,9 +83,7 @@ class FSCReport:
         return out
 
 
-def compare_maps(
-    vol1: np.ndarray, vol2: np.ndarray, apix: float, mask: np.ndarray | None = None
-) -> FSCReport:
+def compare_maps(vol1: np.ndarray, vol2: np.ndarray, apix: float, mask: np.ndarray | None = None) -> FSCReport:
     """FSC report of two ``(D, D, D)`` maps with pixel size ``apix`` Å; ``mask`` optional."""
     D = int(np.asarray(vol1).shape[-1])
     return FSCReport(

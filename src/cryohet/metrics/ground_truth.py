@@ -120,8 +120,16 @@ def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
         raise file_error(first, "header has no pixel size")
     rot, shifts, p_apix = _true_poses(dataset, len(labels))
     mask = gt / "mask.mrc"
-    out = GroundTruth(gt_dir=gt, labels=labels.astype(np.int64), map_paths=paths, box=int(vol.shape[0]),
-                      apix=float(info.apix), mask_path=mask if mask.exists() else None,
-                      rotations=rot, shifts_A=shifts, particles_apix=p_apix)
+    out = GroundTruth(
+        gt_dir=gt,
+        labels=labels.astype(np.int64),
+        map_paths=paths,
+        box=int(vol.shape[0]),
+        apix=float(info.apix),
+        mask_path=mask if mask.exists() else None,
+        rotations=rot,
+        shifts_A=shifts,
+        particles_apix=p_apix,
+    )
     out._cache[min(paths)] = vol
     return out

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 import torch
@@ -39,9 +38,9 @@ __all__ = [
 ]
 
 #: Decoder: one latent vector (zdim,) -> map (D, D, D), numpy or torch.
-VolumeFn = Callable[[np.ndarray], Union[np.ndarray, torch.Tensor]]
+VolumeFn = Callable[[np.ndarray], np.ndarray | torch.Tensor]
 #: Ground-truth maps by state label: a sequence indexed by label, a mapping, or a callable.
-GTVolumes = Union[Sequence[np.ndarray], Mapping[int, np.ndarray], Callable[[int], np.ndarray]]
+GTVolumes = Sequence[np.ndarray] | Mapping[int, np.ndarray] | Callable[[int], np.ndarray]
 #: Optional alignment of a decoded map onto its ground truth: (volume, gt) -> aligned volume.
 AlignFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -138,7 +138,7 @@ def align_rotations(
         raise ValueError(f"need the same, non-zero number of poses, got {len(P)} and {len(G)}")
     anchors = _anchor_indices(len(P), n_anchors)
     best: GlobalAlignment | None = None
-    for flipped in ([False, True] if flip else [False]):
+    for flipped in [False, True] if flip else [False]:
         Pf = _F @ P @ _F if flipped else P
         Qs = np.swapaxes(Pf[anchors], -1, -2) @ G[anchors]  # (K, 3, 3)
         for a, Q in zip(anchors, Qs):

@@ -39,9 +39,7 @@ class BackprojectionAccumulator:
         device, dtype: of the accumulation grid (real ``(P, P, P, 3)``: Re N, Im N, W).
     """
 
-    def __init__(
-        self, box: int, apix: float, oversample: int = 2, device=None, dtype=torch.float32
-    ) -> None:
+    def __init__(self, box: int, apix: float, oversample: int = 2, device=None, dtype=torch.float32) -> None:
         self.box = int(box)
         self.apix = float(apix)
         self.padded = int(oversample) * self.box
@@ -120,9 +118,7 @@ class BackprojectionAccumulator:
 
     def merged(self, other: BackprojectionAccumulator) -> BackprojectionAccumulator:
         """A new accumulator holding both sets of images."""
-        out = BackprojectionAccumulator(
-            self.box, self.apix, self.padded // self.box, self.device, self.dtype
-        )
+        out = BackprojectionAccumulator(self.box, self.apix, self.padded // self.box, self.device, self.dtype)
         out += self
         out += other
         return out
@@ -155,9 +151,7 @@ class BackprojectionAccumulator:
         r = self.shell_index().reshape(-1)
         keep = r < n
         weights = self.symmetrized()[1]
-        tot = torch.zeros(n, device=self.device, dtype=self.dtype).index_add_(
-            0, r[keep], weights.reshape(-1)[keep]
-        )
+        tot = torch.zeros(n, device=self.device, dtype=self.dtype).index_add_(0, r[keep], weights.reshape(-1)[keep])
         return tot / torch.bincount(r[keep], minlength=n).to(self.dtype).clamp_min(1)
 
     @torch.no_grad()

@@ -13,7 +13,6 @@ import torch
 
 from ..console import progress
 from ..data.dataset import ParticleDataset
-from ..data.loader import BatchedParticleLoader
 from ..errors import InputError
 from .half_maps import HalfMapResult, HalfSetReconstructor
 

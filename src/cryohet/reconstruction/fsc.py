@@ -19,16 +19,12 @@ def shell_average(values: torch.Tensor, box: int, n_shells: int | None = None) -
     n = box // 2 + 1 if n_shells is None else n_shells
     r = radial_index_3d(box, device=values.device).reshape(-1)
     keep = r < n
-    tot = torch.zeros(n, device=values.device, dtype=values.dtype).index_add_(
-        0, r[keep], values.reshape(-1)[keep]
-    )
+    tot = torch.zeros(n, device=values.device, dtype=values.dtype).index_add_(0, r[keep], values.reshape(-1)[keep])
     cnt = torch.bincount(r[keep], minlength=n).to(values.dtype)
     return tot / cnt.clamp_min(1)
 
 
-def shell_fsc(
-    vol1: torch.Tensor, vol2: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def shell_fsc(vol1: torch.Tensor, vol2: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """FSC of two ``(D, D, D)`` volumes per shell ``0 .. D//2`` -> ``(D//2 + 1,)``."""
     if mask is not None:
         vol1, vol2 = vol1 * mask, vol2 * mask
@@ -40,9 +36,7 @@ def shell_fsc(
     idx = r[keep]
 
     def acc(x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n, device=x.device, dtype=x.dtype).index_add_(
-            0, idx, x.reshape(-1)[keep]
-        )
+        return torch.zeros(n, device=x.device, dtype=x.dtype).index_add_(0, idx, x.reshape(-1)[keep])
 
     num = acc((f1 * f2.conj()).real)
     den = torch.sqrt(acc(f1.abs() ** 2) * acc(f2.abs() ** 2))

@@ -44,9 +44,7 @@ def snr_from_fsc(fsc: torch.Tensor, mean_weight: torch.Tensor, floor: float = 1e
 class HalfSetReconstructor:
     """Two :class:`BackprojectionAccumulator` s fed by a per-particle half assignment."""
 
-    def __init__(
-        self, box: int, apix: float, oversample: int = 2, device=None, dtype=torch.float32
-    ) -> None:
+    def __init__(self, box: int, apix: float, oversample: int = 2, device=None, dtype=torch.float32) -> None:
         self.halves = (
             BackprojectionAccumulator(box, apix, oversample, device, dtype),
             BackprojectionAccumulator(box, apix, oversample, device, dtype),
@@ -61,11 +59,7 @@ class HalfSetReconstructor:
         half: torch.Tensor | np.ndarray,
     ) -> None:
         """Add a batch; ``half (B,)`` is 0/1 (RELION's ``rlnRandomSubset`` minus 1)."""
-        h = (
-            torch.as_tensor(np.asarray(half) if not isinstance(half, torch.Tensor) else half)
-            .to(torch.long)
-            .cpu()
-        )
+        h = torch.as_tensor(np.asarray(half) if not isinstance(half, torch.Tensor) else half).to(torch.long).cpu()
         if set(torch.unique(h).tolist()) - {0, 1}:
             raise ValueError("half-set labels must be 0 or 1")
 
@@ -87,9 +81,7 @@ class HalfSetReconstructor:
             )
             self.halves[which].add(*batch)
 
-    def finalize(
-        self, snr: float | torch.Tensor | str | None = "fsc", fudge: float = 1.0
-    ) -> HalfMapResult:
+    def finalize(self, snr: float | torch.Tensor | str | None = "fsc", fudge: float = 1.0) -> HalfMapResult:
         """Half maps and full map; ``snr="fsc"`` derives the Wiener term from the half maps."""
         a, b = self.halves
         full_acc = a.merged(b)
@@ -105,12 +97,8 @@ class HalfSetReconstructor:
         else:
             s = torch.as_tensor(snr, dtype=a.dtype, device=a.device)
         if s is None:
-            return HalfMapResult(
-                raw1, raw2, full_acc.finalize(None), fsc, torch.full_like(fsc, float("inf"))
-            )
-        return HalfMapResult(
-            a.finalize(s), b.finalize(s), full_acc.finalize(s), fsc, s * torch.ones_like(fsc)
-        )
+            return HalfMapResult(raw1, raw2, full_acc.finalize(None), fsc, torch.full_like(fsc, float("inf")))
+        return HalfMapResult(a.finalize(s), b.finalize(s), full_acc.finalize(s), fsc, s * torch.ones_like(fsc))
 
 
 def reconstruct(

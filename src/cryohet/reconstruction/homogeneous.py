@@ -76,6 +76,8 @@ def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
         "n_particles": len(dataset),
         "box": dataset.box,
         "apix": apix,
-        "resolution_0143": f"{res:.2f} Å" if math.isfinite(res) and report.crosses(0.143) else f"<= Nyquist ({2 * apix:.2f} Å)",
+        "resolution_0143": f"{res:.2f} Å"
+        if math.isfinite(res) and report.crosses(0.143)
+        else f"<= Nyquist ({2 * apix:.2f} Å)",
         "half_map_auc": report.cryobench.auc,
     }

@@ -58,6 +58,4 @@ class GaussianMixture(Representation):
 
     def to_volume(self, box: int, apix: float, band_limit: bool = True) -> torch.Tensor:
         """Voxelisation (:func:`cryohet.imaging.gaussians.voxelize_gaussians`)."""
-        return voxelize_gaussians(
-            self.centers_A, self.amplitudes, self.sigmas_A, box, apix, band_limit=band_limit
-        )
+        return voxelize_gaussians(self.centers_A, self.amplitudes, self.sigmas_A, box, apix, band_limit=band_limit)

@@ -13,9 +13,7 @@ from .base import Representation
 __all__ = ["VoxelVolume", "resample_volume"]
 
 
-def _axis_matrix(
-    n_in: int, apix_in: float, n_out: int, apix_out: float, device, dtype
-) -> torch.Tensor:
+def _axis_matrix(n_in: int, apix_in: float, n_out: int, apix_out: float, device, dtype) -> torch.Tensor:
     """``(n_out, n_in)`` complex: evaluate a centred length-``n_in`` DFT series at new samples.
 
     Row ``j`` evaluates ``(1/n_in) sum_m F_m exp(2 pi i k_m x_j)`` at ``x_j = (j - n_out//2) apix_out``
@@ -37,9 +35,7 @@ def _axis_matrix(
     return M.to(torch.complex64 if dtype == torch.float32 else torch.complex128)
 
 
-def resample_volume(
-    volume: torch.Tensor, apix_in: float, box_out: int, apix_out: float
-) -> torch.Tensor:
+def resample_volume(volume: torch.Tensor, apix_in: float, box_out: int, apix_out: float) -> torch.Tensor:
     """Band-limited resampling of a ``(D, D, D)`` volume onto a ``box_out^3`` grid at ``apix_out``.
 
     Trigonometric (Fourier-series) interpolation, exact for any pixel-size ratio: the
@@ -72,9 +68,7 @@ class VoxelVolume(Representation):
     def __post_init__(self) -> None:
         d = self.data.shape[-1]
         if self.data.shape != (d, d, d):
-            raise ValueError(
-                f"VoxelVolume needs a cubic (D, D, D) grid, got {tuple(self.data.shape)}"
-            )
+            raise ValueError(f"VoxelVolume needs a cubic (D, D, D) grid, got {tuple(self.data.shape)}")
 
     @property
     def box(self) -> int:

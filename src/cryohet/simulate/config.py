@@ -33,8 +33,11 @@ class SimulationConfig(StrictModel):
     angle_min_deg: float = 0.0
     angle_max_deg: float = 360.0
     chunk: int = Field(256, gt=0, description="images rendered per batch")
-    device: str = Field("cpu", description="where images are rendered: cpu or cuda[:N] (the noise is always drawn "
-                        "on the CPU from the seed, so a dataset differs between devices only by float rounding)")
+    device: str = Field(
+        "cpu",
+        description="where images are rendered: cpu or cuda[:N] (the noise is always drawn "
+        "on the CPU from the seed, so a dataset differs between devices only by float rounding)",
+    )
     overwrite: bool = False
 
     @field_validator("preset")

@@ -28,8 +28,25 @@ __all__ = ["atoms_to_volume", "ELECTRONS"]
 
 #: Electrons per element (atomic number); unknown elements count as carbon.
 ELECTRONS: dict[str, float] = {
-    "H": 1, "C": 6, "N": 7, "O": 8, "F": 9, "NA": 11, "MG": 12, "P": 15, "S": 16, "CL": 17,
-    "K": 19, "CA": 20, "MN": 25, "FE": 26, "CO": 27, "NI": 28, "CU": 29, "ZN": 30, "SE": 34,
+    "H": 1,
+    "C": 6,
+    "N": 7,
+    "O": 8,
+    "F": 9,
+    "NA": 11,
+    "MG": 12,
+    "P": 15,
+    "S": 16,
+    "CL": 17,
+    "K": 19,
+    "CA": 20,
+    "MN": 25,
+    "FE": 26,
+    "CO": 27,
+    "NI": 28,
+    "CU": 29,
+    "ZN": 30,
+    "SE": 34,
 }
 
 _KERNEL_SIGMA_FINE = 1.0  # spreading kernel width, fine voxels

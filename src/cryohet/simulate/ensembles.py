@@ -111,8 +111,9 @@ def hinge_ensemble(
         xyz = model.coords_A.copy()
         xyz[moving] = _rotate_about(xyz[moving], axis_from, axis * np.deg2rad(ang))
         states.append(State(xyz, np.ones(len(model), dtype=bool), {"dihedral_deg": float(ang)}))
-    return Ensemble(model, states, np.ones(n_states), description, moving_atoms=moving,
-                    variable_names=("dihedral_deg",))
+    return Ensemble(
+        model, states, np.ones(n_states), description, moving_atoms=moving, variable_names=("dihedral_deg",)
+    )
 
 
 def _clashes(moved: np.ndarray, static_tree: cKDTree, min_dist_A: float) -> int:
@@ -165,8 +166,14 @@ def random_hinge_ensemble(
             "angle_deg": float(ang),
         }
         states.append(State(xyz, np.ones(len(model), dtype=bool), variables))
-    return Ensemble(model, states, np.ones(n_states), description, moving_atoms=moving,
-                    variable_names=("com_distance_A", "angle_deg"))
+    return Ensemble(
+        model,
+        states,
+        np.ones(n_states),
+        description,
+        moving_atoms=moving,
+        variable_names=("com_distance_A", "angle_deg"),
+    )
 
 
 def assembly_ensemble(
@@ -187,5 +194,11 @@ def assembly_ensemble(
         present = np.isin(model.chain_ids, list(chains))
         states.append(State(model.coords_A.copy(), present, {"n_chains": float(len(chains)), "state": float(i)}))
     varying = ~np.all([s.present for s in states], axis=0)
-    return Ensemble(model, states, np.asarray(populations, dtype=np.float64), description,
-                    moving_atoms=varying, variable_names=("state",))
+    return Ensemble(
+        model,
+        states,
+        np.asarray(populations, dtype=np.float64),
+        description,
+        moving_atoms=varying,
+        variable_names=("state",),
+    )

@@ -99,7 +99,9 @@ def parse_selection(model: AtomicModel, text: str) -> np.ndarray:
         chain, lo, hi = m.group(1), m.group(2), m.group(3)
         sel = model.chain_ids == chain
         if not sel.any():
-            raise InputError(f"selection '{item}': chain {chain} not in {model.source} (chains: {', '.join(model.chains)})")
+            raise InputError(
+                f"selection '{item}': chain {chain} not in {model.source} (chains: {', '.join(model.chains)})"
+            )
         if lo is not None:
             sel &= (model.residue_numbers >= int(lo)) & (model.residue_numbers <= int(hi))
         mask |= sel
@@ -147,8 +149,9 @@ def build_ensemble(
             raise InputError("a custom hinge motion needs both --moving and --axis")
         mask = parse_selection(model, moving)
         a, b = _parse_axis(model, axis)
-        return hinge_ensemble(model, mask, a, b, n_states or 20, angle_range_deg,
-                              f"{Path(model_path).name}: {moving} about {axis}")
+        return hinge_ensemble(
+            model, mask, a, b, n_states or 20, angle_range_deg, f"{Path(model_path).name}: {moving} about {axis}"
+        )
     model = load_model(model_path or bundled_model_path(info.model or ""))
     n = n_states or info.default_states
     if preset in ("igg-1d", "igg-rl"):

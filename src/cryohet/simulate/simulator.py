@@ -115,10 +115,16 @@ def write_gt_atoms(path: Path, ensemble: Ensemble, centre: np.ndarray) -> None:
 def _render_clean(vol_ft, rotations, shifts_A, ctf, box, apix) -> torch.Tensor:
     """Noise-free images (N, D, D) on the CPU, rendered on ``vol_ft``'s device."""
     dev = vol_ft.data.device
-    return render(vol_ft, torch.as_tensor(rotations, dtype=torch.float32, device=dev),
-                  torch.as_tensor(shifts_A, dtype=torch.float32, device=dev),
-                  torch.as_tensor(ctf, dtype=torch.float32, device=dev),
-                  box, apix, output="real", image_oversample=2).cpu()
+    return render(
+        vol_ft,
+        torch.as_tensor(rotations, dtype=torch.float32, device=dev),
+        torch.as_tensor(shifts_A, dtype=torch.float32, device=dev),
+        torch.as_tensor(ctf, dtype=torch.float32, device=dev),
+        box,
+        apix,
+        output="real",
+        image_oversample=2,
+    ).cpu()
 
 
 def simulate_dataset(cfg: SimulationConfig) -> Path:
@@ -129,15 +135,23 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     device = resolve_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
     apix = cfg.resolved_apix()
-    ensemble = build_ensemble(cfg.preset, cfg.n_states, rng, cfg.model, cfg.moving, cfg.axis,
-                              (cfg.angle_min_deg, cfg.angle_max_deg))
+    ensemble = build_ensemble(
+        cfg.preset, cfg.n_states, rng, cfg.model, cfg.moving, cfg.axis, (cfg.angle_min_deg, cfg.angle_max_deg)
+    )
     weights = _electrons(ensemble.model.elements)
     centre = _centre(ensemble, weights)
     _check_box(ensemble, centre, cfg, apix)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gt").mkdir(exist_ok=True)
-    log.info("%s: %d states, %d images, box %d at %.3g Å/px, SNR %g", cfg.preset, ensemble.n_states,
-             cfg.n_images, cfg.box, apix, cfg.snr)
+    log.info(
+        "%s: %d states, %d images, box %d at %.3g Å/px, SNR %g",
+        cfg.preset,
+        ensemble.n_states,
+        cfg.n_images,
+        cfg.box,
+        apix,
+        cfg.snr,
+    )
 
     maps = _ground_truth_maps(ensemble, centre, cfg, apix)
     for i, m in enumerate(maps):

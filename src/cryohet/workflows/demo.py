@@ -58,10 +58,19 @@ def _simulate(cfg: DemoConfig, data: Path) -> None:
     if (data / "meta.json").exists():
         log.info("reusing %s", data)
         return
-    simulate_dataset(SimulationConfig(
-        preset="igg-1d", out=data, n_images=cfg.n_images, n_states=cfg.n_states, box=cfg.box, apix=cfg.apix,
-        snr=cfg.snr, seed=cfg.seed, overwrite=data.exists(),
-    ))
+    simulate_dataset(
+        SimulationConfig(
+            preset="igg-1d",
+            out=data,
+            n_images=cfg.n_images,
+            n_states=cfg.n_states,
+            box=cfg.box,
+            apix=cfg.apix,
+            snr=cfg.snr,
+            seed=cfg.seed,
+            overwrite=data.exists(),
+        )
+    )
 
 
 def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
@@ -71,9 +80,15 @@ def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
     if (run / "latents.npy").exists():
         log.info("reusing %s", run)
         return
-    train_homogeneous(HomogeneousConfig(
-        data=ParticleSource(path=str(data / "particles.star")), out=str(run), device=cfg.device, seed=cfg.seed,
-    ), overwrite=run.exists())
+    train_homogeneous(
+        HomogeneousConfig(
+            data=ParticleSource(path=str(data / "particles.star")),
+            out=str(run),
+            device=cfg.device,
+            seed=cfg.seed,
+        ),
+        overwrite=run.exists(),
+    )
 
 
 def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
@@ -85,8 +100,12 @@ def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
         log.info("reusing %s", run)
         return
     spire = SpireConfig(
-        data=ParticleSource(path=str(data / "particles.star")), out=str(run), device=cfg.device, seed=cfg.seed,
-        stage_a={"epochs": cfg.epochs_a}, stage_b={"epochs": cfg.epochs_b},
+        data=ParticleSource(path=str(data / "particles.star")),
+        out=str(run),
+        device=cfg.device,
+        seed=cfg.seed,
+        stage_a={"epochs": cfg.epochs_a},
+        stage_b={"epochs": cfg.epochs_b},
         optim={"batch_size": 16},
     )
     train_spire(spire, resume=latest_checkpoint(run) is not None)
@@ -108,16 +127,19 @@ def demo_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         pc = res["per_conformation"].get("masked") or res["per_conformation"]["unmasked"]
         parts = res.get("parts") or {}
         purity = parts.get("moving_part_purity") if isinstance(parts, dict) else None
-        rows.append({
-            "method": name,
-            "auc_mean": pc["auc_mean"],
-            "auc_median": pc["auc_median"],
-            "ari": res["clustering"]["ari"],
-            "moving_part": purity.get("moving_in_main_part") if isinstance(purity, dict) else None,
-        })
+        rows.append(
+            {
+                "method": name,
+                "auc_mean": pc["auc_mean"],
+                "auc_median": pc["auc_median"],
+                "ari": res["clustering"]["ari"],
+                "moving_part": purity.get("moving_in_main_part") if isinstance(purity, dict) else None,
+            }
+        )
         ceiling = res["auc_ceiling"]
-    rows.append({"method": "ground-truth ceiling", "auc_mean": ceiling, "auc_median": ceiling, "ari": 1.0,
-                 "moving_part": None})
+    rows.append(
+        {"method": "ground-truth ceiling", "auc_mean": ceiling, "auc_median": ceiling, "ari": 1.0, "moving_part": None}
+    )
     return rows
 
 
@@ -125,10 +147,14 @@ def _print_table(rows: list[dict[str, Any]]) -> str:
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
 
-    lines = ["| method | per-state FSC AUC (mean) | (median) | latent ARI | moving Fab in one part |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {fmt(r['auc_mean'])} | {fmt(r['auc_median'])} | {fmt(r['ari'])} | "
-              f"{fmt(r['moving_part'])} |" for r in rows]
+    lines = [
+        "| method | per-state FSC AUC (mean) | (median) | latent ARI | moving Fab in one part |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {fmt(r['auc_mean'])} | {fmt(r['auc_median'])} | {fmt(r['ari'])} | {fmt(r['moving_part'])} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -143,14 +169,19 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     _simulate(cfg, data)
     _train_homogeneous(cfg, data, out / "homogeneous")
     _train_spire(cfg, data, out / "spire")
-    results = {"homogeneous (consensus)": _evaluate(out / "homogeneous", data),
-               "cryohet spire": _evaluate(out / "spire", data)}
+    results = {
+        "homogeneous (consensus)": _evaluate(out / "homogeneous", data),
+        "cryohet spire": _evaluate(out / "spire", data),
+    }
     if cfg.analyze:
         from ..analysis.analyze import analyze_run
         from ..analysis.config import AnalyzeConfig
 
-        analyze_run(AnalyzeConfig(run=out / "spire", gt=data, k=cfg.n_states, umap=False, device=cfg.device,
-                                  out=out / "spire" / "analyze"))
+        analyze_run(
+            AnalyzeConfig(
+                run=out / "spire", gt=data, k=cfg.n_states, umap=False, device=cfg.device, out=out / "spire" / "analyze"
+            )
+        )
     rows = demo_rows(results)
     table = _print_table(rows)
     (out / "demo_table.md").write_text(table + "\n")

@@ -14,12 +14,11 @@ Importing this package also registers the wrappers of external programs
 imports only the built-in method packages.
 """
 
+from .. import external as _external  # noqa: E402,F401  (registers the 'cryodrgn' wrapper)
 from .classify3d import Classify3DConfig, Classify3DModel, train_classify3d
 from .homogeneous import HomogeneousConfig, HomogeneousModel, train_homogeneous
 from .oracle import OracleConfig, OracleModel, train_oracle
 from .pca import PCAConfig, PCAModel, train_pca
-
-from .. import external as _external  # noqa: E402,F401  (registers the 'cryodrgn' wrapper)
 
 __all__ = [
     "HomogeneousConfig",

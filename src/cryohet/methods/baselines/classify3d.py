@@ -91,10 +91,18 @@ class Classify3DConfig(BaselineConfig):
     init_iterations: int = Field(8, ge=1, description="EM iterations of the initial PCA")
 
 
-def _reconstruct(data: BaselineData, cfg: Classify3DConfig, weights: np.ndarray | None = None,
-                 rows: np.ndarray | None = None):
-    return reconstruct_particles(data.dataset, rows=rows, weights=weights, batch_size=cfg.batch_size,
-                                 device=data.device, seed=cfg.seed, show_progress=False)
+def _reconstruct(
+    data: BaselineData, cfg: Classify3DConfig, weights: np.ndarray | None = None, rows: np.ndarray | None = None
+):
+    return reconstruct_particles(
+        data.dataset,
+        rows=rows,
+        weights=weights,
+        batch_size=cfg.batch_size,
+        device=data.device,
+        seed=cfg.seed,
+        show_progress=False,
+    )
 
 
 def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: ImageBand, vol: torch.Tensor) -> torch.Tensor:
@@ -108,8 +116,14 @@ def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: ImageBand, vol:
 
 
 @torch.no_grad()
-def e_step(data: BaselineData, cfg: Classify3DConfig, band: ImageBand, maps: list[torch.Tensor],
-           sigma2: torch.Tensor, log_prior: np.ndarray) -> tuple[np.ndarray, torch.Tensor, float]:
+def e_step(
+    data: BaselineData,
+    cfg: Classify3DConfig,
+    band: ImageBand,
+    maps: list[torch.Tensor],
+    sigma2: torch.Tensor,
+    log_prior: np.ndarray,
+) -> tuple[np.ndarray, torch.Tensor, float]:
     """Posteriors ``(N, K)``, the updated noise spectrum ``(n_shells,)`` and the total log-likelihood."""
     K = len(maps)
     dev = data.device
@@ -159,12 +173,23 @@ def _initial_split(data: BaselineData, cfg: Classify3DConfig, consensus, rng: np
 
     from .pca import PCAConfig, fit_pca_latents
 
-    pcfg = PCAConfig(data=cfg.data, out=cfg.out, box=cfg.box, invert=cfg.invert, device=cfg.device,
-                     batch_size=cfg.batch_size, seed=cfg.seed, components=min(K - 1, 4),
-                     iterations=cfg.init_iterations, max_resolution_A=cfg.max_resolution_A)
+    pcfg = PCAConfig(
+        data=cfg.data,
+        out=cfg.out,
+        box=cfg.box,
+        invert=cfg.invert,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        components=min(K - 1, 4),
+        iterations=cfg.init_iterations,
+        max_resolution_A=cfg.max_resolution_A,
+    )
     z = fit_pca_latents(pcfg, data, consensus)
     split = KMeans(n_clusters=K, n_init=10, random_state=cfg.seed).fit_predict(z)
-    log.info("initial split from %d PCA components: sizes %s", pcfg.components, np.bincount(split, minlength=K).tolist())
+    log.info(
+        "initial split from %d PCA components: sizes %s", pcfg.components, np.bincount(split, minlength=K).tolist()
+    )
     return split
 
 
@@ -177,10 +202,15 @@ def train_classify3d(cfg: Classify3DConfig, overwrite: bool = False) -> Path:
             raise InputError(f"{cfg.data.path}: {data.n} particles are too few for {K} classes")
         rng = np.random.default_rng(cfg.seed)
         consensus = _reconstruct(data, cfg)
-        shell = (shell_of_resolution(cfg.max_resolution_A, data.box, data.apix) if cfg.max_resolution_A
-                 else band_shell_from_fsc(consensus.fsc, data.box))
+        shell = (
+            shell_of_resolution(cfg.max_resolution_A, data.box, data.apix)
+            if cfg.max_resolution_A
+            else band_shell_from_fsc(consensus.fsc, data.box)
+        )
         band = ImageBand(data.box, data.apix, shell, data.device)
-        log.info("%d classes, %d particles, E-step to shell %d (%.1f Å)", K, data.n, shell, data.box * data.apix / shell)
+        log.info(
+            "%d classes, %d particles, E-step to shell %d (%.1f Å)", K, data.n, shell, data.box * data.apix / shell
+        )
         sigma2 = _noise_from(data, cfg, band, consensus.full)
         split = _initial_split(data, cfg, consensus, rng)
         maps = [_reconstruct(data, cfg, rows=np.flatnonzero(split == k)).full for k in range(K)]
@@ -198,21 +228,41 @@ def train_classify3d(cfg: Classify3DConfig, overwrite: bool = False) -> Path:
             log_prior = np.log(np.clip(share, 1e-8, None))
             maps = [_reconstruct(data, cfg, weights=weights[:, k]).full for k in range(K)]
             sizes = np.bincount(hard, minlength=K)
-            ctx.run.append_log({"epoch": it, "n_images": data.n, "log_likelihood": total, "changed": changed,
-                                "class_sizes": sizes.tolist(), "reseeded": reseeded})
-            log.info("iteration %d: log-likelihood %.6g, %.1f%% changed class, sizes %s",
-                     it + 1, total, 100 * changed, sizes.tolist())
+            ctx.run.append_log(
+                {
+                    "epoch": it,
+                    "n_images": data.n,
+                    "log_likelihood": total,
+                    "changed": changed,
+                    "class_sizes": sizes.tolist(),
+                    "reseeded": reseeded,
+                }
+            )
+            log.info(
+                "iteration %d: log-likelihood %.6g, %.1f%% changed class, sizes %s",
+                it + 1,
+                total,
+                100 * changed,
+                sizes.tolist(),
+            )
             if changed <= cfg.stop_changed and not reseeded:
-                log.info("converged: %.2f%% of the images changed class (stop at %.2f%%)", 100 * changed,
-                         100 * cfg.stop_changed)
+                log.info(
+                    "converged: %.2f%% of the images changed class (stop at %.2f%%)",
+                    100 * changed,
+                    100 * cfg.stop_changed,
+                )
                 break
         order = np.argsort(-post.sum(axis=0), kind="stable")
         post = post[:, order]
         stack = np.stack([maps[k].cpu().numpy() for k in order])
-        ctx.run.save_extra("classes", posteriors=post.astype(np.float32), sigma2=sigma2.cpu().numpy(),
-                           band_shell=np.array(shell))
+        ctx.run.save_extra(
+            "classes", posteriors=post.astype(np.float32), sigma2=sigma2.cpu().numpy(), band_shell=np.array(shell)
+        )
         return finish_run(
-            ctx, data, {"maps": torch.from_numpy(stack)}, post.astype(np.float32),
+            ctx,
+            data,
+            {"maps": torch.from_numpy(stack)},
+            post.astype(np.float32),
             {f"class_{k:03d}": stack[k] for k in range(K)},
             {"band_shell": shell, "class_sizes": np.bincount(post.argmax(axis=1), minlength=K).tolist()},
         )

@@ -99,7 +99,9 @@ def load_baseline_data(cfg: BaselineConfig) -> BaselineData:
     return BaselineData(cfg)
 
 
-def iter_batches(data: BaselineData, batch_size: int, device: torch.device) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+def iter_batches(
+    data: BaselineData, batch_size: int, device: torch.device
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """``(rows, batch)`` over every particle in order, tensors moved to ``device``."""
     for start in range(0, data.n, batch_size):
         rows = np.arange(start, min(data.n, start + batch_size))
@@ -118,7 +120,9 @@ class baseline_run:
 
     def __enter__(self) -> baseline_run:
         if self.run.path.exists() and any(self.run.path.iterdir()) and not self.overwrite:
-            raise RunDirError(f"{self.run.path}: run directory exists and is not empty; pass --overwrite or choose another --out")
+            raise RunDirError(
+                f"{self.run.path}: run directory exists and is not empty; pass --overwrite or choose another --out"
+            )
         self.run.create(overwrite=True)
         self.handler = attach_run_log(self.run.path)
         self.t0 = time.perf_counter()
@@ -163,7 +167,9 @@ def finish_run(
 # ----------------------------------------------------------------------------- loading
 
 
-def load_resolved(run_dir: str | Path, config_cls: type[BaselineConfig]) -> tuple[RunDir, BaselineConfig, dict[str, Any]]:
+def load_resolved(
+    run_dir: str | Path, config_cls: type[BaselineConfig]
+) -> tuple[RunDir, BaselineConfig, dict[str, Any]]:
     """RunDir, config and ``resolved`` block of a finished baseline run (one-line errors)."""
     run = RunDir(run_dir)
     run.require("config.yaml", "model.pt", "latents.npy")

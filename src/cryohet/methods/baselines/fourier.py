@@ -67,7 +67,9 @@ class ImageBand:
         c = self.box // 2
         self.kx_px = torch.arange(0, S + 1, device=device, dtype=torch.float32) / self.box
         self.ky_px = torch.arange(-S, S + 1, device=device, dtype=torch.float32) / self.box
-        ky, kx = torch.meshgrid(torch.arange(-S, S + 1, device=device), torch.arange(0, S + 1, device=device), indexing="ij")
+        ky, kx = torch.meshgrid(
+            torch.arange(-S, S + 1, device=device), torch.arange(0, S + 1, device=device), indexing="ij"
+        )
         r = torch.round(torch.sqrt((kx * kx + ky * ky).to(torch.float32))).long()
         half = (kx > 0) | ((kx == 0) & (ky > 0))  # one of each Hermitian pair
         keep = (half & (r >= 1) & (r <= S)).reshape(-1)
@@ -96,7 +98,9 @@ class ImageBand:
         F = project_fourier(vol_ft, rotations, self.kx_px, self.ky_px)
         return F.reshape(F.shape[0], -1)[:, self.sub_index]
 
-    def model(self, vol_ft: FourierVolume, batch: dict[str, torch.Tensor], filters: torch.Tensor | None = None) -> torch.Tensor:
+    def model(
+        self, vol_ft: FourierVolume, batch: dict[str, torch.Tensor], filters: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Band pixels of the model images (slice, shift, CTF): complex ``(B, P)``.
 
         Pass ``filters`` (from :meth:`filters`) when rendering several volumes for one batch.

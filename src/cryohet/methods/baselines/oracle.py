@@ -73,13 +73,23 @@ def train_oracle(cfg: OracleConfig, overwrite: bool = False) -> Path:
         for k, s in enumerate(states):
             rows = np.flatnonzero(index == k)
             if len(rows) < 2:
-                raise InputError(f"{cfg.labels}: state {int(s)} has {len(rows)} particle(s); need at least 2 to reconstruct")
-            res = reconstruct_particles(data.dataset, rows=rows, batch_size=cfg.batch_size, device=data.device,
-                                        seed=cfg.seed, show_progress=False)
+                raise InputError(
+                    f"{cfg.labels}: state {int(s)} has {len(rows)} particle(s); need at least 2 to reconstruct"
+                )
+            res = reconstruct_particles(
+                data.dataset,
+                rows=rows,
+                batch_size=cfg.batch_size,
+                device=data.device,
+                seed=cfg.seed,
+                show_progress=False,
+            )
             maps.append(res.full.cpu().numpy())
             resolutions.append(half_map_resolution_A(res.fsc.cpu().numpy(), data.box, data.apix))
             log.info("state %d: %d particles, half-map FSC 0.143 at %.2f Å", int(s), len(rows), resolutions[-1])
-            ctx.run.append_log({"epoch": k, "state": int(s), "n_images": int(len(rows)), "resolution_A": resolutions[-1]})
+            ctx.run.append_log(
+                {"epoch": k, "state": int(s), "n_images": int(len(rows)), "resolution_A": resolutions[-1]}
+            )
         latents = np.zeros((data.n, len(states)), dtype=np.float32)
         latents[np.arange(data.n), index] = 1.0
         ctx.run.save_extra("states", labels=states, counts=np.bincount(index), resolution_A=np.array(resolutions))

@@ -42,9 +42,9 @@ from pydantic import Field
 
 from ...console import get_logger, progress
 from ...errors import InputError, file_error
+from ...imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
 from ...imaging.masks import threshold_mask
 from ...imaging.projection import volume_to_fourier
-from ...imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
 from ...imaging.render import render
 from ...io.mrc import read_volume
 from ...reconstruction.backprojection import BackprojectionAccumulator
@@ -52,7 +52,16 @@ from ...reconstruction.from_particles import reconstruct_particles
 from ...reconstruction.half_maps import HalfMapResult
 from ...representations.voxel import resample_volume
 from ..base import TrainedModel, register_method
-from .common import BaselineConfig, BaselineData, baseline_run, finish_run, iter_batches, load_baseline_data, load_resolved, load_state
+from .common import (
+    BaselineConfig,
+    BaselineData,
+    baseline_run,
+    finish_run,
+    iter_batches,
+    load_baseline_data,
+    load_resolved,
+    load_state,
+)
 from .fourier import ImageBand, band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["PCAConfig", "PCAModel", "train_pca", "fit_pca_latents"]
@@ -69,8 +78,12 @@ class PCAConfig(BaselineConfig):
     max_resolution_A: float | None = Field(
         None, gt=0, description="low-pass limit (Å); default: consensus FSC 0.143 + 2 shells"
     )
-    mask: Path | None = Field(None, description="real-space mask (.mrc) at the working box; default: from the consensus")
-    mask_threshold: float = Field(0.05, gt=0, lt=1, description="consensus mask: threshold as a fraction of the maximum")
+    mask: Path | None = Field(
+        None, description="real-space mask (.mrc) at the working box; default: from the consensus"
+    )
+    mask_threshold: float = Field(
+        0.05, gt=0, lt=1, description="consensus mask: threshold as a fraction of the maximum"
+    )
 
 
 def _lowpass(vol: torch.Tensor, shell: int) -> torch.Tensor:
@@ -108,12 +121,16 @@ class _PCAEM:
     def __init__(self, cfg: PCAConfig, data: BaselineData, consensus: HalfMapResult | None = None) -> None:
         self.cfg, self.data = cfg, data
         dev = data.device
-        cons = consensus or reconstruct_particles(data.dataset, batch_size=cfg.batch_size, device=dev, seed=cfg.seed,
-                                                  show_progress=False)
+        cons = consensus or reconstruct_particles(
+            data.dataset, batch_size=cfg.batch_size, device=dev, seed=cfg.seed, show_progress=False
+        )
         self.mean = cons.full.to(dev)
         self.snr = cons.snr.to(dev)
-        self.shell = (shell_of_resolution(cfg.max_resolution_A, data.box, data.apix) if cfg.max_resolution_A
-                      else band_shell_from_fsc(cons.fsc, data.box))
+        self.shell = (
+            shell_of_resolution(cfg.max_resolution_A, data.box, data.apix)
+            if cfg.max_resolution_A
+            else band_shell_from_fsc(cons.fsc, data.box)
+        )
         self.band = ImageBand(data.box, data.apix, self.shell, dev)
         self.mask = _mask(cfg, self.mean, data.box).to(dev)
         self.mean_ft = volume_to_fourier(self.mean)
@@ -156,8 +173,9 @@ class _PCAEM:
             noise += band.shell_sums(fit.abs() ** 2)
             if update:
                 S += (Sigma + z[:, :, None] * z[:, None, :]).sum(dim=0)
-                resid = batch["image"] - render(self.mean_ft, batch["rotation"], batch["shift_A"], batch["ctf"],
-                                                d.box, d.apix, output="real")
+                resid = batch["image"] - render(
+                    self.mean_ft, batch["rotation"], batch["shift_A"], batch["ctf"], d.box, d.apix, output="real"
+                )
                 zf = z.to(resid.dtype)
                 for j in range(k):
                     accs[j].add(resid * zf[:, j, None, None], batch["rotation"], batch["shift_A"], batch["ctf"])
@@ -194,24 +212,44 @@ def train_pca(cfg: PCAConfig, overwrite: bool = False) -> Path:
     with baseline_run(cfg, overwrite) as ctx:
         data = load_baseline_data(cfg)
         em = _PCAEM(cfg, data)
-        log.info("%d components, %d particles, band to shell %d (%.1f Å)", cfg.components, data.n, em.shell,
-                 data.box * data.apix / em.shell)
+        log.info(
+            "%d components, %d particles, band to shell %d (%.1f Å)",
+            cfg.components,
+            data.n,
+            em.shell,
+            data.box * data.apix / em.shell,
+        )
         em.initial_noise()
         for it in progress(range(cfg.iterations), description="pca", unit="iter"):
             _, msr = em.pass_(update=True)
             norms = [float(v.norm()) for v in em.V]
             ctx.run.append_log({"epoch": it, "n_images": data.n, "mean_sq_residual": msr, "component_norms": norms})
-            log.info("iteration %d: mean squared residual %.6g, component norms %s", it + 1, msr,
-                     ", ".join(f"{x:.4g}" for x in norms))
+            log.info(
+                "iteration %d: mean squared residual %.6g, component norms %s",
+                it + 1,
+                msr,
+                ", ".join(f"{x:.4g}" for x in norms),
+            )
         z, _ = em.pass_(update=False)
         comps = em.V.cpu()
         norms = comps.reshape(cfg.components, -1).norm(dim=1)
-        ctx.run.save_extra("pca", component_norms=norms.numpy(), latent_std=z.std(axis=0),
-                           band_shell=np.array(em.shell), mask=em.mask.cpu().numpy())
+        ctx.run.save_extra(
+            "pca",
+            component_norms=norms.numpy(),
+            latent_std=z.std(axis=0),
+            band_shell=np.array(em.shell),
+            mask=em.mask.cpu().numpy(),
+        )
         maps: dict[str, Any] = {"mean": em.mean.cpu().numpy(), "mask": em.mask.cpu().numpy()}
         maps.update({f"component_{j:03d}": comps[j].numpy() for j in range(cfg.components)})
-        return finish_run(ctx, data, {"mean": em.mean.cpu(), "components": comps}, z, maps,
-                          {"band_shell": em.shell, "component_norms": norms.tolist()})
+        return finish_run(
+            ctx,
+            data,
+            {"mean": em.mean.cpu(), "components": comps},
+            z,
+            maps,
+            {"band_shell": em.shell, "component_norms": norms.tolist()},
+        )
 
 
 @register_method
@@ -230,7 +268,9 @@ class PCAModel(TrainedModel):
     def load(cls, run_dir: str | Path, device: str = "cpu") -> PCAModel:
         run, _, resolved = load_resolved(run_dir, PCAConfig)
         state = load_state(run, ("mean", "components"))
-        return cls(run, state["mean"].numpy(), state["components"].numpy(), int(resolved["box"]), float(resolved["apix"]))
+        return cls(
+            run, state["mean"].numpy(), state["components"].numpy(), int(resolved["box"]), float(resolved["apix"])
+        )
 
     def volume(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> np.ndarray:
         zz = np.asarray(z, dtype=np.float32).reshape(-1)

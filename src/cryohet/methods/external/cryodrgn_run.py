@@ -37,8 +37,8 @@ from pydantic import Field
 
 from ...config import StrictModel, load_config, save_config
 from ...errors import InputError, RunDirError, file_error
-from ...io.mrc import read_volume
 from ...io.cryodrgn import poses_from_cryodrgn, read_poses_pkl
+from ...io.mrc import read_volume
 from ...io.particles import ParticleSource
 from ...io.safe_pickle import load_pickle
 from ...representations.voxel import resample_volume
@@ -53,8 +53,14 @@ class CryoDRGNRunConfig(StrictModel):
 
     method: Literal["cryodrgn"] = "cryodrgn"
     method_version: int = 1
-    cryodrgn_dir: Path = Field(..., description="cryoDRGN train_vae output folder (config.yaml, weights.N.pkl, z.N.pkl)")
-    epoch: int | None = Field(None, ge=0, description="N of weights.N.pkl/z.N.pkl (cryoDRGN 4 counts epochs from 1); None: the final weights.pkl/z.pkl")
+    cryodrgn_dir: Path = Field(
+        ..., description="cryoDRGN train_vae output folder (config.yaml, weights.N.pkl, z.N.pkl)"
+    )
+    epoch: int | None = Field(
+        None,
+        ge=0,
+        description="N of weights.N.pkl/z.N.pkl (cryoDRGN 4 counts epochs from 1); None: the final weights.pkl/z.pkl",
+    )
     cryodrgn_bin: Path = Field(..., description="the cryodrgn executable of its environment")
     box: int = Field(..., gt=1, description="training box D (eval_vol writes D^3 maps)")
     apix: float = Field(..., gt=0, description="pixel size (Å) at the training box")
@@ -75,7 +81,11 @@ class CryoDRGNRunConfig(StrictModel):
 
 def last_epoch(cryodrgn_dir: str | Path) -> int | None:
     """Highest N of ``weights.N.pkl`` in a cryoDRGN output folder (None when there is none)."""
-    found = [int(m.group(1)) for f in Path(cryodrgn_dir).glob("weights.*.pkl") if (m := re.fullmatch(r"weights\.(\d+)\.pkl", f.name))]
+    found = [
+        int(m.group(1))
+        for f in Path(cryodrgn_dir).glob("weights.*.pkl")
+        if (m := re.fullmatch(r"weights\.(\d+)\.pkl", f.name))
+    ]
     return max(found) if found else None
 
 
@@ -152,16 +162,35 @@ class CryoDRGNRunModel(TrainedModel):
             zfile = Path(tmp) / "z.txt"
             np.savetxt(zfile, z, fmt="%.8g")
             outdir = Path(tmp) / "vols"
-            cmd = [str(self.cfg.cryodrgn_bin), "eval_vol", str(weights), "-c", str(dconf), "--zfile", str(zfile),
-                   "-o", str(outdir), "--Apix", f"{self.apix:.6g}", "--prefix", "vol_", "--vol-start-index", "0"]
+            cmd = [
+                str(self.cfg.cryodrgn_bin),
+                "eval_vol",
+                str(weights),
+                "-c",
+                str(dconf),
+                "--zfile",
+                str(zfile),
+                "-o",
+                str(outdir),
+                "--Apix",
+                f"{self.apix:.6g}",
+                "--prefix",
+                "vol_",
+                "--vol-start-index",
+                "0",
+            ]
             cmd += ["--flip"] * self.cfg.flip + ["--invert"] * self.cfg.invert
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.cfg.timeout_s)
             except (OSError, subprocess.TimeoutExpired) as err:
-                raise RunDirError(f"{self.cfg.cryodrgn_bin}: eval_vol failed to run ({type(err).__name__}: {err})") from None
+                raise RunDirError(
+                    f"{self.cfg.cryodrgn_bin}: eval_vol failed to run ({type(err).__name__}: {err})"
+                ) from None
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()
-                raise RunDirError(f"{self.cfg.cryodrgn_bin} eval_vol exited {proc.returncode}: {tail[-1] if tail else ''}")
+                raise RunDirError(
+                    f"{self.cfg.cryodrgn_bin} eval_vol exited {proc.returncode}: {tail[-1] if tail else ''}"
+                )
             return [read_volume(outdir / f"vol_{i:03d}.mrc")[0] for i in range(len(z))]
 
     def _resample(self, vol: np.ndarray, box: int | None, apix: float | None) -> np.ndarray:

@@ -24,7 +24,10 @@ class OptimConfig(StrictModel):
     lr_gaussians: float = Field(3e-3, gt=0, description="centres (px units), log-amplitudes, log-widths")
     lr_networks: float = Field(1e-3, gt=0, description="MLPs and per-Gaussian features")
     lr_latents: float = Field(
-        0.3, gt=0, description="per-image z (row-wise Adam; each z gets one step per epoch, and an Adam step moves it by about lr, so 0.1 needed ~30 epochs to spread the latents; 0.3 separated two states in 10 epochs)"
+        0.3,
+        gt=0,
+        description="per-image z (row-wise Adam; each z gets one step per epoch, and an Adam step moves it by "
+        "about lr, so 0.1 needed ~30 epochs to spread the latents; 0.3 separated two states in 10 epochs)",
     )
     batch_size: int = Field(32, gt=0)
 
@@ -52,7 +55,8 @@ class StageBConfig(StrictModel):
     hidden: int = Field(128, gt=0)
     layers: int = Field(3, gt=0)
     epochs: int = Field(
-        30, ge=0,
+        30,
+        ge=0,
         description="assembly set (4 000 images, D=64; stage A 15): 10 epochs gave AUC 0.457, "
         "30 gave 0.461, 45 gave 0.451 (measured; 30 kept)",
     )
@@ -83,10 +87,14 @@ class SpireConfig(StrictModel):
     zdim: int = Field(4, gt=0)
     parts: int | None = Field(None, gt=0, description="number of parts; automatic when omitted")
     max_part_radius_A: float | None = Field(
-        None, gt=0, description="automatic parts: split a motion group spatially while its radius of gyration exceeds this (default 0.45 x particle Rg)"
+        None,
+        gt=0,
+        description="automatic parts: split a motion group spatially while its radius of gyration exceeds "
+        "this (default 0.45 x particle Rg)",
     )
     latent_search: int = Field(
-        16, ge=0,
+        16,
+        ge=0,
         description=(
             "discrete latent search (ours; paper silent): at the end of stage A and at the start of the "
             "last quarter of stage B, every image is scored at this many k-means centres of the latents "
@@ -94,14 +102,17 @@ class SpireConfig(StrictModel):
         ),
     )
     search_every: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description=(
             "stage B: also search at the start of every this many stage-B epochs before the last-quarter "
             "search (hard-EM rounds between decoder updates; ours); 0: only the last-quarter search"
         ),
     )
     search_band: float = Field(
-        1.0, gt=0, le=1,
+        1.0,
+        gt=0,
+        le=1,
         description=(
             "latent search scores candidates on the frequencies below this fraction of Nyquist "
             "(ours: at 0.5 a Bayes classifier with the true maps keeps 95.3 % of its 96.9 % accuracy on "
@@ -109,7 +120,8 @@ class SpireConfig(StrictModel):
         ),
     )
     init_regions: int = Field(
-        16, ge=0,
+        16,
+        ge=0,
         description=(
             "latent initialisation (ours; paper silent): each image's starting z is the first zdim principal "
             "components of its fitted occupancy of this many spatial regions of the seeded mixture "
@@ -119,7 +131,8 @@ class SpireConfig(StrictModel):
     lambda_z: float = Field(0.1, ge=0)
     lambda_f: float = Field(0.01, ge=0)
     lambda_occ: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description=(
             "stage B binary-occupancy prior κ (ours; paper silent): κ Σ_i E_i g_i (1 - g_i) per image, E_i "
             "the data-term energy of Gaussian i; rounds a gate to 0 where at most κ/2 of the images at that "

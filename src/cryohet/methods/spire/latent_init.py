@@ -119,9 +119,19 @@ def regional_latents(
 ) -> np.ndarray:
     """Initial latents ``(N, zdim)`` from regional occupancy coefficients (module docstring)."""
     regions = spatial_regions(centres_px.detach().cpu().numpy(), amplitudes.detach().cpu().numpy(), n_regions, seed)
-    coeffs = regional_coefficients(centres_px.detach().to(device), amplitudes.detach().to(device),
-                                   sigmas_px.detach().to(device), regions, loader, grid, device)
+    coeffs = regional_coefficients(
+        centres_px.detach().to(device),
+        amplitudes.detach().to(device),
+        sigmas_px.detach().to(device),
+        regions,
+        loader,
+        grid,
+        device,
+    )
     z = latents_from_coefficients(coeffs, zdim)
-    log.info("latent init: %d regions; coefficient spread (median per-region std) %.3f", int(regions.max()) + 1,
-             float(np.median(coeffs.std(axis=0))))
+    log.info(
+        "latent init: %d regions; coefficient spread (median per-region std) %.3f",
+        int(regions.max()) + 1,
+        float(np.median(coeffs.std(axis=0))),
+    )
     return z

@@ -140,6 +140,11 @@ def search_latents(
         total += len(fb.index)
     model.train(was_training)
     stats = {"moved": moved / max(total, 1), "gain": gain / max(total, 1), "candidates": int(len(cands))}
-    log.info("%s: %d candidates, %.1f%% of images moved, mean score gain %.3g", label, stats["candidates"],
-             100 * stats["moved"], stats["gain"])
+    log.info(
+        "%s: %d candidates, %.1f%% of images moved, mean score gain %.3g",
+        label,
+        stats["candidates"],
+        100 * stats["moved"],
+        stats["gain"],
+    )
     return stats

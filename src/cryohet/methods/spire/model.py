@@ -79,11 +79,15 @@ class SpireModel(TrainedModel):
         c, a, s = self.mixture(z)
         part = self.model.anchor_of
         return {
-            f"part_{k:02d}": self._voxelize(c[part == k], a[part == k], s[part == k], box or self.box, apix or self.apix)
+            f"part_{k:02d}": self._voxelize(
+                c[part == k], a[part == k], s[part == k], box or self.box, apix or self.apix
+            )
             for k in range(self.model.n_parts)
         }
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update({"gaussians": self.model.n_gaussians, "parts": self.model.n_parts, "decoder": self.cfg.stage_b.decoder})
+        d.update(
+            {"gaussians": self.model.n_gaussians, "parts": self.model.n_parts, "decoder": self.cfg.stage_b.decoder}
+        )
         return d

@@ -25,8 +25,15 @@ from ...imaging.fft import fft2_centered, frequencies_1d
 from ...imaging.gaussians import gaussian_projection_ft
 from .stage_a import MixtureBatch
 
-__all__ = ["HalfPlaneGrid", "FourierBatch", "prepare_batch", "restrict_batch", "data_term", "occupancy_energy_weights",
-           "occupancy_prior"]
+__all__ = [
+    "HalfPlaneGrid",
+    "FourierBatch",
+    "prepare_batch",
+    "restrict_batch",
+    "data_term",
+    "occupancy_energy_weights",
+    "occupancy_prior",
+]
 
 
 @dataclass
@@ -136,8 +143,15 @@ def render_half(mix: MixtureBatch, fb: FourierBatch, grid: HalfPlaneGrid) -> tor
     apix = grid.apix
     sig = mix.sigmas_px.float() * apix
     return gaussian_projection_ft(
-        mix.centres_px.float() * apix, mix.amplitudes.float(), sig, fb.rotations, grid.kx_A, grid.ky_A, apix,
-        shifts_A=fb.shifts_A, ctf=fb.ctf,
+        mix.centres_px.float() * apix,
+        mix.amplitudes.float(),
+        sig,
+        fb.rotations,
+        grid.kx_A,
+        grid.ky_A,
+        apix,
+        shifts_A=fb.shifts_A,
+        ctf=fb.ctf,
     )
 
 

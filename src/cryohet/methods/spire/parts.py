@@ -21,8 +21,9 @@ three main principal components (coherent motions; stage A's per-Gaussian jitter
 spread over all dimensions), and K grows while one more k-means++ group removes at least
 25 % of the remaining inertia; one group when the RMS motion descriptor is below 0.5 px
 (no heterogeneity found). Measured on igg-1d (4 000 images, 20 states): 3 groups, with
-87 % of the moving Fab's Gaussians in one part that holds 18 % of the rest. (A rigid re-assignment of groups by Kabsch residuals was tried
-and dropped: stage-A jitter dominates those residuals and it halved the Fab's purity.)
+87 % of the moving Fab's Gaussians in one part that holds 18 % of the rest. (A rigid
+re-assignment of groups by Kabsch residuals was tried and dropped: stage-A jitter dominates
+those residuals and it halved the Fab's purity.)
 
 **Round 2 (positions).** The least-moving group (smallest mean RMS excursion of its
 Gaussians plus L × the spread of their occupancy, i.e. where stage A saw no motion; all
@@ -123,9 +124,13 @@ def _choose_groups(desc: np.ndarray, k_max: int, seed: int, modes: int = 3) -> t
         if np.sqrt(prev_inertia / len(desc) / per_latent) < 0.5:
             break  # the groups explain the coherent motion to within half a pixel
     explained = 100 * (1 - prev_inertia / total)
-    return k, prev_labels, (
-        f"{k} motion groups (k-means++ on the {n_modes} main motion modes until a group removes < 25% "
-        f"of the inertia; {explained:.0f}% explained)"
+    return (
+        k,
+        prev_labels,
+        (
+            f"{k} motion groups (k-means++ on the {n_modes} main motion modes until a group removes < 25% "
+            f"of the inertia; {explained:.0f}% explained)"
+        ),
     )
 
 
@@ -243,7 +248,9 @@ def discover_parts(
 def _adjust_count(labels: np.ndarray, points: np.ndarray, n_parts: int, seed: int) -> np.ndarray:
     labels = labels.copy()
     while labels.max() + 1 < n_parts:  # split the part with the largest radius of gyration
-        rgs = [radius_of_gyration(points[labels == k]) if (labels == k).sum() > 1 else -1 for k in range(labels.max() + 1)]
+        rgs = [
+            radius_of_gyration(points[labels == k]) if (labels == k).sum() > 1 else -1 for k in range(labels.max() + 1)
+        ]
         worst = int(np.argmax(rgs))
         idx = np.nonzero(labels == worst)[0]
         if len(idx) < 2:

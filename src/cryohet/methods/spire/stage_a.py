@@ -58,8 +58,8 @@ class StageAModel(nn.Module):
         self.register_buffer("sigmas_px", sigmas_px.clone().float())
         self.positional_encoding = positional_encoding
         self.feature_dim, self.seed = feature_dim, seed
-        self.features = None if positional_encoding else nn.Parameter(
-            torch.randn(len(centres_px), feature_dim, generator=gen)
+        self.features = (
+            None if positional_encoding else nn.Parameter(torch.randn(len(centres_px), feature_dim, generator=gen))
         )
         self.offset = ConditionedMLP(zdim, feature_dim, hidden, 1, 3)
         self.occupancy = ConditionedMLP(zdim, feature_dim, hidden, 1, 1)

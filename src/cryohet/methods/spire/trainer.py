@@ -8,7 +8,6 @@ one would. Every epoch writes a weights-only checkpoint (:mod:`cryohet.training`
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +22,9 @@ from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...errors import InputError
 from ...io.mrc import read_volume, write_volume
-from ...training.checkpoint import save_checkpoint
+from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from ...training.loop import run_epochs
 from ...training.rundir import RunDir
-from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
@@ -90,7 +88,11 @@ class SpireTrainer:
         self.n = len(self.dataset)
         self.grid = HalfPlaneGrid.build(self.box, self.apix, device=self.device)
         self.loader = BatchedParticleLoader(
-            self.dataset, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+            self.dataset,
+            cfg.optim.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+            num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
         )
         self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device)
@@ -115,7 +117,9 @@ class SpireTrainer:
                     f"(resample the map or pass --box {vol.shape[0]})"
                 )
             if info.apix > 0 and abs(info.apix - self.apix) > 0.01 * self.apix:
-                log.warning("%s: pixel size %.4g Å differs from the data's %.4g Å", self.cfg.init_map, info.apix, self.apix)
+                log.warning(
+                    "%s: pixel size %.4g Å differs from the data's %.4g Å", self.cfg.init_map, info.apix, self.apix
+                )
         else:
             log.info("consensus map: backprojecting %d particles", self.n)
             vol = reconstruct_particles(self.dataset, device=self.device).full.cpu().numpy()
@@ -134,8 +138,14 @@ class SpireTrainer:
         sa = self.cfg.stage_a
         with _seeded(self.cfg.seed):
             self.model_a = StageAModel(
-                torch.as_tensor(seed.centres_px), torch.as_tensor(seed.amplitudes), torch.as_tensor(seed.sigmas_px),
-                self.cfg.zdim, sa.feature_dim, sa.hidden, self.box, positional_encoding=sa.positional_encoding,
+                torch.as_tensor(seed.centres_px),
+                torch.as_tensor(seed.amplitudes),
+                torch.as_tensor(seed.sigmas_px),
+                self.cfg.zdim,
+                sa.feature_dim,
+                sa.hidden,
+                self.box,
+                positional_encoding=sa.positional_encoding,
                 seed=self.cfg.seed,
             ).to(self.device)
         self.opt = torch.optim.Adam(_param_groups(self.model_a, self.cfg))
@@ -148,15 +158,23 @@ class SpireTrainer:
         self.model_a.eval()
         z_all = self.latents.z
         n_probe = min(64, self.n)
-        probe = z_all[torch.randperm(self.n, generator=torch.Generator().manual_seed(cfg.seed))[:n_probe].to(z_all.device)]
+        probe = z_all[
+            torch.randperm(self.n, generator=torch.Generator().manual_seed(cfg.seed))[:n_probe].to(z_all.device)
+        ]
         offsets, occ = self.model_a.responses(probe.float())
         base = self.model_a.centres_px.detach()
         positions = (base[None] + offsets).cpu().numpy()
         feats = None if self.model_a.positional_encoding else self.model_a.features.detach().cpu().numpy()
         max_r = None if cfg.max_part_radius_A is None else cfg.max_part_radius_A / self.apix
         self.parts = discover_parts(
-            positions, occ.cpu().numpy(), base.cpu().numpy(), torch.exp(self.model_a.log_amplitudes).detach().cpu().numpy(),
-            features=feats, n_parts=cfg.parts, max_radius_px=max_r, seed=cfg.seed,
+            positions,
+            occ.cpu().numpy(),
+            base.cpu().numpy(),
+            torch.exp(self.model_a.log_amplitudes).detach().cpu().numpy(),
+            features=feats,
+            n_parts=cfg.parts,
+            max_radius_px=max_r,
+            seed=cfg.seed,
         )
         log.info("parts: %d (%s)", self.parts.n_parts, self.parts.criterion)
         z_ref = medoid_latent(z_all)
@@ -165,12 +183,30 @@ class SpireTrainer:
         present = (occ.max(dim=0).values > 0.1).float().cpu()
         with _seeded(cfg.seed + 1):
             self.model_b = build_stage_b(
-                self.model_a.cpu(), self.parts, z_ref.cpu(), n_b, self.box, self.apix, np.random.default_rng(cfg.seed + 1),
-                present, cfg.zdim, sb.hidden, sb.layers, decoder=sb.decoder, rank=sb.rank, anchor_motion=sb.anchor_motion,
-                local_flex=sb.local_flex, learn_widths=sb.learn_widths,
+                self.model_a.cpu(),
+                self.parts,
+                z_ref.cpu(),
+                n_b,
+                self.box,
+                self.apix,
+                np.random.default_rng(cfg.seed + 1),
+                present,
+                cfg.zdim,
+                sb.hidden,
+                sb.layers,
+                decoder=sb.decoder,
+                rank=sb.rank,
+                anchor_motion=sb.anchor_motion,
+                local_flex=sb.local_flex,
+                learn_widths=sb.learn_widths,
             )
         fit = warm_start_motion(self.model_b, self.model_a, self.parts, z_all.cpu(), z_ref.cpu(), seed=cfg.seed)
-        log.info("stage B: %d Gaussians in %d parts; motion warm start fit %.4g", self.model_b.n_gaussians, self.parts.n_parts, fit)
+        log.info(
+            "stage B: %d Gaussians in %d parts; motion warm start fit %.4g",
+            self.model_b.n_gaussians,
+            self.parts.n_parts,
+            fit,
+        )
         self.model_a.to(self.device)
         self.model_b.to(self.device)
         self.opt = torch.optim.Adam(_param_groups(self.model_b, cfg))
@@ -179,19 +215,48 @@ class SpireTrainer:
     def _init_latents(self) -> None:
         """Regional-occupancy latents (see :mod:`.latent_init`); runs at the start of epoch 0."""
         m = self.model_a
-        loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
-                                       num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+        loader = BatchedParticleLoader(
+            self.dataset,
+            self.cfg.optim.batch_size,
+            shuffle=False,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         amps = torch.exp(m.log_amplitudes.detach()) * torch.sigmoid(torch.tensor(OCCUPANCY_BIAS))
-        z = regional_latents(m.centres_px.detach(), amps, m.sigmas_px, loader, self.grid, self.device,
-                             self.cfg.zdim, self.cfg.init_regions, seed=self.cfg.seed)
+        z = regional_latents(
+            m.centres_px.detach(),
+            amps,
+            m.sigmas_px,
+            loader,
+            self.grid,
+            self.device,
+            self.cfg.zdim,
+            self.cfg.init_regions,
+            seed=self.cfg.seed,
+        )
         self.latents.assign(torch.arange(self.n, device=self.device), torch.as_tensor(z, device=self.device))
 
     def _search(self, model: torch.nn.Module, label: str) -> None:
         """Discrete latent search over all images (see :mod:`.latent_search`)."""
-        loader = BatchedParticleLoader(self.dataset, self.cfg.optim.batch_size, shuffle=False,
-                                       num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
-        search_latents(model, self.latents, loader, self.grid, self.device, self.cfg.latent_search,
-                       self.cfg.lambda_z, seed=self.cfg.seed, label=label, band=self.cfg.search_band)
+        loader = BatchedParticleLoader(
+            self.dataset,
+            self.cfg.optim.batch_size,
+            shuffle=False,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        search_latents(
+            model,
+            self.latents,
+            loader,
+            self.grid,
+            self.device,
+            self.cfg.latent_search,
+            self.cfg.lambda_z,
+            seed=self.cfg.seed,
+            label=label,
+            band=self.cfg.search_band,
+        )
 
     # -- training ----------------------------------------------------------------------
     def _active(self) -> torch.nn.Module:
@@ -211,7 +276,9 @@ class SpireTrainer:
         self.loader.set_epoch(epoch)
         tot_data = tot_z = 0.0
         count = 0
-        for batch in progress(self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"):
+        for batch in progress(
+            self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"
+        ):
             data, zpen = self.train_step(prepare_batch(batch, self.grid, self.device))
             tot_data += float(data.sum())
             tot_z += float(zpen.sum())
@@ -253,8 +320,11 @@ class SpireTrainer:
         }
         if self.model_b is not None:
             state["model_b"] = self.model_b.state_dict()
-            state["parts"] = {"labels": torch.as_tensor(self.parts.labels), "anchors": torch.as_tensor(self.parts.anchors),
-                              "groups": torch.as_tensor(self.parts.motion_groups)}
+            state["parts"] = {
+                "labels": torch.as_tensor(self.parts.labels),
+                "anchors": torch.as_tensor(self.parts.anchors),
+                "groups": torch.as_tensor(self.parts.motion_groups),
+            }
         return state
 
     def set_state(self, state: dict) -> None:
@@ -263,7 +333,9 @@ class SpireTrainer:
         if state["stage"] == "B":
             sd = state["model_b"]
             self.parts = PartAssignment(
-                state["parts"]["labels"].numpy(), state["parts"]["anchors"].numpy(), state["parts"]["groups"].numpy(),
+                state["parts"]["labels"].numpy(),
+                state["parts"]["anchors"].numpy(),
+                state["parts"]["groups"].numpy(),
                 "restored from checkpoint",
             )
             self.model_b = StageBModel.from_state_dict(sd, self.cfg).to(self.device)
@@ -283,10 +355,23 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
         resolved = cfg.model_copy(deep=True)
         resolved.box = trainer.box
         resolved.stage_a.gaussians, resolved.stage_b.gaussians = n_a, n_b
-        save_config(run.config, resolved, extra={"resolved": {
-            "apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}})
-        run_epochs(run, cfg.total_epochs, trainer.train_epoch, trainer.get_state, trainer.set_state,
-                   resume=resume, device=trainer.device, label="spire")
+        save_config(
+            run.config,
+            resolved,
+            extra={
+                "resolved": {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}
+            },
+        )
+        run_epochs(
+            run,
+            cfg.total_epochs,
+            trainer.train_epoch,
+            trainer.get_state,
+            trainer.set_state,
+            resume=resume,
+            device=trainer.device,
+            label="spire",
+        )
         if trainer.model_b is None:  # stage B had no epochs: still build it for the outputs
             trainer._begin_stage_b()
         write_outputs(trainer)
