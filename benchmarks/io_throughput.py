@@ -101,7 +101,7 @@ def _loader_pass(ds: ParticleDataset, batch: int, **kw) -> int:
     loader = BatchedParticleLoader(ds, batch_size=batch, **kw)
     total = 0
     for b in loader:
-        total += b["image"].numel() * 4
+        total += b.images.numel() * 4
     return total
 
 
@@ -151,7 +151,7 @@ def main() -> None:
             )
         k = min(args.single, n)
         pick = np.random.default_rng(2).choice(n, size=k, replace=False)
-        run(f"one image at a time ({k:,} random)", "warm", lambda: sum(ds[int(i)]["image"].numel() * 4 for i in pick))
+        run(f"one image at a time ({k:,} random)", "warm", lambda: sum(ds[int(i)].images.numel() * 4 for i in pick))
         run(f"loader sequential, pages kept (batch {b})", "warm", lambda: _loader_pass(ds_keep, b))
         # 2 DataLoader worker processes (fork): each opens its own maps
         run(f"loader 'random', 2 workers (batch {b})", "warm", lambda: _loader_pass(ds, b, shuffle=True, num_workers=2))

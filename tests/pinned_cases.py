@@ -100,7 +100,7 @@ def case_batches(tmp: Path) -> dict[str, np.ndarray]:
     rb = raw.get_batch(rows)
     band = ImageBand(raw.box, apix, 9)
     vft = volume_to_fourier(torch.as_tensor(vol))
-    resid = band.observed(rb["image"]) - band.model(vft, rb)
+    resid = band.observed(rb.images) - band.model(vft, rb)
     band_power = band.shell_sums(resid.abs() ** 2)
     return {"batch_spire_data": spire_data.numpy(), "batch_band_power": band_power.numpy()}
 

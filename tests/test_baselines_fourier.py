@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryohet.data.batch import ParticleBatch
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.fft import fft2_centered
 from cryohet.imaging.projection import volume_to_fourier
@@ -23,7 +24,9 @@ def test_band_model_equals_render(shell):
     shifts = torch.randn(n, 2, generator=g) * 4.0
     ctf = torch.tensor([[15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]]).repeat(n, 1)
     ctf[:, 0] += torch.arange(n) * 1000.0
-    batch = {"rotation": rot, "shift_A": shifts, "ctf": ctf}
+    batch = ParticleBatch(
+        index=torch.arange(n), images=torch.zeros(n, box, box), ctf_params=ctf, rotations=rot, shifts_A=shifts
+    )
     band = ImageBand(box, apix, shell)
     ref = render(vft, rot, shifts, ctf, box, apix, output="fourier").reshape(n, -1)[:, band.index]
     got = band.model(vft, batch)

@@ -45,20 +45,20 @@ def test_lazy_reads_equal_direct_reads(particle_set):
     ds = ParticleDataset(meta)
     rows = np.random.default_rng(0).permutation(len(ds))[:17]
     batch = ds.get_batch(rows)
-    np.testing.assert_array_equal(batch["image"].numpy(), direct[rows])
-    np.testing.assert_array_equal(batch["index"].numpy(), rows)
+    np.testing.assert_array_equal(batch.images.numpy(), direct[rows])
+    np.testing.assert_array_equal(batch.index.numpy(), rows)
     item = ds[13]
-    np.testing.assert_array_equal(item["image"].numpy(), direct[13])
-    assert set(item) == {"index", "image", "ctf", "rotation", "shift_A"}
-    assert item["image"].shape == (16, 16) and item["image"].dtype == torch.float32
-    assert item["ctf"].shape == (9,) and item["ctf"].dtype == torch.float32
-    np.testing.assert_allclose(item["ctf"].numpy(), meta.ctf.as_array()[13].astype(np.float32))
-    assert item["rotation"].shape == (3, 3) and item["shift_A"].shape == (2,)
-    np.testing.assert_allclose(item["rotation"].numpy(), meta.rotations[13], atol=1e-6)
-    np.testing.assert_allclose(item["shift_A"].numpy(), meta.shifts_A[13], atol=1e-5)
+    np.testing.assert_array_equal(item.images[0].numpy(), direct[13])
+    assert len(item) == 1 and item.has_poses and item.ctf_params is not None
+    assert item.images[0].shape == (16, 16) and item.images[0].dtype == torch.float32
+    assert item.ctf_params[0].shape == (9,) and item.ctf_params[0].dtype == torch.float32
+    np.testing.assert_allclose(item.ctf_params[0].numpy(), meta.ctf.as_array()[13].astype(np.float32))
+    assert item.rotations[0].shape == (3, 3) and item.shifts_A[0].shape == (2,)
+    np.testing.assert_allclose(item.rotations[0].numpy(), meta.rotations[13], atol=1e-6)
+    np.testing.assert_allclose(item.shifts_A[0].numpy(), meta.shifts_A[13], atol=1e-5)
     # duplicates and reading twice (pages were released after the first read)
-    np.testing.assert_array_equal(ds.get_batch([5, 5, 0])["image"].numpy(), direct[[5, 5, 0]])
-    np.testing.assert_array_equal(ds.get_batch(rows)["image"].numpy(), direct[rows])
+    np.testing.assert_array_equal(ds.get_batch([5, 5, 0]).images.numpy(), direct[[5, 5, 0]])
+    np.testing.assert_array_equal(ds.get_batch(rows).images.numpy(), direct[rows])
 
 
 def test_fixture_stack_reads(shared_fixtures):
@@ -68,18 +68,18 @@ def test_fixture_stack_reads(shared_fixtures):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no map ID, zero machine stamp
         ref = np.array(mrcfile.open(shared_fixtures / "relion31.mrcs", permissive=True).data)
-    np.testing.assert_array_equal(ds.get_batch([4, 0, 2])["image"].numpy(), ref[[4, 0, 2]])
+    np.testing.assert_array_equal(ds.get_batch([4, 0, 2]).images.numpy(), ref[[4, 0, 2]])
 
 
 def test_downsampling_is_fourier_crop(particle_set):
     meta, direct = particle_set
     for new in (8, 7):
         ds = ParticleDataset(meta, box=new)
-        imgs = ds.get_batch(np.arange(len(ds)))["image"].numpy()
+        imgs = ds.get_batch(np.arange(len(ds))).images.numpy()
         assert imgs.shape == (len(ds), new, new)
         np.testing.assert_allclose(imgs, _numpy_fourier_crop(direct.astype(np.float64), new), atol=1e-5)
         np.testing.assert_allclose(ds.apix, meta.apix * 16 / new)
-        np.testing.assert_allclose(ds[3]["shift_A"].numpy(), meta.shifts_A[3], atol=1e-5)  # Å unchanged
+        np.testing.assert_allclose(ds[3].shifts_A[0].numpy(), meta.shifts_A[3], atol=1e-5)  # Å unchanged
     with pytest.raises(InputError, match="cannot downsample"):
         ParticleDataset(meta, box=32)
 
@@ -89,11 +89,11 @@ def test_subsets_keep_original_indices(particle_set):
     ds = ParticleDataset(meta, indices=[30, 2, 11, 7])
     assert len(ds) == 4
     assert ds.meta.original_index.tolist() == [30, 2, 11, 7]
-    np.testing.assert_array_equal(ds[0]["image"].numpy(), direct[30])
+    np.testing.assert_array_equal(ds[0].images[0].numpy(), direct[30])
     sub = ds.subset([3, 1])
     assert sub.meta.original_index.tolist() == [7, 2]
-    np.testing.assert_array_equal(sub.get_batch([0, 1])["image"].numpy(), direct[[7, 2]])
-    assert sub[0]["index"].item() == 0  # index is the row in *this* dataset
+    np.testing.assert_array_equal(sub.get_batch([0, 1]).images.numpy(), direct[[7, 2]])
+    assert sub[0].index[0].item() == 0  # index is the row in *this* dataset
 
 
 def test_normalize_and_invert(particle_set):
@@ -101,7 +101,7 @@ def test_normalize_and_invert(particle_set):
     ds = ParticleDataset(meta, normalize=True, invert=True, std_sample=1000)
     centred = direct - direct.mean(axis=(1, 2), keepdims=True)
     assert ds.std == pytest.approx(float(centred.std()), rel=1e-4)  # sample covers all 40
-    img = ds.get_batch(np.arange(5))["image"].numpy()
+    img = ds.get_batch(np.arange(5)).images.numpy()
     np.testing.assert_allclose(img, -centred[:5] / ds.std, atol=1e-5)
     small = ParticleDataset(meta, normalize=True, std_sample=10, seed=1)
     again = ParticleDataset(meta, normalize=True, std_sample=10, seed=1)
@@ -134,13 +134,14 @@ def test_dataset_pickles_without_the_memmap(particle_set):
     blob = pickle.dumps(ds)
     assert len(blob) < direct.nbytes  # the stacks themselves are not pickled
     clone = pickle.loads(blob)
-    np.testing.assert_array_equal(clone.get_batch([1, 39])["image"].numpy(), direct[[1, 39]])
+    np.testing.assert_array_equal(clone.get_batch([1, 39]).images.numpy(), direct[[1, 39]])
 
 
 def test_no_ctf_no_poses(tmp_path):
     write_stack(tmp_path / "s.mrcs", np.ones((3, 8, 8), np.float32), 2.0)
     ds = ParticleDataset(load_particles(tmp_path / "s.mrcs", apix=2.0))
-    assert set(ds[0]) == {"index", "image"}
+    item = ds[0]
+    assert item.ctf_params is None and item.rotations is None and item.shifts_A is None
     assert not ds.has_ctf and not ds.has_poses
 
 

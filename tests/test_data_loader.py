@@ -8,6 +8,7 @@ import pytest
 import starfile
 
 from cryohet.data import BatchedParticleLoader, ParticleDataset, SortedBatchSampler, downsample_particles
+from cryohet.data.batch import ParticleBatch
 from cryohet.data.synthetic import write_synthetic_particles
 from cryohet.errors import InputError
 from cryohet.io.particles import load_particles
@@ -25,12 +26,12 @@ def particle_set(tmp_path_factory):
 def _collect(loader):
     rows, imgs = [], []
     for batch in loader:
-        assert set(batch) == {"index", "image", "ctf", "rotation", "shift_A"}
-        b = len(batch["index"])
-        assert batch["image"].shape == (b, 12, 12) and batch["ctf"].shape == (b, 9)
-        assert batch["rotation"].shape == (b, 3, 3) and batch["shift_A"].shape == (b, 2)
-        rows.append(batch["index"].numpy())
-        imgs.append(batch["image"].numpy())
+        assert isinstance(batch, ParticleBatch)
+        b = len(batch.index)
+        assert batch.images.shape == (b, 12, 12) and batch.ctf_params.shape == (b, 9)
+        assert batch.rotations.shape == (b, 3, 3) and batch.shifts_A.shape == (b, 2)
+        rows.append(batch.index.numpy())
+        imgs.append(batch.images.numpy())
     return np.concatenate(rows), np.concatenate(imgs)
 
 
@@ -85,8 +86,8 @@ def test_worker_processes_read_the_same(particle_set):
 def _collect_box(loader):
     rows, imgs = [], []
     for batch in loader:
-        rows.append(batch["index"].numpy())
-        imgs.append(batch["image"].numpy())
+        rows.append(batch.index.numpy())
+        imgs.append(batch.images.numpy())
     return np.concatenate(rows), np.concatenate(imgs)
 
 
@@ -97,7 +98,7 @@ def test_downsample_particles_streams_and_keeps_metadata(particle_set, tmp_path)
         data = np.array(m.data)
         assert m.voxel_size.x == pytest.approx(4.0)
         assert m.header.dmax == pytest.approx(data.max())
-    ref = ParticleDataset(meta, box=6).get_batch(np.arange(53))["image"].numpy()
+    ref = ParticleDataset(meta, box=6).get_batch(np.arange(53)).images.numpy()
     np.testing.assert_allclose(data, ref, atol=1e-6)
     back = load_particles(star)
     np.testing.assert_allclose(back.apix, 4.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cryohet.data.batch import ParticleBatch
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.fft import frequencies_1d, ifft2_centered
 from cryohet.imaging.gaussians import gaussian_projection_ft
@@ -40,12 +41,12 @@ def test_regional_coefficients_read_presence_and_latents_separate_states():
     g = torch.Generator().manual_seed(3)
     images = images + 0.05 * images.std() * torch.randn(images.shape, generator=g)
     batches = [
-        {
-            "index": torch.arange(i, i + 8),
-            "image": images[i : i + 8],
-            "rotation": rot[i : i + 8],
-            "shift_A": torch.zeros(8, 2),
-        }
+        ParticleBatch(
+            index=torch.arange(i, i + 8),
+            images=images[i : i + 8],
+            rotations=rot[i : i + 8],
+            shifts_A=torch.zeros(8, 2),
+        )
         for i in range(0, n, 8)
     ]
     grid = HalfPlaneGrid.build(d, apix)

@@ -3,6 +3,7 @@ train/validation splits and streaming downsampling."""
 
 from __future__ import annotations
 
+from .batch import ParticleBatch
 from .dataset import ParticleDataset
 from .downsample import downsample_particles, downsampled_paths
 from .loader import BatchedParticleLoader, SortedBatchSampler
@@ -11,6 +12,7 @@ from .split import train_val_split
 
 __all__ = [
     "BatchedParticleLoader",
+    "ParticleBatch",
     "ParticleDataset",
     "SortedBatchSampler",
     "StackReader",

@@ -1,15 +1,11 @@
 """Particle images as a torch ``Dataset``: lazy, memory-mapped, optionally downsampled
 and normalised, with CTF and poses alongside.
 
-Each item (and each batch from :meth:`ParticleDataset.get_batch`, with a leading batch
-axis) is a dict of tensors:
-
-* ``index``: int64, the row in *this* dataset (``dataset.meta.original_index[index]``
-  is the row of the original file);
-* ``image``: float32 ``(D, D)``, ``(y, x)``, at the dataset's box ``D``;
-* ``ctf``: float32 ``(9,)`` in :meth:`CTFParams.field_names` order (absent without CTF);
-* ``rotation``: float32 ``(3, 3)`` RELION ``A`` and ``shift_A``: float32 ``(2,)`` RELION
-  origin in Å (absent without poses).
+Batches (:meth:`ParticleDataset.get_batch`) and items (a batch of one) are
+:class:`~cryohet.data.batch.ParticleBatch` objects: ``index`` (rows of *this* dataset),
+``images`` ``(B, D, D)`` at the dataset's box, ``ctf_params`` ``(B, 9)``, ``rotations``
+``(B, 3, 3)`` RELION ``A`` and ``shifts_A`` ``(B, 2)`` RELION origins in Å (None where the
+data has no CTF or no poses).
 
 Downsampling is Fourier cropping (:func:`cryohet.imaging.fft.fourier_downsample_images`):
 the pixel size becomes ``apix * D0 / D`` (``dataset.apix``, per particle); shifts in Å
@@ -26,6 +22,7 @@ from torch.utils.data import Dataset
 from ..errors import file_error
 from ..imaging.fft import fourier_downsample_images
 from ..io.metadata import ParticleMetadata
+from .batch import ParticleBatch
 from .reader import StackReader
 
 __all__ = ["ParticleDataset"]
@@ -167,26 +164,26 @@ class ParticleDataset(Dataset):
             t = (t - t.mean(dim=(-2, -1), keepdim=True)) / self.std
         return t.contiguous()
 
-    def get_batch(self, rows: np.ndarray | list[int]) -> dict[str, torch.Tensor]:
-        """A batch dict (see module docstring) for ``rows``, in that order."""
+    def get_batch(self, rows: np.ndarray | list[int]) -> ParticleBatch:
+        """The particles ``rows``, in that order (see the module docstring)."""
         r = np.asarray(rows, dtype=np.int64).reshape(-1)
-        out = {"index": torch.from_numpy(r.copy()), "image": self.process(self.read_raw(r))}
         rt = torch.from_numpy(r)
-        if self._ctf is not None:
-            out["ctf"] = self._ctf[rt]
-        if self._rot is not None:
-            out["rotation"] = self._rot[rt]
-            out["shift_A"] = self._shift[rt]
-        return out
+        return ParticleBatch(
+            index=torch.from_numpy(r.copy()),
+            images=self.process(self.read_raw(r)),
+            ctf_params=None if self._ctf is None else self._ctf[rt],
+            rotations=None if self._rot is None else self._rot[rt],
+            shifts_A=None if self._rot is None else self._shift[rt],
+        )
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> ParticleBatch:
+        """Particle ``i`` as a batch of one."""
         i = int(i)
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} particles")
-        batch = self.get_batch([i])
-        return {k: v[0] for k, v in batch.items()}
+        return self.get_batch([i])
 
     # ------------------------------------------------------------------ statistics
     def estimate_std(self, n_sample: int = 1000, seed: int = 0) -> float:

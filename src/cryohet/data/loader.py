@@ -3,7 +3,7 @@
 Reading one image at a time from a memory-mapped stack costs one Python call, one
 page-fault burst and one tensor per image; reading a batch costs one slice (or one
 sorted fancy index) per stack. :class:`SortedBatchSampler` yields whole batches of row
-indices; :class:`BatchedParticleLoader` turns them into batch dicts, optionally in
+indices; :class:`BatchedParticleLoader` turns them into :class:`ParticleBatch` objects, optionally in
 DataLoader worker processes.
 
 Shuffling modes:
@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .batch import ParticleBatch
 from .dataset import ParticleDataset
 
 __all__ = ["SortedBatchSampler", "BatchedParticleLoader"]
@@ -104,7 +104,7 @@ class _BatchView(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, rows: list[int]) -> ParticleBatch:
         return self.dataset.get_batch(rows)
 
 
@@ -164,5 +164,5 @@ class BatchedParticleLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[ParticleBatch]:
         return iter(self._loader)

@@ -69,7 +69,7 @@ def reconstruct_particles(
     for start in it:
         pick = order[start : start + batch_size]
         batch = dataset.get_batch(use[pick])
-        images, ctf = batch["image"], batch.get("ctf")
+        images, ctf = batch.images, batch.ctf_params
         if w_all is not None:
             if ctf is None:
                 raise InputError(f"{dataset.meta.source}: weighted reconstruction needs CTF parameters")
@@ -79,5 +79,5 @@ def reconstruct_particles(
             images = images * sq[:, None, None]
             ctf = ctf.clone()
             ctf[:, 8] = ctf[:, 8] * sq
-        rec.add(images, batch["rotation"], batch["shift_A"], ctf, halves[use[pick]])
+        rec.add(images, batch.rotations, batch.shifts_A, ctf, halves[use[pick]])
     return rec.finalize("fsc")

@@ -110,7 +110,7 @@ def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: ImageBand, vol:
     vft = volume_to_fourier(vol.to(data.device))
     acc = torch.zeros(band.n_shells, dtype=torch.float64, device=data.device)
     for _, batch in iter_batches(data, cfg.batch_size, data.device):
-        r = band.observed(batch["image"]) - band.model(vft, batch)
+        r = band.observed(batch.images) - band.model(vft, batch)
         acc += band.shell_sums(r.abs() ** 2)
     return acc / (data.n * band.counts.to(acc.device).clamp_min(1))
 
@@ -134,7 +134,7 @@ def e_step(
     total = 0.0
     lp = torch.as_tensor(log_prior, device=dev, dtype=torch.float64)
     for rows, batch in iter_batches(data, cfg.batch_size, dev):
-        Y = band.observed(batch["image"])
+        Y = band.observed(batch.images)
         filt = band.filters(batch)
         power = torch.stack([(Y - band.model(v, batch, filt)).abs() ** 2 for v in vfts], dim=1)  # (B, K, P)
         ll = -(power * inv).sum(dim=-1).to(torch.float64) + lp  # (B, K)

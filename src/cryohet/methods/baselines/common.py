@@ -30,6 +30,7 @@ from pydantic import Field
 
 from ...config import StrictModel, load_config, save_config
 from ...console import attach_run_log, detach_handler, get_logger
+from ...data.batch import ParticleBatch
 from ...data.dataset import ParticleDataset
 from ...device import resolve_device
 from ...errors import InputError, RunDirError
@@ -101,12 +102,12 @@ def load_baseline_data(cfg: BaselineConfig) -> BaselineData:
 
 def iter_batches(
     data: BaselineData, batch_size: int, device: torch.device
-) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+) -> Iterator[tuple[np.ndarray, ParticleBatch]]:
     """``(rows, batch)`` over every particle in order, tensors moved to ``device``."""
     for start in range(0, data.n, batch_size):
         rows = np.arange(start, min(data.n, start + batch_size))
         batch = data.dataset.get_batch(rows)
-        yield rows, {k: v.to(device) for k, v in batch.items()}
+        yield rows, batch.to(device)
 
 
 class baseline_run:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...data.batch import ParticleBatch
 from ...imaging.ctf import compute_ctf_grid, ctf_params_tensor
 from ...imaging.fft import fft2_centered
 from ...imaging.projection import FourierVolume, project_fourier
@@ -86,11 +87,11 @@ class ImageBand:
         """Band pixels of the images' centred DFTs: complex ``(B, P)``."""
         return fft2_centered(images).reshape(images.shape[0], -1)[:, self.index]
 
-    def filters(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def filters(self, batch: ParticleBatch) -> torch.Tensor:
         """``CTF * exp(2 pi i k.origin)`` at the band pixels of each image: complex ``(B, P)``."""
-        params = ctf_params_tensor(batch["ctf"], batch["ctf"].device)
+        params = ctf_params_tensor(batch.ctf_params, batch.ctf_params.device)
         kx_A, ky_A = self.kx_px / self.apix, self.ky_px / self.apix
-        f = compute_ctf_grid(kx_A, ky_A, params) * phase_ramp(kx_A, ky_A, batch["shift_A"])
+        f = compute_ctf_grid(kx_A, ky_A, params) * phase_ramp(kx_A, ky_A, batch.shifts_A)
         return f.reshape(f.shape[0], -1)[:, self.sub_index]
 
     def slices(self, vol_ft: FourierVolume, rotations: torch.Tensor) -> torch.Tensor:
@@ -98,15 +99,13 @@ class ImageBand:
         F = project_fourier(vol_ft, rotations, self.kx_px, self.ky_px)
         return F.reshape(F.shape[0], -1)[:, self.sub_index]
 
-    def model(
-        self, vol_ft: FourierVolume, batch: dict[str, torch.Tensor], filters: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def model(self, vol_ft: FourierVolume, batch: ParticleBatch, filters: torch.Tensor | None = None) -> torch.Tensor:
         """Band pixels of the model images (slice, shift, CTF): complex ``(B, P)``.
 
         Pass ``filters`` (from :meth:`filters`) when rendering several volumes for one batch.
         """
         filt = self.filters(batch) if filters is None else filters
-        return self.slices(vol_ft, batch["rotation"]) * filt
+        return self.slices(vol_ft, batch.rotations) * filt
 
     def shell_sums(self, power: torch.Tensor) -> torch.Tensor:
         """Sum of ``power (B, P)`` (or ``(P,)``) over images and the pixels of each shell -> ``(n_shells,)`` float64."""

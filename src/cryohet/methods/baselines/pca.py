@@ -161,7 +161,7 @@ class _PCAEM:
         z_all = np.zeros((d.n, k), dtype=np.float32)
         for rows, batch in iter_batches(d, cfg.batch_size, d.device):
             filt = band.filters(batch)
-            R = band.observed(batch["image"]) - band.model(self.mean_ft, batch, filt)  # (B, P)
+            R = band.observed(batch.images) - band.model(self.mean_ft, batch, filt)  # (B, P)
             Bm = torch.stack([band.model(v, batch, filt) for v in vfts], dim=1)  # (B, k, P)
             Bw = Bm * inv
             M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
@@ -173,12 +173,12 @@ class _PCAEM:
             noise += band.shell_sums(fit.abs() ** 2)
             if update:
                 S += (Sigma + z[:, :, None] * z[:, None, :]).sum(dim=0)
-                resid = batch["image"] - render(
-                    self.mean_ft, batch["rotation"], batch["shift_A"], batch["ctf"], d.box, d.apix, output="real"
+                resid = batch.images - render(
+                    self.mean_ft, batch.rotations, batch.shifts_A, batch.ctf_params, d.box, d.apix, output="real"
                 )
                 zf = z.to(resid.dtype)
                 for j in range(k):
-                    accs[j].add(resid * zf[:, j, None, None], batch["rotation"], batch["shift_A"], batch["ctf"])
+                    accs[j].add(resid * zf[:, j, None, None], batch.rotations, batch.shifts_A, batch.ctf_params)
         msr = float(noise.sum() / (d.n * band.n_pixels))
         if update:
             self.sigma2 = noise / (d.n * band.counts.to(noise.device).clamp_min(1))
@@ -194,7 +194,7 @@ class _PCAEM:
         d, band = self.data, self.band
         noise = torch.zeros(band.n_shells, dtype=torch.float64, device=d.device)
         for _, batch in iter_batches(d, self.cfg.batch_size, d.device):
-            noise += band.shell_sums((band.observed(batch["image"]) - band.model(self.mean_ft, batch)).abs() ** 2)
+            noise += band.shell_sums((band.observed(batch.images) - band.model(self.mean_ft, batch)).abs() ** 2)
         self.sigma2 = noise / (d.n * band.counts.to(noise.device).clamp_min(1))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...data.batch import ParticleBatch
 from ...imaging.ctf import compute_ctf_grid
 from ...imaging.fft import fft2_centered, frequencies_1d
 from ...imaging.gaussians import gaussian_projection_ft
@@ -106,18 +107,18 @@ class FourierBatch:
     shifts_A: torch.Tensor  # (B, 2)
 
 
-def prepare_batch(batch: dict[str, torch.Tensor], grid: HalfPlaneGrid, device) -> FourierBatch:
+def prepare_batch(batch: ParticleBatch, grid: HalfPlaneGrid, device) -> FourierBatch:
     """Move a loader batch to ``device`` and transform its images."""
-    images = batch["image"].to(device, non_blocking=True)
+    batch = batch.to(device, non_blocking=True)
     ctf = None
-    if "ctf" in batch:
-        ctf = compute_ctf_grid(grid.kx_A, grid.ky_A, batch["ctf"].to(device))
+    if batch.ctf_params is not None:
+        ctf = compute_ctf_grid(grid.kx_A, grid.ky_A, batch.ctf_params)
     return FourierBatch(
-        index=batch["index"].to(device),
-        image_ft=grid.half(fft2_centered(images)),
+        index=batch.index,
+        image_ft=grid.half(fft2_centered(batch.images)),
         ctf=ctf,
-        rotations=batch["rotation"].to(device),
-        shifts_A=batch["shift_A"].to(device),
+        rotations=batch.rotations,
+        shifts_A=batch.shifts_A,
     )
 
 
