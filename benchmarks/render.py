@@ -33,9 +33,9 @@ import torch
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.gaussians import voxelize_gaussians
 from cryohet.imaging.projection import volume_to_fourier
-from cryohet.imaging.render import render
 from cryohet.reconstruction import BackprojectionAccumulator
 from cryohet.representations import GaussianMixture
+from cryohet.representations.render import render
 
 
 def _flops_slice(d: int, ctf: bool) -> float:
@@ -95,7 +95,7 @@ def run(device: torch.device, sizes: list[int], batch: int, n_gaussians: list[in
     for d in sizes:
         rot, shifts, ctf = _inputs(batch, d, apix, device)
         small = _mixture(512, d, apix, device)
-        vft = volume_to_fourier(voxelize_gaussians(small.centers_A, small.amplitudes, small.sigmas_A, d, apix))
+        vft = volume_to_fourier(voxelize_gaussians(small.centres_A, small.amplitudes, small.sigmas_A, d, apix))
         for use_ctf in (False, True):
             p = ctf if use_ctf else None
             with torch.no_grad():

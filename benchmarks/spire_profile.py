@@ -44,11 +44,11 @@ def _trainer(args, batch_size: int):
 
 def _stepper(tr):
     """The trainer's own step on a few pre-loaded batches (the step, not the reader, is timed)."""
-    from cryohet.methods.spire.objective import prepare_batch
+    from cryohet.representations.render import prepare_batch
 
     batches = []
     for i, b in enumerate(tr.loader):
-        batches.append(prepare_batch(b, tr.grid, tr.device))
+        batches.append(prepare_batch(b, tr.band, tr.device))
         if i == 3:
             break
 

@@ -39,7 +39,7 @@ torch.set_num_threads({threads})
 from cryohet.io.particles import ParticleSource
 from cryohet.methods.spire.config import SpireConfig
 from cryohet.methods.spire.trainer import SpireTrainer
-from cryohet.methods.spire.objective import prepare_batch
+from cryohet.representations.render import prepare_batch
 from cryohet.training.loop import peak_rss_mb, gpu_peak_mb
 cfg = SpireConfig(data=ParticleSource(path="{star}"), out="{out}", init_map="{init_map}", device="{device}",
                   stage_a={{"epochs": 0, "gaussians": {ga}}},
@@ -51,7 +51,7 @@ if "{stage}" == "B":
 model = tr._active()
 it = iter(tr.loader)
 def step():
-    data, _ = tr.train_step(prepare_batch(next(it), tr.grid, tr.device))
+    data, _ = tr.train_step(prepare_batch(next(it), tr.band, tr.device))
     return len(data)
 step(); step()  # warm-up
 if tr.device.type == "cuda": torch.cuda.synchronize()

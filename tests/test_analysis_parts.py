@@ -57,6 +57,7 @@ def spire_run(tmp_path_factory):
         zdim=ZDIM,
         hidden=16,
         layers=2,
+        apix=APIX,
         decoder="factorized",
         rank=4,
     )

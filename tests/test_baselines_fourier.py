@@ -1,4 +1,4 @@
-"""The band-limited image model of the EM baselines equals the shared forward model."""
+"""The EM baselines' band: each independent pixel once, and the model equals the shared forward model."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from cryohet.data.batch import ParticleBatch
 from cryohet.geometry.rotations import random_rotations
-from cryohet.imaging.fft import fft2_centered
+from cryohet.imaging.bands import FourierBand
 from cryohet.imaging.projection import volume_to_fourier
-from cryohet.imaging.render import render
-from cryohet.methods.baselines.fourier import ImageBand, band_shell_from_fsc, shell_of_resolution
+from cryohet.methods.baselines.fourier import band_shell_from_fsc, shell_of_resolution
+from cryohet.representations.render import model_images, render
 
 
 @pytest.mark.parametrize("shell", [3, 7])
@@ -24,23 +23,26 @@ def test_band_model_equals_render(shell):
     shifts = torch.randn(n, 2, generator=g) * 4.0
     ctf = torch.tensor([[15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]]).repeat(n, 1)
     ctf[:, 0] += torch.arange(n) * 1000.0
-    batch = ParticleBatch(
-        index=torch.arange(n), images=torch.zeros(n, box, box), ctf_params=ctf, rotations=rot, shifts_A=shifts
-    )
-    band = ImageBand(box, apix, shell)
-    ref = render(vft, rot, shifts, ctf, box, apix, output="fourier").reshape(n, -1)[:, band.index]
-    got = band.model(vft, batch)
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
-    # one pixel of each Hermitian pair, every pixel 1 <= |k| <= shell, none twice
+    band = FourierBand.up_to_shell(box, apix, shell)
     c = box // 2
-    ky, kx = band.index // box - c, band.index % box - c
-    assert len(set(band.index.tolist())) == band.n_pixels
-    assert not set(zip(kx.tolist(), ky.tolist())) & set(zip((-kx).tolist(), (-ky).tolist()))
+    rows, cols = band.ky_idx + c, band.kx_idx + c
+    full = render(vft, rot, shifts, ctf, box, apix, output="fourier")
+    ref = full[:, rows][:, :, cols]
+    got = model_images(vft, rot, band, band.filters(ctf, shifts))
+    w = band.weights > 0
+    torch.testing.assert_close(got[:, w], ref[:, w], rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    # one pixel of each Hermitian pair, every pixel 1 <= |k| <= shell, none twice
+    ky, kx = torch.meshgrid(band.ky_idx, band.kx_idx, indexing="ij")
+    pix = set(zip(kx[w].tolist(), ky[w].tolist()))
+    assert not pix & {(-x, -y) for x, y in pix}
     expected = sum(1 for x in range(-c, c) for y in range(-c, c) if 1 <= round((x * x + y * y) ** 0.5) <= shell)
-    assert 2 * band.n_pixels == expected
+    assert 2 * len(pix) == expected == 2 * int(band.weights.sum())
     # observed() reads the same pixels of the image transforms
     img = render(vft, rot, shifts, ctf, box, apix)
-    torch.testing.assert_close(band.observed(img), fft2_centered(img).reshape(n, -1)[:, band.index])
+    torch.testing.assert_close(
+        band.observed(img),
+        torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(img, dim=(-2, -1))), dim=(-2, -1))[:, rows][:, :, cols],
+    )
 
 
 def test_band_limits():

@@ -9,9 +9,9 @@ from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.ctf import compute_ctf_grid
 from cryohet.imaging.fft import fft2_centered, frequencies_1d, ifft2_centered
 from cryohet.imaging.projection import project, volume_to_fourier
-from cryohet.imaging.render import render
 from cryohet.imaging.shifts import shift_images
 from cryohet.representations import GaussianMixture, VoxelVolume
+from cryohet.representations.render import render
 
 BOX, APIX = 32, 2.0
 
@@ -81,11 +81,11 @@ def test_prepared_fourier_volume_and_resampled_voxels():
 
 def test_render_is_differentiable():
     gmm = _gmm(3)
-    gmm = GaussianMixture(gmm.centers_A.requires_grad_(True), gmm.amplitudes.requires_grad_(True), gmm.sigmas_A)
+    gmm = GaussianMixture(gmm.centres_A.requires_grad_(True), gmm.amplitudes.requires_grad_(True), gmm.sigmas_A)
     rot, shifts, ctf = _poses(2, seed=3)
     shifts.requires_grad_(True)
     render(gmm, rot, shifts, ctf, BOX, APIX).pow(2).sum().backward()
-    assert gmm.centers_A.grad.abs().sum() > 0 and gmm.amplitudes.grad.abs().sum() > 0 and shifts.grad.abs().sum() > 0
+    assert gmm.centres_A.grad.abs().sum() > 0 and gmm.amplitudes.grad.abs().sum() > 0 and shifts.grad.abs().sum() > 0
     vol = gmm.to_volume(BOX, APIX).detach().requires_grad_(True)
     render(VoxelVolume(vol, APIX), rot, shifts.detach(), ctf, BOX, APIX).pow(2).sum().backward()
     assert torch.isfinite(vol.grad).all() and vol.grad.abs().sum() > 0

@@ -10,7 +10,6 @@ import torch
 
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.noise import add_white_noise
-from cryohet.imaging.render import render
 from cryohet.reconstruction import (
     BackprojectionAccumulator,
     HalfSetReconstructor,
@@ -19,6 +18,7 @@ from cryohet.reconstruction import (
     snr_from_fsc,
 )
 from cryohet.representations import GaussianMixture
+from cryohet.representations.render import render
 
 
 def _cc(a: torch.Tensor, b: torch.Tensor) -> float:

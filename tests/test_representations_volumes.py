@@ -51,7 +51,7 @@ def test_resampling_matches_the_analytic_density():
 def test_gaussian_mixture_validation_and_subset():
     gmm = _gmm(5)
     assert len(gmm) == 5 and gmm.to_volume(16, 2.0).shape == (16, 16, 16)
-    scalar = GaussianMixture(gmm.centers_A, gmm.amplitudes, torch.tensor(2.0, dtype=torch.float64), torch.arange(5))
+    scalar = GaussianMixture(gmm.centres_A, gmm.amplitudes, torch.tensor(2.0, dtype=torch.float64), torch.arange(5))
     assert scalar.sigmas_A.shape == (5,)
     part = scalar.subset(scalar.labels < 2)
     assert len(part) == 2 and torch.equal(part.labels, torch.tensor([0, 1]))
@@ -63,5 +63,5 @@ def test_gaussian_mixture_validation_and_subset():
         VoxelVolume(torch.zeros(4, 4, 5), 1.0)
     # The real-space splat option agrees with the band-limited voxelisation (which is
     # periodic: keep the Gaussians away from the box faces).
-    inner = GaussianMixture(gmm.centers_A * 0.5, gmm.amplitudes, gmm.sigmas_A)
+    inner = GaussianMixture(gmm.centres_A * 0.5, gmm.amplitudes, gmm.sigmas_A)
     assert torch.allclose(inner.to_volume(24, 1.5, band_limit=False), inner.to_volume(24, 1.5), atol=1e-3)

@@ -7,60 +7,14 @@ import pytest
 import torch
 
 from cryohet.geometry.rotations import axis_angle_to_matrix, random_rotations
-from cryohet.imaging.fft import fft2_centered, frequencies_1d
-from cryohet.imaging.gaussians import gaussian_projection_ft
 from cryohet.methods.spire.latents import LatentTable
-from cryohet.methods.spire.objective import FourierBatch, HalfPlaneGrid, data_term, render_half
+from cryohet.methods.spire.objective import data_band, data_likelihood
 from cryohet.methods.spire.parts import discover_parts
 from cryohet.methods.spire.seeding import seed_from_map
-from cryohet.methods.spire.stage_a import MixtureBatch, StageAModel
+from cryohet.methods.spire.stage_a import StageAModel
 from cryohet.methods.spire.stage_b import StageBModel
 from cryohet.methods.spire.transition import kabsch
-
-
-def _band_limited_image(d: int, rng: np.random.Generator) -> torch.Tensor:
-    """A real image whose spectrum lies inside the Nyquist disc, without DC."""
-    img = torch.as_tensor(rng.standard_normal((d, d)), dtype=torch.float64)
-    F = fft2_centered(img)
-    c = torch.arange(d, dtype=torch.float64) - d // 2
-    r = torch.sqrt(c[None, :] ** 2 + c[:, None] ** 2)
-    F = F * (r < d / 2 - 1)
-    F[d // 2, d // 2] = 0
-    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(F))).real
-
-
-def test_data_term_is_real_space_sum_of_squares(rng):
-    d = 32
-    img = _band_limited_image(d, rng)
-    grid = HalfPlaneGrid.build(d, 2.0)
-    grid.weights = grid.weights.double()
-    fb = FourierBatch(
-        index=torch.zeros(1, dtype=torch.long),
-        image_ft=grid.half(fft2_centered(img[None])),
-        ctf=None,
-        rotations=torch.eye(3, dtype=torch.float64)[None],
-        shifts_A=torch.zeros(1, 2, dtype=torch.float64),
-    )
-    empty = MixtureBatch(torch.zeros(1, 1, 3), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1))
-    loss = data_term(empty, fb, grid)
-    assert float(loss) == pytest.approx(float((img**2).sum()), rel=1e-6)
-
-
-def test_render_half_matches_full_plane_projection():
-    d, apix = 32, 3.0
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(1, 20, 3, generator=g) * 4  # px
-    amps = torch.rand(1, 20, generator=g) + 0.5
-    sig = torch.full((20,), 1.2)
-    rot = torch.as_tensor(random_rotations(3, 0), dtype=torch.float32)
-    shifts = torch.randn(3, 2, generator=g) * 2
-    grid = HalfPlaneGrid.build(d, apix)
-    fb = FourierBatch(torch.arange(3), torch.zeros(3, d, d // 2, dtype=torch.complex64), None, rot, shifts)
-    mix = MixtureBatch(centres.expand(3, -1, -1), amps.expand(3, -1), sig, torch.ones(3, 20))
-    half = render_half(mix, fb, grid)
-    k = frequencies_1d(d, apix)
-    full = gaussian_projection_ft(centres * apix, amps, sig * apix, rot, k, k, apix, shifts_A=shifts)
-    assert torch.allclose(half, grid.half(full), rtol=1e-4, atol=1e-4 * float(full.abs().max()))
+from cryohet.representations import GaussianMixture, model_images
 
 
 def _two_body_trajectories(n_latents=24, seed=0):
@@ -152,6 +106,7 @@ def _stage_b(decoder="factorized", anchor_motion=True):
         zdim=4,
         hidden=16,
         layers=2,
+        apix=2.0,
         decoder=decoder,
         anchor_motion=anchor_motion,
     )
@@ -160,7 +115,7 @@ def _stage_b(decoder="factorized", anchor_motion=True):
 @pytest.mark.parametrize("decoder", ["factorized", "mlp"])
 def test_stage_b_starts_at_its_rest_configuration(decoder):
     model = _stage_b(decoder)
-    mix = model(torch.randn(5, 4))
+    mix = model.decode(torch.randn(5, 4))
     assert torch.allclose(mix.centres_px, model.base_centres_px()[None].expand(5, -1, -1), atol=1e-5)
     assert torch.allclose(mix.amplitudes[0], model.log_amplitudes.exp() * mix.occupancy[0])
 
@@ -174,16 +129,16 @@ def test_stage_b_state_dict_round_trip():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     cfg = SpireConfig(data=ParticleSource(path="x.star"), out="run", zdim=4, stage_b={"hidden": 16, "layers": 2})
-    copy = StageBModel.from_state_dict(model.state_dict(), cfg)
+    copy = StageBModel.from_state_dict(model.state_dict(), cfg, 2.0)
     z = torch.randn(3, 4)
-    assert torch.allclose(copy(z).centres_px, model(z).centres_px)
+    assert torch.allclose(copy(z).centres_A, model(z).centres_A)
 
 
 def test_stage_b_rigid_motion_keeps_part_shape():
     model = _stage_b()
     with torch.no_grad():  # give the motion network some output
         model.motion.net[-1].weight.normal_(0, 0.5)
-    mix = model(torch.randn(2, 4))
+    mix = model.decode(torch.randn(2, 4))
     rest = model.base_centres_px()
     for k in range(3):
         sel = model.anchor_of == k
@@ -205,50 +160,22 @@ def test_seed_from_map_conserves_mass_and_support():
 
 
 def test_stage_a_positional_encoding_ablation_has_no_free_features():
-    model = StageAModel(torch.randn(30, 3), torch.ones(30), torch.ones(30), 4, 8, 16, 32, positional_encoding=True)
+    model = StageAModel(torch.randn(30, 3), torch.ones(30), torch.ones(30), 4, 8, 16, 32, 2.0, positional_encoding=True)
     assert model.features is None
     assert model.gaussian_features().shape == (30, 8)
-    assert model(torch.zeros(2, 4)).centres_px.shape == (2, 30, 3)
-
-
-def test_lowpass_grid_is_the_full_data_term_restricted_to_the_band():
-    from cryohet.methods.spire.objective import restrict_batch
-
-    d, apix, b = 32, 3.0, 3
-    g = torch.Generator().manual_seed(5)
-    rot = torch.as_tensor(random_rotations(b, 1), dtype=torch.float32)
-    img = torch.complex(torch.randn(b, d, d // 2, generator=g), torch.randn(b, d, d // 2, generator=g))
-    fb = FourierBatch(torch.arange(b), img, torch.rand(b, d, d // 2, generator=g), rot, torch.randn(b, 2, generator=g))
-    mix = MixtureBatch(
-        torch.randn(b, 20, 3, generator=g) * 3,
-        torch.rand(b, 20, generator=g),
-        torch.rand(20, generator=g) + 0.8,
-        torch.ones(b, 20),
-    )
-    full = HalfPlaneGrid.build(d, apix)
-    for fraction in (0.5, 0.3):
-        sub = full.lowpass(fraction)
-        masked = HalfPlaneGrid.build(d, apix, max_radius_px=fraction * d / 2)
-        assert sub.ky_A.shape[0] < d and sub.kx_A.shape[0] < d // 2  # rows and columns dropped, not zero-weighted
-        assert torch.allclose(data_term(mix, restrict_batch(fb, sub), sub), data_term(mix, fb, masked), rtol=1e-5)
-    assert full.lowpass(1.0) is full and restrict_batch(fb, full) is fb
+    assert model(torch.zeros(2, 4)).centres_A.shape == (2, 30, 3)
 
 
 def test_occupancy_energy_weight_is_the_rendered_energy_of_one_gaussian():
     from cryohet.methods.spire.objective import occupancy_energy_weights
 
     d, apix = 64, 2.0
-    grid = HalfPlaneGrid.build(d, apix)
-    fb = FourierBatch(
-        torch.zeros(1, dtype=torch.long),
-        torch.zeros(1, d, d // 2, dtype=torch.complex64),
-        None,
-        torch.eye(3)[None],
-        torch.zeros(1, 2),
-    )
+    band = data_band(d, apix)
+    lik = data_likelihood(band)
     for m, s in ((1.0, 1.5), (0.3, 2.5)):
-        mix = MixtureBatch(torch.zeros(1, 1, 3), torch.tensor([[m]]), torch.tensor([s]), torch.ones(1, 1))
-        rendered = float(data_term(mix, fb, grid))  # sum of squares of the projection (no CTF)
+        mix = GaussianMixture(torch.zeros(1, 1, 3), torch.tensor([[m]]), torch.tensor([s * apix]))
+        model = model_images(mix, torch.eye(3)[None], band)
+        rendered = float(lik.score(torch.zeros_like(model), model))  # sum of squares of the projection (no CTF)
         analytic = 2 * float(
             occupancy_energy_weights(torch.tensor([m]), torch.tensor([s]))[0]
         )  # E is the CTF-halved value

@@ -11,7 +11,7 @@ from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.fft import frequencies_1d, ifft2_centered
 from cryohet.imaging.gaussians import gaussian_projection_ft
 from cryohet.methods.spire.latent_init import latents_from_coefficients, regional_coefficients, spatial_regions
-from cryohet.methods.spire.objective import HalfPlaneGrid
+from cryohet.methods.spire.objective import data_band
 
 
 def _scene():
@@ -49,8 +49,8 @@ def test_regional_coefficients_read_presence_and_latents_separate_states():
         )
         for i in range(0, n, 8)
     ]
-    grid = HalfPlaneGrid.build(d, apix)
-    a = regional_coefficients(centres, amps, sigmas, regions, batches, grid, torch.device("cpu"), n_images=n)
+    band = data_band(d, apix)
+    a = regional_coefficients(centres, amps, sigmas, regions, batches, band, torch.device("cpu"), n_images=n)
     sub, core = int(regions[30]), int(regions[0])
     assert np.allclose(a[:, core], 1.0, atol=0.05)
     assert np.allclose(a[present.numpy(), sub], 1.0, atol=0.05)

@@ -1,5 +1,6 @@
-"""The physics shared by simulation and every method: CTF, transforms, projection, noise.
+"""The physics shared by simulation and every method: CTF, transforms, projection, bands,
+likelihoods, noise.
 
-``render(representation, rotations, shifts_A, ctf_params, box, apix)`` is the single
-forward model (:mod:`cryohet.imaging.render`).
+Representations answer central slices (:mod:`cryohet.representations.base`); the forward
+model that composes them with CTF and shift lives in :mod:`cryohet.representations.render`.
 """

@@ -173,7 +173,7 @@ class _SeparableProjection(torch.autograd.Function):
 
 
 def gaussian_projection_ft(
-    centers_A: torch.Tensor,
+    centres_A: torch.Tensor,
     amplitudes: torch.Tensor,
     sigmas_A: torch.Tensor,
     rotations: torch.Tensor,
@@ -186,7 +186,7 @@ def gaussian_projection_ft(
     """Analytic DFT of the projections of an isotropic Gaussian mixture.
 
     Args:
-        centers_A: ``(B|1, G, 3)`` or ``(G, 3)`` centres ``(x, y, z)`` in Å from the box
+        centres_A: ``(B|1, G, 3)`` or ``(G, 3)`` centres ``(x, y, z)`` in Å from the box
             centre (index ``D // 2``).
         amplitudes: ``(B|1, G)`` or ``(G,)`` density at the centres (voxel value units).
         sigmas_A: ``(B|1, G)``, ``(G,)`` or a scalar tensor; standard deviations in Å.
@@ -204,7 +204,7 @@ def gaussian_projection_ft(
     """
     rot = rotations
     dt = rot.dtype if rot.is_floating_point() else torch.float32
-    c = _batched(centers_A.to(dt), 3)
+    c = _batched(centres_A.to(dt), 3)
     a = _batched(amplitudes.to(dt), 2)
     s = sigmas_A.to(dt)
     s = s.expand(c.shape[-2]) if s.ndim == 0 else s
@@ -267,7 +267,7 @@ def gaussian_projection_ft(
 
 
 def gaussian_projection_ft_aniso(
-    centers_A: torch.Tensor,
+    centres_A: torch.Tensor,
     amplitudes: torch.Tensor,
     covariances_A2: torch.Tensor,
     rotations: torch.Tensor,
@@ -287,7 +287,7 @@ def gaussian_projection_ft_aniso(
     """
     rot = rotations
     dt = rot.dtype
-    c = _batched(centers_A.to(dt), 3)
+    c = _batched(centres_A.to(dt), 3)
     a = _batched(amplitudes.to(dt), 2)
     cov = covariances_A2.to(dt)
     cov = cov[None] if cov.ndim == 3 else cov
@@ -317,7 +317,7 @@ def gaussian_projection_ft_aniso(
 
 
 def project_gaussians(
-    centers_A: torch.Tensor,
+    centres_A: torch.Tensor,
     amplitudes: torch.Tensor,
     sigmas_A: torch.Tensor,
     rotations: torch.Tensor,
@@ -339,13 +339,13 @@ def project_gaussians(
     ctf = None
     if ctf_params is not None:
         ctf = compute_ctf_grid(kx, ky, ctf_params_tensor(ctf_params, dev, dt))
-    F = gaussian_projection_ft(centers_A, amplitudes, sigmas_A, rotations, kx, ky, apix, shifts_A, ctf)
+    F = gaussian_projection_ft(centres_A, amplitudes, sigmas_A, rotations, kx, ky, apix, shifts_A, ctf)
     img = torch.fft.irfft2(F, s=(box, box), dim=(-2, -1))
     return torch.fft.fftshift(img, dim=(-2, -1))
 
 
 def voxelize_gaussians(
-    centers_A: torch.Tensor,
+    centres_A: torch.Tensor,
     amplitudes: torch.Tensor,
     sigmas_A: torch.Tensor,
     box: int,
@@ -357,7 +357,7 @@ def voxelize_gaussians(
     """Voxel grid ``(box, box, box)`` ``(z, y, x)`` of a Gaussian mixture, centre at ``box // 2``.
 
     Args:
-        centers_A: ``(G, 3)`` centres ``(x, y, z)`` in Å from the box centre.
+        centres_A: ``(G, 3)`` centres ``(x, y, z)`` in Å from the box centre.
         amplitudes: ``(G,)`` value at the centres.
         sigmas_A: ``(G,)`` or scalar, Å.
         band_limit: True: sample the mixture's exact 3D transform on the box's DFT grid
@@ -370,8 +370,8 @@ def voxelize_gaussians(
         truncate: splat radius in sigmas (real-space path only).
         chunk_gaussians: Gaussians per chunk (bounds memory).
     """
-    dt = centers_A.dtype if centers_A.is_floating_point() else torch.float32
-    c = centers_A.to(dt)
+    dt = centres_A.dtype if centres_A.is_floating_point() else torch.float32
+    c = centres_A.to(dt)
     a = amplitudes.to(dt)
     s = sigmas_A.to(dt)
     s = s.expand(c.shape[0]) if s.ndim == 0 else s

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .bands import FourierBand
 from .fft import fft2_centered, fft3_centered, frequencies_1d, ifft2_centered, ifft3_centered
 
 __all__ = [
@@ -166,6 +167,16 @@ class FourierVolume:
     @property
     def padded(self) -> int:
         return int(self.data.shape[-1])
+
+    def slices(self, rotations: torch.Tensor, band: FourierBand, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Central slices on ``band``: complex ``(B, Ny, Nx)``, no CTF and no shift.
+
+        The volume's voxel is the band's pixel (frequencies in cycles/px are cycles/voxel);
+        ``z`` is ignored (a fixed volume). Equals :func:`project_fourier` at the band's
+        frequencies.
+        """
+        dev = self.data.device
+        return project_fourier(self, rotations, band.kx_per_px.to(dev), band.ky_per_px.to(dev))
 
 
 def gridding_kernel(box: int, padded: int, device=None, dtype=torch.float32) -> torch.Tensor:

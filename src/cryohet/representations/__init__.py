@@ -1,7 +1,24 @@
-"""Volume representations: voxel grids and Gaussian mixtures (each renderable)."""
+"""Volume representations and the render seam.
 
-from .base import Representation
-from .gaussian_mixture import GaussianMixture
+Every representation answers central slices on a Fourier band (:mod:`.base`); CTF, shift
+and likelihood are composed around that call in one place (:mod:`.render`).
+"""
+
+from .base import Representation, SliceSource
+from .gaussian_mixture import GaussianMixture, peak_from_mass
+from .render import BandBatch, model_images, prepare_batch, render, score_batch
 from .voxel import VoxelVolume, resample_volume
 
-__all__ = ["GaussianMixture", "Representation", "VoxelVolume", "resample_volume"]
+__all__ = [
+    "BandBatch",
+    "GaussianMixture",
+    "Representation",
+    "SliceSource",
+    "VoxelVolume",
+    "model_images",
+    "peak_from_mass",
+    "prepare_batch",
+    "render",
+    "resample_volume",
+    "score_batch",
+]

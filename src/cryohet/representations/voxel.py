@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..imaging.bands import FourierBand
 from ..imaging.fft import fft3_centered
+from ..imaging.projection import FourierVolume, volume_to_fourier
 from .base import Representation
 
 __all__ = ["VoxelVolume", "resample_volume"]
@@ -58,17 +60,39 @@ def resample_volume(volume: torch.Tensor, apix_in: float, box_out: int, apix_out
 class VoxelVolume(Representation):
     """A voxel grid ``data (D, D, D)`` ``(z, y, x)`` at ``apix`` Å/voxel, centre ``D // 2``.
 
-    Rendered by Fourier slicing (:mod:`cryohet.imaging.projection`); ``data`` may be a
-    learnable tensor.
+    Central slices come from its oversampled, gridding-corrected transform
+    (:class:`~cryohet.imaging.projection.FourierVolume`, ``oversample`` x padding),
+    prepared once and reused while ``data`` is unchanged (a learnable ``data`` is
+    re-transformed on every call, so gradients flow).
     """
 
     data: torch.Tensor
     apix: float
+    oversample: int = 2
 
     def __post_init__(self) -> None:
         d = self.data.shape[-1]
         if self.data.shape != (d, d, d):
             raise ValueError(f"VoxelVolume needs a cubic (D, D, D) grid, got {tuple(self.data.shape)}")
+        self._prepared: tuple[int, FourierVolume] | None = None
+
+    def fourier(self) -> FourierVolume:
+        """The prepared transform (cached while ``data`` is not modified and needs no gradient)."""
+        if self.data.requires_grad:
+            return volume_to_fourier(self.data, self.oversample)
+        version = self.data._version
+        if self._prepared is None or self._prepared[0] != version:
+            self._prepared = (version, volume_to_fourier(self.data, self.oversample))
+        return self._prepared[1]
+
+    def slices(self, rotations: torch.Tensor, band: FourierBand, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Fourier-sliced central slices on ``band`` (its pixel must be this volume's voxel);
+        ``z`` ignored."""
+        if abs(band.apix - self.apix) > 1e-6 * self.apix:
+            raise ValueError(
+                f"a {self.apix:.4g} Å/voxel volume cannot answer slices at {band.apix:.4g} Å/px (resample it first)"
+            )
+        return self.fourier().slices(rotations, band)
 
     @property
     def box(self) -> int:

@@ -43,10 +43,10 @@ from ..errors import InputError
 from ..geometry.rotations import random_rotations
 from ..imaging.masks import threshold_mask
 from ..imaging.projection import volume_to_fourier
-from ..imaging.render import render
 from ..io.metadata import ParticleMetadata
 from ..io.mrc import StackWriter, write_volume
 from ..io.star import write_star
+from ..representations.render import render
 from .config import SimulationConfig
 from .ctf_sampling import sample_ctf
 from .density import ELECTRONS, atoms_to_volume

@@ -52,8 +52,11 @@ from pydantic import Field
 
 from ...console import get_logger, progress
 from ...errors import InputError
+from ...imaging.bands import FourierBand
+from ...imaging.likelihood import ShellGaussian
 from ...imaging.projection import volume_to_fourier
 from ...reconstruction.from_particles import reconstruct_particles
+from ...representations.render import model_images
 from ..base import register_method
 from .common import (
     BaselineConfig,
@@ -64,7 +67,7 @@ from .common import (
     iter_batches,
     load_baseline_data,
 )
-from .fourier import ImageBand, band_shell_from_fsc, shell_of_resolution
+from .fourier import band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["Classify3DConfig", "Classify3DModel", "train_classify3d"]
 
@@ -105,21 +108,21 @@ def _reconstruct(
     )
 
 
-def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: ImageBand, vol: torch.Tensor) -> torch.Tensor:
+def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: FourierBand, vol: torch.Tensor) -> torch.Tensor:
     """Per-shell noise variance ``(n_shells,)`` from the residuals against one map."""
     vft = volume_to_fourier(vol.to(data.device))
     acc = torch.zeros(band.n_shells, dtype=torch.float64, device=data.device)
     for _, batch in iter_batches(data, cfg.batch_size, data.device):
-        r = band.observed(batch.images) - band.model(vft, batch)
-        acc += band.shell_sums(r.abs() ** 2)
-    return acc / (data.n * band.counts.to(acc.device).clamp_min(1))
+        model = model_images(vft, batch.rotations, band, band.filters(batch.ctf_params, batch.shifts_A))
+        acc += band.shell_sums((band.observed(batch.images) - model).abs() ** 2)
+    return ShellGaussian.estimate_sigma2(band, acc, data.n)
 
 
 @torch.no_grad()
 def e_step(
     data: BaselineData,
     cfg: Classify3DConfig,
-    band: ImageBand,
+    band: FourierBand,
     maps: list[torch.Tensor],
     sigma2: torch.Tensor,
     log_prior: np.ndarray,
@@ -128,21 +131,21 @@ def e_step(
     K = len(maps)
     dev = data.device
     vfts = [volume_to_fourier(m.to(dev)) for m in maps]
-    inv = band.inverse_noise(sigma2.to(dev))
+    inv = ShellGaussian(band, sigma2.to(dev)).pixel_weights
     post = np.zeros((data.n, K))
     noise = torch.zeros(band.n_shells, dtype=torch.float64, device=dev)
     total = 0.0
     lp = torch.as_tensor(log_prior, device=dev, dtype=torch.float64)
     for rows, batch in iter_batches(data, cfg.batch_size, dev):
         Y = band.observed(batch.images)
-        filt = band.filters(batch)
-        power = torch.stack([(Y - band.model(v, batch, filt)).abs() ** 2 for v in vfts], dim=1)  # (B, K, P)
-        ll = -(power * inv).sum(dim=-1).to(torch.float64) + lp  # (B, K)
+        filt = band.filters(batch.ctf_params, batch.shifts_A)
+        power = torch.stack([(Y - model_images(v, batch.rotations, band, filt)).abs() ** 2 for v in vfts], dim=1)
+        ll = -(power * inv).sum(dim=(-2, -1)).to(torch.float64) + lp  # (B, K)
         p = torch.softmax(ll, dim=1)
         total += float(torch.logsumexp(ll, dim=1).sum())
-        noise += band.shell_sums((p[:, :, None].to(power.dtype) * power).sum(dim=1))
+        noise += band.shell_sums((p[:, :, None, None].to(power.dtype) * power).sum(dim=1))
         post[rows] = p.cpu().numpy()
-    sigma2_new = noise / (data.n * band.counts.to(noise.device).clamp_min(1))
+    sigma2_new = ShellGaussian.estimate_sigma2(band, noise, data.n)
     return post, sigma2_new, total
 
 
@@ -207,7 +210,7 @@ def train_classify3d(cfg: Classify3DConfig, overwrite: bool = False) -> Path:
             if cfg.max_resolution_A
             else band_shell_from_fsc(consensus.fsc, data.box)
         )
-        band = ImageBand(data.box, data.apix, shell, data.device)
+        band = FourierBand.up_to_shell(data.box, data.apix, shell, data.device)
         log.info(
             "%d classes, %d particles, E-step to shell %d (%.1f Å)", K, data.n, shell, data.box * data.apix / shell
         )

@@ -42,14 +42,16 @@ from pydantic import Field
 
 from ...console import get_logger, progress
 from ...errors import InputError, file_error
+from ...imaging.bands import FourierBand
 from ...imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
+from ...imaging.likelihood import ShellGaussian
 from ...imaging.masks import threshold_mask
 from ...imaging.projection import volume_to_fourier
-from ...imaging.render import render
 from ...io.mrc import read_volume
 from ...reconstruction.backprojection import BackprojectionAccumulator
 from ...reconstruction.from_particles import reconstruct_particles
 from ...reconstruction.half_maps import HalfMapResult
+from ...representations.render import model_images, render
 from ...representations.voxel import resample_volume
 from ..base import TrainedModel, register_method
 from .common import (
@@ -62,7 +64,7 @@ from .common import (
     load_resolved,
     load_state,
 )
-from .fourier import ImageBand, band_shell_from_fsc, shell_of_resolution
+from .fourier import band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["PCAConfig", "PCAModel", "train_pca", "fit_pca_latents"]
 
@@ -131,7 +133,7 @@ class _PCAEM:
             if cfg.max_resolution_A
             else band_shell_from_fsc(cons.fsc, data.box)
         )
-        self.band = ImageBand(data.box, data.apix, self.shell, dev)
+        self.band = FourierBand.up_to_shell(data.box, data.apix, self.shell, dev)
         self.mask = _mask(cfg, self.mean, data.box).to(dev)
         self.mean_ft = volume_to_fourier(self.mean)
         self.sigma2 = torch.ones(self.band.n_shells, dtype=torch.float64, device=dev)
@@ -153,24 +155,24 @@ class _PCAEM:
         d, cfg, band = self.data, self.cfg, self.band
         k = cfg.components
         vfts = self._prepare()
-        inv = band.inverse_noise(self.sigma2)
+        inv = ShellGaussian(band, self.sigma2).pixel_weights
         eye = torch.eye(k, dtype=torch.float64, device=d.device)
         accs = [BackprojectionAccumulator(d.box, d.apix, device=d.device) for _ in range(k)] if update else []
         S = torch.zeros(k, k, dtype=torch.float64, device=d.device)
         noise = torch.zeros(band.n_shells, dtype=torch.float64, device=d.device)
         z_all = np.zeros((d.n, k), dtype=np.float32)
         for rows, batch in iter_batches(d, cfg.batch_size, d.device):
-            filt = band.filters(batch)
-            R = band.observed(batch.images) - band.model(self.mean_ft, batch, filt)  # (B, P)
-            Bm = torch.stack([band.model(v, batch, filt) for v in vfts], dim=1)  # (B, k, P)
-            Bw = Bm * inv
+            filt = band.filters(batch.ctf_params, batch.shifts_A)
+            R = (band.observed(batch.images) - model_images(self.mean_ft, batch.rotations, band, filt)).flatten(-2)
+            Bm = torch.stack([model_images(v, batch.rotations, band, filt) for v in vfts], dim=1).flatten(-2)
+            Bw = Bm * inv.flatten()  # (B, k, P) over the band's sub-grid pixels P
             M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
             b = torch.einsum("bjp,bp->bj", Bw.conj(), R).real.to(torch.float64)
             Sigma = torch.linalg.inv(M + eye)
             z = (Sigma @ b[:, :, None])[:, :, 0]
             z_all[rows] = z.cpu().numpy()
             fit = R - torch.einsum("bj,bjp->bp", z.to(Bm.real.dtype).to(Bm.dtype), Bm)
-            noise += band.shell_sums(fit.abs() ** 2)
+            noise += band.shell_sums((fit.abs() ** 2).unflatten(-1, band.shape))
             if update:
                 S += (Sigma + z[:, :, None] * z[:, None, :]).sum(dim=0)
                 resid = batch.images - render(
@@ -179,9 +181,9 @@ class _PCAEM:
                 zf = z.to(resid.dtype)
                 for j in range(k):
                     accs[j].add(resid * zf[:, j, None, None], batch.rotations, batch.shifts_A, batch.ctf_params)
-        msr = float(noise.sum() / (d.n * band.n_pixels))
+        msr = float(noise.sum() / (d.n * float(band.weights.sum())))
         if update:
-            self.sigma2 = noise / (d.n * band.counts.to(noise.device).clamp_min(1))
+            self.sigma2 = ShellGaussian.estimate_sigma2(band, noise, d.n)
             G = torch.stack([a.finalize(self.snr) for a in accs]).to(torch.float64)  # (k, D, D, D)
             mix = torch.linalg.solve(S / d.n, G.reshape(k, -1))
             V = mix.reshape(G.shape).to(self.V.dtype)
@@ -194,8 +196,10 @@ class _PCAEM:
         d, band = self.data, self.band
         noise = torch.zeros(band.n_shells, dtype=torch.float64, device=d.device)
         for _, batch in iter_batches(d, self.cfg.batch_size, d.device):
-            noise += band.shell_sums((band.observed(batch.images) - band.model(self.mean_ft, batch)).abs() ** 2)
-        self.sigma2 = noise / (d.n * band.counts.to(noise.device).clamp_min(1))
+            filt = band.filters(batch.ctf_params, batch.shifts_A)
+            model = model_images(self.mean_ft, batch.rotations, band, filt)
+            noise += band.shell_sums((band.observed(batch.images) - model).abs() ** 2)
+        self.sigma2 = ShellGaussian.estimate_sigma2(band, noise, d.n)
 
 
 def fit_pca_latents(cfg: PCAConfig, data: BaselineData, consensus: HalfMapResult | None = None) -> np.ndarray:

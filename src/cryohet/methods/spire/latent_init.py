@@ -32,7 +32,9 @@ import torch
 from sklearn.cluster import KMeans
 
 from ...console import get_logger, progress
-from .objective import HalfPlaneGrid, prepare_batch
+from ...imaging.bands import FourierBand
+from ...representations.gaussian_mixture import GaussianMixture
+from ...representations.render import model_images, prepare_batch
 
 __all__ = ["spatial_regions", "regional_coefficients", "latents_from_coefficients", "regional_latents"]
 
@@ -53,7 +55,7 @@ def regional_coefficients(
     sigmas_px: torch.Tensor,
     regions: np.ndarray,
     loader,
-    grid: HalfPlaneGrid,
+    band: FourierBand,
     device: torch.device,
     prior_std: float = 1.0,
     n_images: int | None = None,
@@ -63,30 +65,32 @@ def regional_coefficients(
     Args:
         centres_px, amplitudes, sigmas_px: the mixture ``(G, 3)``, ``(G,)``, ``(G,)`` in px.
         regions: ``(G,)`` integer region labels ``0 .. R-1``.
-        loader: yields batches (``index``, ``image``, ``ctf``, ``rotation``, ``shift_A``).
+        loader: yields :class:`~cryohet.data.batch.ParticleBatch` objects.
+        band: the data term's band (:func:`.objective.data_band`); its weights / D^2 weigh the fit.
         prior_std: τ of the prior ``a_r ~ N(1, τ²)``.
     """
-    from .objective import render_half
-    from .stage_a import MixtureBatch
 
     regions = torch.as_tensor(regions, device=device)
     n_reg = int(regions.max()) + 1
     n = n_images if n_images is not None else len(loader.dataset)
     out = np.zeros((n, n_reg), np.float32)
-    w = grid.weights / float(grid.box**2)
+    w = band.weights / float(band.box**2)
+    apix = band.apix
     lam = 1.0 / prior_std**2
     eye = torch.eye(n_reg, device=device, dtype=torch.float64)
     for batch in progress(loader, total=len(loader), description="latent init (regions)", unit="batch"):
-        fb = prepare_batch(batch, grid, device)
+        fb = prepare_batch(batch, band, device)
         cols = []
         for r in range(n_reg):
             sel = regions == r
-            mix = MixtureBatch(centres_px[sel][None], amplitudes[sel][None], sigmas_px[sel], amplitudes[sel][None])
-            cols.append(render_half(mix, fb, grid))
+            mix = GaussianMixture(
+                centres_px[sel][None].float() * apix, amplitudes[sel][None].float(), sigmas_px[sel].float() * apix
+            )
+            cols.append(model_images(mix, fb.rotations, band, fb.filters))
         A = torch.stack(cols, dim=1)  # (B, R, Ny, Nx) complex
         Aw = A * w
         M = torch.einsum("brij,bsij->brs", Aw.conj(), A).real.double()
-        b = torch.einsum("brij,bij->br", Aw.conj(), fb.image_ft).real.double()
+        b = torch.einsum("brij,bij->br", Aw.conj(), fb.observed).real.double()
         a = torch.linalg.solve(M + lam * eye, (b + lam)[..., None])[..., 0]
         out[fb.index.cpu().numpy()] = a.float().cpu().numpy()
     return out
@@ -111,7 +115,7 @@ def regional_latents(
     amplitudes: torch.Tensor,
     sigmas_px: torch.Tensor,
     loader,
-    grid: HalfPlaneGrid,
+    band: FourierBand,
     device: torch.device,
     zdim: int,
     n_regions: int = 16,
@@ -125,7 +129,7 @@ def regional_latents(
         sigmas_px.detach().to(device),
         regions,
         loader,
-        grid,
+        band,
         device,
     )
     z = latents_from_coefficients(coeffs, zdim)

@@ -17,7 +17,7 @@ Adam moments. Cost: ``k + 1`` forward renders per image (no backward), i.e. abou
 Options, measured on the simulated assembly set (4 000 images, D=64, 10 + 10 epochs):
 
 * ``band`` scores on the frequencies below a fraction of Nyquist only
-  (:meth:`~.objective.HalfPlaneGrid.lowpass`): at 0.5 the cost drops to about a quarter
+  (:meth:`~cryohet.imaging.bands.FourierBand.lowpass`): at 0.5 the cost drops to about a quarter
   while a Bayes classifier with the true maps keeps 95.3 % of its 96.9 % accuracy. Off by
   default (1.0): the minority states that are hardest to separate lose most (states 6
   and 8: 77 → 67 % and 73 → 65 %).
@@ -36,9 +36,11 @@ import torch
 from sklearn.cluster import KMeans
 
 from ...console import get_logger, progress
+from ...imaging.bands import FourierBand
+from ...imaging.likelihood import ImageLikelihood
+from ...representations.gaussian_mixture import GaussianMixture
+from ...representations.render import BandBatch, prepare_batch, score_batch
 from .latents import LatentTable
-from .objective import FourierBatch, HalfPlaneGrid, data_term, prepare_batch, restrict_batch
-from .stage_a import MixtureBatch
 
 __all__ = ["candidate_latents", "score_candidates", "search_latents"]
 
@@ -55,16 +57,17 @@ def candidate_latents(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def score_candidates(
     model: torch.nn.Module,
-    fb: FourierBatch,
-    grid: HalfPlaneGrid,
+    fb: BandBatch,
+    likelihood: ImageLikelihood,
     z_own: torch.Tensor,
-    cand_mix: MixtureBatch,
+    cand_mix: GaussianMixture,
     cand_prior: torch.Tensor,
     lambda_z: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores of one batch at its own latents and at ``k`` candidate mixtures.
 
     Args:
+        fb: the batch on the likelihood's band.
         z_own: ``(B, zdim)`` the images' current latents.
         cand_mix: ``model(candidates)``, a batch of ``k`` mixtures.
         cand_prior: ``(k,)`` ``λ_z ||candidate||^2``.
@@ -73,18 +76,11 @@ def score_candidates(
         ``own (B,)``, ``best (B,)`` scores, and ``choice (B,)``: the index of the best
         candidate, ``-1`` where the own latent scores best (ties keep the own latent).
     """
-    own = data_term(model(z_own), fb, grid) + lambda_z * (z_own**2).sum(dim=1)
+    own = score_batch(model(z_own), fb, likelihood) + lambda_z * (z_own**2).sum(dim=1)
     best = own.clone()
     choice = torch.full_like(fb.index, -1)
-    b = len(fb.index)
     for j in range(cand_prior.shape[0]):
-        mix = MixtureBatch(
-            centres_px=cand_mix.centres_px[j : j + 1].expand(b, -1, -1),
-            amplitudes=cand_mix.amplitudes[j : j + 1].expand(b, -1),
-            sigmas_px=cand_mix.sigmas_px,
-            occupancy=cand_mix.occupancy[j : j + 1].expand(b, -1),
-        )
-        score = data_term(mix, fb, grid) + cand_prior[j]
+        score = score_batch(cand_mix.member(j), fb, likelihood) + cand_prior[j]
         better = score < best
         best = torch.where(better, score, best)
         choice = torch.where(better, torch.full_like(choice, j), choice)
@@ -96,7 +92,7 @@ def search_latents(
     model: torch.nn.Module,
     latents: LatentTable,
     loader,
-    grid: HalfPlaneGrid,
+    likelihood: ImageLikelihood,
     device: torch.device,
     n_candidates: int,
     lambda_z: float,
@@ -107,14 +103,14 @@ def search_latents(
     """Move each image's latent to the best-scoring of {its own, the k-means candidates}.
 
     Args:
-        model: a stage A or stage B model (``model(z) -> MixtureBatch``), left unchanged.
+        model: a stage A or stage B model (``model(z) -> GaussianMixture``), left unchanged.
         latents: the table to update in place.
-        loader: yields the dataset's batches (``index``, ``image``, ``ctf``, ``rotation``,
-            ``shift_A``); every image once.
+        loader: yields the dataset's :class:`~cryohet.data.batch.ParticleBatch` objects; every image once.
+        likelihood: the data term (its band is the full comparison band).
         n_candidates: k, the number of k-means centres tried.
         lambda_z: weight of the ``||z||^2`` prior, as in training.
         band: score on the frequencies below this fraction of Nyquist only
-            (:meth:`HalfPlaneGrid.lowpass`; cost about ``band²`` of the full search).
+            (:meth:`~cryohet.imaging.bands.FourierBand.lowpass`; cost about ``band²`` of the full search).
 
     Returns:
         ``{"moved": fraction of images that moved, "gain": mean score decrease per image,
@@ -125,13 +121,17 @@ def search_latents(
     cands = torch.as_tensor(candidate_latents(latents.z.cpu().numpy(), n_candidates, seed), device=device)
     cand_mix = model(cands)  # (k, G, ...) computed once: the decoder does not depend on the image
     cand_prior = lambda_z * (cands**2).sum(dim=1)
-    sub = grid.lowpass(band)
+    full: FourierBand = likelihood.band
+    sub = full.lowpass(band)
+    sub_likelihood = likelihood.on(sub)
     moved = 0
     gain = 0.0
     total = 0
     for batch in progress(loader, total=len(loader), description=label, unit="batch"):
-        fb = restrict_batch(prepare_batch(batch, grid, device), sub)
-        own, best, choice = score_candidates(model, fb, sub, latents.z[fb.index], cand_mix, cand_prior, lambda_z)
+        fb = prepare_batch(batch, full, device).restrict(sub)
+        own, best, choice = score_candidates(
+            model, fb, sub_likelihood, latents.z[fb.index], cand_mix, cand_prior, lambda_z
+        )
         sel = choice >= 0
         if sel.any():
             latents.assign(fb.index[sel], cands[choice[sel]])

@@ -44,20 +44,21 @@ class SpireModel(TrainedModel):
         state = load_checkpoint(run.model, map_location=device)
         if "model_b" not in state:
             raise RunDirError(f"{run.model}: not a CryoSPIRE model file")
-        model = StageBModel.from_state_dict(state["model_b"], cfg).to(device)
-        return cls(run, cfg, model, float(resolved["apix"]), device)
+        apix = float(resolved["apix"])
+        model = StageBModel.from_state_dict(state["model_b"], cfg, apix).to(device)
+        return cls(run, cfg, model, apix, device)
 
     @torch.no_grad()
     def mixture(self, z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Centres (G, 3) Å, amplitudes (G,), widths (G,) Å of G(z)."""
         zt = torch.as_tensor(np.asarray(z, dtype=np.float32).reshape(1, -1), device=self.device)
-        mix = self.model(zt)
+        mix = self.model.decode(zt)
         return mix.centres_px[0] * self.apix, mix.amplitudes[0], mix.sigmas_px * self.apix
 
     @torch.no_grad()
     def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray]:
         zt = torch.as_tensor(np.asarray(z, dtype=np.float32).reshape(1, -1), device=self.device)
-        mix = self.model(zt)
+        mix = self.model.decode(zt)
         return {
             "centres_A": (mix.centres_px[0] * self.apix).cpu().numpy(),
             "amplitudes": mix.amplitudes[0].cpu().numpy(),

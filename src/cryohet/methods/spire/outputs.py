@@ -31,7 +31,7 @@ def part_motion_table(model_b, z: torch.Tensor, apix: float, batch: int = 1024) 
     for s in range(0, len(z), batch):
         zb = z[s : s + batch].float()
         r, t = model_b.part_motion(zb)
-        occ = model_b(zb).occupancy  # (b, G)
+        occ = model_b.decode(zb).occupancy  # (b, G)
         rots.append(r.cpu())
         trans.append(t.cpu() * apix)
         occs.append(((occ @ onehot) / onehot.sum(dim=0).clamp_min(1e-12)).cpu())

@@ -17,22 +17,33 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...representations.gaussian_mixture import GaussianMixture
 from .networks import ConditionedMLP, fourier_position_features
 
-__all__ = ["MixtureBatch", "StageAModel", "OCCUPANCY_BIAS"]
+__all__ = ["DecodedPx", "StageAModel", "OCCUPANCY_BIAS"]
 
 #: Initial occupancy logit: sigmoid(3) = 0.95, so gates can move both ways from the start.
 OCCUPANCY_BIAS = 3.0
 
 
 @dataclass
-class MixtureBatch:
-    """Per-image mixtures: centres (B, G, 3) px, amplitudes (B, G), widths (G,) px."""
+class DecodedPx:
+    """Per-image mixtures in pixels, as the networks decode them: centres (B, G, 3) px,
+    amplitudes (B, G), widths (G,) px, occupancy gates (B, G) in (0, 1)."""
 
     centres_px: torch.Tensor
     amplitudes: torch.Tensor
     sigmas_px: torch.Tensor
-    occupancy: torch.Tensor  # (B, G) gate values in (0, 1)
+    occupancy: torch.Tensor
+
+    def to_mixture(self, apix: float) -> GaussianMixture:
+        """The same mixtures in Å (the shared representation; widths shared by the batch)."""
+        return GaussianMixture(
+            self.centres_px.float() * apix,
+            self.amplitudes.float(),
+            self.sigmas_px.float() * apix,
+            occupancy=self.occupancy,
+        )
 
 
 class StageAModel(nn.Module):
@@ -47,6 +58,7 @@ class StageAModel(nn.Module):
         feature_dim: int,
         hidden: int,
         box: int,
+        apix: float,
         positional_encoding: bool = False,
         seed: int = 0,
     ) -> None:
@@ -65,6 +77,7 @@ class StageAModel(nn.Module):
         self.occupancy = ConditionedMLP(zdim, feature_dim, hidden, 1, 1)
         nn.init.constant_(self.occupancy.rest[-1].bias, OCCUPANCY_BIAS)
         self.box = box
+        self.apix = float(apix)
 
     @property
     def n_gaussians(self) -> int:
@@ -76,19 +89,24 @@ class StageAModel(nn.Module):
             return fourier_position_features(self.centres_px.detach(), self.box, self.feature_dim, self.seed)
         return self.features
 
-    def forward(self, z: torch.Tensor) -> MixtureBatch:
+    def decode(self, z: torch.Tensor) -> DecodedPx:
+        """The mixture of each latent ``z (B, zdim)``, in pixels."""
         f = self.gaussian_features()
         offsets = self.offset(z, f)
         occ = torch.sigmoid(self.occupancy(z, f)[..., 0])
-        return MixtureBatch(
+        return DecodedPx(
             centres_px=self.centres_px[None] + offsets,
             amplitudes=torch.exp(self.log_amplitudes)[None] * occ,
             sigmas_px=self.sigmas_px,
             occupancy=occ,
         )
 
+    def forward(self, z: torch.Tensor) -> GaussianMixture:
+        """The batch of mixtures ``G_A(z)`` in Å (answers central slices)."""
+        return self.decode(z).to_mixture(self.apix)
+
     @torch.no_grad()
     def responses(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Offsets (M, G, 3) px and occupancy (M, G) at latents ``z`` (M, zdim)."""
-        out = self.forward(z)
+        out = self.decode(z)
         return out.centres_px - self.centres_px[None], out.occupancy

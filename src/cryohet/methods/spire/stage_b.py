@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...representations.gaussian_mixture import GaussianMixture
 from .networks import ConditionedMLP, FactorizedDecoder, RigidMotionMLP
-from .stage_a import OCCUPANCY_BIAS, MixtureBatch
+from .stage_a import OCCUPANCY_BIAS, DecodedPx
 
 __all__ = ["StageBModel"]
 
@@ -40,6 +41,7 @@ class StageBModel(nn.Module):
         zdim: int,
         hidden: int,
         layers: int,
+        apix: float,
         decoder: str = "factorized",
         rank: int = 16,
         anchor_motion: bool = True,
@@ -48,6 +50,7 @@ class StageBModel(nn.Module):
     ) -> None:
         super().__init__()
         feature_dim = anchor_features.shape[1]
+        self.apix = float(apix)
         occ0 = torch.sigmoid(torch.tensor(OCCUPANCY_BIAS))
         self.register_buffer("anchor_centres_px", anchor_centres_px.clone().float())
         self.register_buffer("anchor_of", anchor_of.clone().long())
@@ -107,7 +110,8 @@ class StageBModel(nn.Module):
             return eye, z.new_zeros(b, k, 3)
         return self.motion(z, self.anchor_features)
 
-    def forward(self, z: torch.Tensor) -> MixtureBatch:
+    def decode(self, z: torch.Tensor) -> DecodedPx:
+        """The mixture of each latent ``z (B, zdim)``, in pixels."""
         rot, trans = self.part_motion(z)  # (B, K, 3, 3), (B, K, 3)
         out = self.decoder(z, self.gaussian_features())  # (B, G, 4)
         local = self.delta_centres_px[None]
@@ -117,16 +121,20 @@ class StageBModel(nn.Module):
         moved = torch.einsum("bgij,bgj->bgi", r, local)
         centres = self.anchor_centres_px[self.anchor_of][None] + trans[:, self.anchor_of] + moved
         occ = torch.sigmoid(out[..., 3] + self.occupancy_bias)
-        return MixtureBatch(
+        return DecodedPx(
             centres_px=centres,
             amplitudes=torch.exp(self.log_amplitudes)[None] * occ,
             sigmas_px=self.sigmas_px(),
             occupancy=occ,
         )
 
+    def forward(self, z: torch.Tensor) -> GaussianMixture:
+        """The batch of mixtures ``G_B(z)`` in Å (answers central slices)."""
+        return self.decode(z).to_mixture(self.apix)
+
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], cfg) -> StageBModel:
-        """Rebuild from a saved ``state_dict`` and the run's :class:`SpireConfig`."""
+    def from_state_dict(cls, state: dict[str, torch.Tensor], cfg, apix: float) -> StageBModel:
+        """Rebuild from a saved ``state_dict``, the run's :class:`SpireConfig` and its pixel size (Å)."""
         k, f = state["anchor_features"].shape
         g = state["delta_centres_px"].shape[0]
         sb = cfg.stage_b
@@ -140,6 +148,7 @@ class StageBModel(nn.Module):
             zdim=cfg.zdim,
             hidden=sb.hidden,
             layers=sb.layers,
+            apix=apix,
             decoder=sb.decoder,
             rank=sb.rank,
             anchor_motion=sb.anchor_motion,

@@ -23,20 +23,14 @@ from ...device import resolve_device
 from ...errors import InputError
 from ...io.mrc import read_volume, write_volume
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from ...representations.render import BandBatch, prepare_batch, score_batch
 from ...training.loop import run_epochs
 from ...training.rundir import RunDir
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
 from .latents import LatentTable
-from .objective import (
-    FourierBatch,
-    HalfPlaneGrid,
-    data_term,
-    occupancy_energy_weights,
-    occupancy_prior,
-    prepare_batch,
-)
+from .objective import data_band, data_likelihood, occupancy_energy_weights, occupancy_prior
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
 from .seeding import auto_gaussian_count, seed_from_map
@@ -86,7 +80,8 @@ class SpireTrainer:
         self.box = int(self.dataset.box)
         self.apix = dataset_pixel_size(self.dataset)
         self.n = len(self.dataset)
-        self.grid = HalfPlaneGrid.build(self.box, self.apix, device=self.device)
+        self.band = data_band(self.box, self.apix, device=self.device)
+        self.likelihood = data_likelihood(self.band)
         self.loader = BatchedParticleLoader(
             self.dataset,
             cfg.optim.batch_size,
@@ -145,6 +140,7 @@ class SpireTrainer:
                 sa.feature_dim,
                 sa.hidden,
                 self.box,
+                self.apix,
                 positional_encoding=sa.positional_encoding,
                 seed=self.cfg.seed,
             ).to(self.device)
@@ -228,7 +224,7 @@ class SpireTrainer:
             amps,
             m.sigmas_px,
             loader,
-            self.grid,
+            self.band,
             self.device,
             self.cfg.zdim,
             self.cfg.init_regions,
@@ -249,7 +245,7 @@ class SpireTrainer:
             model,
             self.latents,
             loader,
-            self.grid,
+            self.likelihood,
             self.device,
             self.cfg.latent_search,
             self.cfg.lambda_z,
@@ -279,13 +275,13 @@ class SpireTrainer:
         for batch in progress(
             self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"
         ):
-            data, zpen = self.train_step(prepare_batch(batch, self.grid, self.device))
+            data, zpen = self.train_step(prepare_batch(batch, self.band, self.device))
             tot_data += float(data.sum())
             tot_z += float(zpen.sum())
             count += len(data)
         return {"stage": stage, "data": tot_data / count, "z_sq": tot_z / count, "n_images": count}
 
-    def train_step(self, fb: FourierBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, fb: BandBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step of the active stage on one batch.
 
         Returns the per-image data term and ``||z||^2`` (detached, shape ``(B,)``).
@@ -296,7 +292,7 @@ class SpireTrainer:
         z = self.latents.batch(fb.index)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
             mix = model(z)
-        data = data_term(mix, fb, self.grid)
+        data = score_batch(mix, fb, self.likelihood)
         zpen = (z.float() ** 2).sum(dim=1)
         loss = (data + cfg.lambda_z * zpen).mean()
         if self.model_b is not None:
@@ -338,7 +334,7 @@ class SpireTrainer:
                 state["parts"]["groups"].numpy(),
                 "restored from checkpoint",
             )
-            self.model_b = StageBModel.from_state_dict(sd, self.cfg).to(self.device)
+            self.model_b = StageBModel.from_state_dict(sd, self.cfg, self.apix).to(self.device)
             self.opt = torch.optim.Adam(_param_groups(self.model_b, self.cfg))
         self.opt.load_state_dict(state["optimizer"])
 

@@ -45,7 +45,7 @@ def stage_a_map(
     Amplitudes are the ungated base amplitudes (the union of all compositions), times
     ``keep`` (G,) when given.
     """
-    mix = model(z[None].float())
+    mix = model.decode(z[None].float())
     amps = torch.exp(model.log_amplitudes) * (1.0 if keep is None else keep.to(model.log_amplitudes))
     vol = voxelize_gaussians(mix.centres_px[0] * apix, amps, mix.sigmas_px * apix, box, apix, band_limit=True)
     return vol.cpu().numpy() if isinstance(vol, torch.Tensor) else np.asarray(vol)
@@ -72,7 +72,7 @@ def build_stage_b(
     """
     vol = stage_a_map(model_a, z_ref, box, apix, keep=present)
     seed = seed_from_map(vol, n_gaussians, rng)
-    coarse = model_a(z_ref[None].float())
+    coarse = model_a.decode(z_ref[None].float())
     coarse_pos = coarse.centres_px[0].cpu().numpy()
     _, nearest = cKDTree(coarse_pos).query(seed.centres_px)
     anchor_of = parts.labels[nearest]
@@ -88,6 +88,7 @@ def build_stage_b(
         zdim=zdim,
         hidden=hidden,
         layers=layers,
+        apix=apix,
         **options,
     )
 
@@ -123,8 +124,8 @@ def warm_start_motion(
     pick = torch.randperm(latents.shape[0], generator=gen)[:n_latents]
     z = latents[pick].float()
     with torch.no_grad():
-        ref = model_a(z_ref[None].float())
-        cur = model_a(z)
+        ref = model_a.decode(z_ref[None].float())
+        cur = model_a.decode(z)
     labels = torch.as_tensor(parts.labels)
     anchors_px = model_b.anchor_centres_px
     rots, trans = [], []
