@@ -69,8 +69,8 @@ def case_batches(tmp: Path) -> dict[str, np.ndarray]:
     from cryohet.imaging.projection import volume_to_fourier
     from cryohet.io.mrc import read_volume
     from cryohet.methods.spire.objective import data_band, data_likelihood
-    from cryohet.methods.spire.seeding import seed_from_map
     from cryohet.methods.spire.stage_a import StageAModel
+    from cryohet.representations.gaussian_seeding import seed_from_map
     from cryohet.representations.render import model_images, prepare_batch, score_batch
 
     meta = _source().load()

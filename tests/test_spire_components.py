@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from cryohet.geometry.rotations import axis_angle_to_matrix, random_rotations
-from cryohet.methods.spire.latents import LatentTable
+from cryohet.geometry.rotations import axis_angle_to_matrix
 from cryohet.methods.spire.objective import data_band, data_likelihood
 from cryohet.methods.spire.parts import discover_parts
-from cryohet.methods.spire.seeding import seed_from_map
 from cryohet.methods.spire.stage_a import StageAModel
 from cryohet.methods.spire.stage_b import StageBModel
-from cryohet.methods.spire.transition import kabsch
 from cryohet.representations import GaussianMixture, model_images
+from cryohet.representations.gaussian_seeding import seed_from_map
 
 
 def _two_body_trajectories(n_latents=24, seed=0):
@@ -71,27 +69,6 @@ def test_requested_part_count_and_anchor_inside_part():
     assert parts.n_parts == 5
     for k, a in enumerate(parts.anchors):
         assert parts.labels[a] == k
-
-
-def test_kabsch_recovers_rotation_and_translation():
-    g = torch.Generator().manual_seed(3)
-    src = torch.randn(4, 30, 3, generator=g, dtype=torch.float64)
-    R = torch.as_tensor(random_rotations(4, 1))
-    t = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    dst = torch.einsum("mij,mpj->mpi", R, src) + t[:, None]
-    r_fit, t_fit = kabsch(src, dst, torch.ones(4, 30, dtype=torch.float64))
-    assert torch.allclose(r_fit, R, atol=1e-8) and torch.allclose(t_fit, t, atol=1e-8)
-
-
-def test_latent_table_updates_only_batch_rows():
-    table = LatentTable(10, 3, seed=0)
-    before = table.z.clone()
-    idx = torch.tensor([2, 5])
-    table.step(idx, torch.ones(2, 3), lr=0.1)
-    changed = (table.z != before).any(dim=1)
-    assert changed.tolist() == [i in (2, 5) for i in range(10)]
-    # first Adam step moves by lr against the gradient sign
-    assert torch.allclose(table.z[idx], before[idx] - 0.1, atol=1e-6)
 
 
 def _stage_b(decoder="factorized", anchor_motion=True):

@@ -38,9 +38,9 @@ from sklearn.cluster import KMeans
 from ...console import get_logger, progress
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import ImageLikelihood
+from ...latents.table import LatentTable
 from ...representations.gaussian_mixture import GaussianMixture
 from ...representations.render import BandBatch, prepare_batch, score_batch
-from .latents import LatentTable
 
 __all__ = ["candidate_latents", "score_candidates", "search_latents"]
 

@@ -23,23 +23,9 @@ import torch
 from torch import nn
 
 from ...geometry.rotations import sixd_to_matrix
+from ...networks.mlp import mlp
 
-__all__ = ["ConditionedMLP", "FactorizedDecoder", "RigidMotionMLP", "mlp", "fourier_position_features"]
-
-
-def mlp(n_in: int, hidden: int, layers: int, n_out: int, zero_last: bool = True) -> nn.Sequential:
-    """``layers`` hidden ReLU layers of width ``hidden``; optional zero-initialised output layer."""
-    mods: list[nn.Module] = []
-    width = n_in
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    last = nn.Linear(width, n_out)
-    if zero_last:
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-    mods.append(last)
-    return nn.Sequential(*mods)
+__all__ = ["ConditionedMLP", "FactorizedDecoder", "RigidMotionMLP"]
 
 
 class ConditionedMLP(nn.Module):
@@ -85,16 +71,3 @@ class RigidMotionMLP(nn.Module):
         out = self.net(x)
         rot = sixd_to_matrix(out[..., :6] + self.identity6d)
         return rot, out[..., 6:]
-
-
-def fourier_position_features(centres_px: torch.Tensor, box: int, dim: int, seed: int = 0) -> torch.Tensor:
-    """Ablation input: random Fourier features of Gaussian positions, (G, dim), fixed.
-
-    ``[sin(2 pi B x), cos(2 pi B x)]`` with ``B ~ N(0, 1)`` per cycle over the box
-    (the "positional encoding instead of features" ablation of the paper).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    freqs = torch.randn(3, dim // 2, generator=gen) * 2.0
-    x = centres_px / box
-    proj = 2 * torch.pi * x @ freqs.to(x)
-    return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)

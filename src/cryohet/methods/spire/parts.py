@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from ...geometry.rigid import kabsch
+
 __all__ = ["PartAssignment", "discover_parts", "local_rigid_descriptors", "radius_of_gyration"]
 
 
@@ -76,7 +78,6 @@ def local_rigid_descriptors(
         occupancy: (M, G) occupancy gates at those latents.
         base_positions: (G, 3) rest positions, defining each Gaussian's neighbourhood.
     """
-    from .transition import kabsch
 
     base = torch.as_tensor(base_positions, dtype=torch.float64)
     pos = torch.as_tensor(positions, dtype=torch.float64)

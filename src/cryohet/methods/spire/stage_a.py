@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...networks.features import fourier_position_features
 from ...representations.gaussian_mixture import GaussianMixture
-from .networks import ConditionedMLP, fourier_position_features
+from .networks import ConditionedMLP
 
 __all__ = ["DecodedPx", "StageAModel", "OCCUPANCY_BIAS"]
 

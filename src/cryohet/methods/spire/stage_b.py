@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...geometry.rigid import move_about_pivot
 from ...representations.gaussian_mixture import GaussianMixture
 from .networks import ConditionedMLP, FactorizedDecoder, RigidMotionMLP
 from .stage_a import OCCUPANCY_BIAS, DecodedPx
@@ -117,9 +118,9 @@ class StageBModel(nn.Module):
         local = self.delta_centres_px[None]
         if self.local_flex:
             local = local + out[..., :3]
-        r = rot[:, self.anchor_of]  # (B, G, 3, 3)
-        moved = torch.einsum("bgij,bgj->bgi", r, local)
-        centres = self.anchor_centres_px[self.anchor_of][None] + trans[:, self.anchor_of] + moved
+        centres = move_about_pivot(
+            local, rot[:, self.anchor_of], trans[:, self.anchor_of], self.anchor_centres_px[self.anchor_of][None]
+        )
         occ = torch.sigmoid(out[..., 3] + self.occupancy_bias)
         return DecodedPx(
             centres_px=centres,

@@ -22,18 +22,18 @@ from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...errors import InputError
 from ...io.mrc import read_volume, write_volume
+from ...latents.table import LatentTable
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from ...representations.gaussian_seeding import auto_gaussian_count, seed_from_map
 from ...representations.render import BandBatch, prepare_batch, score_batch
 from ...training.loop import run_epochs
 from ...training.rundir import RunDir
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
-from .latents import LatentTable
 from .objective import data_band, data_likelihood, occupancy_energy_weights, occupancy_prior
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
-from .seeding import auto_gaussian_count, seed_from_map
 from .stage_a import OCCUPANCY_BIAS, StageAModel
 from .stage_b import StageBModel
 from .transition import build_stage_b, medoid_latent, warm_start_motion

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from ...geometry.rigid import kabsch
 from ...imaging.gaussians import voxelize_gaussians
+from ...representations.gaussian_seeding import seed_from_map
 from .parts import PartAssignment
-from .seeding import seed_from_map
 from .stage_a import StageAModel
 from .stage_b import StageBModel
 
-__all__ = ["medoid_latent", "stage_a_map", "build_stage_b", "kabsch", "warm_start_motion"]
+__all__ = ["medoid_latent", "stage_a_map", "build_stage_b", "warm_start_motion"]
 
 
 def medoid_latent(z: torch.Tensor) -> torch.Tensor:
@@ -91,20 +92,6 @@ def build_stage_b(
         apix=apix,
         **options,
     )
-
-
-def kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted rigid fit ``dst ≈ R src + t`` for batches: src/dst (M, P, 3), w (M, P)."""
-    w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    cs = (w[..., None] * src).sum(dim=1)
-    cd = (w[..., None] * dst).sum(dim=1)
-    h = torch.einsum("mp,mpi,mpj->mij", w, src - cs[:, None], dst - cd[:, None])
-    u, _, vt = torch.linalg.svd(h)
-    d = torch.sign(torch.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
-    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
-    rot = vt.transpose(1, 2) @ fix @ u.transpose(1, 2)
-    t = cd - torch.einsum("mij,mj->mi", rot, cs)
-    return rot, t
 
 
 def warm_start_motion(

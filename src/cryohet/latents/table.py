@@ -1,4 +1,4 @@
-"""Per-image latent table optimised by auto-decoding, with row-wise Adam.
+"""Per-image latent table optimised by auto-decoding (CryoSPIRE, DRGN-AI), with row-wise Adam.
 
 Each image's ``z`` is a free parameter updated only when the image is in the batch.
 A plain ``torch.optim.Adam`` on the whole table would keep moving absent rows with

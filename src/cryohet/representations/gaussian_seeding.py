@@ -1,13 +1,13 @@
-"""Seeding a Gaussian mixture from a density map (the consensus, or the stage-A map).
+"""Seeding a Gaussian mixture from a density map (a consensus map, or a coarse model's map).
 
-The paper says only "seeded from the rigid map". Ours: voxels above a threshold form the
+CryoSPIRE's paper says only "seeded from the rigid map". Ours: voxels above a threshold form the
 support; ``n`` centres are drawn from the support with probability proportional to the
 density (jittered within the voxel), all with the same width and the same amplitude, set
 so that the mixture's total mass equals the map's mass in the support. Sampling in
 proportion to the density with equal amplitudes reproduces the map's density in
 expectation and spends Gaussians where the mass is.
 
-Sizes follow the paper's density of Gaussians: 8 192 fine (2 048 coarse) Gaussians for a
+Sizes follow CryoSPIRE's density of Gaussians: 8 192 fine (2 048 coarse) Gaussians for a
 150 kDa IgG at 3 Å/px (~6 700 protein voxels), i.e. about 1.2 fine and 0.3 coarse
 Gaussians per protein voxel; :func:`auto_gaussian_count` applies that ratio at any
 sampling.
@@ -18,16 +18,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
+
+from .gaussian_mixture import GaussianMixture, peak_from_mass
 
 __all__ = ["SeedMixture", "support_mask", "seed_from_map", "auto_gaussian_count"]
 
 
 @dataclass
 class SeedMixture:
+    """A seeded mixture in the map's voxels (what a model's parameters start from)."""
+
     centres_px: np.ndarray  # (G, 3) (x, y, z) pixels from the box centre
     amplitudes: np.ndarray  # (G,) density at the centres (map units)
     sigmas_px: np.ndarray  # (G,)
+
+    def to_mixture(self, apix: float) -> GaussianMixture:
+        """The same mixture in Å (float32 tensors)."""
+        return GaussianMixture(
+            torch.as_tensor(self.centres_px * apix, dtype=torch.float32),
+            torch.as_tensor(self.amplitudes, dtype=torch.float32),
+            torch.as_tensor(self.sigmas_px * apix, dtype=torch.float32),
+        )
 
 
 def support_mask(volume: np.ndarray, fraction: float = 0.12, min_voxels: int = 8) -> np.ndarray:
@@ -72,5 +85,5 @@ def seed_from_map(volume: np.ndarray, n: int, rng: np.random.Generator, sigma_px
         spacing = (n_support / n) ** (1.0 / 3.0)  # mean distance between neighbouring centres
         sigma_px = float(np.clip(0.8 * spacing, 0.6, 2.5))
     mass = float(vals.sum())  # voxel-sum units
-    amp = mass / (n * (2 * np.pi) ** 1.5 * sigma_px**3)
+    amp = peak_from_mass(mass / n, sigma_px)
     return SeedMixture(centres, np.full(n, amp), np.full(n, sigma_px))
