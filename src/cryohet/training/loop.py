@@ -52,8 +52,13 @@ def run_epochs(
     keep_checkpoints: int = 2,
     device: torch.device | str = "cpu",
     label: str = "train",
+    is_done: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows."""
+    """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows.
+
+    ``is_done`` (checked after restoring a checkpoint and after every epoch) ends training
+    early, e.g. when an EM has converged.
+    """
     log = get_logger(label)
     start = 0
     if resume:
@@ -66,6 +71,10 @@ def run_epochs(
             log.info("resuming from %s (epoch %d of %d done)", ckpt.name, start, n_epochs)
         else:
             log.info("no checkpoint in %s; starting from scratch", run.checkpoints)
+    done = is_done or (lambda: False)
+    if done():
+        log.info("the run had converged; nothing left to train")
+        return run.read_log()
     for epoch in range(start, n_epochs):
         t0 = time.perf_counter()
         stats = train_epoch(epoch)
@@ -86,4 +95,7 @@ def run_epochs(
         run.append_log(row)
         shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
         log.info("epoch %d/%d: %s", epoch + 1, n_epochs, shown)
+        if done():
+            log.info("converged after epoch %d of %d", epoch + 1, n_epochs)
+            break
     return run.read_log()

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ...console import get_logger, progress
+from ...console import get_logger
 from ...errors import InputError
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import ShellGaussian
@@ -61,11 +61,11 @@ from ..base import register_method
 from .common import (
     BaselineConfig,
     BaselineData,
+    BaselineOutputs,
+    BaselineTrainer,
     MapSetModel,
-    baseline_run,
-    finish_run,
     iter_batches,
-    load_baseline_data,
+    run_baseline,
 )
 from .fourier import band_shell_from_fsc, shell_of_resolution
 
@@ -196,79 +196,120 @@ def _initial_split(data: BaselineData, cfg: Classify3DConfig, consensus, rng: np
     return split
 
 
-def train_classify3d(cfg: Classify3DConfig, overwrite: bool = False) -> Path:
-    """Run K-class 3D classification into ``cfg.out``; returns the run directory."""
-    with baseline_run(cfg, overwrite) as ctx:
-        data = load_baseline_data(cfg)
-        K = cfg.classes
-        if data.n < 2 * K:
-            raise InputError(f"{cfg.data.path}: {data.n} particles are too few for {K} classes")
-        rng = np.random.default_rng(cfg.seed)
+class Classify3DTrainer(BaselineTrainer):
+    """Epoch 0 sets up (consensus, band, noise, initial split) and runs the first EM
+    iteration; every epoch is one iteration; ``done`` once the classes stop changing."""
+
+    def __init__(self, cfg: Classify3DConfig, data: BaselineData) -> None:
+        super().__init__(cfg, data)
+        if data.n < 2 * cfg.classes:
+            raise InputError(f"{cfg.data.path}: {data.n} particles are too few for {cfg.classes} classes")
+        self.rng = np.random.default_rng(cfg.seed)
+        self.shell: int | None = None
+
+    @property
+    def n_epochs(self) -> int:
+        return self.cfg.iterations
+
+    @property
+    def band(self) -> FourierBand:
+        return FourierBand.up_to_shell(self.data.box, self.data.apix, self.shell, self.data.device)
+
+    def _setup(self) -> None:
+        cfg, data, K = self.cfg, self.data, self.cfg.classes
         consensus = _reconstruct(data, cfg)
-        shell = (
+        self.shell = (
             shell_of_resolution(cfg.max_resolution_A, data.box, data.apix)
             if cfg.max_resolution_A
             else band_shell_from_fsc(consensus.fsc, data.box)
         )
-        band = FourierBand.up_to_shell(data.box, data.apix, shell, data.device)
         log.info(
-            "%d classes, %d particles, E-step to shell %d (%.1f Å)", K, data.n, shell, data.box * data.apix / shell
+            "%d classes, %d particles, E-step to shell %d (%.1f Å)",
+            K,
+            data.n,
+            self.shell,
+            data.box * data.apix / self.shell,
         )
-        sigma2 = _noise_from(data, cfg, band, consensus.full)
-        split = _initial_split(data, cfg, consensus, rng)
-        maps = [_reconstruct(data, cfg, rows=np.flatnonzero(split == k)).full for k in range(K)]
-        log_prior = np.full(K, -np.log(K))
-        hard_prev = split
-        post = np.eye(K)[split]
-        for it in progress(range(cfg.iterations), description="classify3d", unit="iter"):
-            post, sigma2, total = e_step(data, cfg, band, maps, sigma2, log_prior)
-            hard = post.argmax(axis=1)
-            changed = float(np.mean(hard != hard_prev))
-            hard_prev = hard
-            weights = np.where(post >= cfg.posterior_floor, post, 0.0)
-            reseeded = _reseed(weights, cfg, rng)
-            share = weights.sum(axis=0) / weights.sum()
-            log_prior = np.log(np.clip(share, 1e-8, None))
-            maps = [_reconstruct(data, cfg, weights=weights[:, k]).full for k in range(K)]
-            sizes = np.bincount(hard, minlength=K)
-            ctx.run.append_log(
-                {
-                    "epoch": it,
-                    "n_images": data.n,
-                    "log_likelihood": total,
-                    "changed": changed,
-                    "class_sizes": sizes.tolist(),
-                    "reseeded": reseeded,
-                }
-            )
+        self.sigma2 = _noise_from(data, cfg, self.band, consensus.full)
+        split = _initial_split(data, cfg, consensus, self.rng)
+        self.maps = [_reconstruct(data, cfg, rows=np.flatnonzero(split == k)).full for k in range(K)]
+        self.log_prior = np.full(K, -np.log(K))
+        self.hard_prev = split
+        self.post = np.eye(K)[split]
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, data, K = self.cfg, self.data, self.cfg.classes
+        if self.shell is None:
+            self._setup()
+        post, self.sigma2, total = e_step(data, cfg, self.band, self.maps, self.sigma2, self.log_prior)
+        hard = post.argmax(axis=1)
+        changed = float(np.mean(hard != self.hard_prev))
+        self.hard_prev, self.post = hard, post
+        weights = np.where(post >= cfg.posterior_floor, post, 0.0)
+        reseeded = _reseed(weights, cfg, self.rng)
+        share = weights.sum(axis=0) / weights.sum()
+        self.log_prior = np.log(np.clip(share, 1e-8, None))
+        self.maps = [_reconstruct(data, cfg, weights=weights[:, k]).full for k in range(K)]
+        sizes = np.bincount(hard, minlength=K)
+        if changed <= cfg.stop_changed and not reseeded:
             log.info(
-                "iteration %d: log-likelihood %.6g, %.1f%% changed class, sizes %s",
-                it + 1,
-                total,
-                100 * changed,
-                sizes.tolist(),
+                "converged: %.2f%% of the images changed class (stop at %.2f%%)", 100 * changed, 100 * cfg.stop_changed
             )
-            if changed <= cfg.stop_changed and not reseeded:
-                log.info(
-                    "converged: %.2f%% of the images changed class (stop at %.2f%%)",
-                    100 * changed,
-                    100 * cfg.stop_changed,
-                )
-                break
-        order = np.argsort(-post.sum(axis=0), kind="stable")
-        post = post[:, order]
-        stack = np.stack([maps[k].cpu().numpy() for k in order])
-        ctx.run.save_extra(
-            "classes", posteriors=post.astype(np.float32), sigma2=sigma2.cpu().numpy(), band_shell=np.array(shell)
+            self.done = True
+        return {
+            "n_images": data.n,
+            "log_likelihood": total,
+            "changed": changed,
+            "class_sizes": sizes.tolist(),
+            "reseeded": reseeded,
+        }
+
+    def get_state(self) -> dict:
+        return {
+            "shell": int(self.shell),
+            "maps": [m.cpu() for m in self.maps],
+            "sigma2": self.sigma2.cpu(),
+            "log_prior": torch.from_numpy(self.log_prior),
+            "hard_prev": torch.from_numpy(np.asarray(self.hard_prev, np.int64)),
+            "post": torch.from_numpy(self.post),
+            "rng": self.rng.bit_generator.state,
+            "done": self.done,
+        }
+
+    def set_state(self, state: dict) -> None:
+        dev = self.data.device
+        self.shell = int(state["shell"])
+        self.maps = [m.to(dev) for m in state["maps"]]
+        self.sigma2 = state["sigma2"].to(dev)
+        self.log_prior = state["log_prior"].numpy()
+        self.hard_prev = state["hard_prev"].numpy()
+        self.post = state["post"].numpy()
+        self.rng.bit_generator.state = state["rng"]
+        self.done = bool(state["done"])
+
+    def outputs(self) -> BaselineOutputs:
+        K = self.cfg.classes
+        order = np.argsort(-self.post.sum(axis=0), kind="stable")
+        post = self.post[:, order]
+        stack = np.stack([self.maps[k].cpu().numpy() for k in order])
+        return BaselineOutputs(
+            state={"maps": torch.from_numpy(stack)},
+            latents=post.astype(np.float32),
+            maps={f"class_{k:03d}": stack[k] for k in range(K)},
+            extras={
+                "classes": {
+                    "posteriors": post.astype(np.float32),
+                    "sigma2": self.sigma2.cpu().numpy(),
+                    "band_shell": np.array(self.shell),
+                }
+            },
+            resolved={"band_shell": self.shell, "class_sizes": np.bincount(post.argmax(axis=1), minlength=K).tolist()},
         )
-        return finish_run(
-            ctx,
-            data,
-            {"maps": torch.from_numpy(stack)},
-            post.astype(np.float32),
-            {f"class_{k:03d}": stack[k] for k in range(K)},
-            {"band_shell": shell, "class_sizes": np.bincount(post.argmax(axis=1), minlength=K).tolist()},
-        )
+
+
+def train_classify3d(cfg: Classify3DConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Run K-class 3D classification into ``cfg.out``; returns the run directory."""
+    return run_baseline(cfg, Classify3DTrainer, resume=resume, overwrite=overwrite)
 
 
 @register_method

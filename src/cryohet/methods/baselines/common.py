@@ -19,8 +19,9 @@ Run directory of a baseline (on top of :class:`~cryohet.training.rundir.RunDir`)
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ...config import StrictModel, load_config, save_config
-from ...console import attach_run_log, detach_handler, get_logger
+from ...config import StrictModel, load_config
+from ...console import get_logger
 from ...data.batch import ParticleBatch
 from ...data.dataset import ParticleDataset
 from ...device import resolve_device
@@ -41,14 +42,16 @@ from ...representations.voxel import resample_volume
 from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.loop import peak_rss_mb
 from ...training.rundir import RunDir
+from ...training.session import RunSession
 from ..base import TrainedModel, read_run_header
 
 __all__ = [
     "BaselineConfig",
     "BaselineData",
     "load_baseline_data",
-    "baseline_run",
-    "finish_run",
+    "BaselineOutputs",
+    "BaselineTrainer",
+    "run_baseline",
     "MapSetModel",
     "iter_batches",
     "resolve_device",
@@ -110,59 +113,89 @@ def iter_batches(
         yield rows, batch.to(device)
 
 
-class baseline_run:
-    """Context manager: create RUN (``overwrite`` to reuse a non-empty one), log to RUN/run.log,
-    time the work. ``run``/``t0`` are available inside."""
+@dataclass
+class BaselineOutputs:
+    """What a finished baseline writes: ``model.pt`` tensors, latents ``(N, zdim)``, viewing
+    maps (``NAME.mrc``), method extras (``extras/NAME.npz``) and entries of ``resolved``."""
 
-    def __init__(self, cfg: BaselineConfig, overwrite: bool = False) -> None:
+    state: dict[str, torch.Tensor]
+    latents: np.ndarray
+    maps: dict[str, np.ndarray]
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+class BaselineTrainer(ABC):
+    """A baseline as a session trainer (:class:`~cryohet.training.session.Trainer`).
+
+    Its epochs are its EM iterations or reconstructions (``n_epochs``); every epoch is
+    checkpointed, so ``--resume`` continues a killed baseline. An EM that converges sets
+    ``done``. :meth:`outputs` gives what the run directory keeps.
+    """
+
+    done: bool = False
+
+    def __init__(self, cfg: BaselineConfig, data: BaselineData) -> None:
         self.cfg = cfg
-        self.run = RunDir(cfg.out)
-        self.overwrite = overwrite
+        self.data = data
 
-    def __enter__(self) -> baseline_run:
-        if self.run.path.exists() and any(self.run.path.iterdir()) and not self.overwrite:
-            raise RunDirError(
-                f"{self.run.path}: run directory exists and is not empty; pass --overwrite or choose another --out"
-            )
-        self.run.create(overwrite=True)
-        self.handler = attach_run_log(self.run.path)
-        self.t0 = time.perf_counter()
-        log.info("%s baseline -> %s", self.cfg.method, self.run.path)
-        return self
+    @property
+    @abstractmethod
+    def n_epochs(self) -> int:
+        """Epochs (iterations) at most."""
 
-    def __exit__(self, *exc: Any) -> None:
-        detach_handler(self.handler)
+    @abstractmethod
+    def train_epoch(self, epoch: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def outputs(self) -> BaselineOutputs: ...
 
 
-def finish_run(
-    ctx: baseline_run,
-    data: BaselineData,
-    state: dict[str, torch.Tensor],
-    latents: np.ndarray,
-    maps: dict[str, np.ndarray],
-    extra_resolved: dict[str, Any] | None = None,
+def run_baseline(
+    cfg: BaselineConfig,
+    trainer_cls: Callable[[BaselineConfig, BaselineData], BaselineTrainer],
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
-    """Write model.pt (weights only), latents, the poses used, the viewing maps and the
-    resolved config (box, apix, timing, peak RSS). Returns the run directory."""
-    run, cfg = ctx.run, ctx.cfg
-    save_checkpoint(run.model, {k: v.detach().cpu().contiguous() for k, v in state.items()})
-    run.save_latents(latents)
-    run.save_poses(data.rotations, data.shifts_A)
-    for name, vol in maps.items():
-        write_volume(run.path / f"{name}.mrc", np.asarray(vol, dtype=np.float32), data.apix)
-    seconds = time.perf_counter() - ctx.t0
-    resolved = {
-        "box": data.box,
-        "apix": data.apix,
-        "n_particles": data.n,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(data.n / seconds, 2) if seconds > 0 else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        **(extra_resolved or {}),
-    }
-    save_config(run.config, cfg, extra={"resolved": resolved})
-    log.info("%s done in %.1f s: %s", cfg.method, seconds, run.path)
-    return run.path
+    """Train a baseline into ``cfg.out`` through a :class:`RunSession`; returns the run directory.
+
+    Writes model.pt (weights only), latents, the poses used, the viewing maps, the extras
+    and the resolved config (box, apix, timing, peak RSS).
+    """
+    with RunSession(cfg.out, resume=resume, overwrite=overwrite, label=f"baselines.{cfg.method}") as session:
+        data = load_baseline_data(cfg)
+        session.device = data.device
+        base = {"box": data.box, "apix": data.apix, "n_particles": data.n}
+        session.save_config(cfg, base)
+        log.info("%s baseline -> %s", cfg.method, session.path)
+        trainer = trainer_cls(cfg, data)
+        session.train(trainer, trainer.n_epochs)
+        out = trainer.outputs()
+        run = session.run
+        save_checkpoint(run.model, {k: v.detach().cpu().contiguous() for k, v in out.state.items()})
+        run.save_latents(out.latents)
+        run.save_poses(data.rotations, data.shifts_A)
+        for name, arrays in out.extras.items():
+            run.save_extra(name, **arrays)
+        for name, vol in out.maps.items():
+            write_volume(run.path / f"{name}.mrc", np.asarray(vol, dtype=np.float32), data.apix)
+        seconds = session.elapsed_s
+        resolved = {
+            **base,
+            "seconds": round(seconds, 3),
+            "images_per_s": round(data.n / seconds, 2) if seconds > 0 else None,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            **out.resolved,
+        }
+        session.save_config(cfg, resolved)
+        log.info("%s done in %.1f s: %s", cfg.method, seconds, run.path)
+    return session.path
 
 
 # ----------------------------------------------------------------------------- loading

@@ -19,7 +19,7 @@ import torch
 from ...console import get_logger
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, MapSetModel, baseline_run, finish_run, load_baseline_data
+from .common import BaselineConfig, BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
 
 __all__ = ["HomogeneousConfig", "HomogeneousModel", "train_homogeneous", "half_map_resolution_A"]
 
@@ -40,28 +40,49 @@ def half_map_resolution_A(fsc: np.ndarray, box: int, apix: float, threshold: flo
     return float(box * apix / max(shell, 1))
 
 
-def train_homogeneous(cfg: HomogeneousConfig, overwrite: bool = False) -> Path:
-    """Reconstruct the consensus map into ``cfg.out``; returns the run directory."""
-    with baseline_run(cfg, overwrite) as ctx:
-        data = load_baseline_data(cfg)
+class HomogeneousTrainer(BaselineTrainer):
+    """One epoch: the half-set reconstruction."""
+
+    n_epochs = 1
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, data = self.cfg, self.data
         log.info("consensus of %d particles at box %d, %.4g Å/px", data.n, data.box, data.apix)
         res = reconstruct_particles(data.dataset, batch_size=cfg.batch_size, device=data.device, seed=cfg.seed)
-        fsc = res.fsc.cpu().numpy().astype(np.float64)
-        resolution = half_map_resolution_A(fsc, data.box, data.apix)
-        log.info("half-map FSC = 0.143 at %.2f Å", resolution)
-        ctx.run.save_extra(
-            "fsc", fsc=fsc, freq_per_A=np.arange(len(fsc)) / (data.box * data.apix), resolution_A=np.array(resolution)
+        self.full, self.half1, self.half2 = (m.cpu() for m in (res.full, res.half1, res.half2))
+        self.fsc = res.fsc.cpu().to(torch.float64)
+        self.resolution = half_map_resolution_A(self.fsc.numpy(), data.box, data.apix)
+        log.info("half-map FSC = 0.143 at %.2f Å", self.resolution)
+        return {"n_images": data.n, "resolution_A": self.resolution}
+
+    def get_state(self) -> dict:
+        return {"full": self.full, "half1": self.half1, "half2": self.half2, "fsc": self.fsc}
+
+    def set_state(self, state: dict) -> None:
+        self.full, self.half1, self.half2, self.fsc = state["full"], state["half1"], state["half2"], state["fsc"]
+        self.resolution = half_map_resolution_A(self.fsc.numpy(), self.data.box, self.data.apix)
+
+    def outputs(self) -> BaselineOutputs:
+        data, fsc = self.data, self.fsc.numpy()
+        full = self.full.numpy()
+        return BaselineOutputs(
+            state={"maps": torch.from_numpy(full[None].copy())},
+            latents=np.zeros((data.n, 1), dtype=np.float32),
+            maps={"consensus": full, "half1": self.half1.numpy(), "half2": self.half2.numpy()},
+            extras={
+                "fsc": {
+                    "fsc": fsc,
+                    "freq_per_A": np.arange(len(fsc)) / (data.box * data.apix),
+                    "resolution_A": np.array(self.resolution),
+                }
+            },
+            resolved={"resolution_A": self.resolution},
         )
-        full = res.full.cpu().numpy()
-        ctx.run.append_log({"epoch": 0, "n_images": data.n, "resolution_A": resolution})
-        return finish_run(
-            ctx,
-            data,
-            {"maps": torch.from_numpy(full[None].copy())},
-            np.zeros((data.n, 1), dtype=np.float32),
-            {"consensus": full, "half1": res.half1.cpu().numpy(), "half2": res.half2.cpu().numpy()},
-            {"resolution_A": resolution},
-        )
+
+
+def train_homogeneous(cfg: HomogeneousConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Reconstruct the consensus map into ``cfg.out``; returns the run directory."""
+    return run_baseline(cfg, HomogeneousTrainer, resume=resume, overwrite=overwrite)
 
 
 @register_method

@@ -24,7 +24,7 @@ from ...console import get_logger
 from ...errors import InputError, file_error
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, BaselineData, MapSetModel, baseline_run, finish_run, load_baseline_data
+from .common import BaselineConfig, BaselineData, BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
 from .homogeneous import half_map_resolution_A
 
 __all__ = ["OracleConfig", "OracleModel", "train_oracle", "read_labels"]
@@ -63,44 +63,66 @@ def read_labels(path: str | Path, data: BaselineData) -> np.ndarray:
     raise InputError(f"{p}: {len(labels)} labels but the particle set has {data.n} particles")
 
 
-def train_oracle(cfg: OracleConfig, overwrite: bool = False) -> Path:
-    """Reconstruct one map per true state into ``cfg.out``; returns the run directory."""
-    with baseline_run(cfg, overwrite) as ctx:
-        data = load_baseline_data(cfg)
+class OracleTrainer(BaselineTrainer):
+    """One epoch per true state: that state's half-set reconstruction."""
+
+    def __init__(self, cfg: OracleConfig, data: BaselineData) -> None:
+        super().__init__(cfg, data)
         labels = read_labels(cfg.labels, data)
-        states, index = np.unique(labels, return_inverse=True)
-        maps, resolutions = [], []
-        for k, s in enumerate(states):
-            rows = np.flatnonzero(index == k)
-            if len(rows) < 2:
-                raise InputError(
-                    f"{cfg.labels}: state {int(s)} has {len(rows)} particle(s); need at least 2 to reconstruct"
-                )
-            res = reconstruct_particles(
-                data.dataset,
-                rows=rows,
-                batch_size=cfg.batch_size,
-                device=data.device,
-                seed=cfg.seed,
-                show_progress=False,
+        self.states, self.index = np.unique(labels, return_inverse=True)
+        self.maps: list[torch.Tensor] = []
+        self.resolutions: list[float] = []
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.states)
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, data = self.cfg, self.data
+        s = self.states[epoch]
+        rows = np.flatnonzero(self.index == epoch)
+        if len(rows) < 2:
+            raise InputError(
+                f"{cfg.labels}: state {int(s)} has {len(rows)} particle(s); need at least 2 to reconstruct"
             )
-            maps.append(res.full.cpu().numpy())
-            resolutions.append(half_map_resolution_A(res.fsc.cpu().numpy(), data.box, data.apix))
-            log.info("state %d: %d particles, half-map FSC 0.143 at %.2f Å", int(s), len(rows), resolutions[-1])
-            ctx.run.append_log(
-                {"epoch": k, "state": int(s), "n_images": int(len(rows)), "resolution_A": resolutions[-1]}
-            )
-        latents = np.zeros((data.n, len(states)), dtype=np.float32)
-        latents[np.arange(data.n), index] = 1.0
-        ctx.run.save_extra("states", labels=states, counts=np.bincount(index), resolution_A=np.array(resolutions))
-        return finish_run(
-            ctx,
-            data,
-            {"maps": torch.from_numpy(np.stack(maps)), "states": torch.from_numpy(states.astype(np.int64))},
-            latents,
-            {f"state_{int(s):03d}": m for s, m in zip(states, maps)},
-            {"n_states": int(len(states))},
+        res = reconstruct_particles(
+            data.dataset, rows=rows, batch_size=cfg.batch_size, device=data.device, seed=cfg.seed, show_progress=False
         )
+        self.maps.append(res.full.cpu())
+        self.resolutions.append(half_map_resolution_A(res.fsc.cpu().numpy(), data.box, data.apix))
+        log.info("state %d: %d particles, half-map FSC 0.143 at %.2f Å", int(s), len(rows), self.resolutions[-1])
+        return {"state": int(s), "n_images": int(len(rows)), "resolution_A": self.resolutions[-1]}
+
+    def get_state(self) -> dict:
+        return {"maps": list(self.maps), "resolutions": torch.tensor(self.resolutions, dtype=torch.float64)}
+
+    def set_state(self, state: dict) -> None:
+        self.maps = list(state["maps"])
+        self.resolutions = [float(r) for r in state["resolutions"]]
+
+    def outputs(self) -> BaselineOutputs:
+        data, states = self.data, self.states
+        maps = [m.numpy() for m in self.maps]
+        latents = np.zeros((data.n, len(states)), dtype=np.float32)
+        latents[np.arange(data.n), self.index] = 1.0
+        return BaselineOutputs(
+            state={"maps": torch.from_numpy(np.stack(maps)), "states": torch.from_numpy(states.astype(np.int64))},
+            latents=latents,
+            maps={f"state_{int(s):03d}": m for s, m in zip(states, maps)},
+            extras={
+                "states": {
+                    "labels": states,
+                    "counts": np.bincount(self.index),
+                    "resolution_A": np.array(self.resolutions),
+                }
+            },
+            resolved={"n_states": int(len(states))},
+        )
+
+
+def train_oracle(cfg: OracleConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Reconstruct one map per true state into ``cfg.out``; returns the run directory."""
+    return run_baseline(cfg, OracleTrainer, resume=resume, overwrite=overwrite)
 
 
 @register_method

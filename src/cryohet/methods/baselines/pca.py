@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ...console import get_logger, progress
+from ...console import get_logger
 from ...errors import InputError, file_error
 from ...imaging.bands import FourierBand
 from ...imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
@@ -57,12 +57,12 @@ from ..base import TrainedModel, register_method
 from .common import (
     BaselineConfig,
     BaselineData,
-    baseline_run,
-    finish_run,
+    BaselineOutputs,
+    BaselineTrainer,
     iter_batches,
-    load_baseline_data,
     load_resolved,
     load_state,
+    run_baseline,
 )
 from .fourier import band_shell_from_fsc, shell_of_resolution
 
@@ -211,49 +211,65 @@ def fit_pca_latents(cfg: PCAConfig, data: BaselineData, consensus: HalfMapResult
     return em.pass_(update=False)[0]
 
 
-def train_pca(cfg: PCAConfig, overwrite: bool = False) -> Path:
-    """Fit k components of heterogeneity into ``cfg.out``; returns the run directory."""
-    with baseline_run(cfg, overwrite) as ctx:
-        data = load_baseline_data(cfg)
-        em = _PCAEM(cfg, data)
+class PCATrainer(BaselineTrainer):
+    """Set-up (consensus, band, mask, initial noise) when built; one EM iteration per epoch;
+    the final E-step in :meth:`outputs`."""
+
+    def __init__(self, cfg: PCAConfig, data: BaselineData) -> None:
+        super().__init__(cfg, data)
+        self.em = _PCAEM(cfg, data)
         log.info(
             "%d components, %d particles, band to shell %d (%.1f Å)",
             cfg.components,
             data.n,
-            em.shell,
-            data.box * data.apix / em.shell,
+            self.em.shell,
+            data.box * data.apix / self.em.shell,
         )
-        em.initial_noise()
-        for it in progress(range(cfg.iterations), description="pca", unit="iter"):
-            _, msr = em.pass_(update=True)
-            norms = [float(v.norm()) for v in em.V]
-            ctx.run.append_log({"epoch": it, "n_images": data.n, "mean_sq_residual": msr, "component_norms": norms})
-            log.info(
-                "iteration %d: mean squared residual %.6g, component norms %s",
-                it + 1,
-                msr,
-                ", ".join(f"{x:.4g}" for x in norms),
-            )
+        self.em.initial_noise()
+
+    @property
+    def n_epochs(self) -> int:
+        return self.cfg.iterations
+
+    def train_epoch(self, epoch: int) -> dict:
+        _, msr = self.em.pass_(update=True)
+        norms = [float(v.norm()) for v in self.em.V]
+        return {"n_images": self.data.n, "mean_sq_residual": msr, "component_norms": norms}
+
+    def get_state(self) -> dict:
+        return {"components": self.em.V.cpu(), "sigma2": self.em.sigma2.cpu()}
+
+    def set_state(self, state: dict) -> None:
+        dev = self.data.device
+        self.em.V = state["components"].to(dev)
+        self.em.sigma2 = state["sigma2"].to(dev)
+
+    def outputs(self) -> BaselineOutputs:
+        em, k = self.em, self.cfg.components
         z, _ = em.pass_(update=False)
         comps = em.V.cpu()
-        norms = comps.reshape(cfg.components, -1).norm(dim=1)
-        ctx.run.save_extra(
-            "pca",
-            component_norms=norms.numpy(),
-            latent_std=z.std(axis=0),
-            band_shell=np.array(em.shell),
-            mask=em.mask.cpu().numpy(),
-        )
+        norms = comps.reshape(k, -1).norm(dim=1)
         maps: dict[str, Any] = {"mean": em.mean.cpu().numpy(), "mask": em.mask.cpu().numpy()}
-        maps.update({f"component_{j:03d}": comps[j].numpy() for j in range(cfg.components)})
-        return finish_run(
-            ctx,
-            data,
-            {"mean": em.mean.cpu(), "components": comps},
-            z,
-            maps,
-            {"band_shell": em.shell, "component_norms": norms.tolist()},
+        maps.update({f"component_{j:03d}": comps[j].numpy() for j in range(k)})
+        return BaselineOutputs(
+            state={"mean": em.mean.cpu(), "components": comps},
+            latents=z,
+            maps=maps,
+            extras={
+                "pca": {
+                    "component_norms": norms.numpy(),
+                    "latent_std": z.std(axis=0),
+                    "band_shell": np.array(em.shell),
+                    "mask": em.mask.cpu().numpy(),
+                }
+            },
+            resolved={"band_shell": em.shell, "component_norms": norms.tolist()},
         )
+
+
+def train_pca(cfg: PCAConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Fit k components of heterogeneity into ``cfg.out``; returns the run directory."""
+    return run_baseline(cfg, PCATrainer, resume=resume, overwrite=overwrite)
 
 
 @register_method

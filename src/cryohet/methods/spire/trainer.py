@@ -8,15 +8,13 @@ one would. Every epoch writes a weights-only checkpoint (:mod:`cryohet.training`
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ...config import save_config
-from ...console import attach_run_log, detach_handler, get_logger, progress
+from ...console import get_logger, progress
 from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
@@ -26,8 +24,8 @@ from ...latents.table import LatentTable
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from ...representations.gaussian_seeding import auto_gaussian_count, seed_from_map
 from ...representations.render import BandBatch, prepare_batch, score_batch
-from ...training.loop import run_epochs
 from ...training.rundir import RunDir
+from ...training.session import RunSession
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
@@ -340,38 +338,20 @@ class SpireTrainer:
 
 
 def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train CryoSPIRE; returns the run directory."""
-    run = RunDir(cfg.out)
-    run.create(resume=resume, overwrite=overwrite)
-    handler = attach_run_log(run.path)
-    try:
-        t0 = time.time()
+    """Train CryoSPIRE into ``cfg.out``; returns the run directory."""
+    with RunSession(cfg.out, resume=resume, overwrite=overwrite, label="spire", device=cfg.device) as session:
         trainer = SpireTrainer(cfg, resume=resume)
         n_a, n_b = trainer._gaussian_counts()
         resolved = cfg.model_copy(deep=True)
         resolved.box = trainer.box
         resolved.stage_a.gaussians, resolved.stage_b.gaussians = n_a, n_b
-        save_config(
-            run.config,
-            resolved,
-            extra={
-                "resolved": {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}
-            },
+        session.save_config(
+            resolved, {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}
         )
-        run_epochs(
-            run,
-            cfg.total_epochs,
-            trainer.train_epoch,
-            trainer.get_state,
-            trainer.set_state,
-            resume=resume,
-            device=trainer.device,
-            label="spire",
-        )
+        session.device = trainer.device
+        session.train(trainer, cfg.total_epochs)
         if trainer.model_b is None:  # stage B had no epochs: still build it for the outputs
             trainer._begin_stage_b()
         write_outputs(trainer)
-        log.info("done in %.1f min: %s", (time.time() - t0) / 60, run.path)
-    finally:
-        detach_handler(handler)
-    return run.path
+        log.info("done in %.1f min: %s", session.elapsed_s / 60, session.path)
+    return session.path
