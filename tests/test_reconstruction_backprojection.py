@@ -210,11 +210,11 @@ def test_half_plane_accumulation_equals_full_plane_scatter(box, oversample):
     p = oversample * box
     b = p // 2 - box // 2
     padded = torch.nn.functional.pad(images, (b, p - box - b, b, p - box - b))
-    k_px = frequencies_1d(p, dtype=torch.float64)
-    c = compute_ctf_grid(k_px / apix, k_px / apix, ctf)
-    F = fft2_centered(padded) * phase_ramp(k_px / apix, k_px / apix, -shifts) * c
-    ref_num = backproject_slices(F, rot, p, k_px, k_px)
-    ref_w = backproject_slices(c * c, rot, p, k_px, k_px)
+    k_per_px = frequencies_1d(p, dtype=torch.float64)
+    c = compute_ctf_grid(k_per_px / apix, k_per_px / apix, ctf)
+    F = fft2_centered(padded) * phase_ramp(k_per_px / apix, k_per_px / apix, -shifts) * c
+    ref_num = backproject_slices(F, rot, p, k_per_px, k_per_px)
+    ref_w = backproject_slices(c * c, rot, p, k_per_px, k_per_px)
     # Inside the Nyquist sphere (the unpaired Nyquist row/column of even grids differ).
     inner = acc.shell_index() < box // 2 - 1
     assert torch.allclose(num[inner], ref_num[inner], atol=1e-9 * ref_num.abs().max())

@@ -108,24 +108,24 @@ def _ctf_core(kx: torch.Tensor, ky: torch.Tensor, params: torch.Tensor) -> torch
     return ctf
 
 
-def compute_ctf(freqs_A: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+def compute_ctf(freqs_per_A: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """CTF at arbitrary frequencies.
 
     Args:
-        freqs_A: ``(..., 2)`` frequencies ``(kx, ky)`` in 1/Å, e.g. ``frequency_grid_2d(D, apix)``
+        freqs_per_A: ``(..., 2)`` frequencies ``(kx, ky)`` in 1/Å, e.g. ``frequency_grid_2d(D, apix)``
             of shape ``(H, W, 2)``.
         params: ``(B, 9)`` CTF parameters (see the module docstring for the columns).
 
     Returns:
-        ``(B, ...)`` real CTF values, dtype of ``freqs_A``; differentiable in both inputs.
+        ``(B, ...)`` real CTF values, dtype of ``freqs_per_A``; differentiable in both inputs.
     """
-    return _ctf_core(freqs_A[..., 0], freqs_A[..., 1], params)
+    return _ctf_core(freqs_per_A[..., 0], freqs_per_A[..., 1], params)
 
 
-def compute_ctf_grid(kx_A: torch.Tensor, ky_A: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """CTF on the separable grid ``ky_A (Ny,) x kx_A (Nx,)`` -> ``(B, Ny, Nx)``.
+def compute_ctf_grid(kx_per_A: torch.Tensor, ky_per_A: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """CTF on the separable grid ``ky_per_A (Ny,) x kx_per_A (Nx,)`` -> ``(B, Ny, Nx)``.
 
     The grid may be any pair of 1D frequency vectors in 1/Å: the full centred plane
     (``frequencies_1d(D, apix)`` for both), a half plane (``kx >= 0``) or a cropped band.
     """
-    return _ctf_core(kx_A[None, :], ky_A[:, None], params)
+    return _ctf_core(kx_per_A[None, :], ky_per_A[:, None], params)

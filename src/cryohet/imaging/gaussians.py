@@ -177,8 +177,8 @@ def gaussian_projection_ft(
     amplitudes: torch.Tensor,
     sigmas_A: torch.Tensor,
     rotations: torch.Tensor,
-    kx_A: torch.Tensor,
-    ky_A: torch.Tensor,
+    kx_per_A: torch.Tensor,
+    ky_per_A: torch.Tensor,
     apix: float,
     shifts_A: torch.Tensor | None = None,
     ctf: torch.Tensor | None = None,
@@ -191,7 +191,7 @@ def gaussian_projection_ft(
         amplitudes: ``(B|1, G)`` or ``(G,)`` density at the centres (voxel value units).
         sigmas_A: ``(B|1, G)``, ``(G,)`` or a scalar tensor; standard deviations in Å.
         rotations: ``(B, 3, 3)`` RELION ``A``.
-        kx_A, ky_A: 1D frequency vectors in 1/Å (``(Nx,)``, ``(Ny,)``): the full centred
+        kx_per_A, ky_per_A: 1D frequency vectors in 1/Å (``(Nx,)``, ``(Ny,)``): the full centred
             plane (``frequencies_1d(D, apix)``), a half plane ``kx >= 0``, a band, ...
         apix: pixel size in Å of the images whose DFT this is (sets the pixel-sum
             normalisation ``(sigma/apix)^3``).
@@ -209,7 +209,7 @@ def gaussian_projection_ft(
     s = sigmas_A.to(dt)
     s = s.expand(c.shape[-2]) if s.ndim == 0 else s
     s = _batched(s, 2)
-    kx, ky = kx_A.to(dt), ky_A.to(dt)
+    kx, ky = kx_per_A.to(dt), ky_per_A.to(dt)
     n_img, n_g = rot.shape[0], c.shape[-2]
     w = _weights(a, s, apix)  # (B|1, G)
     # Envelopes exp(-2 pi^2 s^2 k^2); the weight goes on the x factor.
@@ -271,8 +271,8 @@ def gaussian_projection_ft_aniso(
     amplitudes: torch.Tensor,
     covariances_A2: torch.Tensor,
     rotations: torch.Tensor,
-    kx_A: torch.Tensor,
-    ky_A: torch.Tensor,
+    kx_per_A: torch.Tensor,
+    ky_per_A: torch.Tensor,
     apix: float,
     shifts_A: torch.Tensor | None = None,
     ctf: torch.Tensor | None = None,
@@ -298,7 +298,7 @@ def gaussian_projection_ft_aniso(
     pos = torch.einsum("bij,bgj->bgi", rot[:, :2, :], c.expand(n_img, -1, -1) if c.shape[0] == 1 else c)
     if shifts_A is not None:
         pos = pos - shifts_A.to(dt)[:, None, :]
-    kx, ky = kx_A.to(dt), ky_A.to(dt)
+    kx, ky = kx_per_A.to(dt), ky_per_A.to(dt)
     KX, KY = kx[None, :], ky[:, None]  # (1, Nx), (Ny, 1)
     F = torch.zeros((n_img, ky.numel(), kx.numel()), dtype=torch.complex(kx, kx).dtype, device=rot.device)
     w = w.expand(n_img, -1)

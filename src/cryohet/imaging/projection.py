@@ -224,22 +224,27 @@ def fourier_to_volume(grid: torch.Tensor, box: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- slices
 
 
-def slice_coordinates(rotations: torch.Tensor, kx_px: torch.Tensor, ky_px: torch.Tensor, padded: int) -> torch.Tensor:
+def slice_coordinates(
+    rotations: torch.Tensor, kx_per_px: torch.Tensor, ky_per_px: torch.Tensor, padded: int
+) -> torch.Tensor:
     """Grid index coordinates ``(x, y, z)`` of the central slices, ``(B, Ny, Nx, 3)``.
 
     ``k3 = A.T @ (kx, ky, 0) = kx * A[0] + ky * A[1]`` (cycles/voxel), index ``k3 * P + P // 2``.
     """
-    R = rotations.to(kx_px.dtype)
-    k3 = kx_px[None, None, :, None] * R[:, None, None, 0, :] + ky_px[None, :, None, None] * R[:, None, None, 1, :]
+    R = rotations.to(kx_per_px.dtype)
+    k3 = (
+        kx_per_px[None, None, :, None] * R[:, None, None, 0, :]
+        + ky_per_px[None, :, None, None] * R[:, None, None, 1, :]
+    )
     return k3 * padded + (padded // 2)
 
 
-def _default_freqs(box: int, kx_px, ky_px, device, dtype):
+def _default_freqs(box: int, kx_per_px, ky_per_px, device, dtype):
     f = None
-    if kx_px is None or ky_px is None:
+    if kx_per_px is None or ky_per_px is None:
         f = frequencies_1d(box, 1.0, device=device, dtype=dtype)
-    kx = f if kx_px is None else torch.as_tensor(kx_px, device=device, dtype=dtype)
-    ky = f if ky_px is None else torch.as_tensor(ky_px, device=device, dtype=dtype)
+    kx = f if kx_per_px is None else torch.as_tensor(kx_per_px, device=device, dtype=dtype)
+    ky = f if ky_per_px is None else torch.as_tensor(ky_per_px, device=device, dtype=dtype)
     return kx, ky
 
 
@@ -250,22 +255,22 @@ def _real_dtype(t: torch.Tensor) -> torch.dtype:
 def project_fourier(
     vol_ft: FourierVolume,
     rotations: torch.Tensor,
-    kx_px: torch.Tensor | None = None,
-    ky_px: torch.Tensor | None = None,
+    kx_per_px: torch.Tensor | None = None,
+    ky_per_px: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Central slices of a :class:`FourierVolume`: centred image DFTs ``(B, Ny, Nx)``.
 
     Args:
         vol_ft: from :func:`volume_to_fourier`.
         rotations: ``(B, 3, 3)`` RELION ``A`` matrices.
-        kx_px, ky_px: 1D frequency vectors in cycles/pixel; default the full centred
+        kx_per_px, ky_per_px: 1D frequency vectors in cycles/pixel; default the full centred
             ``D``-point grid (``frequencies_1d(D)``) on both axes.
 
     Returns:
         complex ``(B, Ny, Nx)``: for the default grid, ``fft2_centered`` of the projection.
     """
     dev, rdt = vol_ft.data.device, _real_dtype(vol_ft.data)
-    kx, ky = _default_freqs(vol_ft.box, kx_px, ky_px, dev, rdt)
+    kx, ky = _default_freqs(vol_ft.box, kx_per_px, ky_per_px, dev, rdt)
     rot = torch.as_tensor(rotations, device=dev, dtype=rdt)
     chunk = max(1, _POINTS_PER_CHUNK // (kx.numel() * ky.numel()))
     out = []
@@ -316,8 +321,8 @@ def backproject_slices(
     values: torch.Tensor,
     rotations: torch.Tensor,
     padded: int,
-    kx_px: torch.Tensor | None = None,
-    ky_px: torch.Tensor | None = None,
+    kx_per_px: torch.Tensor | None = None,
+    ky_per_px: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Transpose of :func:`project_fourier`'s slice sampling: scatter slices into a grid.
@@ -327,19 +332,19 @@ def backproject_slices(
             real ``(B, Ny, Nx, C)`` with a real ``(P, P, P, C)`` ``out``.
         rotations: ``(B, 3, 3)`` RELION ``A``.
         padded: grid side ``P``.
-        kx_px, ky_px: frequencies of the slice samples in cycles/pixel; default the full
+        kx_per_px, ky_per_px: frequencies of the slice samples in cycles/pixel; default the full
             centred grid of ``Nx`` (``Ny``) points, ``frequencies_1d(N)``.
         out: grid to accumulate into (in place), or None for a new ``(P, P, P)`` one.
     """
     dev, rdt = values.device, _real_dtype(values)
     multi = out is not None and out.ndim == 4
     ny, nx = (values.shape[-3], values.shape[-2]) if multi else (values.shape[-2], values.shape[-1])
-    if kx_px is None:
-        kx_px = frequencies_1d(nx, 1.0, device=dev, dtype=rdt)
-    if ky_px is None:
-        ky_px = frequencies_1d(ny, 1.0, device=dev, dtype=rdt)
-    kx = torch.as_tensor(kx_px, device=dev, dtype=rdt)
-    ky = torch.as_tensor(ky_px, device=dev, dtype=rdt)
+    if kx_per_px is None:
+        kx_per_px = frequencies_1d(nx, 1.0, device=dev, dtype=rdt)
+    if ky_per_px is None:
+        ky_per_px = frequencies_1d(ny, 1.0, device=dev, dtype=rdt)
+    kx = torch.as_tensor(kx_per_px, device=dev, dtype=rdt)
+    ky = torch.as_tensor(ky_per_px, device=dev, dtype=rdt)
     rot = torch.as_tensor(rotations, device=dev, dtype=rdt)
     if out is None:
         out = torch.zeros((padded,) * 3, dtype=values.dtype, device=dev)

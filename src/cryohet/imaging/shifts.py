@@ -17,25 +17,25 @@ from .fft import fft2_centered, frequencies_1d, ifft2_centered
 __all__ = ["phase_ramp", "shift_ft", "shift_images", "unshift_ft"]
 
 
-def phase_ramp(kx_A: torch.Tensor, ky_A: torch.Tensor, shifts_A: torch.Tensor) -> torch.Tensor:
+def phase_ramp(kx_per_A: torch.Tensor, ky_per_A: torch.Tensor, shifts_A: torch.Tensor) -> torch.Tensor:
     """``exp(+2 pi i (kx ox + ky oy))`` on the grid ``ky (Ny,) x kx (Nx,)`` -> complex ``(B, Ny, Nx)``.
 
     ``shifts_A`` is ``(B, 2)`` RELION origins ``(x, y)`` in Å; frequencies in 1/Å (or
     cycles/pixel with shifts in pixels). Differentiable in the shifts.
     """
-    s = shifts_A.to(kx_A.dtype)
-    ph = 2.0 * math.pi * (s[:, 0, None, None] * kx_A[None, None, :] + s[:, 1, None, None] * ky_A[None, :, None])
+    s = shifts_A.to(kx_per_A.dtype)
+    ph = 2.0 * math.pi * (s[:, 0, None, None] * kx_per_A[None, None, :] + s[:, 1, None, None] * ky_per_A[None, :, None])
     return torch.complex(torch.cos(ph), torch.sin(ph))
 
 
-def shift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor) -> torch.Tensor:
+def shift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_per_A: torch.Tensor, ky_per_A: torch.Tensor) -> torch.Tensor:
     """Apply origins to image transforms ``F (B, Ny, Nx)``: centred particle -> shifted image."""
-    return F * phase_ramp(kx_A, ky_A, shifts_A)
+    return F * phase_ramp(kx_per_A, ky_per_A, shifts_A)
 
 
-def unshift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_A: torch.Tensor, ky_A: torch.Tensor) -> torch.Tensor:
+def unshift_ft(F: torch.Tensor, shifts_A: torch.Tensor, kx_per_A: torch.Tensor, ky_per_A: torch.Tensor) -> torch.Tensor:
     """Undo origins (multiply by ``exp(-2 pi i k.o)``): shifted image -> centred particle."""
-    return F * phase_ramp(kx_A, ky_A, -shifts_A)
+    return F * phase_ramp(kx_per_A, ky_per_A, -shifts_A)
 
 
 def shift_images(images: torch.Tensor, shifts_A: torch.Tensor, apix: float) -> torch.Tensor:

@@ -88,25 +88,25 @@ class BackprojectionAccumulator:
         # Centred DFT on the half plane: rows ky centred, columns kx = 0 .. P/2.
         F = torch.fft.rfft2(torch.fft.ifftshift(padded, dim=(-2, -1)), dim=(-2, -1))
         F = torch.fft.fftshift(F, dim=-2)
-        ky_px = frequencies_1d(p, 1.0, device=dev, dtype=dt)
-        kx_px = torch.arange(p // 2 + 1, device=dev, dtype=dt) / p
-        kx_A, ky_A = kx_px / self.apix, ky_px / self.apix
+        ky_per_px = frequencies_1d(p, 1.0, device=dev, dtype=dt)
+        kx_per_px = torch.arange(p // 2 + 1, device=dev, dtype=dt) / p
+        kx_per_A, ky_per_A = kx_per_px / self.apix, ky_per_px / self.apix
         if shifts_A is not None:
-            F = F * phase_ramp(kx_A, ky_A, -torch.as_tensor(shifts_A).to(device=dev, dtype=dt))
+            F = F * phase_ramp(kx_per_A, ky_per_A, -torch.as_tensor(shifts_A).to(device=dev, dtype=dt))
         # Columns kx = 0 and kx = P/2 are their own mirrors: count them half here.
         col = torch.ones(p // 2 + 1, device=dev, dtype=dt)
         col[0] = 0.5
         if p % 2 == 0:
             col[-1] = 0.5
         if ctf_params is not None:
-            ctf = compute_ctf_grid(kx_A, ky_A, ctf_params_tensor(ctf_params, dev, dt))
+            ctf = compute_ctf_grid(kx_per_A, ky_per_A, ctf_params_tensor(ctf_params, dev, dt))
             F = F * (ctf * col)
             w = ctf * ctf * col
         else:
             F = F * col
             w = col.expand(F.shape)
         values = torch.stack([F.real, F.imag, w], dim=-1)  # (B, P, P//2 + 1, 3)
-        backproject_slices(values, rot, p, kx_px, ky_px, out=self.grid)
+        backproject_slices(values, rot, p, kx_per_px, ky_per_px, out=self.grid)
         self.n_images += int(imgs.shape[0])
 
     def __iadd__(self, other: BackprojectionAccumulator) -> BackprojectionAccumulator:  # noqa: PYI034
