@@ -27,12 +27,19 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["get_logger", "progress", "attach_run_log", "stderr_console", "is_tty"]
+__all__ = ["get_logger", "progress", "attach_run_log", "stderr_console", "is_tty", "set_progress_enabled"]
 
 T = TypeVar("T")
 
 stderr_console = Console(stderr=True)
 _LOGGER_NAME = "cryohet"
+_progress_enabled = True
+
+
+def set_progress_enabled(enabled: bool) -> None:
+    """Show progress bars/lines (default) or not (ranks > 0 of a distributed run)."""
+    global _progress_enabled
+    _progress_enabled = bool(enabled)
 
 
 def is_tty() -> bool:
@@ -89,7 +96,13 @@ class _RateColumn(ProgressColumn):
 def progress(
     items: Iterable[T], total: int | None = None, description: str = "", unit: str = "it", log_every_s: float = 10.0
 ) -> Iterator[T]:
-    """Iterate with a progress display: a rich bar on a TTY, periodic log lines otherwise."""
+    """Iterate with a progress display: a rich bar on a TTY, periodic log lines otherwise.
+
+    Plain iteration when disabled by :func:`set_progress_enabled`.
+    """
+    if not _progress_enabled:
+        yield from items
+        return
     if total is None:
         try:
             total = len(items)  # type: ignore[arg-type]

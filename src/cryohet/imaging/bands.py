@@ -208,6 +208,9 @@ class FourierBand:
 
     def observed(self, images: torch.Tensor) -> torch.Tensor:
         """The band of the images' centred DFTs: complex ``(..., Ny, Nx)``."""
+        if images.numel() == 0:  # e.g. a rank's empty share of a step (FFT libraries reject empty inputs)
+            cdt = torch.complex128 if images.dtype == torch.float64 else torch.complex64
+            return torch.zeros((*images.shape[:-2], *self.shape), dtype=cdt, device=images.device)
         F = fft2_centered(images)
         rows, cols = self._grid_index(self.ky_idx), self._grid_index(self.kx_idx)
         F = F[..., rows, :] if isinstance(rows, slice) else F.index_select(-2, rows)

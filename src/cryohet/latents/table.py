@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..training.distributed import all_gather_rows, get_dist
+
 __all__ = ["LatentTable"]
 
 
@@ -47,6 +49,25 @@ class LatentTable:
         self.m[index] = 0.0
         self.v[index] = 0.0
         self.steps[index] = 0
+
+    @torch.no_grad()
+    def sync_rows(self, index: torch.Tensor) -> None:
+        """Make the rows ``index`` this rank updated identical on every rank.
+
+        Every rank gathers every rank's updated rows (indices, values, Adam moments and step
+        counts) and writes them into its table: ``O(rows x zdim)`` per step, never a dense
+        ``N x zdim`` all-reduce. Ranks update disjoint rows (a sampler gives each image to
+        one rank). No-op with one process.
+        """
+        if not get_dist().enabled:
+            return
+        idx = index.to(self.steps.device).long()
+        ints = all_gather_rows(torch.stack([idx, self.steps[idx]], dim=1))
+        floats = all_gather_rows(torch.cat([self.z[idx], self.m[idx], self.v[idx]], dim=1))
+        rows = ints[:, 0]
+        d = self.z.shape[1]
+        self.steps[rows] = ints[:, 1]
+        self.z[rows], self.m[rows], self.v[rows] = floats[:, :d], floats[:, d : 2 * d], floats[:, 2 * d :]
 
     def reset_optimizer(self) -> None:
         self.m.zero_()

@@ -25,6 +25,7 @@ from ..imaging.ctf import compute_ctf_grid, ctf_params_tensor
 from ..imaging.fft import frequencies_1d
 from ..imaging.projection import backproject_slices, fourier_to_volume, gridding_kernel
 from ..imaging.shifts import phase_ramp
+from ..training.distributed import all_reduce_sum_, get_dist
 
 __all__ = ["BackprojectionAccumulator"]
 
@@ -114,6 +115,15 @@ class BackprojectionAccumulator:
             raise ValueError("cannot merge accumulators of different grids")
         self.grid += other.grid.to(self.device)
         self.n_images += other.n_images
+        return self
+
+    def all_reduce(self) -> BackprojectionAccumulator:
+        """Sum the accumulations of every rank of a distributed run (each added its own
+        images); no-op with one process. Returns self."""
+        if get_dist().enabled:
+            all_reduce_sum_(self.grid)
+            count = all_reduce_sum_(torch.tensor([self.n_images], dtype=torch.int64))
+            self.n_images = int(count[0])
         return self
 
     def merged(self, other: BackprojectionAccumulator) -> BackprojectionAccumulator:

@@ -14,6 +14,7 @@ import torch
 from ..console import progress
 from ..data.dataset import ParticleDataset
 from ..errors import InputError
+from ..training.distributed import shard
 from .half_maps import HalfMapResult, HalfSetReconstructor
 
 __all__ = ["half_set_labels", "reconstruct_particles", "dataset_pixel_size"]
@@ -49,7 +50,9 @@ def reconstruct_particles(
     """Half maps, full map and half-map FSC of ``dataset`` (or of its ``rows``).
 
     ``weights`` (one per row, in [0, 1]) scale each image's contribution (soft class
-    assignments); zero-weight images are skipped.
+    assignments); zero-weight images are skipped. In a distributed run every rank
+    backprojects its share of the images and the accumulations are summed, so every rank
+    gets the same maps.
     """
     if not dataset.has_poses:
         raise InputError(f"{dataset.meta.source}: backprojection needs poses (a refined .star/.cs or --poses)")
@@ -64,6 +67,7 @@ def reconstruct_particles(
     halves = half_set_labels(dataset, seed)
     rec = HalfSetReconstructor(dataset.box, apix, device=device)
     order = np.argsort(use, kind="stable")  # storage order reads fastest
+    order = order[shard(len(order))]  # this rank's share (all of them with one process)
     chunks = range(0, len(use), batch_size)
     it = progress(chunks, description="backprojection", unit="batch") if show_progress else chunks
     for start in it:
@@ -80,4 +84,4 @@ def reconstruct_particles(
             ctf = ctf.clone()
             ctf[:, 8] = ctf[:, 8] * sq
         rec.add(images, batch.rotations, batch.shifts_A, ctf, halves[use[pick]])
-    return rec.finalize("fsc")
+    return rec.all_reduce().finalize("fsc")

@@ -81,6 +81,12 @@ class HalfSetReconstructor:
             )
             self.halves[which].add(*batch)
 
+    def all_reduce(self) -> HalfSetReconstructor:
+        """Sum both halves over the ranks of a distributed run (no-op with one process)."""
+        for acc in self.halves:
+            acc.all_reduce()
+        return self
+
     def finalize(self, snr: float | torch.Tensor | str | None = "fsc", fudge: float = 1.0) -> HalfMapResult:
         """Half maps and full map; ``snr="fsc"`` derives the Wiener term from the half maps."""
         a, b = self.halves

@@ -1,6 +1,7 @@
 """The epoch loop every method runs in: checkpoint each epoch, resume, log, time.
 
-A method hands :func:`run_epochs` three callables:
+A method hands :func:`run_epochs` three callables (on every rank of a distributed run;
+only rank 0 writes the checkpoint and the log row):
 
 * ``train_epoch(epoch) -> dict`` runs one epoch and returns numbers to log
   (it must report ``n_images`` so the loop can compute images/s);
@@ -26,6 +27,7 @@ import torch
 
 from ..console import get_logger
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .distributed import get_dist
 from .rundir import RunDir
 
 __all__ = ["run_epochs", "peak_rss_mb", "gpu_peak_mb"]
@@ -60,6 +62,7 @@ def run_epochs(
     early, e.g. when an EM has converged.
     """
     log = get_logger(label)
+    main = get_dist().is_main  # only rank 0 writes checkpoints and the log; every rank reads them
     start = 0
     if resume:
         ckpt = latest_checkpoint(run.path)
@@ -67,7 +70,8 @@ def run_epochs(
             state = load_checkpoint(ckpt, map_location=device)
             set_state(state["state"])
             start = int(state["epoch"]) + 1
-            run.truncate_log(after_epoch=start - 1)
+            if main:
+                run.truncate_log(after_epoch=start - 1)
             log.info("resuming from %s (epoch %d of %d done)", ckpt.name, start, n_epochs)
         else:
             log.info("no checkpoint in %s; starting from scratch", run.checkpoints)
@@ -90,9 +94,11 @@ def run_epochs(
         gpu = gpu_peak_mb(device)
         if gpu is not None:
             row["gpu_peak_mb"] = round(gpu, 1)
-        save_checkpoint(checkpoint_path(run.path, epoch), {"epoch": epoch, "state": get_state()})
-        prune_checkpoints(run.path, keep_last=keep_checkpoints)
-        run.append_log(row)
+        state = get_state()  # every rank (a trainer may gather for it)
+        if main:
+            save_checkpoint(checkpoint_path(run.path, epoch), {"epoch": epoch, "state": state})
+            prune_checkpoints(run.path, keep_last=keep_checkpoints)
+            run.append_log(row)
         shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
         log.info("epoch %d/%d: %s", epoch + 1, n_epochs, shown)
         if done():

@@ -13,6 +13,12 @@ The session creates (or reopens, with ``resume``) the run directory, mirrors the
 and runs the epochs (:func:`cryohet.training.loop.run_epochs`): a weights-only
 checkpoint after every epoch, a row in ``train_log.jsonl``, and on ``resume`` the latest
 checkpoint restored before the next epoch.
+
+Under ``torchrun`` the session joins the process group (:func:`init_distributed`; the
+device becomes ``cuda:LOCAL_RANK``); rank 0 alone creates the directory and writes the
+config, the log and the checkpoints, and every rank reads the checkpoint it resumes from
+(the run directory must be on a file system all nodes share). With one process all of
+this is the plain single-process path.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pydantic import BaseModel
 
 from ..config import save_config
 from ..console import attach_run_log, detach_handler, get_logger
+from .distributed import barrier, init_distributed, quiet_non_main
 from .loop import run_epochs
 from .rundir import RunDir
 
@@ -73,7 +80,7 @@ class RunSession:
         self.resume = resume
         self.overwrite = overwrite
         self.label = label
-        self.device = device
+        self.dist, self.device = init_distributed(str(device))
         self.log = get_logger(label)
         self.t0 = time.perf_counter()
         self._handler = None
@@ -87,9 +94,17 @@ class RunSession:
         """Seconds since the session opened (this process)."""
         return time.perf_counter() - self.t0
 
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (always, with one process): the process that writes."""
+        return self.dist.is_main
+
     def __enter__(self) -> RunSession:
-        self.run.create(resume=self.resume, overwrite=self.overwrite)
-        self._handler = attach_run_log(self.run.path)
+        quiet_non_main()
+        if self.is_main:
+            self.run.create(resume=self.resume, overwrite=self.overwrite)
+            self._handler = attach_run_log(self.run.path)
+        barrier()  # the directory exists (or rank 0 failed and torchrun stops the others)
         self.t0 = time.perf_counter()
         return self
 
@@ -99,9 +114,14 @@ class RunSession:
             self._handler = None
 
     def save_config(self, config: BaseModel, resolved: dict[str, Any] | None = None) -> Path:
-        """Write ``config.yaml``: the resolved config, provenance, and the ``resolved`` block
-        (what was derived from the data: box, pixel size, counts, timings)."""
-        return save_config(self.run.config, config, extra={"resolved": resolved or {}})
+        """Write ``config.yaml`` (rank 0): the resolved config, provenance, and the ``resolved``
+        block (what was derived from the data: box, pixel size, counts, timings)."""
+        extra = {"resolved": dict(resolved or {})}
+        if self.dist.enabled:
+            extra["resolved"].update(world_size=self.dist.world_size, backend=self.dist.backend)
+        if self.is_main:
+            save_config(self.run.config, config, extra=extra)
+        return self.run.config
 
     def train(self, trainer: Trainer, n_epochs: int, keep_checkpoints: int = 2) -> list[dict[str, Any]]:
         """Run (or continue) ``trainer`` for epochs ``0 .. n_epochs - 1``; returns the log rows."""

@@ -57,6 +57,8 @@ from ...imaging.likelihood import ShellGaussian
 from ...imaging.projection import volume_to_fourier
 from ...reconstruction.from_particles import reconstruct_particles
 from ...representations.render import model_images
+from ...training.distributed import all_reduce_sum_, broadcast_object
+from ...training.per_image import gather_rows_into
 from ..base import register_method
 from .common import (
     BaselineConfig,
@@ -115,7 +117,7 @@ def _noise_from(data: BaselineData, cfg: Classify3DConfig, band: FourierBand, vo
     for _, batch in iter_batches(data, cfg.batch_size, data.device):
         model = model_images(vft, batch.rotations, band, band.filters(batch.ctf_params, batch.shifts_A))
         acc += band.shell_sums((band.observed(batch.images) - model).abs() ** 2)
-    return ShellGaussian.estimate_sigma2(band, acc, data.n)
+    return ShellGaussian.estimate_sigma2(band, all_reduce_sum_(acc), data.n)
 
 
 @torch.no_grad()
@@ -133,6 +135,7 @@ def e_step(
     vfts = [volume_to_fourier(m.to(dev)) for m in maps]
     inv = ShellGaussian(band, sigma2.to(dev)).pixel_weights
     post = np.zeros((data.n, K))
+    mine = np.zeros(0, dtype=np.int64)
     noise = torch.zeros(band.n_shells, dtype=torch.float64, device=dev)
     total = 0.0
     lp = torch.as_tensor(log_prior, device=dev, dtype=torch.float64)
@@ -145,7 +148,11 @@ def e_step(
         total += float(torch.logsumexp(ll, dim=1).sum())
         noise += band.shell_sums((p[:, :, None, None].to(power.dtype) * power).sum(dim=1))
         post[rows] = p.cpu().numpy()
-    sigma2_new = ShellGaussian.estimate_sigma2(band, noise, data.n)
+        mine = np.concatenate([mine, rows])
+    gather_rows_into(post, mine)  # every rank's share of the images
+    totals = all_reduce_sum_(torch.tensor([total], dtype=torch.float64))
+    total = float(totals[0])
+    sigma2_new = ShellGaussian.estimate_sigma2(band, all_reduce_sum_(noise), data.n)
     return post, sigma2_new, total
 
 
@@ -231,7 +238,7 @@ class Classify3DTrainer(BaselineTrainer):
             data.box * data.apix / self.shell,
         )
         self.sigma2 = _noise_from(data, cfg, self.band, consensus.full)
-        split = _initial_split(data, cfg, consensus, self.rng)
+        split = broadcast_object(_initial_split(data, cfg, consensus, self.rng))  # rank 0's k-means
         self.maps = [_reconstruct(data, cfg, rows=np.flatnonzero(split == k)).full for k in range(K)]
         self.log_prior = np.full(K, -np.log(K))
         self.hard_prev = split

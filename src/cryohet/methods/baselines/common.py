@@ -41,6 +41,7 @@ from ...reconstruction.from_particles import dataset_pixel_size
 from ...representations.voxel import resample_volume
 from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.loop import peak_rss_mb
+from ...training.per_image import my_rows
 from ...training.rundir import RunDir
 from ...training.session import RunSession
 from ..base import TrainedModel, read_run_header
@@ -77,7 +78,7 @@ class BaselineConfig(StrictModel):
 class BaselineData:
     """The particle dataset of a baseline run, with its working box and pixel size (Å)."""
 
-    def __init__(self, cfg: BaselineConfig) -> None:
+    def __init__(self, cfg: BaselineConfig, device: torch.device | None = None) -> None:
         meta = cfg.data.load()
         if not meta.has_poses:
             raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs poses (a refined .star/.cs or --poses)")
@@ -87,7 +88,7 @@ class BaselineData:
         self.box = int(self.dataset.box)
         self.apix = float(dataset_pixel_size(self.dataset))
         self.n = len(self.dataset)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
 
     @property
     def rotations(self) -> np.ndarray:
@@ -99,16 +100,19 @@ class BaselineData:
         return sh if sh is not None else np.zeros((self.n, 2))
 
 
-def load_baseline_data(cfg: BaselineConfig) -> BaselineData:
-    return BaselineData(cfg)
+def load_baseline_data(cfg: BaselineConfig, device: torch.device | None = None) -> BaselineData:
+    return BaselineData(cfg, device)
 
 
 def iter_batches(
     data: BaselineData, batch_size: int, device: torch.device
 ) -> Iterator[tuple[np.ndarray, ParticleBatch]]:
-    """``(rows, batch)`` over every particle in order, tensors moved to ``device``."""
-    for start in range(0, data.n, batch_size):
-        rows = np.arange(start, min(data.n, start + batch_size))
+    """``(rows, batch)`` over this rank's share of the particles in order (every particle with
+    one process), tensors moved to ``device``. Results per row are gathered with
+    :func:`~cryohet.training.per_image.gather_rows_into`, sums with ``all_reduce_sum_``."""
+    mine = my_rows(data.n)
+    for start in range(0, len(mine), batch_size):
+        rows = mine[start : start + batch_size]
         batch = data.dataset.get_batch(rows)
         yield rows, batch.to(device)
 
@@ -168,15 +172,18 @@ def run_baseline(
     Writes model.pt (weights only), latents, the poses used, the viewing maps, the extras
     and the resolved config (box, apix, timing, peak RSS).
     """
-    with RunSession(cfg.out, resume=resume, overwrite=overwrite, label=f"baselines.{cfg.method}") as session:
-        data = load_baseline_data(cfg)
-        session.device = data.device
+    with RunSession(
+        cfg.out, resume=resume, overwrite=overwrite, label=f"baselines.{cfg.method}", device=cfg.device
+    ) as session:
+        data = load_baseline_data(cfg, session.device)
         base = {"box": data.box, "apix": data.apix, "n_particles": data.n}
         session.save_config(cfg, base)
         log.info("%s baseline -> %s", cfg.method, session.path)
         trainer = trainer_cls(cfg, data)
         session.train(trainer, trainer.n_epochs)
-        out = trainer.outputs()
+        out = trainer.outputs()  # every rank (the final passes are split across ranks)
+        if not session.is_main:
+            return session.path
         run = session.run
         save_checkpoint(run.model, {k: v.detach().cpu().contiguous() for k, v in out.state.items()})
         run.save_latents(out.latents)

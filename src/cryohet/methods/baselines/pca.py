@@ -53,6 +53,8 @@ from ...reconstruction.from_particles import reconstruct_particles
 from ...reconstruction.half_maps import HalfMapResult
 from ...representations.render import model_images, render
 from ...representations.voxel import resample_volume
+from ...training.distributed import all_reduce_sum_
+from ...training.per_image import gather_rows_into
 from ..base import TrainedModel, register_method
 from .common import (
     BaselineConfig,
@@ -161,6 +163,7 @@ class _PCAEM:
         S = torch.zeros(k, k, dtype=torch.float64, device=d.device)
         noise = torch.zeros(band.n_shells, dtype=torch.float64, device=d.device)
         z_all = np.zeros((d.n, k), dtype=np.float32)
+        mine = np.zeros(0, dtype=np.int64)
         for rows, batch in iter_batches(d, cfg.batch_size, d.device):
             filt = band.filters(batch.ctf_params, batch.shifts_A)
             R = (band.observed(batch.images) - model_images(self.mean_ft, batch.rotations, band, filt)).flatten(-2)
@@ -171,6 +174,7 @@ class _PCAEM:
             Sigma = torch.linalg.inv(M + eye)
             z = (Sigma @ b[:, :, None])[:, :, 0]
             z_all[rows] = z.cpu().numpy()
+            mine = np.concatenate([mine, rows])
             fit = R - torch.einsum("bj,bjp->bp", z.to(Bm.real.dtype).to(Bm.dtype), Bm)
             noise += band.shell_sums((fit.abs() ** 2).unflatten(-1, band.shape))
             if update:
@@ -181,10 +185,13 @@ class _PCAEM:
                 zf = z.to(resid.dtype)
                 for j in range(k):
                     accs[j].add(resid * zf[:, j, None, None], batch.rotations, batch.shifts_A, batch.ctf_params)
+        gather_rows_into(z_all, mine)  # every rank's share of the images
+        all_reduce_sum_(noise)
         msr = float(noise.sum() / (d.n * float(band.weights.sum())))
         if update:
+            all_reduce_sum_(S)
             self.sigma2 = ShellGaussian.estimate_sigma2(band, noise, d.n)
-            G = torch.stack([a.finalize(self.snr) for a in accs]).to(torch.float64)  # (k, D, D, D)
+            G = torch.stack([a.all_reduce().finalize(self.snr) for a in accs]).to(torch.float64)  # (k, D, D, D)
             mix = torch.linalg.solve(S / d.n, G.reshape(k, -1))
             V = mix.reshape(G.shape).to(self.V.dtype)
             V = torch.stack([_lowpass(v, self.shell) * self.mask for v in V])
@@ -199,7 +206,7 @@ class _PCAEM:
             filt = band.filters(batch.ctf_params, batch.shifts_A)
             model = model_images(self.mean_ft, batch.rotations, band, filt)
             noise += band.shell_sums((band.observed(batch.images) - model).abs() ** 2)
-        self.sigma2 = ShellGaussian.estimate_sigma2(band, noise, d.n)
+        self.sigma2 = ShellGaussian.estimate_sigma2(band, all_reduce_sum_(noise), d.n)
 
 
 def fit_pca_latents(cfg: PCAConfig, data: BaselineData, consensus: HalfMapResult | None = None) -> np.ndarray:

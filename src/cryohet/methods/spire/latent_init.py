@@ -35,6 +35,7 @@ from ...console import get_logger, progress
 from ...imaging.bands import FourierBand
 from ...representations.gaussian_mixture import GaussianMixture
 from ...representations.render import model_images, prepare_batch
+from ...training.per_image import gather_rows_into
 
 __all__ = ["spatial_regions", "regional_coefficients", "latents_from_coefficients", "regional_latents"]
 
@@ -121,7 +122,11 @@ def regional_latents(
     n_regions: int = 16,
     seed: int = 0,
 ) -> np.ndarray:
-    """Initial latents ``(N, zdim)`` from regional occupancy coefficients (module docstring)."""
+    """Initial latents ``(N, zdim)`` from regional occupancy coefficients (module docstring).
+
+    ``loader`` reads this rank's share of the images (``loader.rows``); the coefficients of
+    all ranks are gathered before the principal components, so every rank gets the same latents.
+    """
     regions = spatial_regions(centres_px.detach().cpu().numpy(), amplitudes.detach().cpu().numpy(), n_regions, seed)
     coeffs = regional_coefficients(
         centres_px.detach().to(device),
@@ -131,7 +136,9 @@ def regional_latents(
         loader,
         band,
         device,
+        n_images=len(loader.dataset),
     )
+    gather_rows_into(coeffs, loader.rows)  # each rank fitted its share of the images
     z = latents_from_coefficients(coeffs, zdim)
     log.info(
         "latent init: %d regions; coefficient spread (median per-region std) %.3f",

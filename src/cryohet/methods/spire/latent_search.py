@@ -41,6 +41,7 @@ from ...imaging.likelihood import ImageLikelihood
 from ...latents.table import LatentTable
 from ...representations.gaussian_mixture import GaussianMixture
 from ...representations.render import BandBatch, prepare_batch, score_batch
+from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist
 
 __all__ = ["candidate_latents", "score_candidates", "search_latents"]
 
@@ -105,7 +106,8 @@ def search_latents(
     Args:
         model: a stage A or stage B model (``model(z) -> GaussianMixture``), left unchanged.
         latents: the table to update in place.
-        loader: yields the dataset's :class:`~cryohet.data.batch.ParticleBatch` objects; every image once.
+        loader: yields this rank's share of the images (every image once over all ranks); the
+            moved rows are gathered on every rank at the end.
         likelihood: the data term (its band is the full comparison band).
         n_candidates: k, the number of k-means centres tried.
         lambda_z: weight of the ``||z||^2`` prior, as in training.
@@ -118,12 +120,16 @@ def search_latents(
     """
     was_training = model.training
     model.eval()
-    cands = torch.as_tensor(candidate_latents(latents.z.cpu().numpy(), n_candidates, seed), device=device)
+    dist = get_dist()
+    # k-means once (rank 0), the same candidates everywhere
+    cands_np = candidate_latents(latents.z.cpu().numpy(), n_candidates, seed) if dist.is_main else None
+    cands = torch.as_tensor(broadcast_object(cands_np), device=device)
     cand_mix = model(cands)  # (k, G, ...) computed once: the decoder does not depend on the image
     cand_prior = lambda_z * (cands**2).sum(dim=1)
     full: FourierBand = likelihood.band
     sub = full.lowpass(band)
     sub_likelihood = likelihood.on(sub)
+    moved_rows: list[torch.Tensor] = []
     moved = 0
     gain = 0.0
     total = 0
@@ -135,10 +141,15 @@ def search_latents(
         sel = choice >= 0
         if sel.any():
             latents.assign(fb.index[sel], cands[choice[sel]])
+            moved_rows.append(fb.index[sel])
         moved += int(sel.sum())
         gain += float((own - best).sum())
         total += len(fb.index)
     model.train(was_training)
+    latents.sync_rows(torch.cat(moved_rows) if moved_rows else torch.zeros(0, dtype=torch.long, device=device))
+    if dist.enabled:
+        sums = all_reduce_sum_(torch.tensor([float(moved), gain, float(total)], dtype=torch.float64))
+        moved, gain, total = int(sums[0]), float(sums[1]), int(sums[2])
     stats = {"moved": moved / max(total, 1), "gain": gain / max(total, 1), "candidates": int(len(cands))}
     log.info(
         "%s: %d candidates, %.1f%% of images moved, mean score gain %.3g",

@@ -17,13 +17,30 @@ import numpy as np
 import torch
 
 from ...training.checkpoint import save_checkpoint
+from ...training.per_image import gather_rows_into, my_rows
 
 __all__ = ["write_outputs", "part_motion_table"]
 
 
 @torch.no_grad()
 def part_motion_table(model_b, z: torch.Tensor, apix: float, batch: int = 1024) -> dict[str, np.ndarray]:
-    """Rigid motion and occupancy of every part for latents ``z`` (N, zdim)."""
+    """Rigid motion and occupancy of every part for latents ``z`` (N, zdim).
+
+    In a distributed run each rank decodes its share of the rows and the table is gathered.
+    """
+    rows = my_rows(len(z))
+    if len(rows) != len(z):
+        mine = _part_motion_rows(model_b, z[torch.as_tensor(rows, device=z.device)], apix, batch)
+        full = {k: np.zeros((len(z), *v.shape[1:]), v.dtype) for k, v in mine.items()}
+        for k, v in mine.items():
+            full[k][rows] = v
+            gather_rows_into(full[k], rows)
+        return full
+    return _part_motion_rows(model_b, z, apix, batch)
+
+
+@torch.no_grad()
+def _part_motion_rows(model_b, z: torch.Tensor, apix: float, batch: int) -> dict[str, np.ndarray]:
     k = model_b.n_parts
     amps = torch.exp(model_b.log_amplitudes)
     onehot = torch.nn.functional.one_hot(model_b.anchor_of, k).to(amps.dtype) * amps[:, None]  # (G, K)
@@ -43,13 +60,16 @@ def part_motion_table(model_b, z: torch.Tensor, apix: float, batch: int = 1024) 
 
 
 def write_outputs(trainer) -> None:
-    """Final weights, latents, poses and method extras of a trained run."""
+    """Final weights, latents, poses and method extras of a trained run (rank 0 writes)."""
     run, apix = trainer.run, trainer.apix
     mb, ma, parts = trainer.model_b, trainer.model_a, trainer.parts
     mb.eval()
     ma.eval()
-    save_checkpoint(run.model, {"model_b": mb.state_dict(), "model_a": ma.state_dict()})
     z = trainer.latents.z.detach()
+    motion = part_motion_table(mb, z, apix)  # every rank: its share, gathered
+    if not trainer.dist.is_main:
+        return
+    save_checkpoint(run.model, {"model_b": mb.state_dict(), "model_a": ma.state_dict()})
     run.save_latents(z.cpu().numpy())
     meta = trainer.dataset.meta
     shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((len(meta), 2))
@@ -72,4 +92,4 @@ def write_outputs(trainer) -> None:
             motion_group=parts.motion_groups,
             anchors=parts.anchors,
         )
-    run.save_extra("part_motion", **part_motion_table(mb, z, apix))
+    run.save_extra("part_motion", **motion)

@@ -4,6 +4,14 @@ Epochs ``0 .. E_A - 1`` train stage A, epochs ``E_A .. E_A + E_B - 1`` stage B; 
 (part discovery, fine seeding, motion warm start) happens at the start of epoch ``E_A``
 and is deterministic, so a run resumed from any checkpoint ends where an uninterrupted
 one would. Every epoch writes a weights-only checkpoint (:mod:`cryohet.training`).
+
+Distributed (``torchrun``): each rank trains on its share of every global batch (the
+networks are wrapped in DistributedDataParallel, the loss is scaled so that the averaged
+gradients are those of one process at ``batch_size x world_size``), the latent table
+stays outside DDP and is kept identical on every rank by gathering the rows each step
+updated; the consensus, the latent initialisation, the latent searches and the outputs
+are computed on each rank's shard of the images and gathered; k-means and part
+discovery run on rank 0 and are broadcast. Rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from ...latents.table import LatentTable
 from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from ...representations.gaussian_seeding import auto_gaussian_count, seed_from_map
 from ...representations.render import BandBatch, prepare_batch, score_batch
+from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
+from ...training.per_image import my_rows
 from ...training.rundir import RunDir
 from ...training.session import RunSession
 from .config import SpireConfig
@@ -65,10 +75,11 @@ def _seeded(seed: int):
 class SpireTrainer:
     """Holds the data, the models and the optimisers of one run."""
 
-    def __init__(self, cfg: SpireConfig, resume: bool = False) -> None:
+    def __init__(self, cfg: SpireConfig, resume: bool = False, device: torch.device | None = None) -> None:
         self.cfg = cfg
         self.run = RunDir(cfg.out)
-        self.device = resolve_device(cfg.device)
+        self.dist = get_dist()
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         meta = cfg.data.load()
         if not meta.has_poses:
             raise InputError(f"{cfg.data.path}: CryoSPIRE needs poses (give a refined .star/.cs or --poses)")
@@ -87,11 +98,14 @@ class SpireTrainer:
             seed=cfg.seed,
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device)
         self.rng = np.random.default_rng(cfg.seed)
         self.model_a: StageAModel | None = None
         self.model_b: StageBModel | None = None
+        self.ddp: torch.nn.Module | None = None  # the active model as trained (DDP-wrapped when distributed)
         self.parts: PartAssignment | None = None
         self.opt: torch.optim.Optimizer | None = None
         self.consensus = self._consensus(resume)
@@ -116,7 +130,8 @@ class SpireTrainer:
         else:
             log.info("consensus map: backprojecting %d particles", self.n)
             vol = reconstruct_particles(self.dataset, device=self.device).full.cpu().numpy()
-        write_volume(path, vol, self.apix)
+        if self.dist.is_main:
+            write_volume(path, vol, self.apix)
         return vol
 
     def _gaussian_counts(self) -> tuple[int, int]:
@@ -142,7 +157,24 @@ class SpireTrainer:
                 positional_encoding=sa.positional_encoding,
                 seed=self.cfg.seed,
             ).to(self.device)
+        self.ddp = self._wrap(self.model_a)
         self.opt = torch.optim.Adam(_param_groups(self.model_a, self.cfg))
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP around ``model`` when distributed (rank 0's weights broadcast); the model otherwise."""
+        unused = isinstance(model, StageBModel) and not model.anchor_motion  # ablation: motion MLP unused
+        return wrap_ddp(model, self.device, find_unused_parameters=unused)
+
+    def _pass_loader(self) -> BatchedParticleLoader:
+        """This rank's share of the images, in storage order (a per-image pass)."""
+        return BatchedParticleLoader(
+            self.dataset,
+            self.cfg.optim.batch_size,
+            shuffle=False,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            rows=my_rows(self.n),
+        )
 
     def _begin_stage_b(self) -> None:
         assert self.model_a is not None
@@ -160,16 +192,19 @@ class SpireTrainer:
         positions = (base[None] + offsets).cpu().numpy()
         feats = None if self.model_a.positional_encoding else self.model_a.features.detach().cpu().numpy()
         max_r = None if cfg.max_part_radius_A is None else cfg.max_part_radius_A / self.apix
-        self.parts = discover_parts(
-            positions,
-            occ.cpu().numpy(),
-            base.cpu().numpy(),
-            torch.exp(self.model_a.log_amplitudes).detach().cpu().numpy(),
-            features=feats,
-            n_parts=cfg.parts,
-            max_radius_px=max_r,
-            seed=cfg.seed,
-        )
+        parts = None
+        if self.dist.is_main:  # k-means: decided once, broadcast
+            parts = discover_parts(
+                positions,
+                occ.cpu().numpy(),
+                base.cpu().numpy(),
+                torch.exp(self.model_a.log_amplitudes).detach().cpu().numpy(),
+                features=feats,
+                n_parts=cfg.parts,
+                max_radius_px=max_r,
+                seed=cfg.seed,
+            )
+        self.parts = broadcast_object(parts)
         log.info("parts: %d (%s)", self.parts.n_parts, self.parts.criterion)
         z_ref = medoid_latent(z_all)
         _, n_b = self._gaussian_counts()
@@ -203,19 +238,14 @@ class SpireTrainer:
         )
         self.model_a.to(self.device)
         self.model_b.to(self.device)
+        self.ddp = self._wrap(self.model_b)
         self.opt = torch.optim.Adam(_param_groups(self.model_b, cfg))
         self.latents.reset_optimizer()
 
     def _init_latents(self) -> None:
         """Regional-occupancy latents (see :mod:`.latent_init`); runs at the start of epoch 0."""
         m = self.model_a
-        loader = BatchedParticleLoader(
-            self.dataset,
-            self.cfg.optim.batch_size,
-            shuffle=False,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        loader = self._pass_loader()
         amps = torch.exp(m.log_amplitudes.detach()) * torch.sigmoid(torch.tensor(OCCUPANCY_BIAS))
         z = regional_latents(
             m.centres_px.detach(),
@@ -232,17 +262,10 @@ class SpireTrainer:
 
     def _search(self, model: torch.nn.Module, label: str) -> None:
         """Discrete latent search over all images (see :mod:`.latent_search`)."""
-        loader = BatchedParticleLoader(
-            self.dataset,
-            self.cfg.optim.batch_size,
-            shuffle=False,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
         search_latents(
             model,
             self.latents,
-            loader,
+            self._pass_loader(),
             self.likelihood,
             self.device,
             self.cfg.latent_search,
@@ -268,40 +291,59 @@ class SpireTrainer:
             self._search(model, f"latent search (stage B, before epoch {epoch + 1})")
         model.train()
         self.loader.set_epoch(epoch)
+        sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         tot_data = tot_z = 0.0
         count = 0
-        for batch in progress(
-            self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch"
+        for step, batch in enumerate(
+            progress(self.loader, total=len(self.loader), description=f"stage {stage} epoch {epoch + 1}", unit="batch")
         ):
-            data, zpen = self.train_step(prepare_batch(batch, self.band, self.device))
+            data, zpen = self.train_step(
+                prepare_batch(batch, self.band, self.device), None if sizes is None else sizes[step]
+            )
             tot_data += float(data.sum())
             tot_z += float(zpen.sum())
             count += len(data)
+        if self.dist.enabled:
+            totals = all_reduce_sum_(torch.tensor([tot_data, tot_z, float(count)], dtype=torch.float64))
+            tot_data, tot_z, count = float(totals[0]), float(totals[1]), int(totals[2])
         return {"stage": stage, "data": tot_data / count, "z_sq": tot_z / count, "n_images": count}
 
-    def train_step(self, fb: BandBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, fb: BandBatch, global_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step of the active stage on one batch.
 
+        ``global_size``: images of this step over all ranks (distributed runs; the local
+        batch may even be empty). Per-image terms are summed and divided by it, times the
+        world size, so that DDP's averaged gradients equal one process's mean over the
+        global batch; the latents' gradients (outside DDP) are divided by the world size.
         Returns the per-image data term and ``||z||^2`` (detached, shape ``(B,)``).
         """
         cfg = self.cfg
-        model = self._active()
+        world = self.dist.world_size
         amp = cfg.amp and self.device.type == "cuda"
         z = self.latents.batch(fb.index)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
-            mix = model(z)
-        data = score_batch(mix, fb, self.likelihood)
+            mix = self.ddp(z)  # always through the DDP wrapper (its hooks sync the gradients)
+        data = score_batch(mix, fb, self.likelihood) if len(fb) else z.new_zeros(0)
         zpen = (z.float() ** 2).sum(dim=1)
-        loss = (data + cfg.lambda_z * zpen).mean()
+        per_image = data + cfg.lambda_z * zpen
+        if world == 1:
+            loss = per_image.mean()
+        else:
+            loss = per_image.sum() * (world / float(global_size))
+            if not len(fb):  # an empty share of the last step: zero gradients, same collectives
+                loss = loss + 0.0 * (mix.centres_A.sum() + mix.amplitudes.sum() + mix.sigmas_A.sum())
         if self.model_b is not None:
             loss = loss + cfg.lambda_f * self.model_b.feature_penalty() / self.n
             if cfg.lambda_occ > 0:
-                energy = occupancy_energy_weights(torch.exp(self.model_b.log_amplitudes), mix.sigmas_px)
-                loss = loss + cfg.lambda_occ * occupancy_prior(mix.occupancy, energy).mean()
+                energy = occupancy_energy_weights(torch.exp(self.model_b.log_amplitudes), self.model_b.sigmas_px())
+                prior = occupancy_prior(mix.occupancy, energy)
+                loss = loss + cfg.lambda_occ * (prior.mean() if world == 1 else prior.sum() * (world / global_size))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self.latents.step(fb.index, z.grad, cfg.optim.lr_latents)
+        grad = z.grad if world == 1 else z.grad / world
+        self.latents.step(fb.index, grad, cfg.optim.lr_latents)
+        self.latents.sync_rows(fb.index)
         return data.detach(), zpen.detach()
 
     # -- state ----------------------------------------------------------------------------
@@ -333,6 +375,7 @@ class SpireTrainer:
                 "restored from checkpoint",
             )
             self.model_b = StageBModel.from_state_dict(sd, self.cfg, self.apix).to(self.device)
+            self.ddp = self._wrap(self.model_b)
             self.opt = torch.optim.Adam(_param_groups(self.model_b, self.cfg))
         self.opt.load_state_dict(state["optimizer"])
 
@@ -340,7 +383,7 @@ class SpireTrainer:
 def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Train CryoSPIRE into ``cfg.out``; returns the run directory."""
     with RunSession(cfg.out, resume=resume, overwrite=overwrite, label="spire", device=cfg.device) as session:
-        trainer = SpireTrainer(cfg, resume=resume)
+        trainer = SpireTrainer(cfg, resume=resume, device=session.device)
         n_a, n_b = trainer._gaussian_counts()
         resolved = cfg.model_copy(deep=True)
         resolved.box = trainer.box
@@ -348,10 +391,9 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
         session.save_config(
             resolved, {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}
         )
-        session.device = trainer.device
         session.train(trainer, cfg.total_epochs)
         if trainer.model_b is None:  # stage B had no epochs: still build it for the outputs
             trainer._begin_stage_b()
-        write_outputs(trainer)
+        write_outputs(trainer)  # every rank computes its share; rank 0 writes
         log.info("done in %.1f min: %s", session.elapsed_s / 60, session.path)
     return session.path
