@@ -17,8 +17,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from cryohet.evaluation.ground_truth import load_gt_atoms
 from cryohet.methods.base import load_run
-from cryohet.metrics.parts import absent_chain_occupancy, load_gt_atoms
+from cryohet.metrics.parts import absent_chain_occupancy
 
 
 def nearest_mean_accuracy(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

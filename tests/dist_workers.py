@@ -34,11 +34,10 @@ def _entry(rank: int, world: int, port: int, fn, args: tuple, errors) -> None:
 
     try:
         fn(rank, *args)
-    except BaseException:  # noqa: BLE001 - reported to the parent
+    except BaseException:  # noqa: BLE001 - reported to the parent; no shutdown (the peers may be gone)
         errors.put((rank, traceback.format_exc()))
         raise
-    finally:
-        shutdown_distributed()
+    shutdown_distributed()
 
 
 def run_ranks(world: int, fn, *args, timeout: float = 180.0) -> list[str]:

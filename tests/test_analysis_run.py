@@ -237,7 +237,7 @@ def test_summary_and_log_record_the_command(pca_run):
 
 
 def test_a_failing_evaluation_leaves_a_note_not_a_crash(pca_run, tmp_path, monkeypatch):
-    import cryohet.metrics.evaluate as evaluate
+    import cryohet.evaluation.evaluate as evaluate
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation exploded\nsecond line")

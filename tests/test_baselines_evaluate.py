@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from cryohet.cli.app import main
+from cryohet.evaluation.evaluate import evaluate_run, write_evaluation
 from cryohet.io.particles import ParticleSource
 from cryohet.methods.base import TrainedModel, load_run, register_method
 from cryohet.methods.baselines import (
@@ -27,7 +28,6 @@ from cryohet.methods.baselines import (
     train_oracle,
     train_pca,
 )
-from cryohet.metrics.evaluate import evaluate_run, write_evaluation
 from cryohet.training.rundir import RunDir
 
 N_IMAGES, BOX, APIX = 300, 32, 9.0

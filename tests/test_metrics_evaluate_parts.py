@@ -11,8 +11,8 @@ import mrcfile
 import numpy as np
 import pytest
 
+from cryohet.evaluation.evaluate import evaluate_run
 from cryohet.methods.base import TrainedModel, register_method
-from cryohet.metrics.evaluate import evaluate_run
 from cryohet.training.rundir import RunDir
 
 BOX, APIX, S, PER_STATE = 8, 4.0, 3, 10
@@ -157,8 +157,9 @@ def test_absent_chain_occupancy_is_mass_weighted(tmp_path, give_base):
 
 def test_absent_chain_occupancy_uses_each_states_latent(tmp_path):
     """Called on per-image latents and labels, each state is decoded at its own latent."""
+    from cryohet.evaluation.ground_truth import load_gt_atoms
     from cryohet.methods.base import load_run
-    from cryohet.metrics.parts import absent_chain_occupancy, load_gt_atoms
+    from cryohet.metrics.parts import absent_chain_occupancy
 
     atoms = _atoms(np.random.default_rng(0), compositional=True)
     data = _dataset(tmp_path, atoms)

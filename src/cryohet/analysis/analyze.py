@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,55 +33,23 @@ import numpy as np
 
 from ..console import attach_run_log, detach_handler, get_logger
 from ..errors import InputError, RunDirError
-from .clustering import KMeansResult, kmeans_latents, nearest_rows, write_kmeans
+from .clustering import kmeans_latents, nearest_rows, write_kmeans
 from .config import AnalyzeConfig
-from .embedding import LatentPCA, fit_pca, subsample_indices, umap_embed
+from .embedding import fit_pca, subsample_indices, umap_embed
 from .parts import (
-    PartMaps,
     PartMotion,
     load_part_motion,
     part_colours,
     part_motion_summary,
     write_part_maps,
 )
+from .result import AnalysisResult, command_line
 from .runinfo import RunInfo, gt_labels_for_run, read_run_info
 from .series import VolumeSeries, decode_series, latent_path, pc_traversal
 
 __all__ = ["AnalysisResult", "analyze_run", "command_line"]
 
 log = get_logger("analysis")
-
-
-@dataclass
-class AnalysisResult:
-    """What :func:`analyze_run` computed and wrote (the report is built from this)."""
-
-    cfg: AnalyzeConfig
-    info: RunInfo
-    describe: dict[str, Any]
-    n_particles: int
-    zdim: int
-    pca: LatentPCA
-    kmeans: KMeansResult
-    subsample: np.ndarray
-    umap_done: bool = False
-    series: list[VolumeSeries] = field(default_factory=list)
-    part_motion: PartMotion | None = None
-    part_maps: PartMaps | None = None
-    evaluation: dict[str, Any] | None = None
-    eval_note: str | None = None
-    latent_note: str | None = None
-    plots: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def out_dir(self) -> Path:
-        return self.cfg.out_dir
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / "report.html"
 
 
 class _Steps:
@@ -139,10 +105,10 @@ def _gt(cfg: AnalyzeConfig, info: RunInfo, model, n: int):
     if cfg.gt is None:
         return None, None
     try:
-        from ..metrics.ground_truth import load_ground_truth
+        from ..evaluation.ground_truth import load_ground_truth
     except ImportError:  # pragma: no cover - evaluation not built in this version
         raise InputError(
-            "--gt needs cryohet.metrics.ground_truth, which this cryohet lacks; run without --gt"
+            "--gt needs cryohet.evaluation.ground_truth, which this cryohet lacks; run without --gt"
         ) from None
 
     gt = load_ground_truth(cfg.gt)  # one-line InputError on a missing folder/file
@@ -272,15 +238,15 @@ def _write_motion_csv(pm: PartMotion, path: Path) -> Path:
 
 
 def _evaluate(res: AnalysisResult, out: Path) -> None:
-    """Evaluation against ``cfg.gt`` via :mod:`cryohet.metrics.evaluate`, written to ``eval/``.
+    """Evaluation against ``cfg.gt`` via :mod:`cryohet.evaluation.evaluate`, written to ``eval/``.
 
     The rest of the analysis does not depend on it: when the evaluation module is missing
     or fails, the report says so in its evaluation section and the analysis goes on.
     """
     try:
-        from ..metrics.evaluate import evaluate_run, write_evaluation
+        from ..evaluation.evaluate import evaluate_run, write_evaluation
     except Exception as err:
-        _eval_failed(res, f"cryohet.metrics.evaluate is not usable in this version ({type(err).__name__}: {err})")
+        _eval_failed(res, f"cryohet.evaluation.evaluate is not usable in this version ({type(err).__name__}: {err})")
         return
     try:
         result = evaluate_run(res.cfg.run, res.cfg.gt, device=res.cfg.device)
@@ -302,38 +268,6 @@ def _eval_failed(res: AnalysisResult, why: str) -> None:
         f"The evaluation against {res.cfg.gt} could not be computed ({line}); the rest of the analysis is unaffected."
     )
     res.notes.append(res.eval_note)
-
-
-def command_line(cfg: AnalyzeConfig) -> str:
-    """The ``cryohet analyze`` command that reproduces ``cfg`` (non-default options only)."""
-    default = AnalyzeConfig(run=cfg.run)
-    parts = ["cryohet", "analyze", str(cfg.run)]
-    flags = {
-        "k": "--k",
-        "pcs": "--pcs",
-        "pc_steps": "--pc-steps",
-        "path_steps": "--path-steps",
-        "max_points": "--max-points",
-        "gt": "--gt",
-        "out": "--out",
-        "device": "--device",
-        "seed": "--seed",
-    }
-    for name, flag in flags.items():
-        value = getattr(cfg, name)
-        if value != getattr(default, name) and value is not None:
-            parts += [flag, str(value)]
-    if cfg.path is not None:
-        parts += ["--path", str(cfg.path[0]), str(cfg.path[1])]
-    for name, flag in (
-        ("pc_on_data", "--pc-exact"),
-        ("umap", "--no-umap"),
-        ("volumes", "--no-volumes"),
-        ("report", "--no-report"),
-    ):
-        if not getattr(cfg, name):
-            parts.append(flag)
-    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _summary(res: AnalysisResult) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from .. import __version__
 
 if TYPE_CHECKING:
-    from .analyze import AnalysisResult
+    from .result import AnalysisResult
 
 __all__ = ["write_report", "render_report"]
 
@@ -406,7 +406,7 @@ def _files_section(res: AnalysisResult) -> str:
 
 def render_report(res: AnalysisResult) -> str:
     """The report of ``res`` as one HTML string."""
-    from .analyze import command_line
+    from .result import command_line
 
     run_name = Path(res.cfg.run).resolve().name
     sections = [

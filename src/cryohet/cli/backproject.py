@@ -31,7 +31,7 @@ def backproject(
     (half-map FSC, resolution at 0.143). Maps carry the images' pixel size.
     """
     from ..io.particles import ParticleSource
-    from ..reconstruction.homogeneous import BackprojectConfig, backproject_to_files
+    from ..workflows.backproject import BackprojectConfig, backproject_to_files
 
     cfg = BackprojectConfig(
         data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),

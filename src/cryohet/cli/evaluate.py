@@ -15,7 +15,7 @@ __all__ = ["register", "evaluation_table"]
 
 
 def evaluation_table(result: dict[str, Any]) -> Table:
-    """One rich table summarising :func:`cryohet.metrics.evaluate.evaluate_run`'s result."""
+    """One rich table summarising :func:`cryohet.evaluation.evaluate.evaluate_run`'s result."""
     t = Table(
         title=f"{result['method']} vs ground truth ({result['n_states']} states, {result['n_particles']} particles, "
         f"{result['box']}^3 at {result['apix']:.4g} Å/px)"
@@ -91,7 +91,7 @@ def evaluate(
     Writes OUT/metrics.json, OUT/fsc_curves.png, OUT/auc_per_state.png and one
     OUT/fsc_states/fsc_state_NNN.png per state.
     """
-    from ..metrics.evaluate import evaluate_run, write_evaluation
+    from ..evaluation.evaluate import evaluate_run, write_evaluation
 
     if no_mask and mask is not None:
         raise InputError("--mask and --no-mask exclude each other")

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
+from ..evaluation.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
 from ..metrics.fsc import FSCCurve
-from ..metrics.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
 
 __all__ = ["register", "report_tables"]
 

@@ -1,9 +1,9 @@
-"""Method-agnostic evaluation: FSC and CryoBench AUC, per-conformation protocols,
+"""Method-agnostic metrics: FSC and CryoBench AUC, per-conformation protocols,
 map alignment, pose errors after global alignment, clustering scores.
 
-Submodules: :mod:`.fsc` (curves, AUC, resolution), :mod:`.fsc_report` (map pairs and
-files, behind ``cryohet fsc``), :mod:`.per_conformation`, :mod:`.alignment`,
-:mod:`.pose_error`, :mod:`.clustering`.
+Pure numbers on arrays (no file is read or written here; :mod:`cryohet.evaluation` does
+that). Submodules: :mod:`.fsc` (curves, AUC, resolution), :mod:`.per_conformation`,
+:mod:`.alignment`, :mod:`.pose_error`, :mod:`.clustering`, :mod:`.parts`.
 """
 
 from .alignment import AlignmentResult, RigidTransform, align_maps, masked_correlation, transform_volume
@@ -16,7 +16,6 @@ from .clustering import (
     match_clusters,
 )
 from .fsc import FSCCurve, auc, crossing_frequency, fsc_cryobench, fsc_standard, resolution_A
-from .fsc_report import FSCReport, compare_map_files, compare_maps
 from .per_conformation import PerConformationResult, PerImageResult, per_conformation_fsc, per_image_fsc
 from .pose_error import (
     GlobalAlignment,
@@ -47,9 +46,6 @@ __all__ = [
     "fsc_cryobench",
     "fsc_standard",
     "resolution_A",
-    "FSCReport",
-    "compare_map_files",
-    "compare_maps",
     "PerConformationResult",
     "PerImageResult",
     "per_conformation_fsc",

@@ -18,30 +18,23 @@ State latents follow the CryoBench protocol (the image latent nearest the state'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from .per_conformation import nearest_to_mean
 
-__all__ = ["GroundTruthAtoms", "load_gt_atoms", "moving_part_purity", "absent_chain_occupancy"]
+__all__ = ["GroundTruthAtoms", "moving_part_purity", "absent_chain_occupancy"]
 
 
 @dataclass
 class GroundTruthAtoms:
+    """Per-state atom positions of a simulation (:func:`cryohet.evaluation.ground_truth.load_gt_atoms`)."""
+
     coords_A: np.ndarray  # (S, A, 3) in the maps' frame
     present: np.ndarray  # (S, A)
     chain_ids: np.ndarray  # (A,)
     moving: np.ndarray  # (A,)
-
-
-def load_gt_atoms(gt_dir: str | Path) -> GroundTruthAtoms | None:
-    path = Path(gt_dir) / "atoms.npz"
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as f:
-        return GroundTruthAtoms(f["coords_A"], f["present"], f["chain_ids"], f["moving"])
 
 
 def _state_gaussians(model, latents: np.ndarray, labels: np.ndarray) -> list[dict[str, np.ndarray]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,7 @@ class DistInfo:
 _SINGLE = DistInfo()
 _current: DistInfo = _SINGLE
 _owns_group = False  # whether init_distributed created the process group (shutdown destroys it)
+_ddp_wrappers: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # live wrap_ddp results (see shutdown)
 
 
 def get_dist() -> DistInfo:
@@ -145,7 +147,7 @@ def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
         return _current, _rank_device(requested, _current.local_rank)
     env = _torchrun_env()
     if dist.is_available() and dist.is_initialized():
-        local = env[2] if env is not None else int(os.environ.get("LOCAL_RANK", "0"))
+        local = env[2] if env is not None else (_env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else 0)
         info = DistInfo(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))
     elif env is not None:
         if not dist.is_available():
@@ -166,12 +168,21 @@ def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
 
 
 def shutdown_distributed() -> None:
-    """Destroy the process group created by :func:`init_distributed` (no-op with one process).
+    """Destroy the process group :func:`init_distributed` created (no-op with one process).
 
-    Afterwards :func:`get_dist` is the single-process info again.
+    Call it on every rank's NORMAL exit path, not in a ``finally``: a rank that fails
+    should just raise and exit (torchrun then stops the others), since ranks stuck in a
+    collective never reach a clean shutdown. DDP wrappers from :func:`wrap_ddp` that are
+    still alive become unusable: their gradient reducers are released while the group
+    still exists (a gloo reducer freed after the group was destroyed can hang the
+    process). Afterwards :func:`get_dist` is the single-process info again.
     """
     global _current, _owns_group
     if _owns_group and dist.is_initialized():
+        for wrapper in list(_ddp_wrappers):
+            wrapper.reducer = None
+            wrapper.logger = None
+        _ddp_wrappers.clear()
         dist.destroy_process_group()
     _owns_group = False
     _current = _SINGLE
@@ -214,7 +225,7 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
 def all_gather_rows(values: torch.Tensor) -> torch.Tensor:
     """Rows of every rank, concatenated in rank order: rank 0's, then rank 1's, ...
 
-    ``values`` is ``(n_r, *rest)``; ``n_r`` may differ between ranks (0 included), while
+    ``values`` is ``(n_r, *rest)`` (at least 1-D); ``n_r`` may differ between ranks (0 included), while
     ``rest`` and the dtype must be the same. Sizes are gathered first, each rank's rows
     padded to the largest, all-gathered and stripped. With one process returns ``values``.
 
@@ -223,6 +234,8 @@ def all_gather_rows(values: torch.Tensor) -> torch.Tensor:
     """
     if not _current.enabled:
         return values
+    if values.dtype == torch.bool:  # not every backend gathers bool
+        return all_gather_rows(values.to(torch.uint8)).bool()
     comm, world = _comm_device(), _current.world_size
     local = values.detach().to(comm).contiguous()
     sizes = [torch.zeros(1, dtype=torch.int64, device=comm) for _ in range(world)]
@@ -288,14 +301,20 @@ def wrap_ddp(module: nn.Module, device: torch.device, **ddp_kwargs: Any) -> nn.M
     ``module`` must already be on ``device`` (``device_ids=[device]`` for CUDA, none for
     CPU). DDP broadcasts rank 0's parameters and buffers at construction, then AVERAGES
     gradients over ranks during ``backward`` (every rank must run forward/backward at every
-    step, even on an empty local batch). ``ddp_kwargs`` go to DDP (e.g.
-    ``find_unused_parameters=True``). Reach the wrapped module as ``.module``.
+    step, even on an empty local batch). So the gradient of the mean over the global batch
+    comes from a per-rank loss of ``sum(local per-image losses) * world_size / G`` with ``G``
+    the step's global batch size (``loader.global_batch_sizes()[step]``), not the local
+    mean; with one process that is the plain batch mean. ``ddp_kwargs`` go to DDP (e.g.
+    ``find_unused_parameters=True``). Reach the wrapped module as ``.module``; the wrapper
+    stops working at :func:`shutdown_distributed`.
     """
     if not _current.enabled:
         return module
     device = torch.device(device)
     device_ids = [device] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **ddp_kwargs)
+    wrapper = nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **ddp_kwargs)
+    _ddp_wrappers.add(wrapper)
+    return wrapper
 
 
 def quiet_non_main() -> None:

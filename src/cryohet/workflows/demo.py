@@ -112,7 +112,7 @@ def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
 
 
 def _evaluate(run: Path, gt: Path) -> dict[str, Any]:
-    from ..metrics.evaluate import evaluate_run, write_evaluation
+    from ..evaluation.evaluate import evaluate_run, write_evaluation
 
     result = evaluate_run(run, gt)
     write_evaluation(result, run / "eval")

@@ -19,8 +19,9 @@ import numpy as np
 
 from ..errors import InputError, file_error
 from ..io.mrc import read_volume
+from ..metrics.parts import GroundTruthAtoms
 
-__all__ = ["GroundTruth", "load_ground_truth"]
+__all__ = ["GroundTruth", "load_ground_truth", "load_gt_atoms"]
 
 
 @dataclass
@@ -133,3 +134,12 @@ def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
     )
     out._cache[min(paths)] = vol
     return out
+
+
+def load_gt_atoms(gt_dir: str | Path) -> GroundTruthAtoms | None:
+    """The simulation's ``gt/atoms.npz`` (per-state atoms in the maps' frame), or None."""
+    path = Path(gt_dir) / "atoms.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return GroundTruthAtoms(f["coords_A"], f["present"], f["chain_ids"], f["moving"])

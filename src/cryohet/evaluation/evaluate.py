@@ -42,10 +42,10 @@ import numpy as np
 from .. import __version__
 from ..console import get_logger
 from ..errors import InputError, RunDirError
-from .clustering import kmeans_scores, latent_spread
+from ..metrics.clustering import kmeans_scores, latent_spread
+from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
+from ..metrics.pose_error import rotation_errors, translation_errors
 from .ground_truth import GroundTruth, load_ground_truth
-from .per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
-from .pose_error import rotation_errors, translation_errors
 
 __all__ = ["evaluate_run", "decode_states", "write_evaluation"]
 
@@ -103,7 +103,7 @@ def _volume_lookup(latents: np.ndarray, decoded: dict[int, np.ndarray]) -> Calla
 
 
 def _aligner(gt: GroundTruth, mask: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    from .alignment import align_maps
+    from ..metrics.alignment import align_maps
 
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -147,7 +147,8 @@ def _part_metrics(model, latents: np.ndarray, chosen: dict[int, int], gt: Ground
     """Moving-part purity / absent-chain occupancy (:mod:`.parts`) at each state's chosen
     latent, or None when the method has no part-labelled Gaussians or the ground truth
     has no usable ``atoms.npz``."""
-    from .parts import GroundTruthAtoms, absent_chain_occupancy, load_gt_atoms, moving_part_purity
+    from ..metrics.parts import GroundTruthAtoms, absent_chain_occupancy, moving_part_purity
+    from .ground_truth import load_gt_atoms
 
     states = np.array(sorted(chosen), dtype=np.int64)
     z_states = latents[[chosen[int(s)] for s in states]]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, file_error
 from ..io.mrc import read_volume
-from .fsc import FSCCurve, crossing_frequency, fsc_cryobench, fsc_standard, resolution_A
+from ..metrics.fsc import FSCCurve, crossing_frequency, fsc_cryobench, fsc_standard, resolution_A
 
 __all__ = ["FSCReport", "compare_maps", "compare_map_files", "write_report_json", "plot_report"]
 

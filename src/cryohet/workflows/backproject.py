@@ -12,11 +12,11 @@ from ..config import StrictModel
 from ..console import get_logger
 from ..data.dataset import ParticleDataset
 from ..errors import InputError
+from ..evaluation.fsc_report import compare_maps, plot_report, write_report_json
 from ..io.mrc import write_volume
 from ..io.particles import ParticleSource, input_files
 from ..io.paths import ensure_not_input
-from ..metrics.fsc_report import compare_maps, plot_report, write_report_json
-from .from_particles import dataset_pixel_size, reconstruct_particles
+from ..reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 
 __all__ = ["BackprojectConfig", "backproject_to_files", "output_paths"]
 

@@ -1,6 +1,6 @@
 """Figures of ``cryohet evaluate``: FSC curves (all states, and one PNG per state) and the
 per-state AUC plot, drawn from the JSON-ready result of
-:func:`cryohet.metrics.evaluate.evaluate_run` (so they can be redrawn from ``metrics.json``).
+:func:`cryohet.evaluation.evaluate.evaluate_run` (so they can be redrawn from ``metrics.json``).
 
 Spatial frequencies on the x axes are in 1/Å (``freq_px / apix``; ``freq_px`` in cycles
 per pixel as CryoBench's ``k / D``).

@@ -1,0 +1,86 @@
+"""What ``cryohet analyze`` computed (:class:`AnalysisResult`) and the command that reproduces it.
+
+Shared by :mod:`.analyze` (which fills it) and :mod:`.report` (which renders it).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .clustering import KMeansResult
+from .config import AnalyzeConfig
+from .embedding import LatentPCA
+from .parts import PartMaps, PartMotion
+from .runinfo import RunInfo
+from .series import VolumeSeries
+
+__all__ = ["AnalysisResult", "command_line"]
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze_run` computed and wrote (the report is built from this)."""
+
+    cfg: AnalyzeConfig
+    info: RunInfo
+    describe: dict[str, Any]
+    n_particles: int
+    zdim: int
+    pca: LatentPCA
+    kmeans: KMeansResult
+    subsample: np.ndarray
+    umap_done: bool = False
+    series: list[VolumeSeries] = field(default_factory=list)
+    part_motion: PartMotion | None = None
+    part_maps: PartMaps | None = None
+    evaluation: dict[str, Any] | None = None
+    eval_note: str | None = None
+    latent_note: str | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def out_dir(self) -> Path:
+        return self.cfg.out_dir
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / "report.html"
+
+
+def command_line(cfg: AnalyzeConfig) -> str:
+    """The ``cryohet analyze`` command that reproduces ``cfg`` (non-default options only)."""
+    default = AnalyzeConfig(run=cfg.run)
+    parts = ["cryohet", "analyze", str(cfg.run)]
+    flags = {
+        "k": "--k",
+        "pcs": "--pcs",
+        "pc_steps": "--pc-steps",
+        "path_steps": "--path-steps",
+        "max_points": "--max-points",
+        "gt": "--gt",
+        "out": "--out",
+        "device": "--device",
+        "seed": "--seed",
+    }
+    for name, flag in flags.items():
+        value = getattr(cfg, name)
+        if value != getattr(default, name) and value is not None:
+            parts += [flag, str(value)]
+    if cfg.path is not None:
+        parts += ["--path", str(cfg.path[0]), str(cfg.path[1])]
+    for name, flag in (
+        ("pc_on_data", "--pc-exact"),
+        ("umap", "--no-umap"),
+        ("volumes", "--no-volumes"),
+        ("report", "--no-report"),
+    ):
+        if not getattr(cfg, name):
+            parts.append(flag)
+    return " ".join(shlex.quote(p) for p in parts)
