@@ -145,3 +145,24 @@ def test_no_cycle_between_modules():
     graph = {m: deps - packages for m, deps in graph.items() if m not in packages}
     cycle = _find_cycle(graph)
     assert cycle is None, "module cycle: " + " -> ".join(cycle)
+
+
+def test_metrics_are_pure_numbers():
+    """metrics/ reads and writes no files and draws nothing (evaluation/ does that)."""
+    forbidden = ("cryohet.io", "matplotlib", "mrcfile", "starfile", "gemmi", "cryohet.console")
+    bad = []
+    for path in sorted((SRC / "metrics").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                names = [f"cryohet.{mod.lstrip('.')}" if node.level >= 2 else mod]
+            for name in names:
+                if any(name == f or name.startswith(f + ".") for f in forbidden):
+                    bad.append(f"{path.name}:{node.lineno} imports {name}")
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("np.load", "np.save", "open"):
+                bad.append(f"{path.name}:{node.lineno} calls {ast.unparse(node.func)}")
+    assert not bad, "metrics must be pure numbers:\n" + "\n".join(bad)
