@@ -58,7 +58,7 @@ def test_identical_maps_give_one_and_max_auc(rng):
         v = rng.standard_normal((D, D, D)).astype(np.float32)
         c = fsc_cryobench(v, v)
         assert len(c.fsc) == D // 2
-        np.testing.assert_allclose(c.freq_px, np.arange(D // 2) / D)
+        np.testing.assert_allclose(c.freq_per_px, np.arange(D // 2) / D)
         np.testing.assert_allclose(c.fsc, 1.0, atol=1e-12)
         assert abs(c.auc - (D / 2 - 1) / D) < 1e-6
     assert abs(fsc_cryobench(v, 3.0 * v + 0.0).auc - (32 / 2 - 1) / 32) < 1e-6  # scale-invariant
@@ -140,7 +140,7 @@ def test_standard_fsc_identity_and_resolution_limits(rng):
     D = 32
     a = rng.standard_normal((D, D, D))
     s = fsc_standard(a, a)
-    assert len(s.fsc) == D // 2 + 1 and s.freq_px[-1] == 0.5
+    assert len(s.fsc) == D // 2 + 1 and s.freq_per_px[-1] == 0.5
     np.testing.assert_allclose(s.fsc, 1.0, atol=1e-12)
     assert crossing_frequency(s, 0.143) is None
     assert resolution_A(s, apix=1.5, threshold=0.143) == pytest.approx(3.0)  # Nyquist

@@ -35,7 +35,7 @@ def _curve_table(report: FSCReport, curve: FSCCurve, title: str, n_rows: int = 8
     if rows and rows[-1] != n - 1:
         rows.append(n - 1)
     for k in rows:
-        f = float(curve.freq_A(report.apix)[k])
+        f = float(curve.freq_per_A(report.apix)[k])
         t.add_row(str(k), f"{f:.4f}", f"{1.0 / f:.2f}", f"{curve.fsc[k]:.3f}")
     return t
 

@@ -123,7 +123,7 @@ def _conformation_dict(res: PerConformationResult) -> dict[str, Any]:
         **{k: float(v) for k, v in res.summary().items()},
         "per_state": {str(int(s)): float(a) for s, a in zip(res.states, res.auc)},
         "image_index": {str(int(s)): int(i) for s, i in zip(res.states, res.image_index)},
-        "freq_px": res.curves[0].freq_px.tolist(),
+        "freq_per_px": res.curves[0].freq_per_px.tolist(),
         "curves": {str(int(s)): c.fsc.tolist() for s, c in zip(res.states, res.curves)},
     }
 

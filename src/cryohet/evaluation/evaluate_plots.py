@@ -2,7 +2,7 @@
 per-state AUC plot, drawn from the JSON-ready result of
 :func:`cryohet.evaluation.evaluate.evaluate_run` (so they can be redrawn from ``metrics.json``).
 
-Spatial frequencies on the x axes are in 1/Å (``freq_px / apix``; ``freq_px`` in cycles
+Spatial frequencies on the x axes are in 1/Å (``freq_per_px / apix``; ``freq_per_px`` in cycles
 per pixel as CryoBench's ``k / D``).
 """
 
@@ -27,7 +27,8 @@ def _pyplot():
 
 def _frequencies(result: dict[str, Any], block: dict[str, Any]) -> np.ndarray:
     """Shell frequencies in 1/Å."""
-    return np.asarray(block["freq_px"]) / float(result["apix"])
+    freq = block["freq_per_px"] if "freq_per_px" in block else block["freq_px"]  # metrics.json before 0.2
+    return np.asarray(freq) / float(result["apix"])
 
 
 def _decorate(ax, title: str) -> None:

@@ -58,8 +58,8 @@ class FSCReport:
 
         def curve_dict(c: FSCCurve) -> dict[str, Any]:
             return {
-                "freq_px": c.freq_px.tolist(),
-                "freq_per_A": c.freq_A(self.apix).tolist(),
+                "freq_per_px": c.freq_per_px.tolist(),
+                "freq_per_A": c.freq_per_A(self.apix).tolist(),
                 "fsc": c.fsc.tolist(),
                 "auc": c.auc,
             }
@@ -161,7 +161,7 @@ def plot_report(report: FSCReport, path: str | Path) -> Path:
     if report.masked_standard is not None and report.masked_cryobench is not None:
         curves.append(("masked", report.masked_standard, report.masked_cryobench))
     for name, st, cb in curves:
-        ax.plot(st.freq_A(report.apix), st.fsc, label=f"{name} (AUC {cb.auc:.3f})")
+        ax.plot(st.freq_per_A(report.apix), st.fsc, label=f"{name} (AUC {cb.auc:.3f})")
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.8, ls="--")
     ax.set_ylim(0, 1.02)

@@ -56,28 +56,28 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FSCCurve:
-    """An FSC curve. ``freq_px`` in cycles/pixel (``freq_px / apix`` is 1/Å).
+    """An FSC curve. ``freq_per_px`` in cycles/pixel (``freq_per_px / apix`` is 1/Å).
 
     ``fsc`` holds the raw correlations (not clipped); ``auc`` is the trapezoidal area
-    under ``fsc`` against ``freq_px`` (CryoBench's number for :func:`fsc_cryobench`);
+    under ``fsc`` against ``freq_per_px`` (CryoBench's number for :func:`fsc_cryobench`);
     ``n_voxels`` counts the Fourier voxels per shell (0 for the CryoBench point
     ``k = 0``, which is set to 1, not measured); ``box`` is ``D``.
     """
 
-    freq_px: np.ndarray
+    freq_per_px: np.ndarray
     fsc: np.ndarray
     auc: float
     n_voxels: np.ndarray
     box: int
 
-    def freq_A(self, apix: float) -> np.ndarray:
+    def freq_per_A(self, apix: float) -> np.ndarray:
         """Shell frequencies in 1/Å for a pixel size ``apix`` (Å/px)."""
-        return self.freq_px / float(apix)
+        return self.freq_per_px / float(apix)
 
     def clipped(self) -> FSCCurve:
         """The curve clipped to ``[0, 1]``, with the AUC of the clipped values."""
         fsc = np.clip(self.fsc, 0.0, 1.0)
-        return replace(self, fsc=fsc, auc=auc(self.freq_px, fsc))
+        return replace(self, fsc=fsc, auc=auc(self.freq_per_px, fsc))
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -181,7 +181,7 @@ def fsc_cryobench(
 ) -> FSCCurve:
     """CryoBench FSC curve and (unnormalised, raw-curve) AUC; see the module docstring.
 
-    Returns ``D // 2`` points: ``freq_px = k / D`` and ``fsc[k]`` for ``k = 0 .. D/2 - 1``
+    Returns ``D // 2`` points: ``freq_per_px = k / D`` and ``fsc[k]`` for ``k = 0 .. D/2 - 1``
     (``fsc[0] = 1``). ``D`` must be even, as in CryoBench.
     """
     a, b = _prepare(vol1, vol2, mask)
@@ -194,7 +194,7 @@ def fsc_cryobench(
     fsc[0] = 1.0
     count[0] = 0
     freq = np.arange(n, dtype=np.float64) / D
-    return FSCCurve(freq_px=freq, fsc=fsc, auc=auc(freq, fsc), n_voxels=count, box=D)
+    return FSCCurve(freq_per_px=freq, fsc=fsc, auc=auc(freq, fsc), n_voxels=count, box=D)
 
 
 def fsc_standard(
@@ -213,7 +213,7 @@ def fsc_standard(
     shells = standard_shell_index(D, a.device)
     fsc, count = fsc_from_shells(fft3_centered(a), fft3_centered(b), shells, n, empty_value=0.0)
     freq = np.arange(n, dtype=np.float64) / D
-    return FSCCurve(freq_px=freq, fsc=fsc, auc=auc(freq, fsc), n_voxels=count, box=D)
+    return FSCCurve(freq_per_px=freq, fsc=fsc, auc=auc(freq, fsc), n_voxels=count, box=D)
 
 
 def crossing_frequency(curve: FSCCurve, threshold: float) -> float | None:
@@ -224,7 +224,7 @@ def crossing_frequency(curve: FSCCurve, threshold: float) -> float | None:
     falls below the threshold.
     """
     y = np.asarray(curve.fsc, dtype=np.float64)
-    f = np.asarray(curve.freq_px, dtype=np.float64)
+    f = np.asarray(curve.freq_per_px, dtype=np.float64)
     below = np.flatnonzero(y < threshold)
     if below.size == 0:
         return None
@@ -245,7 +245,7 @@ def resolution_A(curve: FSCCurve, apix: float, threshold: float = 0.143) -> floa
     """
     f = crossing_frequency(curve, threshold)
     if f is None:
-        f = float(curve.freq_px[-1])
+        f = float(curve.freq_per_px[-1])
     if f <= 0.0:
         return float("inf")
     return float(apix) / f

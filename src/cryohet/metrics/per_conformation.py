@@ -198,7 +198,7 @@ def per_image_fsc(
     aucs = []
     for i in idx:
         c = _score(volume, z[i], get_gt(int(y[i])), mask, align)
-        aucs.append(auc(c.freq_px, c.fsc, absolute=True))
+        aucs.append(auc(c.freq_per_px, c.fsc, absolute=True))
     aucs_np = np.array(aucs)
     lab = y[idx]
     class_auc = {int(c): float(np.mean(aucs_np[lab == c])) for c in np.unique(lab)}
