@@ -1,5 +1,5 @@
 """The CLI has no defaults of its own: each command builds exactly the config its class
-builds from the required values.
+builds from the required values; and every command's ``--help`` shows usage examples.
 
 The API function a command calls is replaced by one that captures the config and stops;
 the command runs with only its required arguments (``main([...])``, in process).
@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 
 from cryohet.analysis.config import AnalyzeConfig, SelectConfig
-from cryohet.cli.app import main
-from cryohet.cli.options import config_default, config_field, config_help, param_default
+from cryohet.cli.app import app, main
+from cryohet.cli.options import config_default, config_field, config_help, examples, param_default
 from cryohet.io.particles import ParticleSource
 from cryohet.methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from cryohet.methods.spire.config import SpireConfig
@@ -212,3 +213,36 @@ def test_config_help_and_param_default():
     assert param_default(lambda a, b=7: None, "b") == 7
     with pytest.raises(ValueError):
         param_default(lambda a: None, "a")
+    assert examples("cryohet x") == "Example:\n\n  cryohet x"
+
+
+# --------------------------------------------------------------------------- --help examples
+def _commands(command, path: tuple[str, ...] = ()):
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, (*path, name))
+
+
+ALL_COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def test_every_command_is_walked():
+    names = {" ".join(p) for p, _ in ALL_COMMANDS}
+    assert {"", "train", "train spire", "train pca", "simulate", "analyze", "demo"} <= names
+    assert set(CONFIG_COMMANDS) <= names
+
+
+@pytest.mark.parametrize("path,command", ALL_COMMANDS, ids=[" ".join(p) or "cryohet" for p, _ in ALL_COMMANDS])
+def test_help_shows_a_usage_example(path, command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example" in out
+    prefix = " ".join(("cryohet", *path))
+    lines = [ln.strip() for ln in out.splitlines()]
+    assert any(ln == prefix or ln.startswith(prefix + " ") for ln in lines), out
+    # every example of the epilog renders whole, on a line of its own (copy-pasteable)
+    for example in (ln.strip() for ln in (command.epilog or "").splitlines()):
+        if example.startswith("cryohet"):
+            assert len(example) <= 76, example
+            assert example in lines, f"{example!r} not on its own line in:\n{out}"

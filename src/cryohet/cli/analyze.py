@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..analysis.config import AnalyzeConfig, build_config
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -75,4 +75,11 @@ def analyze(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("analyze")(analyze)
+    app.command(
+        "analyze",
+        epilog=examples(
+            "cryohet analyze runs/spire",
+            "cryohet analyze runs/spire --gt data/igg1d --k 10 --device cuda",
+            "cryohet analyze runs/spire --path 12 345 --no-umap -o runs/spire/path",
+        ),
+    )(analyze)

@@ -9,7 +9,7 @@ import typer
 
 from ..io.particles import ParticleSource
 from ..reconstruction.homogeneous import BackprojectConfig
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -71,4 +71,11 @@ def backproject(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("backproject")(backproject)
+    app.command(
+        "backproject",
+        epilog=examples(
+            "cryohet backproject particles.star --out consensus.mrc",
+            "cryohet backproject stack.mrcs --poses poses.pkl --ctf ctf.pkl -o map.mrc",
+            "cryohet backproject particles.star -o map.mrc -D 128 --device cuda",
+        ),
+    )(backproject)

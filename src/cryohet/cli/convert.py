@@ -10,7 +10,7 @@ import typer
 from ..errors import InputError
 from ..io.particles import ParticleSource, save_converted
 from .info import warnings_to_log
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -56,4 +56,11 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("convert")(convert)
+    app.command(
+        "convert",
+        epilog=examples(
+            "cryohet convert J42_particles.cs --poses-out poses.pkl --ctf-out ctf.pkl",
+            "cryohet convert particles.star --star-out particles_relion31.star",
+            "cryohet convert stack.mrcs --poses poses.pkl --ctf ctf.pkl --star-out p.star",
+        ),
+    )(convert)

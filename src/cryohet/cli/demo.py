@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from ..config import validation_message
 from ..errors import ConfigError
 from ..workflows.demo import DemoConfig
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -37,4 +37,7 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command(
+        "demo",
+        epilog=examples("cryohet demo --out demo_run", "cryohet demo -o demo_gpu --device cuda -n 20000 -D 64"),
+    )(demo)

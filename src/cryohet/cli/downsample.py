@@ -10,7 +10,7 @@ import typer
 from ..data.downsample import downsample_particles
 from ..io.particles import ParticleSource
 from .info import warnings_to_log
-from .options import config_option, param_default
+from .options import config_option, examples, param_default
 
 __all__ = ["register"]
 
@@ -58,4 +58,10 @@ def downsample(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("downsample")(downsample)
+    app.command(
+        "downsample",
+        epilog=examples(
+            "cryohet downsample particles.star -D 128 --out particles_128",
+            "cryohet downsample J42_particles.cs -D 64 --out ds64 --chunk 500",
+        ),
+    )(downsample)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..metrics.evaluate import evaluate_run as _evaluate_run  # its defaults are the options'
-from .options import param_default
+from .options import examples, param_default
 
 __all__ = ["register", "evaluation_table"]
 
@@ -115,4 +115,11 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    app.command(
+        "evaluate",
+        epilog=examples(
+            "cryohet evaluate runs/spire --gt data/igg1d",
+            "cryohet evaluate runs/spire --gt data/igg1d --per-image 500 --device cuda",
+            "cryohet evaluate runs/abinit --gt data/igg1d --align -o runs/abinit/eval",
+        ),
+    )(evaluate)

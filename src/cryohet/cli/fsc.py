@@ -13,7 +13,7 @@ from rich.table import Table
 from ..errors import InputError
 from ..metrics.fsc import FSCCurve
 from ..metrics.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
-from .options import param_default
+from .options import examples, param_default
 
 __all__ = ["register", "report_tables"]
 
@@ -90,4 +90,11 @@ def fsc(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fsc")(fsc)
+    app.command(
+        "fsc",
+        epilog=examples(
+            "cryohet fsc half1.mrc half2.mrc",
+            "cryohet fsc map.mrc gt/state_000.mrc --mask gt/mask.mrc --plot fsc.png",
+            "cryohet fsc a.mrc b.mrc --json fsc.json --apix 1.06",
+        ),
+    )(fsc)

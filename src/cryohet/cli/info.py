@@ -16,7 +16,7 @@ from rich.table import Table
 from ..console import get_logger
 from ..io.metadata import ParticleMetadata
 from ..io.particles import ParticleSource
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register", "warnings_to_log", "summarize"]
 
@@ -160,4 +160,11 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info")(info)
+    app.command(
+        "info",
+        epilog=examples(
+            "cryohet info particles.star",
+            "cryohet info J42_particles.cs --passthrough J40_passthrough_particles.cs",
+            "cryohet info particles.mrcs --poses poses.pkl --ctf ctf.pkl",
+        ),
+    )(info)

@@ -12,6 +12,8 @@ option agree by construction. Options of plain API functions (no config class) t
 theirs from the function's signature (:func:`param_default`). ``tests/test_cli_defaults.py``
 checks that every command builds the same config as the class does from the required
 values alone.
+
+:func:`examples` formats the ``Example:`` epilog every command shows in ``--help``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-__all__ = ["config_field", "config_default", "config_help", "config_option", "param_default"]
+__all__ = ["config_field", "config_default", "config_help", "config_option", "param_default", "examples"]
 
 
 def _field(model: type[BaseModel], name: str, path: str, root: type[BaseModel]) -> FieldInfo:
@@ -109,3 +111,14 @@ def param_default(func: Callable[..., Any], name: str) -> Any:
     if param.default is inspect.Parameter.empty:
         raise ValueError(f"{func.__qualname__}: parameter '{name}' has no default")
     return param.default
+
+
+def examples(*commands: str) -> str:
+    """The ``--help`` epilog listing usage examples, one command per line.
+
+    Paragraphs (blank-line separated) render on their own lines with every typer
+    version, rich or plain click help, so each command stays copy-pasteable.
+    Keep the commands short (< 78 characters): rich wraps lines at the terminal width.
+    """
+    title = "Example:" if len(commands) == 1 else "Examples:"
+    return "\n\n".join([title, *(f"  {c}" for c in commands)])

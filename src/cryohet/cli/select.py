@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..analysis.config import SelectConfig, build_config
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -75,4 +75,11 @@ def select(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select")(select)
+    app.command(
+        "select",
+        epilog=examples(
+            "cryohet select runs/spire --clusters 3,5 --out subset.star",
+            "cryohet select runs/spire --latent-box 'pc1:-2.5:2' --out subset.cs",
+            "cryohet select runs/spire --clusters 0 --invert --out ind.pkl",
+        ),
+    )(select)

@@ -12,7 +12,7 @@ from ..config import validation_message
 from ..errors import ConfigError
 from ..simulate.config import SimulationConfig
 from ..simulate.presets import PRESETS
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -90,4 +90,11 @@ def simulate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("simulate")(simulate)
+    app.command(
+        "simulate",
+        epilog=examples(
+            "cryohet simulate igg-1d --out data/igg1d -n 10000 -D 128",
+            "cryohet simulate assembly -o data/assembly --snr 0.01 --device cuda",
+            "cryohet simulate custom --model fab.pdb --apix 3 -o data/fab",
+        ),
+    )(simulate)

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.common import BaselineConfig
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -181,7 +181,28 @@ def pca(
 
 
 def register(train_app: typer.Typer) -> None:
-    train_app.command("homogeneous")(homogeneous)
-    train_app.command("oracle")(oracle)
-    train_app.command("classify3d")(classify3d)
-    train_app.command("pca")(pca)
+    train_app.command(
+        "homogeneous",
+        epilog=examples(
+            "cryohet train homogeneous particles.star --out runs/consensus",
+            "cryohet train homogeneous J42_particles.cs -o runs/consensus -D 128",
+        ),
+    )(homogeneous)
+    train_app.command(
+        "oracle",
+        epilog=examples("cryohet train oracle particles.star --labels gt/labels.npy --out runs/oracle"),
+    )(oracle)
+    train_app.command(
+        "classify3d",
+        epilog=examples(
+            "cryohet train classify3d particles.star --out runs/class3d -K 6",
+            "cryohet train classify3d particles.star -o runs/class3d --init random",
+        ),
+    )(classify3d)
+    train_app.command(
+        "pca",
+        epilog=examples(
+            "cryohet train pca particles.star --out runs/pca --k 3",
+            "cryohet train pca particles.star -o runs/pca --mask mask.mrc -D 128",
+        ),
+    )(pca)

@@ -12,7 +12,7 @@ from ..config import validation_message
 from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.spire.config import SpireConfig
-from .options import config_option
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -146,5 +146,13 @@ def spire(
     typer.echo(f"wrote {run}")
 
 
+EXAMPLES = examples(
+    "cryohet train spire particles.star --out runs/spire -D 128",
+    "cryohet train spire stack.mrcs --poses poses.pkl --ctf ctf.pkl -o runs/spire",
+    "cryohet train spire particles.star -o runs/spire --device cuda --epochs-b 45",
+    "cryohet train spire particles.star -o runs/spire --resume",
+)
+
+
 def register(train_app: typer.Typer) -> None:
-    train_app.command("spire")(spire)
+    train_app.command("spire", epilog=EXAMPLES)(spire)

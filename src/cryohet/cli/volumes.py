@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..analysis.volumes import write_volumes as _write_volumes  # its defaults are the options'
-from .options import param_default
+from .options import examples, param_default
 
 __all__ = ["register"]
 
@@ -47,4 +47,10 @@ def volumes(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("volumes")(volumes)
+    app.command(
+        "volumes",
+        epilog=examples(
+            "cryohet volumes runs/spire --z z_points.npy --out runs/spire/vols",
+            "cryohet volumes runs/spire --z z.txt -o vols --parts --device cuda",
+        ),
+    )(volumes)
