@@ -85,3 +85,19 @@ def test_a_converged_em_is_not_trained_again_on_resume(tmp_path):
     train_classify3d(Classify3DConfig(data=src, out=str(tmp_path / "c"), classes=2, iterations=5), resume=True)
     assert (run / "train_log.jsonl").read_text().splitlines() == rows
     np.testing.assert_array_equal(np.load(run / "latents.npy"), before)
+
+
+def test_cli_resume_continues_a_baseline_run_with_its_own_config(tmp_path, monkeypatch):
+    from cryohet.cli.app import main
+    from cryohet.methods.baselines.pca import PCATrainer
+
+    star = str(DATA / "particles.star")
+    out = str(tmp_path / "pca")
+    with monkeypatch.context() as m:
+        _kill_at(m, PCATrainer, 2)
+        with pytest.raises(_Killed):
+            main(["train", "pca", star, "--out", out, "--k", "2", "--iterations", "3"])
+    assert main(["train", "pca", star, "--out", out, "--k", "2", "--iterations", "3"]) != 0  # not silently reused
+    assert main(["train", "pca", star, "--out", out, "--resume", "--k", "2", "--iterations", "3"]) == 0
+    rows = (tmp_path / "pca" / "train_log.jsonl").read_text().splitlines()
+    assert len(rows) == 3 and np.load(tmp_path / "pca" / "latents.npy").shape == (160, 2)

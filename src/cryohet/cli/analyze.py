@@ -7,40 +7,38 @@ from typing import Optional
 
 import typer
 
+from ..analysis.config import AnalyzeConfig, build_config
+from .options import config_option, examples
+
 __all__ = ["register"]
 
 
 def analyze(
     run: Path = typer.Argument(..., help="Run directory of any method."),
-    k: int = typer.Option(20, "--k", help="Number of k-means clusters (one map each)."),
-    pcs: int = typer.Option(2, "--pcs", help="Principal components to traverse (maps at percentiles 5..95)."),
-    pc_steps: int = typer.Option(10, "--pc-steps", help="Maps per PC traversal."),
+    k: int = config_option(AnalyzeConfig, "k", "--k", help="Number of k-means clusters (one map each)."),
+    pcs: int = config_option(AnalyzeConfig, "pcs", "--pcs"),
+    pc_steps: int = config_option(AnalyzeConfig, "pc_steps", "--pc-steps"),
     pc_exact: bool = typer.Option(
         False, "--pc-exact", help="Decode PC points on the axis itself, not at the nearest particle."
     ),
-    path: Optional[tuple[int, int]] = typer.Option(
-        None,
+    path: Optional[tuple[int, int]] = config_option(
+        AnalyzeConfig,
+        "path",
         "--path",
         help="Two particle rows I J (0-based): maps along the straight latent path between them.",
         show_default=False,
     ),
-    path_steps: int = typer.Option(10, "--path-steps", help="Maps along --path (ends included)."),
-    umap: bool = typer.Option(
-        True, "--umap/--no-umap", help="Also a UMAP embedding (needs the optional umap-learn package)."
-    ),
-    max_points: int = typer.Option(
-        50_000, "--max-points", help="UMAP and scatter plots use a subsample above this size."
-    ),
-    gt: Optional[Path] = typer.Option(
-        None, "--gt", help="Simulated dataset (or its gt/ folder): evaluation and true-state colours."
-    ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/analyze)."),
+    path_steps: int = config_option(AnalyzeConfig, "path_steps", "--path-steps"),
+    umap: bool = config_option(AnalyzeConfig, "umap", "--umap/--no-umap"),
+    max_points: int = config_option(AnalyzeConfig, "max_points", "--max-points"),
+    gt: Optional[Path] = config_option(AnalyzeConfig, "gt", "--gt"),
+    out: Optional[Path] = config_option(AnalyzeConfig, "out", "--out", "-o"),
     no_volumes: bool = typer.Option(
         False, "--no-volumes", help="Skip decoding maps (latent plots, clusters and report only)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    device: str = typer.Option("cpu", "--device", help="Device on which the method decodes volumes (cpu, cuda)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of k-means, subsampling and UMAP."),
+    device: str = config_option(AnalyzeConfig, "device", "--device"),
+    seed: int = config_option(AnalyzeConfig, "seed", "--seed", help="Seed of k-means, subsampling and UMAP."),
 ) -> None:
     """Show what changes in a heterogeneity run: PCA/UMAP of the latents, k-means cluster maps,
     principal-component traversals, part maps and motions, and a single-file HTML report.
@@ -49,10 +47,13 @@ def analyze(
     the run's own files are never changed.
     """
     from ..analysis.analyze import analyze_run
-    from ..analysis.config import AnalyzeConfig, build_config
 
     if path is not None and None in path:  # older typer gives (None, None) for an absent tuple option
         path = None
+    # The negative flags only switch things off; unset, the config's defaults hold.
+    switched_off = {
+        name: False for name, flag in (("pc_on_data", pc_exact), ("volumes", no_volumes), ("report", no_report)) if flag
+    }
     cfg = build_config(
         AnalyzeConfig,
         run=run,
@@ -60,20 +61,25 @@ def analyze(
         k=k,
         pcs=pcs,
         pc_steps=pc_steps,
-        pc_on_data=not pc_exact,
         path=path,
         path_steps=path_steps,
         umap=umap,
         max_points=max_points,
         gt=gt,
-        volumes=not no_volumes,
-        report=not no_report,
         device=device,
         seed=seed,
+        **switched_off,
     )
     res = analyze_run(cfg)
     typer.echo(f"wrote {res.report_path if cfg.report else res.out_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("analyze")(analyze)
+    app.command(
+        "analyze",
+        epilog=examples(
+            "cryohet analyze runs/spire",
+            "cryohet analyze runs/spire --gt data/igg1d --k 10 --device cuda",
+            "cryohet analyze runs/spire --path 12 345 --no-umap -o runs/spire/path",
+        ),
+    )(analyze)

@@ -15,10 +15,17 @@ import typer
 
 from .. import __version__
 from ..errors import CryohetError
+from .options import examples
 
 app = typer.Typer(
     name="cryohet",
     help="Heterogeneous single-particle cryo-EM reconstruction.",
+    epilog=examples(
+        "cryohet simulate igg-1d --out data/igg1d",
+        "cryohet train spire data/igg1d/particles.star --out runs/spire",
+        "cryohet evaluate runs/spire --gt data/igg1d",
+        "cryohet analyze runs/spire",
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

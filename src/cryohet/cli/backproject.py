@@ -7,31 +7,51 @@ from typing import Optional
 
 import typer
 
+from ..io.particles import ParticleSource
+from ..workflows.backproject import BackprojectConfig
+from .options import config_option, examples
+
 __all__ = ["register"]
 
 
 def backproject(
     particles: Path = typer.Argument(..., help="Particles with poses: .star, .cs, or .mrcs with --poses/--ctf."),
     out: Path = typer.Option(..., "--out", "-o", help="Output map (.mrc); half maps and FSC are written beside it."),
-    poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl."),
-    ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl."),
-    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: use only these particles."),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å when the file has none."),
-    box: Optional[int] = typer.Option(None, "--box", "-D", help="Reconstruct at this box (Fourier-cropped images)."),
-    invert: bool = typer.Option(False, "--invert", help="Images have dark protein (multiply by -1)."),
-    batch_size: int = typer.Option(256, "--batch-size", "-b"),
-    device: str = typer.Option("cpu", "--device"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the half-set split when the STAR file has no rlnRandomSubset."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output maps."),
+    poses: Optional[Path] = config_option(ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl."),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: use only these particles."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
+    ),
+    box: Optional[int] = config_option(
+        BackprojectConfig, "box", "--box", "-D", help="Reconstruct at this box (Fourier-cropped images)."
+    ),
+    invert: bool = config_option(
+        BackprojectConfig, "invert", "--invert", help="Images have dark protein (multiply by -1)."
+    ),
+    batch_size: int = config_option(BackprojectConfig, "batch_size", "--batch-size", "-b"),
+    device: str = config_option(BackprojectConfig, "device", "--device"),
+    seed: int = config_option(
+        BackprojectConfig,
+        "seed",
+        "--seed",
+        help="Seed of the half-set split when the STAR file has no rlnRandomSubset.",
+    ),
+    overwrite: bool = config_option(
+        BackprojectConfig, "overwrite", "--overwrite", help="Replace existing output maps."
+    ),
 ) -> None:
     """Wiener-filtered, CTF-corrected Fourier backprojection; writes the map, half maps and their FSC.
 
     Outputs: OUT (full map), OUT_half1.mrc, OUT_half2.mrc, OUT_fsc.json and OUT_fsc.png
     (half-map FSC, resolution at 0.143). Maps carry the images' pixel size.
     """
-    from ..io.particles import ParticleSource
-    from ..workflows.backproject import BackprojectConfig, backproject_to_files
+    from ..workflows.backproject import backproject_to_files
 
     cfg = BackprojectConfig(
         data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
@@ -51,4 +71,11 @@ def backproject(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("backproject")(backproject)
+    app.command(
+        "backproject",
+        epilog=examples(
+            "cryohet backproject particles.star --out consensus.mrc",
+            "cryohet backproject stack.mrcs --poses poses.pkl --ctf ctf.pkl -o map.mrc",
+            "cryohet backproject particles.star -o map.mrc -D 128 --device cuda",
+        ),
+    )(backproject)

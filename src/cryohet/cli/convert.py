@@ -10,6 +10,7 @@ import typer
 from ..errors import InputError
 from ..io.particles import ParticleSource, save_converted
 from .info import warnings_to_log
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -19,14 +20,22 @@ def convert(
     poses_out: Optional[Path] = typer.Option(None, "--poses-out", help="Write cryoDRGN poses.pkl (rot, trans/D)."),
     ctf_out: Optional[Path] = typer.Option(None, "--ctf-out", help="Write cryoDRGN ctf.pkl (N, 9)."),
     star_out: Optional[Path] = typer.Option(None, "--star-out", help="Write a RELION 3.1 STAR file with optics."),
-    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl for the particles."),
-    ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl for the particles."),
-    ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: convert only these particles."),
-    passthrough: Optional[Path] = typer.Option(
-        None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
     ),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (when the file has none)."),
+    poses: Optional[Path] = config_option(
+        ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl for the particles."
+    ),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl for the particles."),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: convert only these particles."
+    ),
+    passthrough: Optional[Path] = config_option(
+        ParticleSource, "passthrough", "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
+    ),
 ) -> None:
     """Convert poses/CTF between RELION, cryoSPARC and cryoDRGN formats.
 
@@ -47,4 +56,11 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("convert")(convert)
+    app.command(
+        "convert",
+        epilog=examples(
+            "cryohet convert J42_particles.cs --poses-out poses.pkl --ctf-out ctf.pkl",
+            "cryohet convert particles.star --star-out particles_relion31.star",
+            "cryohet convert stack.mrcs --poses poses.pkl --ctf ctf.pkl --star-out p.star",
+        ),
+    )(convert)

@@ -9,21 +9,23 @@ from pydantic import ValidationError
 
 from ..config import validation_message
 from ..errors import ConfigError
+from ..workflows.demo import DemoConfig
+from .options import config_option, examples
 
 __all__ = ["register"]
 
 
 def demo(
     out: Path = typer.Option(Path("demo_run"), "--out", "-o", help="Output folder (a killed demo continues there)."),
-    n_images: int = typer.Option(2000, "--n-images", "-n", help="Simulated particles."),
-    box: int = typer.Option(40, "--box", "-D", help="Image size in pixels."),
-    epochs_a: int = typer.Option(12, "--epochs-a", help="CryoSPIRE stage-A epochs."),
-    epochs_b: int = typer.Option(12, "--epochs-b", help="CryoSPIRE stage-B epochs."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    analyze: bool = typer.Option(True, "--analyze/--no-analyze", help="Write the HTML report."),
+    n_images: int = config_option(DemoConfig, "n_images", "--n-images", "-n", help="Simulated particles."),
+    box: int = config_option(DemoConfig, "box", "--box", "-D"),
+    epochs_a: int = config_option(DemoConfig, "epochs_a", "--epochs-a", help="CryoSPIRE stage-A epochs."),
+    epochs_b: int = config_option(DemoConfig, "epochs_b", "--epochs-b", help="CryoSPIRE stage-B epochs."),
+    device: str = config_option(DemoConfig, "device", "--device", help="cpu or cuda."),
+    analyze: bool = config_option(DemoConfig, "analyze", "--analyze/--no-analyze"),
 ) -> None:
     """Simulate a small igg-1d dataset, train CryoSPIRE and the consensus, evaluate both, print the table."""
-    from ..workflows.demo import DemoConfig, run_demo
+    from ..workflows.demo import run_demo
 
     try:
         cfg = DemoConfig(
@@ -35,4 +37,7 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command(
+        "demo",
+        epilog=examples("cryohet demo --out demo_run", "cryohet demo -o demo_gpu --device cuda -n 20000 -D 64"),
+    )(demo)

@@ -10,6 +10,7 @@ import typer
 from ..data.downsample import downsample_particles
 from ..io.particles import ParticleSource
 from .info import warnings_to_log
+from .options import config_option, examples, param_default
 
 __all__ = ["register"]
 
@@ -18,15 +19,28 @@ def downsample(
     particles: Path = typer.Argument(..., help="Particle file: .star, .cs, .mrcs/.mrc or .txt."),
     box: int = typer.Option(..., "-D", "--box", min=2, help="New box size in pixels (smaller than the current box)."),
     out: Path = typer.Option(..., "--out", help="Output folder for particles.D.mrcs and particles.D.star."),
-    chunk: int = typer.Option(1000, "--chunk", min=1, help="Images read and written at a time (memory use)."),
-    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl for the particles."),
-    ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl for the particles."),
-    ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: keep only these particles."),
-    passthrough: Optional[Path] = typer.Option(
-        None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    chunk: int = typer.Option(
+        param_default(downsample_particles, "chunk"),
+        "--chunk",
+        min=1,
+        help="Images read and written at a time (memory use).",
     ),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (when the file has none)."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    poses: Optional[Path] = config_option(
+        ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl for the particles."
+    ),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl for the particles."),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: keep only these particles."
+    ),
+    passthrough: Optional[Path] = config_option(
+        ParticleSource, "passthrough", "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
+    ),
 ) -> None:
     """Write DIR/particles.D.mrcs and a matching RELION 3.1 DIR/particles.D.star.
 
@@ -44,4 +58,10 @@ def downsample(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("downsample")(downsample)
+    app.command(
+        "downsample",
+        epilog=examples(
+            "cryohet downsample particles.star -D 128 --out particles_128",
+            "cryohet downsample J42_particles.cs -D 64 --out ds64 --chunk 500",
+        ),
+    )(downsample)

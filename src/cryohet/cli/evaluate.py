@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
+from ..evaluation.evaluate import evaluate_run as _evaluate_run  # its defaults are the options'
+from .options import examples, param_default
 
 __all__ = ["register", "evaluation_table"]
 
@@ -78,13 +80,21 @@ def evaluate(
         ..., "--gt", help="Simulated dataset folder (or its gt/ folder) with labels and state maps."
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/eval)."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Mask for the masked scores (default: GT/gt/mask.mrc)."),
-    no_mask: bool = typer.Option(False, "--no-mask", help="Report unmasked scores only."),
-    per_image: Optional[int] = typer.Option(None, "--per-image", help="Also the per-image FSC on about N images."),
-    align: bool = typer.Option(
-        False, "--align", help="Rigidly align each decoded map onto its ground truth (ab initio runs)."
+    mask: Optional[Path] = typer.Option(
+        param_default(_evaluate_run, "mask"), "--mask", help="Mask for the masked scores (default: GT/gt/mask.mrc)."
     ),
-    device: str = typer.Option("cpu", "--device", help="Device on which the method decodes volumes."),
+    no_mask: bool = typer.Option(False, "--no-mask", help="Report unmasked scores only."),
+    per_image: Optional[int] = typer.Option(
+        param_default(_evaluate_run, "per_image"), "--per-image", help="Also the per-image FSC on about N images."
+    ),
+    align: bool = typer.Option(
+        param_default(_evaluate_run, "align"),
+        "--align",
+        help="Rigidly align each decoded map onto its ground truth (ab initio runs).",
+    ),
+    device: str = typer.Option(
+        param_default(_evaluate_run, "device"), "--device", help="Device on which the method decodes volumes."
+    ),
 ) -> None:
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.
 
@@ -97,11 +107,19 @@ def evaluate(
         raise InputError("--mask and --no-mask exclude each other")
     if per_image is not None and per_image < 1:
         raise InputError(f"--per-image must be at least 1, got {per_image}")
-    result = evaluate_run(run, gt, mask=mask, use_mask=not no_mask, per_image=per_image, align=align, device=device)
+    unmasked = {"use_mask": False} if no_mask else {}  # the flag only switches masking off
+    result = evaluate_run(run, gt, mask=mask, per_image=per_image, align=align, device=device, **unmasked)
     written = write_evaluation(result, out if out is not None else run / "eval")
     Console().print(evaluation_table(result))
     typer.echo(f"wrote {written[0]}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    app.command(
+        "evaluate",
+        epilog=examples(
+            "cryohet evaluate runs/spire --gt data/igg1d",
+            "cryohet evaluate runs/spire --gt data/igg1d --per-image 500 --device cuda",
+            "cryohet evaluate runs/abinit --gt data/igg1d --align -o runs/abinit/eval",
+        ),
+    )(evaluate)

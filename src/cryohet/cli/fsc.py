@@ -13,6 +13,7 @@ from rich.table import Table
 from ..errors import InputError
 from ..evaluation.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
 from ..metrics.fsc import FSCCurve
+from .options import examples, param_default
 
 __all__ = ["register", "report_tables"]
 
@@ -64,10 +65,14 @@ def report_tables(report: FSCReport) -> list[Table]:
 def fsc(
     map1: Path = typer.Argument(..., help="First map (.mrc); its header gives the pixel size."),
     map2: Path = typer.Argument(..., help="Second map (.mrc), same box and pixel size."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Real-space mask (.mrc) multiplying both maps."),
+    mask: Optional[Path] = typer.Option(
+        param_default(compare_map_files, "mask"), "--mask", help="Real-space mask (.mrc) multiplying both maps."
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot of the FSC curves (.png/.pdf)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write summary and curves as JSON."),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (overrides the headers)."),
+    apix: Optional[float] = typer.Option(
+        param_default(compare_map_files, "apix"), "--apix", help="Pixel size in Å/px (overrides the headers)."
+    ),
 ) -> None:
     """Fourier shell correlation of two maps: CryoBench AUC and resolution at 0.5 and 0.143."""
     inputs = {p.resolve() for p in (map1, map2, mask) if p is not None}
@@ -85,4 +90,11 @@ def fsc(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fsc")(fsc)
+    app.command(
+        "fsc",
+        epilog=examples(
+            "cryohet fsc half1.mrc half2.mrc",
+            "cryohet fsc map.mrc gt/state_000.mrc --mask gt/mask.mrc --plot fsc.png",
+            "cryohet fsc a.mrc b.mrc --json fsc.json --apix 1.06",
+        ),
+    )(fsc)

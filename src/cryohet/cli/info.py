@@ -16,6 +16,7 @@ from rich.table import Table
 from ..console import get_logger
 from ..io.metadata import ParticleMetadata
 from ..io.particles import ParticleSource
+from .options import config_option, examples
 
 __all__ = ["register", "warnings_to_log", "summarize"]
 
@@ -128,16 +129,24 @@ def summarize(meta: ParticleMetadata, found: list[Path], missing: list[Path]) ->
 
 def info(
     particles: Path = typer.Argument(..., help="Particle file: .star, .cs, .mrcs/.mrc or a .txt list of stacks."),
-    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    poses: Optional[Path] = typer.Option(
-        None, "--poses", help="cryoDRGN poses.pkl to use instead of the file's poses."
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
     ),
-    ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl to use instead of the file's CTF."),
-    ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: keep only these particles."),
-    passthrough: Optional[Path] = typer.Option(
-        None, "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    poses: Optional[Path] = config_option(
+        ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl to use instead of the file's poses."
     ),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å/px (when the file has none)."),
+    ctf: Optional[Path] = config_option(
+        ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl to use instead of the file's CTF."
+    ),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: keep only these particles."
+    ),
+    passthrough: Optional[Path] = config_option(
+        ParticleSource, "passthrough", "--passthrough", help="cryoSPARC passthrough .cs (merged on uid)."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
+    ),
 ) -> None:
     """Print particle count, box, pixel size, optics groups, CTF ranges, poses and stacks."""
     source = ParticleSource.build(
@@ -151,4 +160,11 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info")(info)
+    app.command(
+        "info",
+        epilog=examples(
+            "cryohet info particles.star",
+            "cryohet info J42_particles.cs --passthrough J40_passthrough_particles.cs",
+            "cryohet info particles.mrcs --poses poses.pkl --ctf ctf.pkl",
+        ),
+    )(info)

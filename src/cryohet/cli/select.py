@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from ..analysis.config import SelectConfig, build_config
+from .options import config_option, examples
+
 __all__ = ["register"]
 
 
@@ -24,24 +27,26 @@ def select(
     out: Path = typer.Option(
         ..., "--out", "-o", help="subset.star (RELION), subset.cs (cryoSPARC) or ind.pkl (cryoDRGN)."
     ),
-    clusters: Optional[str] = typer.Option(
-        None, "--clusters", help="k-means clusters to keep, e.g. 3,5 (as cryohet analyze numbered them)."
+    clusters: Optional[str] = config_option(
+        SelectConfig,
+        "clusters",
+        "--clusters",
+        help="k-means clusters to keep, e.g. 3,5 (as cryohet analyze numbered them).",
     ),
-    k: int = typer.Option(20, "--k", help="Number of k-means clusters the numbers refer to."),
-    latent_box: Optional[str] = typer.Option(
-        None,
+    k: int = config_option(SelectConfig, "k", "--k"),
+    latent_box: Optional[str] = config_option(
+        SelectConfig,
+        "latent_box",
         "--latent-box",
         help="Ranges to keep, e.g. 'pc1:-2.5:2,pc2:0:3' (PCs count from 1) "
         "or 'z0:0:' (latent dim 0, open upper bound).",
     ),
-    indices: Optional[Path] = typer.Option(
-        None, "--indices", help="File of 0-based particle rows of the run (.npy, .pkl or text)."
+    indices: Optional[Path] = config_option(SelectConfig, "indices", "--indices"),
+    invert: bool = config_option(SelectConfig, "invert", "--invert"),
+    analyze_dir: Optional[Path] = config_option(SelectConfig, "analyze_dir", "--analyze-dir"),
+    seed: int = config_option(
+        SelectConfig, "seed", "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."
     ),
-    invert: bool = typer.Option(False, "--invert", help="Keep the particles NOT selected."),
-    analyze_dir: Optional[Path] = typer.Option(
-        None, "--analyze-dir", help="Where cryohet analyze wrote its clusters (default: RUN/analyze)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."),
 ) -> None:
     """Write the chosen particles back in their original format with their original indices.
 
@@ -49,7 +54,6 @@ def select(
     .cs rows unchanged (and writes OUT_passthrough.cs when the run used a passthrough
     file); .pkl is a cryoDRGN ind.pkl of 0-based indices into the original particle stack.
     """
-    from ..analysis.config import SelectConfig, build_config
     from ..analysis.select import select_particles
 
     cfg = build_config(
@@ -71,4 +75,11 @@ def select(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select")(select)
+    app.command(
+        "select",
+        epilog=examples(
+            "cryohet select runs/spire --clusters 3,5 --out subset.star",
+            "cryohet select runs/spire --latent-box 'pc1:-2.5:2' --out subset.cs",
+            "cryohet select runs/spire --clusters 0 --invert --out ind.pkl",
+        ),
+    )(select)

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from ..config import validation_message
 from ..errors import ConfigError
+from ..simulate.config import SimulationConfig
 from ..simulate.presets import PRESETS
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -18,25 +20,41 @@ __all__ = ["register"]
 def simulate(
     preset: str = typer.Argument(..., help=f"One of: {', '.join(PRESETS)}."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; must be empty)."),
-    n_images: int = typer.Option(2000, "--n-images", "-n", help="Number of particle images."),
-    box: int = typer.Option(64, "--box", "-D", help="Image size in pixels (even)."),
-    apix: Optional[float] = typer.Option(
-        None, "--apix", help="Pixel size in Å (default: preset box in Å / D; CryoBench IgG: 3 Å at D=128)."
+    n_images: int = config_option(SimulationConfig, "n_images", "--n-images", "-n", help="Number of particle images."),
+    box: int = config_option(SimulationConfig, "box", "--box", "-D"),
+    apix: Optional[float] = config_option(
+        SimulationConfig,
+        "apix",
+        "--apix",
+        help="Pixel size in Å (default: preset box in Å / D; CryoBench IgG: 3 Å at D=128).",
     ),
-    snr: float = typer.Option(0.05, "--snr", help="Signal-to-noise ratio (CryoBench: 0.01)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    n_states: Optional[int] = typer.Option(None, "--n-states", help="Number of states (default: the preset's)."),
-    max_shift: float = typer.Option(4.0, "--max-shift", help="Shifts uniform within ± this many pixels."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Atomic model (.pdb/.cif) for 'custom'."),
-    moving: Optional[str] = typer.Option(None, "--moving", help="custom hinge: moving atoms, e.g. 'L,H:1-230'."),
-    axis: Optional[str] = typer.Option(
-        None, "--axis", help="custom hinge: axis through two CA atoms, e.g. 'H:230,H:239'."
+    snr: float = config_option(SimulationConfig, "snr", "--snr", help="Signal-to-noise ratio (CryoBench: 0.01)."),
+    seed: int = config_option(SimulationConfig, "seed", "--seed", help="Random seed."),
+    n_states: Optional[int] = config_option(
+        SimulationConfig, "n_states", "--n-states", help="Number of states (default: the preset's)."
     ),
-    angle_min: float = typer.Option(0.0, "--angle-min", help="Hinge dihedral range start (degrees)."),
-    angle_max: float = typer.Option(360.0, "--angle-max", help="Hinge dihedral range end (degrees)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into a non-empty folder."),
-    device: str = typer.Option(
-        "cpu", "--device", help="Render on cpu or cuda (cuda:N); CryoBench-sized sets want a GPU."
+    max_shift: float = config_option(
+        SimulationConfig, "max_shift_px", "--max-shift", help="Shifts uniform within ± this many pixels."
+    ),
+    model: Optional[Path] = config_option(
+        SimulationConfig, "model", "--model", help="Atomic model (.pdb/.cif) for 'custom'."
+    ),
+    moving: Optional[str] = config_option(SimulationConfig, "moving", "--moving"),
+    axis: Optional[str] = config_option(SimulationConfig, "axis", "--axis"),
+    angle_min: float = config_option(
+        SimulationConfig, "angle_min_deg", "--angle-min", help="Hinge dihedral range start (degrees)."
+    ),
+    angle_max: float = config_option(
+        SimulationConfig, "angle_max_deg", "--angle-max", help="Hinge dihedral range end (degrees)."
+    ),
+    overwrite: bool = config_option(
+        SimulationConfig, "overwrite", "--overwrite", help="Allow writing into a non-empty folder."
+    ),
+    device: str = config_option(
+        SimulationConfig,
+        "device",
+        "--device",
+        help="Render on cpu or cuda (cuda:N); CryoBench-sized sets want a GPU.",
     ),
 ) -> None:
     """Simulate particles (Fourier-slice projections, RELION CTF, shifts, white noise) with ground truth.
@@ -44,7 +62,6 @@ def simulate(
     Writes DIR/particles.mrcs, DIR/particles.star (RELION 3.1), DIR/meta.json and
     DIR/gt/ (state_NNN.mrc per state, labels.npy, gt_latents.npy, mask.mrc).
     """
-    from ..simulate.config import SimulationConfig
     from ..simulate.simulator import simulate_dataset
 
     try:
@@ -73,4 +90,11 @@ def simulate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("simulate")(simulate)
+    app.command(
+        "simulate",
+        epilog=examples(
+            "cryohet simulate igg-1d --out data/igg1d -n 10000 -D 128",
+            "cryohet simulate assembly -o data/assembly --snr 0.01 --device cuda",
+            "cryohet simulate custom --model fab.pdb --apix 3 -o data/fab",
+        ),
+    )(simulate)

@@ -10,11 +10,18 @@ import importlib
 
 import typer
 
+from .options import examples
+
 __all__ = ["register"]
 
 train_app = typer.Typer(
     name="train",
     help="Train a reconstruction method into a run directory.",
+    epilog=examples(
+        "cryohet train spire particles.star --out runs/spire -D 128",
+        "cryohet train homogeneous particles.star --out runs/consensus",
+        "cryohet train spire --help",
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

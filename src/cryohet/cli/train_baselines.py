@@ -15,6 +15,10 @@ from pydantic import ValidationError
 
 from ..config import validation_message
 from ..errors import ConfigError
+from ..io.particles import ParticleSource
+from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
+from ..methods.baselines.common import BaselineConfig
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -26,8 +30,6 @@ def _abs(p: Path | None) -> Path | None:
 def _common(
     particles: Path, out: Path, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed
 ) -> dict[str, Any]:
-    from ..io.particles import ParticleSource
-
     return {
         "data": ParticleSource.build(
             path=_abs(particles), poses=_abs(poses), ctf=_abs(ctf), datadir=_abs(datadir), ind=_abs(ind), apix=apix
@@ -41,29 +43,37 @@ def _common(
     }
 
 
-def _run(config_cls, train: Callable, fields: dict[str, Any], overwrite: bool) -> None:
+def _run(config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False) -> None:
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
     try:
         cfg = config_cls(**fields)
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
-    typer.echo(f"wrote {train(cfg, overwrite=overwrite)}")
+    saved = Path(cfg.out) / "config.yaml"
+    if resume and saved.exists():
+        from ..config import load_config
+
+        # the run's own config; a copied or moved run resumes where it now is
+        cfg = load_config(saved, config_cls, drop=("resolved",)).model_copy(update={"out": cfg.out})
+    typer.echo(f"wrote {train(cfg, resume=resume, overwrite=overwrite)}")
 
 
 # Shared options (typer needs them spelt out per command; these keep them identical).
 PARTICLES = typer.Argument(..., help="Particles with poses and CTF: .star, .cs, or .mrcs/.txt with --poses/--ctf.")
 OUT = typer.Option(..., "--out", "-o", help="Run directory (must be empty unless --overwrite).")
-POSES = typer.Option(None, "--poses", help="cryoDRGN poses.pkl.")
-CTF = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl.")
-DATADIR = typer.Option(None, "--datadir", help="Folder holding the image stacks.")
-IND = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: use only these particles.")
-APIX = typer.Option(None, "--apix", help="Pixel size in Å when the file has none.")
-BOX = typer.Option(None, "--box", "-D", help="Work at this box (Fourier-cropped).")
-INVERT = typer.Option(False, "--invert", help="Images have dark protein (multiply by -1).")
-DEVICE = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N).")
-BATCH = typer.Option(256, "--batch-size", "-b", help="Images per batch.")
-SEED = typer.Option(0, "--seed", help="Random seed.")
+POSES = config_option(ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl.")
+CTF = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl.")
+DATADIR = config_option(ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks.")
+IND = config_option(ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: use only these particles.")
+APIX = config_option(ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none.")
+BOX = config_option(BaselineConfig, "box", "--box", "-D")
+INVERT = config_option(BaselineConfig, "invert", "--invert")
+DEVICE = config_option(BaselineConfig, "device", "--device", help="cpu or cuda (cuda:N).")
+BATCH = config_option(BaselineConfig, "batch_size", "--batch-size", "-b")
+SEED = config_option(BaselineConfig, "seed", "--seed", help="Random seed.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory.")
-MAXRES = typer.Option(None, "--max-resolution", help="Resolution limit in Å (default: consensus FSC 0.143 + 2 shells).")
+RESUME = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint (its own config).")
 
 
 def homogeneous(
@@ -80,12 +90,13 @@ def homogeneous(
     batch_size: int = BATCH,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
 ) -> None:
     """Consensus map (half maps, FSC); latents are zeros and every z gives the consensus."""
-    from ..methods.baselines import HomogeneousConfig, train_homogeneous
+    from ..methods.baselines import train_homogeneous
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
-    _run(HomogeneousConfig, train_homogeneous, fields, overwrite)
+    _run(HomogeneousConfig, train_homogeneous, fields, overwrite, resume)
 
 
 def oracle(
@@ -105,22 +116,28 @@ def oracle(
     batch_size: int = BATCH,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
 ) -> None:
     """Per-state maps from the TRUE labels (a reference for perfect classification, not an upper bound)."""
-    from ..methods.baselines import OracleConfig, train_oracle
+    from ..methods.baselines import train_oracle
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
-    _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite)
+    _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite, resume)
 
 
 def classify3d(
     particles: Path = PARTICLES,
     out: Path = OUT,
-    classes: int = typer.Option(4, "--classes", "-K", help="Number of classes."),
-    iterations: int = typer.Option(15, "--iterations", help="EM iterations."),
-    max_resolution: Optional[float] = MAXRES,
-    init: str = typer.Option("pca", "--init", help="Initial split: pca (k-means of a quick PCA's latents) or random."),
-    init_iterations: int = typer.Option(8, "--init-iterations", help="EM iterations of the initial PCA."),
+    classes: int = config_option(Classify3DConfig, "classes", "--classes", "-K"),
+    iterations: int = config_option(Classify3DConfig, "iterations", "--iterations"),
+    max_resolution: Optional[float] = config_option(Classify3DConfig, "max_resolution_A", "--max-resolution"),
+    init: str = config_option(
+        Classify3DConfig,
+        "init",
+        "--init",
+        help="Initial split: pca (k-means of a quick PCA's latents) or random (RELION's).",
+    ),
+    init_iterations: int = config_option(Classify3DConfig, "init_iterations", "--init-iterations"),
     poses: Optional[Path] = POSES,
     ctf: Optional[Path] = CTF,
     datadir: Optional[Path] = DATADIR,
@@ -132,9 +149,10 @@ def classify3d(
     batch_size: int = BATCH,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
 ) -> None:
     """3D classification: K class maps by EM with fixed poses; latents are the class posteriors."""
-    from ..methods.baselines import Classify3DConfig, train_classify3d
+    from ..methods.baselines import train_classify3d
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
     fields.update(
@@ -144,18 +162,16 @@ def classify3d(
         init=init,
         init_iterations=init_iterations,
     )
-    _run(Classify3DConfig, train_classify3d, fields, overwrite)
+    _run(Classify3DConfig, train_classify3d, fields, overwrite, resume)
 
 
 def pca(
     particles: Path = PARTICLES,
     out: Path = OUT,
-    components: int = typer.Option(3, "--k", "--components", help="Number of components (latent dimension)."),
-    iterations: int = typer.Option(20, "--iterations", help="EM iterations."),
-    max_resolution: Optional[float] = MAXRES,
-    mask: Optional[Path] = typer.Option(
-        None, "--mask", help="Real-space mask (.mrc) at the working box (default: from the consensus)."
-    ),
+    components: int = config_option(PCAConfig, "components", "--k", "--components"),
+    iterations: int = config_option(PCAConfig, "iterations", "--iterations"),
+    max_resolution: Optional[float] = config_option(PCAConfig, "max_resolution_A", "--max-resolution"),
+    mask: Optional[Path] = config_option(PCAConfig, "mask", "--mask"),
     poses: Optional[Path] = POSES,
     ctf: Optional[Path] = CTF,
     datadir: Optional[Path] = DATADIR,
@@ -167,17 +183,39 @@ def pca(
     batch_size: int = BATCH,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
 ) -> None:
     """Linear components of heterogeneity (probabilistic PCA by EM, 3DVA-like); latents are PC coordinates."""
-    from ..methods.baselines import PCAConfig, train_pca
+    from ..methods.baselines import train_pca
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
     fields.update(components=components, iterations=iterations, max_resolution_A=max_resolution, mask=_abs(mask))
-    _run(PCAConfig, train_pca, fields, overwrite)
+    _run(PCAConfig, train_pca, fields, overwrite, resume)
 
 
 def register(train_app: typer.Typer) -> None:
-    train_app.command("homogeneous")(homogeneous)
-    train_app.command("oracle")(oracle)
-    train_app.command("classify3d")(classify3d)
-    train_app.command("pca")(pca)
+    train_app.command(
+        "homogeneous",
+        epilog=examples(
+            "cryohet train homogeneous particles.star --out runs/consensus",
+            "cryohet train homogeneous J42_particles.cs -o runs/consensus -D 128",
+        ),
+    )(homogeneous)
+    train_app.command(
+        "oracle",
+        epilog=examples("cryohet train oracle particles.star --labels gt/labels.npy --out runs/oracle"),
+    )(oracle)
+    train_app.command(
+        "classify3d",
+        epilog=examples(
+            "cryohet train classify3d particles.star --out runs/class3d -K 6",
+            "cryohet train classify3d particles.star -o runs/class3d --init random",
+        ),
+    )(classify3d)
+    train_app.command(
+        "pca",
+        epilog=examples(
+            "cryohet train pca particles.star --out runs/pca --k 3",
+            "cryohet train pca particles.star -o runs/pca --mask mask.mrc -D 128",
+        ),
+    )(pca)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from pydantic import ValidationError
 
 from ..config import validation_message
 from ..errors import ConfigError
+from ..io.particles import ParticleSource
+from ..methods.spire.config import SpireConfig
+from .options import config_option, examples
 
 __all__ = ["register"]
 
@@ -19,66 +22,78 @@ def spire(
         ..., help="Particles with poses and CTF: .star, .cs, or .mrcs with --poses/--ctf."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
-    poses: Optional[Path] = typer.Option(None, "--poses", help="cryoDRGN poses.pkl."),
-    ctf: Optional[Path] = typer.Option(None, "--ctf", help="cryoDRGN ctf.pkl."),
-    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Folder holding the image stacks."),
-    ind: Optional[Path] = typer.Option(None, "--ind", help="cryoDRGN ind.pkl: train on these particles."),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Pixel size in Å when the file has none."),
-    box: Optional[int] = typer.Option(None, "--box", "-D", help="Train at this box (Fourier-cropped)."),
-    init_map: Optional[Path] = typer.Option(
-        None, "--init-map", help="Consensus map to seed from (default: backprojection)."
+    poses: Optional[Path] = config_option(ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl."),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
     ),
-    zdim: int = typer.Option(4, "--zdim", help="Latent dimension."),
-    gaussians: Optional[int] = typer.Option(
-        None, "--gaussians", help="Stage-B Gaussians (default: 1.2 per protein voxel)."
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: train on these particles."
     ),
-    coarse_gaussians: Optional[int] = typer.Option(
-        None, "--coarse-gaussians", help="Stage-A Gaussians (default: 0.3 per protein voxel)."
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
     ),
-    parts: Optional[int] = typer.Option(None, "--parts", help="Number of parts (default: automatic, see docs)."),
-    epochs_a: int = typer.Option(15, "--epochs-a", help="Stage-A epochs (part discovery)."),
-    epochs_b: int = typer.Option(30, "--epochs-b", help="Stage-B epochs."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
-    decoder: str = typer.Option(
-        "factorized", "--decoder", help="Per-Gaussian decoder: factorized (fast) or mlp (paper)."
+    box: Optional[int] = config_option(SpireConfig, "box", "--box", "-D"),
+    init_map: Optional[Path] = config_option(SpireConfig, "init_map", "--init-map"),
+    zdim: int = config_option(SpireConfig, "zdim", "--zdim", help="Latent dimension."),
+    gaussians: Optional[int] = config_option(
+        SpireConfig, "stage_b.gaussians", "--gaussians", help="Stage-B Gaussians (default: 1.2 per protein voxel)."
+    ),
+    coarse_gaussians: Optional[int] = config_option(
+        SpireConfig,
+        "stage_a.gaussians",
+        "--coarse-gaussians",
+        help="Stage-A Gaussians (default: 0.3 per protein voxel).",
+    ),
+    parts: Optional[int] = config_option(SpireConfig, "parts", "--parts"),
+    epochs_a: int = config_option(SpireConfig, "stage_a.epochs", "--epochs-a", help="Stage-A epochs (part discovery)."),
+    epochs_b: int = config_option(SpireConfig, "stage_b.epochs", "--epochs-b", help="Stage-B epochs."),
+    batch_size: int = config_option(SpireConfig, "optim.batch_size", "--batch-size", "-b"),
+    decoder: str = config_option(
+        SpireConfig,
+        "stage_b.decoder",
+        "--decoder",
+        help="Per-Gaussian decoder: factorized (fast) or mlp (paper).",
     ),
     no_anchor_motion: bool = typer.Option(False, "--no-anchor-motion", help="Ablation: no rigid part motion."),
-    positional_encoding: bool = typer.Option(
-        False, "--positional-encoding", help="Ablation: positional encoding instead of features."
-    ),
-    init_regions: int = typer.Option(
-        16,
+    positional_encoding: bool = config_option(SpireConfig, "stage_a.positional_encoding", "--positional-encoding"),
+    init_regions: int = config_option(
+        SpireConfig,
+        "init_regions",
         "--init-regions",
         help="Start latents from the images' fitted occupancy of this many regions of the consensus; 0: random.",
     ),
-    latent_search: int = typer.Option(
-        16,
+    latent_search: int = config_option(
+        SpireConfig,
+        "latent_search",
         "--latent-search",
         help="Candidates of the discrete latent search (end of stage A, last quarter of stage B); 0: off.",
     ),
-    search_every: Optional[int] = typer.Option(
-        None,
+    search_every: int = config_option(
+        SpireConfig,
+        "search_every",
         "--search-every",
         help="Stage B: also search every this many epochs before the last quarter (hard-EM rounds); 0: once.",
     ),
-    search_band: Optional[float] = typer.Option(
-        None, "--search-band", help="Score search candidates below this fraction of Nyquist."
+    search_band: float = config_option(
+        SpireConfig, "search_band", "--search-band", help="Score search candidates below this fraction of Nyquist."
     ),
-    lambda_occ: Optional[float] = typer.Option(
-        None, "--lambda-occ", help="Binary-occupancy prior weight κ (stage B); 0: off."
+    lambda_occ: float = config_option(
+        SpireConfig, "lambda_occ", "--lambda-occ", help="Binary-occupancy prior weight κ (stage B); 0: off."
     ),
-    lambda_z: float = typer.Option(0.1, "--lambda-z"),
-    lambda_f: float = typer.Option(0.01, "--lambda-f"),
-    invert: bool = typer.Option(False, "--invert", help="Images have dark protein (multiply by -1)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N)."),
-    num_workers: int = typer.Option(0, "--num-workers", help="Data-loading worker processes."),
-    seed: int = typer.Option(0, "--seed"),
+    lambda_z: float = config_option(SpireConfig, "lambda_z", "--lambda-z"),
+    lambda_f: float = config_option(SpireConfig, "lambda_f", "--lambda-f"),
+    invert: bool = config_option(SpireConfig, "invert", "--invert"),
+    device: str = config_option(SpireConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    num_workers: int = config_option(
+        SpireConfig, "num_workers", "--num-workers", help="Data-loading worker processes."
+    ),
+    seed: int = config_option(SpireConfig, "seed", "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory."),
 ) -> None:
     """Train CryoSPIRE: consensus -> stage A (features, part discovery) -> stage B (part-aware mixture)."""
-    from ..io.particles import ParticleSource
-    from ..methods.spire import SpireConfig, train_spire
+    from ..methods.spire import train_spire
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
@@ -95,13 +110,10 @@ def spire(
             ind=absolute(ind),
             apix=apix,
         )
-        optional = {
-            k: v
-            for k, v in {"search_every": search_every, "search_band": search_band, "lambda_occ": lambda_occ}.items()
-            if v is not None
-        }
+        stage_b: dict[str, Any] = {"gaussians": gaussians, "epochs": epochs_b, "decoder": decoder}
+        if no_anchor_motion:  # the flag only switches it off; unset, the config's default holds
+            stage_b["anchor_motion"] = False
         cfg = SpireConfig(
-            **optional,
             data=source,
             out=str(out.expanduser().resolve()),
             box=box,
@@ -109,16 +121,14 @@ def spire(
             zdim=zdim,
             parts=parts,
             latent_search=latent_search,
+            search_every=search_every,
+            search_band=search_band,
+            lambda_occ=lambda_occ,
             init_regions=init_regions,
             lambda_z=lambda_z,
             lambda_f=lambda_f,
             stage_a={"gaussians": coarse_gaussians, "epochs": epochs_a, "positional_encoding": positional_encoding},
-            stage_b={
-                "gaussians": gaussians,
-                "epochs": epochs_b,
-                "decoder": decoder,
-                "anchor_motion": not no_anchor_motion,
-            },
+            stage_b=stage_b,
             optim={"batch_size": batch_size},
             invert=invert,
             device=device,
@@ -136,5 +146,13 @@ def spire(
     typer.echo(f"wrote {run}")
 
 
+EXAMPLES = examples(
+    "cryohet train spire particles.star --out runs/spire -D 128",
+    "cryohet train spire stack.mrcs --poses poses.pkl --ctf ctf.pkl -o runs/spire",
+    "cryohet train spire particles.star -o runs/spire --device cuda --epochs-b 45",
+    "cryohet train spire particles.star -o runs/spire --resume",
+)
+
+
 def register(train_app: typer.Typer) -> None:
-    train_app.command("spire")(spire)
+    train_app.command("spire", epilog=EXAMPLES)(spire)

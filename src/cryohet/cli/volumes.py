@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from ..analysis.volumes import write_volumes as _write_volumes  # its defaults are the options'
+from .options import examples, param_default
+
 __all__ = ["register"]
 
 
@@ -16,12 +19,20 @@ def volumes(
         ..., "--z", help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (vol_000.mrc, vol_001.mrc ... in row order)."),
-    box: Optional[int] = typer.Option(None, "--box", "-D", help="Box of the maps (default: the run's)."),
-    apix: Optional[float] = typer.Option(None, "--apix", help="Voxel size in Å (default: the run's)."),
-    parts: bool = typer.Option(
-        False, "--parts", help="Also per-part maps and a ChimeraX script parts.cxc (part-aware methods)."
+    box: Optional[int] = typer.Option(
+        param_default(_write_volumes, "box"), "--box", "-D", help="Box of the maps (default: the run's)."
     ),
-    device: str = typer.Option("cpu", "--device", help="Device on which the method decodes volumes."),
+    apix: Optional[float] = typer.Option(
+        param_default(_write_volumes, "apix"), "--apix", help="Voxel size in Å (default: the run's)."
+    ),
+    parts: bool = typer.Option(
+        param_default(_write_volumes, "parts"),
+        "--parts",
+        help="Also per-part maps and a ChimeraX script parts.cxc (part-aware methods).",
+    ),
+    device: str = typer.Option(
+        param_default(_write_volumes, "device"), "--device", help="Device on which the method decodes volumes."
+    ),
 ) -> None:
     """Decode volumes at the given latents through the run's method."""
     from ..analysis.volumes import read_latents_file, write_volumes
@@ -36,4 +47,10 @@ def volumes(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("volumes")(volumes)
+    app.command(
+        "volumes",
+        epilog=examples(
+            "cryohet volumes runs/spire --z z_points.npy --out runs/spire/vols",
+            "cryohet volumes runs/spire --z z.txt -o vols --parts --device cuda",
+        ),
+    )(volumes)

@@ -144,12 +144,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
 
 
 def _import_builtin_methods() -> None:
-    """Import the method packages so their classes register themselves."""
+    """Import the modules whose classes register themselves (the spire package itself is
+    lazy: importing it loads only its config)."""
     import importlib
 
-    for module in ("cryohet.methods.baselines", "cryohet.methods.spire"):
+    for module in ("cryohet.methods.baselines", "cryohet.methods.spire.model"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name != module:
+            if err.name is None or not module.startswith(err.name):
                 raise

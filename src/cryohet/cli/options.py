@@ -1,0 +1,124 @@
+"""One copy of every default: CLI options read theirs from the config classes.
+
+An option that sets a config field is declared with :func:`config_option` (or takes
+:func:`config_default`), so ``cryohet train spire --help`` shows, and the command
+uses, exactly what ``SpireConfig`` would use without the option::
+
+    epochs_a: int = config_option(SpireConfig, "stage_a.epochs", "--epochs-a", help="Stage-A epochs.")
+
+Dotted paths go through nested models (``stage_a.epochs``); a nested model's default
+instance (``default_factory``) is honoured, so ``SpireConfig().stage_a.epochs`` and the
+option agree by construction. Options of plain API functions (no config class) take
+theirs from the function's signature (:func:`param_default`). ``tests/test_cli_defaults.py``
+checks that every command builds the same config as the class does from the required
+values alone.
+
+:func:`examples` formats the ``Example:`` epilog every command shows in ``--help``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+__all__ = ["config_field", "config_default", "config_help", "config_option", "param_default", "examples"]
+
+
+def _field(model: type[BaseModel], name: str, path: str, root: type[BaseModel]) -> FieldInfo:
+    try:
+        return model.model_fields[name]
+    except KeyError:
+        raise KeyError(f"{root.__name__} has no field '{path}' ({model.__name__} has no '{name}')") from None
+
+
+def _model_class(field: FieldInfo, value: Any) -> type[BaseModel] | None:
+    """The model type of a nested-model field (``X``, ``X | None``) or of its default value."""
+    if isinstance(value, BaseModel):
+        return type(value)
+    candidates = [field.annotation]
+    if typing.get_origin(field.annotation) in (typing.Union, types.UnionType):
+        candidates = list(typing.get_args(field.annotation))
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, BaseModel):
+            return c
+    return None
+
+
+def _walk(model: type[BaseModel], path: str) -> tuple[FieldInfo, BaseModel | None]:
+    """The field at ``path`` and the default instance of its parent model (None at top level
+    or when the parent has no default instance)."""
+    *parents, last = path.split(".")
+    cls, instance = model, None
+    for k, name in enumerate(parents):
+        field = _field(cls, name, path, model)
+        if instance is not None:
+            value = getattr(instance, name)
+        else:
+            value = None if field.is_required() else field.get_default(call_default_factory=True)
+        nested = _model_class(field, value)
+        if nested is None:
+            raise KeyError(f"{model.__name__}.{'.'.join(parents[: k + 1])} is not a nested config")
+        cls, instance = nested, value if isinstance(value, BaseModel) else None
+    return _field(cls, last, path, model), instance
+
+
+def config_field(model: type[BaseModel], path: str) -> FieldInfo:
+    """The pydantic field at a dotted ``path`` of ``model`` (``"stage_a.epochs"``)."""
+    return _walk(model, path)[0]
+
+
+def config_default(model: type[BaseModel], path: str) -> Any:
+    """The value ``model`` gives the field at ``path`` when it is not set.
+
+    Reads ``default``/``default_factory`` through nested models; a field without a default
+    (required) is a ``ValueError``: such an option is required on the command line too.
+    """
+    field, parent = _walk(model, path)
+    if parent is not None:
+        return copy.deepcopy(getattr(parent, path.rsplit(".", 1)[-1]))
+    if field.is_required():
+        raise ValueError(f"{model.__name__}.{path} is required: it has no default")
+    return copy.deepcopy(field.get_default(call_default_factory=True))
+
+
+def config_help(model: type[BaseModel], path: str) -> str | None:
+    """The field's description as option help (first letter capitalised, a full stop); None without one."""
+    text = (config_field(model, path).description or "").strip()
+    if not text:
+        return None
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def config_option(model: type[BaseModel], path: str, *param_decls: str, help: str | None = None, **kwargs: Any) -> Any:
+    """``typer.Option`` for a config field: its default from the class and, unless ``help`` is
+    given, its help from the field's description."""
+    text = help if help is not None else config_help(model, path)
+    return typer.Option(config_default(model, path), *param_decls, help=text, **kwargs)
+
+
+def param_default(func: Callable[..., Any], name: str) -> Any:
+    """The default of parameter ``name`` of an API function (for options of commands with no config)."""
+    param = inspect.signature(func).parameters[name]
+    if param.default is inspect.Parameter.empty:
+        raise ValueError(f"{func.__qualname__}: parameter '{name}' has no default")
+    return param.default
+
+
+def examples(*commands: str) -> str:
+    """The ``--help`` epilog listing usage examples, one command per line.
+
+    Paragraphs (blank-line separated) render on their own lines with every typer
+    version, rich or plain click help, so each command stays copy-pasteable.
+    Keep the commands short (< 78 characters): rich wraps lines at the terminal width.
+    """
+    title = "Example:" if len(commands) == 1 else "Examples:"
+    return "\n\n".join([title, *(f"  {c}" for c in commands)])
