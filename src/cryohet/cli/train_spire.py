@@ -151,6 +151,7 @@ EXAMPLES = examples(
     "cryohet train spire stack.mrcs --poses poses.pkl --ctf ctf.pkl -o runs/spire",
     "cryohet train spire particles.star -o runs/spire --device cuda --epochs-b 45",
     "cryohet train spire particles.star -o runs/spire --resume",
+    "torchrun --nproc-per-node 4 -m cryohet train spire p.star -o r --device cuda",
 )
 
 
