@@ -199,7 +199,7 @@ def test_bad_run_directories_give_one_line(tmp_path, capsys, pca_run):
     incomplete.mkdir()
     (incomplete / "config.yaml").write_text((pca_run["run"] / "config.yaml").read_text())
     assert main(["analyze", str(incomplete), "--no-umap"]) == 1
-    assert "incomplete run directory, missing model.pt" in _error_line(capsys)
+    assert "unfinished" in _error_line(capsys)  # no COMPLETED stamp
     unknown = tmp_path / "unknown"
     unknown.mkdir()
     (unknown / "config.yaml").write_text("method: cryofancy\nmethod_version: 1\n")

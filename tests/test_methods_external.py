@@ -110,8 +110,10 @@ def test_load_run_errors_are_one_line(tmp_path):
         load_run(run)
     assert "\n" not in str(err.value) and "homogeneous" in str(err.value)
     (run / "config.yaml").write_text("method: homogeneous\nmethod_version: 1\n")
-    with pytest.raises(RunDirError, match="incomplete run directory, missing model.pt, latents.npy"):
+    with pytest.raises(RunDirError, match="unfinished"):
         load_run(run)
+    with pytest.raises(RunDirError, match="incomplete run directory, missing model.pt, latents.npy"):
+        load_run(run, allow_unfinished=True)
     (run / "config.yaml").write_text("method: pca\nmethod_version: 9\n")
     with pytest.raises(RunDirError, match="newer 'pca' format"):
         load_run(run)

@@ -115,7 +115,7 @@ def test_killed_run_resumes_and_finishes(two_states, tmp_path, monkeypatch):
     assert np.allclose(load_run(whole).latents, load_run(run).latents, atol=1e-5)
 
 
-def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
+def test_corrupted_checkpoint_is_a_clear_error(two_states, trained, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "corrupt"
@@ -126,7 +126,7 @@ def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path, capsys):
         from cryohet.training.checkpoint import load_checkpoint
 
         load_checkpoint(latest)
-    code = main(["train", "spire", "unused.star", "--out", str(run), "--resume"])
+    code = main(["train", "spire", str(two_states / "particles.star"), "--out", str(run), "--resume"])
     err = capsys.readouterr().err.strip()
     last = err.splitlines()[-1]  # progress/log lines may precede it
     assert code == 1 and "Traceback" not in err and last.startswith("error:") and "corrupt" in last

@@ -35,3 +35,11 @@ class RunDirError(CryohetError):
 def file_error(path: str | Path, problem: str) -> InputError:
     """``InputError`` formatted as ``<path>: <problem>``."""
     return InputError(f"{path}: {problem}")
+
+
+class Interrupted(CryohetError):
+    """The run was stopped by a signal (SIGINT: exit 130, SIGTERM: exit 143)."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -334,7 +334,9 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
 
     start = time.monotonic()
     run = Path(cfg.run)
-    model = load_run(run, device=cfg.device)  # RunDirError: one line for a bad/unknown run
+    model = load_run(
+        run, device=cfg.device, allow_unfinished=cfg.allow_unfinished
+    )  # RunDirError: one line for a bad/unknown run
     info = read_run_info(run)
     latents = _latents(model, run)
     gt, gt_labels = _gt(cfg, info, model, len(latents))

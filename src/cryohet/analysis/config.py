@@ -43,6 +43,7 @@ class AnalyzeConfig(StrictModel):
     report: bool = Field(True, description="write report.html")
     device: str = Field("cpu", description="device on which the method decodes volumes")
     seed: int = DEFAULT_SEED
+    allow_unfinished: bool = Field(False, description="analyse a run that is still training or was killed")
 
     @property
     def out_dir(self) -> Path:
@@ -62,6 +63,7 @@ class SelectConfig(StrictModel):
     invert: bool = Field(False, description="keep the particles NOT selected")
     analyze_dir: Path | None = Field(None, description="where analyze wrote its clusters (default RUN/analyze)")
     seed: int = DEFAULT_SEED
+    allow_unfinished: bool = Field(False, description="select from a run that is still training or was killed")
 
     @field_validator("out")
     @classmethod

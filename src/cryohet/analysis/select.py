@@ -219,6 +219,7 @@ def select_particles(cfg: SelectConfig) -> Selection:
     raw = read_run_header(run_path)
     if str(raw["method"]) not in registered_methods():
         raise RunDirError(f"{run_path}: unknown method '{raw['method']}'")
+    RunDir(run_path).require_complete(cfg.allow_unfinished)
     latents = RunDir(run_path).load_latents()
     if latents.ndim != 2:
         raise RunDirError(f"{run_path}/latents.npy: expected an (N, zdim) array, got shape {latents.shape}")

@@ -93,6 +93,7 @@ def write_volumes(
     parts: bool = False,
     inputs: list[Path] | None = None,
     device: str = "cpu",
+    allow_unfinished: bool = False,
 ) -> list[Path]:
     """Decode ``z (n, zdim)`` (or ``(zdim,)``) with the run's method and write the maps.
 
@@ -102,7 +103,7 @@ def write_volumes(
     from ..methods.base import load_run
 
     run = Path(run_dir)
-    model = load_run(run, device=device)
+    model = load_run(run, device=device, allow_unfinished=allow_unfinished)
     zs = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if zs.shape[1] != model.zdim:
         raise InputError(f"latents have {zs.shape[1]} values per row but the {model.method} run has zdim {model.zdim}")

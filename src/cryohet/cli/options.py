@@ -27,9 +27,25 @@ from typing import Any
 
 import typer
 from pydantic import BaseModel
+
+try:  # typer up to 0.1x uses click; newer releases vendor it as typer._click
+    from click.core import ParameterSource
+    from click.globals import get_current_context
+except ImportError:
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
 from pydantic.fields import FieldInfo
 
-__all__ = ["config_field", "config_default", "config_help", "config_option", "param_default", "examples"]
+__all__ = [
+    "config_field",
+    "config_default",
+    "config_help",
+    "config_option",
+    "param_default",
+    "examples",
+    "given_fields",
+    "overlay_fields",
+]
 
 
 def _field(model: type[BaseModel], name: str, path: str, root: type[BaseModel]) -> FieldInfo:
@@ -98,11 +114,53 @@ def config_help(model: type[BaseModel], path: str) -> str | None:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+#: ``id(OptionInfo)`` -> (config class, dotted field) of every option made by :func:`config_option`.
+_OPTION_FIELDS: dict[int, tuple[type[BaseModel], str]] = {}
+
+
 def config_option(model: type[BaseModel], path: str, *param_decls: str, help: str | None = None, **kwargs: Any) -> Any:
     """``typer.Option`` for a config field: its default from the class and, unless ``help`` is
     given, its help from the field's description."""
     text = help if help is not None else config_help(model, path)
-    return typer.Option(config_default(model, path), *param_decls, help=text, **kwargs)
+    option = typer.Option(config_default(model, path), *param_decls, help=text, **kwargs)
+    _OPTION_FIELDS[id(option)] = (model, path)
+    return option
+
+
+def given_fields(
+    command: Callable[..., Any], prefixes: dict[type[BaseModel], str] | None = None, extra: dict[str, str] | None = None
+) -> set[str]:
+    """Dotted config fields set by options the user typed (not defaults) in the running command.
+
+    ``prefixes`` places options of nested models (``{ParticleSource: "data."}``); ``extra``
+    maps other parameters to fields (``{"no_anchor_motion": "stage_b.anchor_motion"}``).
+    Used by ``--resume``: only what was typed asks for a change to the run's config.
+    """
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    out: set[str] = set()
+    for name, param in inspect.signature(command).parameters.items():
+        if ctx.get_parameter_source(name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        if name in (extra or {}):
+            out.add(extra[name])
+        elif id(param.default) in _OPTION_FIELDS:
+            model, path = _OPTION_FIELDS[id(param.default)]
+            out.add((prefixes or {}).get(model, "") + path)
+    return out
+
+
+def overlay_fields(saved: BaseModel, built: BaseModel, fields: set[str]) -> BaseModel:
+    """``saved`` with the ``fields`` of ``built`` laid over it (a resume request)."""
+    data, new = saved.model_dump(mode="json"), built.model_dump(mode="json")
+    for path in fields:
+        *parents, last = path.split(".")
+        src, dst = new, data
+        for p in parents:
+            src, dst = src[p], dst.setdefault(p, {})
+        dst[last] = src[last]
+    return type(saved).model_validate(data)
 
 
 def param_default(func: Callable[..., Any], name: str) -> Any:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.common import BaselineConfig
-from .options import config_option, examples
+from .options import config_option, examples, given_fields, overlay_fields
 
 __all__ = ["register"]
 
@@ -43,7 +43,9 @@ def _common(
     }
 
 
-def _run(config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False) -> None:
+def _run(
+    config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False, command=None
+) -> None:
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     try:
@@ -54,8 +56,10 @@ def _run(config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, r
     if resume and saved.exists():
         from ..config import load_config
 
-        # the run's own config; a copied or moved run resumes where it now is
-        cfg = load_config(saved, config_cls, drop=("resolved",)).model_copy(update={"out": cfg.out})
+        # the run's own config, with only the options typed now asking for changes (refused if the
+        # run cannot take them: cryohet.training.identity); a moved run resumes where it now is
+        typed = given_fields(command, {ParticleSource: "data."}) if command is not None else set()
+        cfg = overlay_fields(load_config(saved, config_cls, drop=("resolved",)), cfg, typed | {"out", "data.path"})
     typer.echo(f"wrote {train(cfg, resume=resume, overwrite=overwrite)}")
 
 
@@ -96,7 +100,7 @@ def homogeneous(
     from ..methods.baselines import train_homogeneous
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
-    _run(HomogeneousConfig, train_homogeneous, fields, overwrite, resume)
+    _run(HomogeneousConfig, train_homogeneous, fields, overwrite, resume, homogeneous)
 
 
 def oracle(
@@ -122,7 +126,7 @@ def oracle(
     from ..methods.baselines import train_oracle
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
-    _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite, resume)
+    _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite, resume, oracle)
 
 
 def classify3d(
@@ -162,7 +166,7 @@ def classify3d(
         init=init,
         init_iterations=init_iterations,
     )
-    _run(Classify3DConfig, train_classify3d, fields, overwrite, resume)
+    _run(Classify3DConfig, train_classify3d, fields, overwrite, resume, classify3d)
 
 
 def pca(
@@ -190,7 +194,7 @@ def pca(
 
     fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
     fields.update(components=components, iterations=iterations, max_resolution_A=max_resolution, mask=_abs(mask))
-    _run(PCAConfig, train_pca, fields, overwrite, resume)
+    _run(PCAConfig, train_pca, fields, overwrite, resume, pca)
 
 
 def register(train_app: typer.Typer) -> None:

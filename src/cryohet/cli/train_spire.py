@@ -12,7 +12,7 @@ from ..config import validation_message
 from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.spire.config import SpireConfig
-from .options import config_option, examples
+from .options import config_option, examples, given_fields, overlay_fields
 
 __all__ = ["register"]
 
@@ -140,8 +140,11 @@ def spire(
     if resume and (out / "config.yaml").exists():
         from ..config import load_config
 
+        # the run's own config, with only the options typed now asking for changes (the run refuses
+        # those it cannot take: see cryohet.training.identity)
         saved = load_config(out / "config.yaml", SpireConfig, drop=("resolved",))
-        cfg = saved.model_copy(update={"out": cfg.out})  # a copied or moved run resumes where it now is
+        typed = given_fields(spire, {ParticleSource: "data."}, {"no_anchor_motion": "stage_b.anchor_motion"})
+        cfg = overlay_fields(saved, cfg, typed | {"out", "data.path"})
     run = train_spire(cfg, resume=resume, overwrite=overwrite)
     typer.echo(f"wrote {run}")
 

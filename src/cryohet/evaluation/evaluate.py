@@ -189,6 +189,7 @@ def evaluate_run(
     per_image: int | None = None,
     align: bool = False,
     device: str = "cpu",
+    allow_unfinished: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run against a ground truth; returns the metrics (JSON-ready dict).
 
@@ -200,12 +201,13 @@ def evaluate_run(
         per_image: also the CryoBench per-image FSC on about this many images.
         align: rigidly align each decoded map onto its ground truth first (ab initio runs).
         device: where the method decodes volumes.
+        allow_unfinished: evaluate a run that has no ``COMPLETED`` stamp (still training or killed).
     """
     from ..methods.base import load_run
 
     run_dir = Path(run_dir)
     gt = load_ground_truth(gt_dir)
-    model = load_run(run_dir, device=device)
+    model = load_run(run_dir, device=device, allow_unfinished=allow_unfinished)
     latents = np.asarray(model.latents, dtype=np.float32)
     if latents.ndim != 2 or not np.isfinite(latents).all():
         raise RunDirError(f"{run_dir}: latents must be a finite (N, zdim) array, got shape {latents.shape}")

@@ -126,8 +126,12 @@ def read_run_header(run_dir: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
-    """Load any method's run directory through the common interface."""
+def load_run(run_dir: str | Path, device: str = "cpu", allow_unfinished: bool = False) -> TrainedModel:
+    """Load any method's run directory through the common interface.
+
+    A run that is still training, was killed or failed (no ``COMPLETED`` stamp) is a
+    one-line error unless ``allow_unfinished`` (to look at a live run as it is).
+    """
     raw = read_run_header(run_dir)
     _import_builtin_methods()
     name = str(raw["method"])
@@ -140,6 +144,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
         raise RunDirError(
             f"{run_dir}: written by a newer '{name}' format (version {version}); this cryohet reads up to {cls.version}"
         )
+    RunDir(run_dir).require_complete(allow_unfinished)
     return cls.load(run_dir, device=device)
 
 

@@ -26,8 +26,10 @@ from typing import Any
 import torch
 
 from ..console import get_logger
-from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from ..errors import ConfigError, RunDirError
+from .checkpoint import checkpoint_path, load_latest_checkpoint, prune_checkpoints, save_checkpoint
 from .distributed import get_dist
+from .identity import epochs_done_message
 from .rundir import RunDir
 
 __all__ = ["run_epochs", "peak_rss_mb", "gpu_peak_mb"]
@@ -55,24 +57,35 @@ def run_epochs(
     device: torch.device | str = "cpu",
     label: str = "train",
     is_done: Callable[[], bool] | None = None,
+    identity: dict[str, str] | None = None,
+    epoch_fields: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows.
 
     ``is_done`` (checked after restoring a checkpoint and after every epoch) ends training
-    early, e.g. when an EM has converged.
+    early, e.g. when an EM has converged. ``identity`` (run id and config hash,
+    :mod:`.identity`) goes into every checkpoint; on resume a checkpoint of another run,
+    or of this run with another config, is refused. Each checkpoint also holds its
+    epoch's log row, so a kill between the checkpoint and the log leaves no hole.
+    ``epoch_fields`` names the options that set ``n_epochs`` (for the error when a resume
+    asks for fewer epochs than the run has done).
     """
     log = get_logger(label)
     main = get_dist().is_main  # only rank 0 writes checkpoints and the log; every rank reads them
     start = 0
     if resume:
-        ckpt = latest_checkpoint(run.path)
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, map_location=device)
-            set_state(state["state"])
+        state = load_latest_checkpoint(run.path, map_location=device)
+        if state is not None:
+            _check_identity(run, state, identity)
             start = int(state["epoch"]) + 1
+            if start > n_epochs:
+                raise ConfigError(f"{run.path}: {epochs_done_message(start, n_epochs, epoch_fields)}")
+            set_state(state["state"])
             if main:
                 run.truncate_log(after_epoch=start - 1)
-            log.info("resuming from %s (epoch %d of %d done)", ckpt.name, start, n_epochs)
+                if state.get("log_row") and not any(r.get("epoch") == start - 1 for r in run.read_log()):
+                    run.append_log(dict(state["log_row"]))  # killed between the checkpoint and its log row
+            log.info("resuming from epoch %d of %d", start, n_epochs)
         else:
             log.info("no checkpoint in %s; starting from scratch", run.checkpoints)
     done = is_done or (lambda: False)
@@ -96,7 +109,10 @@ def run_epochs(
             row["gpu_peak_mb"] = round(gpu, 1)
         state = get_state()  # every rank (a trainer may gather for it)
         if main:
-            save_checkpoint(checkpoint_path(run.path, epoch), {"epoch": epoch, "state": state})
+            ckpt = {"epoch": epoch, "state": state, "log_row": row}
+            if identity:
+                ckpt["run"] = dict(identity)
+            save_checkpoint(checkpoint_path(run.path, epoch), ckpt)
             prune_checkpoints(run.path, keep_last=keep_checkpoints)
             run.append_log(row)
         shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
@@ -105,3 +121,20 @@ def run_epochs(
             log.info("converged after epoch %d of %d", epoch + 1, n_epochs)
             break
     return run.read_log()
+
+
+def _check_identity(run: RunDir, state: dict[str, Any], identity: dict[str, str] | None) -> None:
+    """Refuse a checkpoint of another run, or of this run under another config."""
+    mine = state.get("run")
+    if not identity or not mine:
+        return  # checkpoints written before run identities existed
+    if mine.get("id") != identity.get("id"):
+        raise RunDirError(
+            f"{run.checkpoints}: the checkpoints belong to another run (id {mine.get('id')}, this run is "
+            f"{identity.get('id')}); start a new run with --overwrite or another --out"
+        )
+    if mine.get("config_hash") != identity.get("config_hash"):
+        raise RunDirError(
+            f"{run.config}: the config differs from the one the checkpoints were trained with "
+            "(config.yaml was edited?); restore it, or start a new run with --overwrite or another --out"
+        )

@@ -11,6 +11,12 @@ Layout (every method)::
       train_log.jsonl      one JSON object per epoch (losses, timings, images/s)
       run.log              human-readable log of the run
       extras/              method-specific outputs (e.g. Gaussians and part labels)
+      COMPLETED            written last: every output is there (removed while training)
+      .lock                held by the process that writes the run (training/lock.py)
+
+``config.yaml`` carries the run's identity (``_run``: id, config hash) and provenance
+(``_provenance``: the first command; ``_resumes``: each resume). Checkpoints carry the
+same identity, so a resume never picks up another run's state.
 
 Nothing in this module knows about a particular method.
 """
@@ -19,15 +25,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..errors import RunDirError
+from .lock import LOCK_NAME
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "COMPLETE_NAME"]
+
+COMPLETE_NAME = "COMPLETED"
 
 
 class RunDir:
@@ -65,18 +76,90 @@ class RunDir:
     def extras(self) -> Path:
         return self.path / "extras"
 
+    @property
+    def completed(self) -> Path:
+        return self.path / COMPLETE_NAME
+
     # -- creation ------------------------------------------------------------
-    def create(self, resume: bool = False, overwrite: bool = False) -> None:
-        """Make the folder. An existing run is an error unless resuming or overwriting."""
-        if self.path.exists() and any(self.path.iterdir()) and not (resume or overwrite):
-            raise RunDirError(
-                f"{self.path}: run directory exists and is not empty; pass --resume to continue it "
-                "or choose another --out"
-            )
+    def is_run_directory(self) -> bool:
+        """True when the folder holds a cryohet ``config.yaml`` (one with a ``method`` entry)."""
+        try:
+            raw = yaml.safe_load(self.config.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(raw, dict) and "method" in raw
+
+    def create(self, resume: bool = False, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> None:
+        """Make the folder for a new run (or reopen one with ``resume``).
+
+        A non-empty folder is an error unless resuming, or overwriting a cryohet run;
+        ``overwrite`` then empties it first (checkpoints, log, every output, ``analyze/``),
+        so nothing of the old run can come back. A folder that is not a cryohet run is
+        never emptied, nor one holding any of the ``protect`` paths (the new run's inputs).
+        """
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path}: exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        contents = [e for e in self.path.iterdir() if e.name != LOCK_NAME]
+        if contents and not resume:
+            if not overwrite:
+                raise RunDirError(
+                    f"{self.path}: run directory exists and is not empty; pass --resume to continue it, "
+                    "--overwrite to replace it, or choose another --out"
+                )
+            if not self.is_run_directory():
+                raise RunDirError(
+                    f"{self.path}: not empty and not a cryohet run directory; --overwrite only replaces a cryohet "
+                    "run, choose another --out"
+                )
+            root = self.path.resolve()
+            for p in protect:
+                q = Path(p).expanduser().resolve()
+                if q == root or root in q.parents:
+                    raise RunDirError(f"{self.path}: holds an input of this run ({q}); --overwrite would delete it")
+            self.clear()
         self.extras.mkdir(exist_ok=True)
+
+    def clear(self) -> None:
+        """Remove everything in the run directory (its lock file excepted)."""
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    # -- completion ------------------------------------------------------------
+    def mark_complete(self, info: dict[str, Any]) -> None:
+        """Write ``COMPLETED`` (last, atomically): the run's outputs are all there."""
+        tmp = self.completed.with_name(f".{COMPLETE_NAME}.tmp")
+        tmp.write_text(json.dumps({"time": time.time(), **info}))
+        os.replace(tmp, self.completed)
+
+    def unmark_complete(self) -> None:
+        """Remove ``COMPLETED`` (training starts or resumes: outputs are about to change)."""
+        self.completed.unlink(missing_ok=True)
+
+    def is_complete(self) -> bool:
+        """``COMPLETED`` is there, or the run predates completion stamps (no ``_run`` block in
+        its config) and has its latents (written last by the versions before stamps)."""
+        if self.completed.exists():
+            return True
+        try:
+            raw = yaml.safe_load(self.config.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(raw, dict) and "_run" not in raw and self.latents.exists()
+
+    def require_complete(self, allow_unfinished: bool = False) -> None:
+        """One-line error for a run that is still training, was killed or failed (unless allowed)."""
+        if allow_unfinished or self.is_complete():
+            return
+        raise RunDirError(
+            f"{self.path}: the run is unfinished (still training, killed or failed); continue it with --resume, "
+            "or pass --allow-unfinished to look at it as it is"
+        )
 
     def require(self, *names: str) -> None:
         """Error (one line) when the run lacks any of the named files."""

@@ -14,6 +14,15 @@ and runs the epochs (:func:`cryohet.training.loop.run_epochs`): a weights-only
 checkpoint after every epoch, a row in ``train_log.jsonl``, and on ``resume`` the latest
 checkpoint restored before the next epoch.
 
+What a user can trust (issue 19): one writer per run (:mod:`.lock`); ``--overwrite``
+empties the old run first; every checkpoint carries the run's identity and a resume
+refuses another run's checkpoints (:mod:`.identity`); ``--resume`` continues the *same*
+run (changes to resumable fields such as more epochs are applied and reported, others
+refused); ``COMPLETED`` is removed when training starts and written last
+(:meth:`RunSession.complete`), and readers require it; SIGINT/SIGTERM end the run with a
+one-line message saying how to resume (the checkpoints are atomic, so stopping at once
+is safe).
+
 Under ``torchrun`` the session joins the process group (:func:`init_distributed`; the
 device becomes ``cuda:LOCAL_RANK``); rank 0 alone creates the directory and writes the
 config, the log and the checkpoints, and every rank reads the checkpoint it resumes from
@@ -23,16 +32,23 @@ this is the plain single-process path.
 
 from __future__ import annotations
 
+import datetime as _dt
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import yaml
 from pydantic import BaseModel
 
-from ..config import save_config
+from ..config import load_config, provenance, save_config
 from ..console import attach_run_log, detach_handler, get_logger
-from .distributed import barrier, init_distributed, quiet_non_main
+from ..errors import Interrupted, RunDirError
+from .distributed import barrier, broadcast_object, init_distributed, quiet_non_main
+from .identity import config_hash, new_run_id, reconcile_resume
+from .lock import RunLock
 from .loop import run_epochs
 from .rundir import RunDir
 
@@ -75,15 +91,22 @@ class RunSession:
         overwrite: bool = False,
         label: str = "train",
         device: torch.device | str = "cpu",
+        protect: tuple[Path, ...] = (),
     ) -> None:
         self.run = RunDir(out)
         self.resume = resume
         self.overwrite = overwrite
         self.label = label
+        self.protect = tuple(protect)
         self.dist, self.device = init_distributed(str(device))
         self.log = get_logger(label)
         self.t0 = time.perf_counter()
         self._handler = None
+        self._lock: RunLock | None = None
+        self._signals: dict[int, Any] = {}
+        self._saved: dict[str, Any] = {}  # the run's config.yaml when resuming
+        self.run_id: str | None = None
+        self.changes: list[str] = []
 
     @property
     def path(self) -> Path:
@@ -101,10 +124,22 @@ class RunSession:
 
     def __enter__(self) -> RunSession:
         quiet_non_main()
-        if self.is_main:
-            self.run.create(resume=self.resume, overwrite=self.overwrite)
-            self._handler = attach_run_log(self.run.path)
-        barrier()  # the directory exists (or rank 0 failed and torchrun stops the others)
+        self._install_signal_handlers()
+        try:
+            if self.is_main:
+                if self.path.exists() and not self.path.is_dir():
+                    raise RunDirError(f"{self.path}: exists and is not a directory")
+                self._lock = RunLock(self.path).acquire()
+                self.run.create(resume=self.resume, overwrite=self.overwrite, protect=self.protect)
+                self.run.unmark_complete()
+                self._handler = attach_run_log(self.run.path)
+            barrier()  # the directory exists (or rank 0 failed and torchrun stops the others)
+            self._saved = self._read_saved() if self.resume else {}
+            run_id = (self._saved.get("_run") or {}).get("id") or new_run_id()
+            self.run_id = broadcast_object(run_id)  # one id for every rank
+        except BaseException:
+            self.__exit__()
+            raise
         self.t0 = time.perf_counter()
         return self
 
@@ -112,16 +147,88 @@ class RunSession:
         if self._handler is not None:
             detach_handler(self._handler)
             self._handler = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        for signum, previous in self._signals.items():
+            signal.signal(signum, previous)
+        self._signals = {}
+
+    # -- signals -------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM raise :class:`Interrupted` (a one-line message, exit 130/143)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            raise Interrupted(
+                f"{self.path}: stopped by {name}; every finished epoch is checkpointed: continue with the same "
+                "command and --resume",
+                exit_code=128 + signum,
+            )
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._signals[signum] = signal.signal(signum, stop)
+
+    # -- config, identity, resume ---------------------------------------------------------
+    def _read_saved(self) -> dict[str, Any]:
+        if not self.run.config.exists():
+            return {}
+        try:
+            raw = yaml.safe_load(self.run.config.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise RunDirError(f"{self.run.config}: unreadable ({type(err).__name__}); cannot resume") from None
+        return raw if isinstance(raw, dict) else {}
+
+    def reconcile(self, config: BaseModel) -> BaseModel:
+        """The config to train with: ``config`` for a new run; on resume the run's own config
+        with the allowed changes of ``config`` applied (reported) — other differences are
+        refused in one line (:func:`.identity.reconcile_resume`)."""
+        if not self.resume or not self._saved:
+            return config
+        saved = load_config(self.run.config, type(config), drop=("resolved",))
+        merged, self.changes = reconcile_resume(saved, config)
+        for change in self.changes:
+            self.log.info("resume applies %s", change)
+        return merged
+
+    @property
+    def identity(self) -> dict[str, str] | None:
+        """Run id and config hash (set by :meth:`save_config`), stored in every checkpoint."""
+        return getattr(self, "_identity", None)
 
     def save_config(self, config: BaseModel, resolved: dict[str, Any] | None = None) -> Path:
-        """Write ``config.yaml`` (rank 0): the resolved config, provenance, and the ``resolved``
-        block (what was derived from the data: box, pixel size, counts, timings)."""
-        extra = {"resolved": dict(resolved or {})}
+        """Write ``config.yaml`` (rank 0): the resolved config, the ``resolved`` block (what was
+        derived from the data: box, pixel size, counts, timings), the run's identity
+        (``_run``) and provenance (``_provenance``: the command that started the run;
+        ``_resumes``: each resume, with the changes it applied)."""
+        chash = config_hash(config)
+        saved_run = self._saved.get("_run") or {}
+        if saved_run.get("config_hash") and saved_run["config_hash"] != chash:
+            raise RunDirError(
+                f"{self.run.config}: the run's config was edited since it started (hash {saved_run['config_hash']}, "
+                f"now {chash}); restore it, or start a new run with --overwrite or another --out"
+            )
+        self._identity = {"id": self.run_id, "config_hash": chash}
+        extra: dict[str, Any] = {"resolved": dict(resolved or {})}
         if self.dist.enabled:
             extra["resolved"].update(world_size=self.dist.world_size, backend=self.dist.backend)
+        created = saved_run.get("created") or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        extra["_run"] = {**self._identity, "created": created}
+        if self._saved.get("_provenance"):
+            extra["_provenance"] = self._saved["_provenance"]
+            if not hasattr(self, "_resume_entry"):
+                self._resume_entry = {**provenance(), "changes": list(self.changes)}
+            extra["_resumes"] = [*(self._saved.get("_resumes") or []), self._resume_entry]
         if self.is_main:
             save_config(self.run.config, config, extra=extra)
         return self.run.config
+
+    def complete(self, **info: Any) -> None:
+        """Write ``COMPLETED`` (rank 0): call after the last output is written."""
+        if self.is_main:
+            self.run.mark_complete({"run_id": self.run_id, **info})
 
     def train(self, trainer: Trainer, n_epochs: int, keep_checkpoints: int = 2) -> list[dict[str, Any]]:
         """Run (or continue) ``trainer`` for epochs ``0 .. n_epochs - 1``; returns the log rows."""
@@ -136,4 +243,9 @@ class RunSession:
             device=self.device,
             label=self.label,
             is_done=lambda: bool(getattr(trainer, "done", False)),
+            identity=self.identity,
+            epoch_fields=tuple(k for k in self.epoch_fields),
         )
+
+    #: Options that set the number of epochs (named in the error when a resume asks for fewer).
+    epoch_fields: tuple[str, ...] = ()

@@ -29,6 +29,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..console import get_logger
 from ..errors import InputError
+from ..training.rundir import RunDir
 
 __all__ = ["DemoConfig", "run_demo", "demo_rows"]
 
@@ -77,7 +78,7 @@ def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
     from ..io.particles import ParticleSource
     from ..methods.baselines import HomogeneousConfig, train_homogeneous
 
-    if (run / "latents.npy").exists():
+    if RunDir(run).is_complete():
         log.info("reusing %s", run)
         return
     train_homogeneous(
@@ -96,7 +97,7 @@ def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
     from ..methods.spire import SpireConfig, train_spire
     from ..training.checkpoint import latest_checkpoint
 
-    if (run / "latents.npy").exists():
+    if RunDir(run).is_complete():
         log.info("reusing %s", run)
         return
     spire = SpireConfig(

@@ -44,7 +44,7 @@ of ``argmax(z)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -78,6 +78,8 @@ log = get_logger("baselines.classify3d")
 
 class Classify3DConfig(BaselineConfig):
     """``cryohet train classify3d``: K-class EM with fixed poses."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size", "iterations")  # more EM iterations
 
     method: Literal["classify3d"] = "classify3d"
     classes: int = Field(4, ge=2, description="number of classes K")

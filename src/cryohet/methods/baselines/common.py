@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from ...io.particles import ParticleSource
 from ...reconstruction.from_particles import dataset_pixel_size
 from ...representations.voxel import resample_volume
 from ...training.checkpoint import load_checkpoint, save_checkpoint
+from ...training.identity import config_input_paths
 from ...training.loop import peak_rss_mb
 from ...training.per_image import my_rows
 from ...training.rundir import RunDir
@@ -63,6 +64,9 @@ log = get_logger("baselines")
 
 class BaselineConfig(StrictModel):
     """Fields every baseline takes (each method's config derives from this)."""
+
+    #: What ``--resume`` may change besides the device (sums do not depend on the batch size).
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size",)
 
     method: str
     method_version: int = 1
@@ -173,8 +177,15 @@ def run_baseline(
     and the resolved config (box, apix, timing, peak RSS).
     """
     with RunSession(
-        cfg.out, resume=resume, overwrite=overwrite, label=f"baselines.{cfg.method}", device=cfg.device
+        cfg.out,
+        resume=resume,
+        overwrite=overwrite,
+        label=f"baselines.{cfg.method}",
+        device=cfg.device,
+        protect=config_input_paths(cfg),
     ) as session:
+        cfg = session.reconcile(cfg)
+        session.epoch_fields = ("--iterations",)
         data = load_baseline_data(cfg, session.device)
         base = {"box": data.box, "apix": data.apix, "n_particles": data.n}
         session.save_config(cfg, base)
@@ -201,6 +212,7 @@ def run_baseline(
             **out.resolved,
         }
         session.save_config(cfg, resolved)
+        session.complete()
         log.info("%s done in %.1f s: %s", cfg.method, seconds, run.path)
     return session.path
 

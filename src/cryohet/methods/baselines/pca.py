@@ -34,7 +34,7 @@ ridge-regularised least-squares fit of its residual by the CTF-projected compone
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -75,6 +75,8 @@ log = get_logger("baselines.pca")
 
 class PCAConfig(BaselineConfig):
     """``cryohet train pca``: probabilistic PCA of the heterogeneity (3DVA-like)."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size", "iterations")  # more EM iterations
 
     method: Literal["pca"] = "pca"
     components: int = Field(3, ge=1, description="number of components k (latent dimension)")

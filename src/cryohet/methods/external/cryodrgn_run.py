@@ -126,6 +126,7 @@ def write_cryodrgn_wrapper(cfg: CryoDRGNRunConfig, out: str | Path, overwrite: b
         if meta.rotations is not None:
             run.save_poses(meta.rotations, meta.shifts_A if meta.shifts_A is not None else np.zeros((len(z), 2)))
     save_config(run.config, cfg)
+    run.mark_complete({"wrapper": "cryodrgn"})
     return run.path
 
 

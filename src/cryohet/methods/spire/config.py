@@ -8,7 +8,7 @@ ours and says so in the field description.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -77,6 +77,10 @@ class StageBConfig(StrictModel):
 
 class SpireConfig(StrictModel):
     """Everything that defines a CryoSPIRE run (the resolved ``config.yaml``)."""
+
+    #: What ``--resume`` may change besides the device and workers: more stage-B epochs, and the
+    #: per-process batch (to keep the global batch when resuming on another number of processes).
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("stage_b.epochs", "optim.batch_size")
 
     method: Literal["spire"] = "spire"
     method_version: int = 1

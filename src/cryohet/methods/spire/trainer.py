@@ -33,6 +33,7 @@ from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_par
 from ...representations.gaussian_seeding import auto_gaussian_count, seed_from_map
 from ...representations.render import BandBatch, prepare_batch, score_batch
 from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
+from ...training.identity import config_input_paths
 from ...training.per_image import my_rows
 from ...training.rundir import RunDir
 from ...training.session import RunSession
@@ -382,7 +383,11 @@ class SpireTrainer:
 
 def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Train CryoSPIRE into ``cfg.out``; returns the run directory."""
-    with RunSession(cfg.out, resume=resume, overwrite=overwrite, label="spire", device=cfg.device) as session:
+    with RunSession(
+        cfg.out, resume=resume, overwrite=overwrite, label="spire", device=cfg.device, protect=config_input_paths(cfg)
+    ) as session:
+        cfg = session.reconcile(cfg)
+        session.epoch_fields = ("--epochs-b",)
         trainer = SpireTrainer(cfg, resume=resume, device=session.device)
         n_a, n_b = trainer._gaussian_counts()
         resolved = cfg.model_copy(deep=True)
@@ -395,5 +400,6 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
         if trainer.model_b is None:  # stage B had no epochs: still build it for the outputs
             trainer._begin_stage_b()
         write_outputs(trainer)  # every rank computes its share; rank 0 writes
+        session.complete(epochs=cfg.total_epochs)
         log.info("done in %.1f min: %s", session.elapsed_s / 60, session.path)
     return session.path
