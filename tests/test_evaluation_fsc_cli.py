@@ -70,5 +70,5 @@ def test_bad_input_exits_1_with_one_line(maps, tmp_path, rng, capsys):
     _check_error(["fsc", str(p1), str(small)], capsys, "box size")
     other = write_volume(tmp_path / "other.mrc", rng.standard_normal((D, D, D)).astype(np.float32), apix=3.0)
     _check_error(["fsc", str(p1), str(other)], capsys, "pixel size")
-    _check_error(["fsc", str(p1), str(p2), "--json", str(p2)], capsys, "refusing to overwrite")
+    _check_error(["fsc", str(p1), str(p2), "--json", str(p2)], capsys, "would overwrite the input")
     assert main(["fsc", str(p1), str(other), "--apix", "2.5"]) == 0  # explicit pixel size

@@ -4,7 +4,8 @@ Everything goes through the common method interface (:func:`cryohet.methods.base
 so no method is special-cased; part-aware methods (``part_volumes`` not None, or
 ``extras/part_motion.npz``) get the part sections on top. Output, under ``RUN/analyze/``
 unless ``out`` says otherwise (the run's own files are only read; ``RUN/run.log`` gets
-the log lines appended)::
+the log lines appended). The folder is written fresh: into a temporary sibling that
+replaces it as a whole at the end, and an existing one only with ``overwrite``::
 
     analyze/
       analyze.log             the log of this analysis (also appended to RUN/run.log)
@@ -33,6 +34,7 @@ import numpy as np
 
 from ..console import attach_run_log, detach_handler, get_logger
 from ..errors import InputError, RunDirError
+from ..io.outputs import check_output, run_dir_inputs, staged_folder
 from .clustering import kmeans_latents, nearest_rows, write_kmeans
 from .config import AnalyzeConfig
 from .embedding import fit_pca, subsample_indices, umap_embed
@@ -67,16 +69,21 @@ class _Steps:
         log.info("[%d/%d] %s", self.i, self.total, what)
 
 
-def _protected(run: Path, info: RunInfo) -> list[Path]:
-    """Files analysis must never write: the run's own top-level files and the data inputs."""
-    files = [f for f in run.iterdir() if f.is_file()]
+def _protected(cfg: AnalyzeConfig, info: RunInfo) -> list[Path]:
+    """What analysis must never write or replace: the run directory (its own top-level files,
+    checkpoints/ and extras/), the data inputs and the ground-truth folder."""
+    files = run_dir_inputs(cfg.run)
     data = info.config.get("data")
     if isinstance(data, dict):
         files += [Path(str(v)) for k, v in data.items() if v and k in ("path", "poses", "ctf", "ind", "passthrough")]
+    if cfg.gt is not None:
+        files += [Path(cfg.gt), Path(cfg.gt) / "gt"]
     return files
 
 
-def _check_out(cfg: AnalyzeConfig) -> Path:
+def _check_out(cfg: AnalyzeConfig, protected: list[Path]) -> Path:
+    """The analysis folder, refused (one line) when it would replace the run or part of it,
+    or an existing analysis without ``overwrite``. Nothing is created here."""
     out = cfg.out_dir
     run = Path(cfg.run)
     if out.resolve() == run.resolve():
@@ -84,11 +91,7 @@ def _check_out(cfg: AnalyzeConfig) -> Path:
     for name in ("checkpoints", "extras"):
         if out.resolve() == (run / name).resolve():
             raise InputError(f"{out}: would write into the run's {name}/ folder; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{out}: cannot create the analysis folder ({err.strerror}); choose another --out") from None
-    return out
+    return check_output(out, protected, overwrite=cfg.overwrite, folder=True)
 
 
 def _latents(model, run: Path) -> np.ndarray:
@@ -271,7 +274,7 @@ def _eval_failed(res: AnalysisResult, why: str) -> None:
 
 
 def _summary(res: AnalysisResult) -> dict[str, Any]:
-    out = res.out_dir
+    out = res.write_dir
 
     def rel(p) -> str:
         return Path(p).resolve().relative_to(out.resolve()).as_posix()
@@ -329,7 +332,12 @@ def _attach_logs(run: Path, out: Path) -> list[logging.Handler]:
 
 
 def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
-    """Analyse ``cfg.run`` (see the module doc); returns what was computed and written."""
+    """Analyse ``cfg.run`` (see the module doc); returns what was computed and written.
+
+    The analysis folder is written fresh: everything goes into a temporary sibling folder
+    that replaces ``cfg.out_dir`` as a whole at the end (:func:`cryohet.io.outputs.staged_folder`),
+    so a failure leaves the previous analysis as it was, and no file of it survives a rerun.
+    """
     from ..methods.base import load_run
 
     start = time.monotonic()
@@ -340,12 +348,33 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
     info = read_run_info(run)
     latents = _latents(model, run)
     gt, gt_labels = _gt(cfg, info, model, len(latents))
-    out = _check_out(cfg)
-    protected = _protected(run, info)
+    protected = _protected(cfg, info)
+    out = _check_out(cfg, protected)
+    with staged_folder(out, overwrite=cfg.overwrite, inputs=protected) as work:
+        res = _analyze_into(work, cfg, run, model, info, latents, gt, gt_labels, protected, start)
+    res.files_moved()
+    return res
+
+
+def _analyze_into(
+    out: Path,
+    cfg: AnalyzeConfig,
+    run: Path,
+    model,
+    info: RunInfo,
+    latents: np.ndarray,
+    gt,
+    gt_labels: np.ndarray | None,
+    protected: list[Path],
+    start: float,
+) -> AnalysisResult:
+    """Every step of the analysis, written into the (temporary) folder ``out``."""
     handlers = _attach_logs(run, out)
     try:
         log.info("%s", command_line(cfg))
-        log.info("analyze %s: %s, %d particles, zdim %d -> %s", run, model.method, len(latents), model.zdim, out)
+        log.info(
+            "analyze %s: %s, %d particles, zdim %d -> %s", run, model.method, len(latents), model.zdim, cfg.out_dir
+        )
         steps = _Steps(4 + cfg.volumes + (gt is not None) + cfg.report)
         steps("PCA and k-means of the latents")
         res = AnalysisResult(
@@ -357,6 +386,7 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
             pca=fit_pca(latents),
             kmeans=kmeans_latents(latents, cfg.k, seed=cfg.seed),
             subsample=subsample_indices(len(latents), cfg.max_points, cfg.seed),
+            work_dir=out,
         )
         write_kmeans(res.kmeans, latents, out / f"kmeans{cfg.k}")
         steps("latent embeddings (PCA" + (", UMAP)" if cfg.umap else ")"))
@@ -386,7 +416,7 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
             write_report(res)
         res.seconds = time.monotonic() - start
         (out / "summary.json").write_text(json.dumps(_summary(res), indent=2))
-        log.info("analysis done in %.1f s: %s", res.seconds, res.report_path if cfg.report else out)
+        log.info("analysis done in %.1f s: %s", res.seconds, res.report_path if cfg.report else cfg.out_dir)
         return res
     finally:
         for h in handlers:

@@ -19,7 +19,8 @@ DEFAULT_SEED = 0
 
 class AnalyzeConfig(StrictModel):
     """What ``analyze_run`` computes for one run directory. Everything lands in ``out``
-    (default ``RUN/analyze``); the run's own files are never written."""
+    (default ``RUN/analyze``), written fresh (an existing folder is replaced as a whole, and
+    only with ``overwrite``); the run's own files are never written."""
 
     run: Path = Field(description="run directory of any method")
     out: Path | None = Field(None, description="output folder (default RUN/analyze)")
@@ -44,6 +45,7 @@ class AnalyzeConfig(StrictModel):
     device: str = Field("cpu", description="device on which the method decodes volumes")
     seed: int = DEFAULT_SEED
     allow_unfinished: bool = Field(False, description="analyse a run that is still training or was killed")
+    overwrite: bool = Field(False, description="replace an existing non-empty output folder (as a whole)")
 
     @property
     def out_dir(self) -> Path:
@@ -64,6 +66,7 @@ class SelectConfig(StrictModel):
     analyze_dir: Path | None = Field(None, description="where analyze wrote its clusters (default RUN/analyze)")
     seed: int = DEFAULT_SEED
     allow_unfinished: bool = Field(False, description="select from a run that is still training or was killed")
+    overwrite: bool = Field(False, description="replace existing output files (never an input)")
 
     @field_validator("out")
     @classmethod

@@ -172,10 +172,7 @@ def write_part_maps(model, z: np.ndarray, row: int, folder: Path, protected: lis
     volumes = model.part_volumes(np.asarray(z, np.float32))
     if not volumes:
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("part_*.mrc"):
-        ensure_not_input(old, protected)
-        old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)  # a fresh folder: analyze writes into a new one each time
     maps = PartMaps(z=np.asarray(z, np.float32), row=int(row))
     total = None
     for i, (name, vol) in enumerate(sorted(volumes.items())):

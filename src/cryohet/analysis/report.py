@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
+from ..io.outputs import atomic_write
 
 if TYPE_CHECKING:
     from .result import AnalysisResult
@@ -96,7 +97,7 @@ def _cards(items: list[tuple[str, Any]]) -> str:
 
 def _rel(res: AnalysisResult, p: Path) -> str:
     try:
-        return Path(p).resolve().relative_to(res.out_dir.resolve()).as_posix()
+        return Path(p).resolve().relative_to(res.write_dir.resolve()).as_posix()
     except ValueError:
         return str(p)
 
@@ -443,9 +444,9 @@ def render_report(res: AnalysisResult) -> str:
 
 
 def write_report(res: AnalysisResult) -> Path:
-    """Write ``report.html`` into the analysis folder; returns its path."""
-    path = res.report_path
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(render_report(res), encoding="utf-8")
-    tmp.replace(path)
+    """Write ``report.html`` into the analysis folder (:attr:`AnalysisResult.write_dir` while
+    the analysis runs); returns its path."""
+    path = res.write_dir / "report.html"
+    with atomic_write(path, encoding="utf-8") as fh:
+        fh.write(render_report(res))
     return path

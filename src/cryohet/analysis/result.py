@@ -44,14 +44,42 @@ class AnalysisResult:
     plots: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Where the files are written while the analysis runs (a temporary sibling of
+    #: ``out_dir`` that replaces it at the end); None once they are in place.
+    work_dir: Path | None = None
 
     @property
     def out_dir(self) -> Path:
+        """The analysis folder (its final place)."""
         return self.cfg.out_dir
+
+    @property
+    def write_dir(self) -> Path:
+        """The folder the files are in now: :attr:`work_dir` while writing, else :attr:`out_dir`."""
+        return self.work_dir if self.work_dir is not None else self.out_dir
 
     @property
     def report_path(self) -> Path:
         return self.out_dir / "report.html"
+
+    def files_moved(self) -> None:
+        """The work folder became :attr:`out_dir`: point every recorded path there."""
+        if self.work_dir is None:
+            return
+        work, out = self.work_dir, self.out_dir
+
+        def moved(p: Path) -> Path:
+            try:
+                return out / Path(p).relative_to(work)
+            except ValueError:
+                return Path(p)
+
+        self.plots = {k: moved(v) for k, v in self.plots.items()}
+        for s in self.series:
+            s.files = [moved(f) for f in s.files]
+        if self.part_maps is not None:
+            self.part_maps.files = [moved(f) for f in self.part_maps.files]
+        self.work_dir = None
 
 
 def command_line(cfg: AnalyzeConfig) -> str:
@@ -83,4 +111,6 @@ def command_line(cfg: AnalyzeConfig) -> str:
     ):
         if not getattr(cfg, name):
             parts.append(flag)
+    if cfg.overwrite:
+        parts.append("--overwrite")
     return " ".join(shlex.quote(p) for p in parts)

@@ -25,7 +25,8 @@ file named in the run's config (``data``):
   (``ParticleMetadata.original_index``, so a run trained with ``--ind`` maps back to the
   full set).
 
-Inputs (particle files, pickles, the index file, the run's files) are never overwritten.
+Inputs (particle files, pickles, the index file, the run's files) are never overwritten; an existing
+output is replaced only with ``overwrite`` (``--overwrite``), and the files appear together.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 
 from ..console import get_logger
 from ..errors import ConfigError, InputError, RunDirError, file_error
-from ..io.paths import ensure_not_input
+from ..io.outputs import atomic_write, check_output, ensure_not_input, run_dir_inputs, staged_files
 from ..training.rundir import RunDir
 from .clustering import kmeans_latents, read_kmeans_labels
 from .config import SelectConfig
@@ -181,7 +182,6 @@ def write_passthrough_subset(
     """Rows of ``passthrough_cs`` for the particles at ``rows`` of ``main_cs`` (matched on
     ``uid``, same order), written unchanged (every field, same dtype) to ``path``."""
     from ..io.cryosparc import load_cs
-    from ..io.paths import atomic_write
 
     ensure_not_input(path, protected)
     uids = load_cs(main_cs)["uid"][np.asarray(rows, dtype=np.int64)]
@@ -235,34 +235,36 @@ def select_particles(cfg: SelectConfig) -> Selection:
             f"{run_path}: the run has {n} latents but its particle file {meta.source} now holds {len(meta)} particles"
         )
     out = Path(cfg.out)
-    protected = [*input_files(meta), *[f for f in run_path.iterdir() if f.is_file()]]
+    protected = [*input_files(meta), *run_dir_inputs(run_path)]
     if cfg.indices is not None:
         protected.append(Path(cfg.indices))
-    ensure_not_input(out, protected)
-    sub = meta.subset(rows)
     suffix = out.suffix.lower()
-    extra: list[Path] = []
-    if suffix == ".star":
-        if meta.source_format != "star":
-            log.warning("%s: source is %s; writing a converted RELION 3.1 STAR file", out, meta.source_format)
-        write_star(out, sub)
-    elif suffix == ".cs":
-        cs_path = meta.extras.get("cs_path")
-        if meta.source_format != "cs" or cs_path is None:
-            raise InputError(
-                f"{out}: a .cs subset needs a cryoSPARC .cs particle source; this run used {meta.source} "
-                "(write .star or .pkl instead)"
-            )
-        pt_path = meta.extras.get("passthrough_path")
-        pt_out = passthrough_output(out) if pt_path is not None else None
-        if pt_out is not None:
-            ensure_not_input(pt_out, protected)
-        write_cs_subset(out, cs_path, sub.original_index)
-        if pt_out is not None:
-            extra.append(write_passthrough_subset(pt_out, cs_path, pt_path, sub.original_index, protected))
-            log.info("passthrough rows of the same particles -> %s", pt_out)
-    else:
-        write_ind_pkl(out, sub.original_index)
+    cs_path = meta.extras.get("cs_path")
+    pt_path = meta.extras.get("passthrough_path")
+    if suffix == ".cs" and (meta.source_format != "cs" or cs_path is None):
+        raise InputError(
+            f"{out}: a .cs subset needs a cryoSPARC .cs particle source; this run used {meta.source} "
+            "(write .star or .pkl instead)"
+        )
+    pt_out = passthrough_output(out) if suffix == ".cs" and pt_path is not None else None
+    outputs = [out] + ([pt_out] if pt_out is not None else [])
+    for o in outputs:
+        check_output(o, protected, overwrite=cfg.overwrite)
+    sub = meta.subset(rows)
+    with staged_files(outputs) as tmps:  # the subset and its passthrough rows together, or neither
+        if suffix == ".star":
+            if meta.source_format != "star":
+                log.warning("%s: source is %s; writing a converted RELION 3.1 STAR file", out, meta.source_format)
+            write_star(tmps[0], sub)
+        elif suffix == ".cs":
+            write_cs_subset(tmps[0], cs_path, sub.original_index)
+            if pt_out is not None:
+                write_passthrough_subset(tmps[1], cs_path, pt_path, sub.original_index, protected)
+        else:
+            write_ind_pkl(tmps[0], sub.original_index)
+    extra = outputs[1:]
+    if pt_out is not None:
+        log.info("passthrough rows of the same particles -> %s", pt_out)
     log.info("selected %d of %d particles -> %s", len(rows), n, out)
     return Selection(
         rows=rows, original_index=np.asarray(sub.original_index), n_run=n, out=out, extra_files=tuple(extra)

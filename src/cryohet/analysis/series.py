@@ -151,10 +151,7 @@ def movie_script(series: VolumeSeries) -> str:
 def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Path]) -> VolumeSeries:
     """Decode every latent of ``series`` with ``model`` into ``folder/vol_NNN.mrc`` (native box
     and pixel size), keep their projections, write ``latents.txt`` and ``movie.cxc``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("vol_*.mrc"):  # a rerun with fewer maps must not leave stale ones
-        ensure_not_input(old, protected)
-        old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)  # a fresh folder: analyze writes into a new one each time
     mean_map = None
     series.files, series.projections = [], []
     zs = np.atleast_2d(series.latents)

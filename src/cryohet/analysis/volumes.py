@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, file_error
 from ..io.mrc import write_volume
-from ..io.paths import ensure_not_input
+from ..io.outputs import check_output, run_dir_inputs, staged_folder
 
 __all__ = ["read_latents_file", "write_volumes", "chimerax_parts_script", "PART_COLOURS"]
 
@@ -94,15 +94,21 @@ def write_volumes(
     inputs: list[Path] | None = None,
     device: str = "cpu",
     allow_unfinished: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Decode ``z (n, zdim)`` (or ``(zdim,)``) with the run's method and write the maps.
 
-    ``inputs`` are files that must not be overwritten (the latent file); the run's own
-    files are protected too. Returns the written paths (volumes, then parts and the script).
+    ``inputs`` are files that must not be overwritten (the latent file); the run directory
+    is protected too. The folder is written fresh (:func:`cryohet.io.outputs.staged_folder`):
+    an existing non-empty ``out_dir`` is refused unless ``overwrite``, and then replaced as
+    a whole. Returns the written paths (volumes, then parts and the script).
     """
     from ..methods.base import load_run
 
     run = Path(run_dir)
+    out = Path(out_dir)
+    protected = [*(inputs or []), *run_dir_inputs(run)]
+    check_output(out, protected, overwrite=overwrite, folder=True)  # before decoding anything
     model = load_run(run, device=device, allow_unfinished=allow_unfinished)
     zs = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if zs.shape[1] != model.zdim:
@@ -113,9 +119,6 @@ def write_volumes(
         raise InputError(f"--apix must be positive, got {apix}")
     b = model.box if box is None else int(box)
     a = model.apix if apix is None else float(apix)
-    out = Path(out_dir)
-    protected = [*(inputs or []), *[f for f in run.iterdir() if f.is_file()]] if run.is_dir() else list(inputs or [])
-    names = [out / f"vol_{i:03d}.mrc" for i in range(len(zs))]
     part_maps: list[dict[str, np.ndarray]] = []
     if parts:
         for zz in zs:
@@ -123,24 +126,19 @@ def write_volumes(
             if not pv:
                 raise InputError(f"{run}: the {model.method} method has no parts (--parts needs a part-aware method)")
             part_maps.append(pv)
-    for p in names:
-        ensure_not_input(p, protected)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for p, vol in zip(names, model.volumes(zs, b, a)):
-        written.append(write_volume(p, np.asarray(vol, dtype=np.float32), a))
-    if parts:
-        files: list[list[Path]] = []
-        for i, pv in enumerate(part_maps):
-            row = []
-            for k, (_, vol) in enumerate(sorted(pv.items())):
-                p = out / f"vol_{i:03d}_part_{k:02d}.mrc"
-                ensure_not_input(p, protected)
-                row.append(write_volume(p, np.asarray(vol, dtype=np.float32), a))
-            files.append(row)
-            written.extend(row)
-        script = out / "parts.cxc"
-        ensure_not_input(script, protected)
-        script.write_text(chimerax_parts_script(files, out))
-        written.append(script)
-    return written
+    with staged_folder(out, overwrite=overwrite, inputs=protected) as work:
+        for i, vol in enumerate(model.volumes(zs, b, a)):
+            written.append(write_volume(work / f"vol_{i:03d}.mrc", np.asarray(vol, dtype=np.float32), a))
+        if parts:
+            files: list[list[Path]] = []
+            for i, pv in enumerate(part_maps):
+                row = []
+                for k, (_, vol) in enumerate(sorted(pv.items())):
+                    row.append(write_volume(work / f"vol_{i:03d}_part_{k:02d}.mrc", np.asarray(vol, np.float32), a))
+                files.append(row)
+                written.extend(row)
+            script = work / "parts.cxc"
+            script.write_text(chimerax_parts_script(files, work))
+            written.append(script)
+    return [out / p.relative_to(work) for p in written]

@@ -39,12 +39,16 @@ def analyze(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     device: str = config_option(AnalyzeConfig, "device", "--device"),
     seed: int = config_option(AnalyzeConfig, "seed", "--seed", help="Seed of k-means, subsampling and UMAP."),
+    overwrite: bool = config_option(
+        AnalyzeConfig, "overwrite", "--overwrite", help="Replace an existing analysis folder (as a whole)."
+    ),
 ) -> None:
     """Show what changes in a heterogeneity run: PCA/UMAP of the latents, k-means cluster maps,
     principal-component traversals, part maps and motions, and a single-file HTML report.
 
     Writes RUN/analyze/ (report.html, kmeans<k>/, pc1/ ..., parts/, plots/, summary.json);
-    the run's own files are never changed.
+    the run's own files are never changed. An existing analysis folder is replaced only
+    with --overwrite, and then as a whole (no file of the old analysis remains).
     """
     from ..analysis.analyze import analyze_run
 
@@ -68,6 +72,7 @@ def analyze(
         gt=gt,
         device=device,
         seed=seed,
+        overwrite=overwrite,
         **switched_off,
     )
     res = analyze_run(cfg)

@@ -10,7 +10,7 @@ import typer
 from ..errors import InputError
 from ..io.particles import ParticleSource, save_converted
 from .info import warnings_to_log
-from .options import config_option, examples
+from .options import config_option, examples, param_default
 
 __all__ = ["register"]
 
@@ -36,12 +36,16 @@ def convert(
     apix: Optional[float] = config_option(
         ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
     ),
+    overwrite: bool = typer.Option(
+        param_default(save_converted, "overwrite"), "--overwrite", help="Replace existing output files."
+    ),
 ) -> None:
     """Convert poses/CTF between RELION, cryoSPARC and cryoDRGN formats.
 
     Pickles follow cryoDRGN's layout exactly (cryoDRGN and RECOVAR read them). With
     --ind the outputs hold only the selected particles, in ind order. Stacks that cannot
-    be found only cause a warning: conversion does not read pixels.
+    be found only cause a warning: conversion does not read pixels. Existing outputs are
+    replaced only with --overwrite; an input file never is.
     """
     if poses_out is None and ctf_out is None and star_out is None:
         raise InputError("nothing to write: give --poses-out, --ctf-out and/or --star-out")
@@ -50,7 +54,7 @@ def convert(
     )
     with warnings_to_log():
         meta = source.load(stack_check="warn")
-        written = save_converted(meta, poses_out=poses_out, ctf_out=ctf_out, star_out=star_out)
+        written = save_converted(meta, poses_out=poses_out, ctf_out=ctf_out, star_out=star_out, overwrite=overwrite)
     for path in written:
         typer.echo(f"wrote {path}")
 

@@ -41,18 +41,24 @@ def downsample(
     apix: Optional[float] = config_option(
         ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
     ),
+    overwrite: bool = typer.Option(
+        param_default(downsample_particles, "overwrite"),
+        "--overwrite",
+        help="Replace an existing non-empty output folder (as a whole).",
+    ),
 ) -> None:
     """Write DIR/particles.D.mrcs and a matching RELION 3.1 DIR/particles.D.star.
 
     Streams chunks (memory does not grow with the stack). The pixel size becomes
-    apix * D0 / D; poses, CTF and shifts in Å are unchanged. Never overwrites inputs.
+    apix * D0 / D; poses, CTF and shifts in Å are unchanged. Never overwrites inputs;
+    an existing non-empty DIR is replaced only with --overwrite, and then as a whole.
     """
     source = ParticleSource.build(
         path=particles, datadir=datadir, poses=poses, ctf=ctf, ind=ind, passthrough=passthrough, apix=apix
     )
     with warnings_to_log():
         meta = source.load(stack_check="error")
-        stack, star, _ = downsample_particles(meta, box, out, chunk=chunk)
+        stack, star, _ = downsample_particles(meta, box, out, chunk=chunk, overwrite=overwrite)
     typer.echo(f"wrote {stack}")
     typer.echo(f"wrote {star}")
 

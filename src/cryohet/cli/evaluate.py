@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..evaluation.evaluate import evaluate_run as _evaluate_run  # its defaults are the options'
+from ..evaluation.evaluate import write_evaluation as _write_evaluation
 from .options import examples, param_default
 
 __all__ = ["register", "evaluation_table"]
@@ -80,6 +81,11 @@ def evaluate(
         ..., "--gt", help="Simulated dataset folder (or its gt/ folder) with labels and state maps."
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/eval)."),
+    overwrite: bool = typer.Option(
+        param_default(_write_evaluation, "overwrite"),
+        "--overwrite",
+        help="Replace an existing non-empty output folder (as a whole).",
+    ),
     mask: Optional[Path] = typer.Option(
         param_default(_evaluate_run, "mask"), "--mask", help="Mask for the masked scores (default: GT/gt/mask.mrc)."
     ),
@@ -99,17 +105,22 @@ def evaluate(
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.
 
     Writes OUT/metrics.json, OUT/fsc_curves.png, OUT/auc_per_state.png and one
-    OUT/fsc_states/fsc_state_NNN.png per state.
+    OUT/fsc_states/fsc_state_NNN.png per state. An existing OUT is replaced only with
+    --overwrite, and then as a whole.
     """
-    from ..evaluation.evaluate import evaluate_run, write_evaluation
+    from ..evaluation.evaluate import evaluate_run, evaluation_inputs, write_evaluation
+    from ..io.outputs import check_output
 
     if no_mask and mask is not None:
         raise InputError("--mask and --no-mask exclude each other")
     if per_image is not None and per_image < 1:
         raise InputError(f"--per-image must be at least 1, got {per_image}")
     unmasked = {"use_mask": False} if no_mask else {}  # the flag only switches masking off
+    target = out if out is not None else run / "eval"
+    inputs = evaluation_inputs(run, gt, mask)
+    check_output(target, inputs, overwrite=overwrite, folder=True)  # before the long work
     result = evaluate_run(run, gt, mask=mask, per_image=per_image, align=align, device=device, **unmasked)
-    written = write_evaluation(result, out if out is not None else run / "eval")
+    written = write_evaluation(result, target, overwrite=overwrite, inputs=inputs)
     Console().print(evaluation_table(result))
     typer.echo(f"wrote {written[0]}")
 

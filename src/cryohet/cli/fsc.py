@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..evaluation.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
+from ..io.outputs import check_output, same_file, staged_files
 from ..metrics.fsc import FSCCurve
 from .options import examples, param_default
 
@@ -73,20 +74,26 @@ def fsc(
     apix: Optional[float] = typer.Option(
         param_default(compare_map_files, "apix"), "--apix", help="Pixel size in Å/px (overrides the headers)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --plot/--json files."),
 ) -> None:
     """Fourier shell correlation of two maps: CryoBench AUC and resolution at 0.5 and 0.143."""
-    inputs = {p.resolve() for p in (map1, map2, mask) if p is not None}
-    for out in (plot, json_out):
-        if out is not None and out.resolve() in inputs:
-            raise InputError(f"{out}: is an input file; refusing to overwrite it")
+    outputs = [p for p in (json_out, plot) if p is not None]
+    for out in outputs:
+        check_output(out, (map1, map2, mask), overwrite=overwrite)
+    if json_out is not None and plot is not None and same_file(json_out, plot):
+        raise InputError(f"{plot}: --plot and --json name the same file")
     report = compare_map_files(map1, map2, mask=mask, apix=apix)
     console = Console()
     for table in report_tables(report):
         console.print(table)
-    if json_out is not None:
-        console.print(f"wrote {write_report_json(report, json_out)}")
-    if plot is not None:
-        console.print(f"wrote {plot_report(report, plot)}")
+    with staged_files(outputs) as tmps:  # both files, or neither
+        staged = dict(zip(outputs, tmps))
+        if json_out is not None:
+            write_report_json(report, staged[json_out])
+        if plot is not None:
+            plot_report(report, staged[plot])
+    for out in outputs:
+        console.print(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

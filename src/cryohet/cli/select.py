@@ -47,6 +47,7 @@ def select(
     seed: int = config_option(
         SelectConfig, "seed", "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."
     ),
+    overwrite: bool = config_option(SelectConfig, "overwrite", "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Write the chosen particles back in their original format with their original indices.
 
@@ -67,6 +68,7 @@ def select(
         invert=invert,
         analyze_dir=analyze_dir,
         seed=seed,
+        overwrite=overwrite,
     )
     sel = select_particles(cfg)
     typer.echo(f"wrote {len(sel.rows)} of {sel.n_run} particles to {sel.out}")

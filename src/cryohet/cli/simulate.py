@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 def simulate(
     preset: str = typer.Argument(..., help=f"One of: {', '.join(PRESETS)}."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; must be empty)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; must be empty unless --overwrite)."),
     n_images: int = config_option(SimulationConfig, "n_images", "--n-images", "-n", help="Number of particle images."),
     box: int = config_option(SimulationConfig, "box", "--box", "-D"),
     apix: Optional[float] = config_option(
@@ -48,7 +48,7 @@ def simulate(
         SimulationConfig, "angle_max_deg", "--angle-max", help="Hinge dihedral range end (degrees)."
     ),
     overwrite: bool = config_option(
-        SimulationConfig, "overwrite", "--overwrite", help="Allow writing into a non-empty folder."
+        SimulationConfig, "overwrite", "--overwrite", help="Replace a non-empty output folder (as a whole)."
     ),
     device: str = config_option(
         SimulationConfig,

@@ -33,12 +33,23 @@ def volumes(
     device: str = typer.Option(
         param_default(_write_volumes, "device"), "--device", help="Device on which the method decodes volumes."
     ),
+    overwrite: bool = typer.Option(
+        param_default(_write_volumes, "overwrite"),
+        "--overwrite",
+        help="Replace an existing non-empty output folder (as a whole).",
+    ),
 ) -> None:
-    """Decode volumes at the given latents through the run's method."""
+    """Decode volumes at the given latents through the run's method.
+
+    OUT is written fresh: an existing non-empty folder is replaced only with --overwrite,
+    and then as a whole (no old map remains).
+    """
     from ..analysis.volumes import read_latents_file, write_volumes
 
     latents = read_latents_file(z)
-    written = write_volumes(run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device)
+    written = write_volumes(
+        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device, overwrite=overwrite
+    )
     n_vol = len(latents)
     typer.echo(
         f"wrote {n_vol} volume(s) to {out}"

@@ -18,8 +18,8 @@ from ..console import get_logger, progress
 from ..errors import InputError
 from ..io.metadata import ParticleMetadata
 from ..io.mrc import StackWriter
+from ..io.outputs import check_output, ensure_not_input, staged_folder
 from ..io.particles import input_files
-from ..io.paths import ensure_not_input
 from ..io.star import write_star
 from .dataset import ParticleDataset
 
@@ -35,38 +35,47 @@ def downsampled_paths(out_dir: str | Path, box: int) -> tuple[Path, Path]:
 
 
 def downsample_particles(
-    meta: ParticleMetadata, box: int, out_dir: str | Path, *, chunk: int = 1000
+    meta: ParticleMetadata, box: int, out_dir: str | Path, *, chunk: int = 1000, overwrite: bool = False
 ) -> tuple[Path, Path, ParticleMetadata]:
     """Fourier-crop every image of ``meta`` to ``box`` and write stack + STAR file.
 
     Returns ``(stack_path, star_path, new_meta)``; ``new_meta`` describes the new files
-    (``original_index`` still points into the original source). Refuses to overwrite
-    any input file.
+    (``original_index`` still points into the original source). The folder is written
+    fresh (:func:`cryohet.io.outputs.staged_folder`): an existing non-empty ``out_dir`` is
+    refused unless ``overwrite``, and then replaced as a whole; a folder holding an input
+    file is always refused.
     """
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
     ds = ParticleDataset(meta, box=box, normalize=False, invert=False)
-    stack_path, star_path = downsampled_paths(out_dir, box)
+    out = Path(out_dir)
+    stack_path, star_path = downsampled_paths(out, box)
     inputs = input_files(meta)
     for p in (stack_path, star_path):
-        ensure_not_input(p, inputs)
+        ensure_not_input(p, inputs)  # the most direct message when the output files are inputs
+    check_output(out, inputs, overwrite=overwrite, folder=True)
     n = len(ds)
     starts = range(0, n, chunk)
-    with StackWriter(stack_path, n, box, float(np.median(ds.apix))) as writer:
-        for s in progress(starts, total=len(starts), description=f"downsample to {box}", unit="chunk"):
-            rows = np.arange(s, min(s + chunk, n))
-            writer.write(s, ds.process(ds.read_raw(rows)).numpy())
+    apix = float(np.median(ds.apix))
+    with staged_folder(out, overwrite=overwrite, inputs=inputs) as work:
+        tmp_stack, tmp_star = downsampled_paths(work, box)
+        with StackWriter(tmp_stack, n, box, apix) as writer:
+            for s in progress(starts, total=len(starts), description=f"downsample to {box}", unit="chunk"):
+                rows = np.arange(s, min(s + chunk, n))
+                writer.write(s, ds.process(ds.read_raw(rows)).numpy())
+        # the STAR file names the stack relative to its own folder, so it stays right after the move
+        written = replace(
+            meta,
+            image_files=[tmp_stack.resolve()],
+            file_index=np.zeros(n, dtype=np.int64),
+            image_index=np.arange(n, dtype=np.int64),
+            box=int(box),
+            apix=ds.apix.copy(),
+            extras={**meta.extras, "inputs": [tmp_stack.resolve()]},
+        )
+        write_star(tmp_star, written)
     new_meta = replace(
-        meta,
-        image_files=[stack_path.resolve()],
-        file_index=np.zeros(n, dtype=np.int64),
-        image_index=np.arange(n, dtype=np.int64),
-        box=int(box),
-        apix=ds.apix.copy(),
-        extras={**meta.extras, "inputs": [stack_path.resolve()]},
+        written, image_files=[stack_path.resolve()], extras={**meta.extras, "inputs": [stack_path.resolve()]}
     )
-    write_star(star_path, new_meta)
-    log.info(
-        "wrote %s and %s (%d particles, box %d, %.4g Å/px)", stack_path, star_path, n, box, float(np.median(ds.apix))
-    )
+    log.info("wrote %s and %s (%d particles, box %d, %.4g Å/px)", stack_path, star_path, n, box, apix)
     return stack_path, star_path, new_meta

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,12 +41,13 @@ import numpy as np
 from .. import __version__
 from ..console import get_logger
 from ..errors import InputError, RunDirError
+from ..io.outputs import run_dir_inputs, staged_folder
 from ..metrics.clustering import kmeans_scores, latent_spread
 from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
 from ..metrics.pose_error import rotation_errors, translation_errors
 from .ground_truth import GroundTruth, load_ground_truth
 
-__all__ = ["evaluate_run", "decode_states", "write_evaluation"]
+__all__ = ["evaluate_run", "decode_states", "write_evaluation", "evaluation_inputs"]
 
 log = get_logger("evaluate")
 
@@ -271,23 +271,37 @@ def evaluate_run(
     return result
 
 
-def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def evaluation_inputs(run_dir: str | Path, gt: str | Path | None = None, mask: str | Path | None = None) -> list[Path]:
+    """What an evaluation folder must never replace: the run directory (its files, checkpoints
+    and extras), the ground-truth folder (and its ``gt/``) and the mask."""
+    extra = [Path(gt), Path(gt) / "gt"] if gt is not None else []
+    return [*run_dir_inputs(run_dir), *extra, *([Path(mask)] if mask is not None else [])]
+
+
+def write_evaluation(
+    result: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: list[Path] | tuple[Path, ...] = (),
+) -> list[Path]:
     """Write ``metrics.json``, ``fsc_curves.png`` (all states), ``auc_per_state.png`` and
     ``fsc_states/fsc_state_NNN.png`` (one per state) into ``out_dir``; returns the paths
-    in that order."""
+    in that order.
+
+    The folder is written fresh (:func:`cryohet.io.outputs.staged_folder`): an existing
+    non-empty ``out_dir`` is refused unless ``overwrite``, and then replaced as a whole;
+    ``inputs`` (see :func:`evaluation_inputs`) are never replaced.
+    """
     from .evaluate_plots import plot_auc_per_state, plot_fsc_overview, plot_fsc_per_state
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder (choose another --out)")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
-    written = [
-        path,
-        plot_fsc_overview(result, out / "fsc_curves.png"),
-        plot_auc_per_state(result, out / "auc_per_state.png"),
-    ]
-    return written + plot_fsc_per_state(result, out / "fsc_states")
+    with staged_folder(out, overwrite=overwrite, inputs=inputs) as work:
+        (work / "metrics.json").write_text(json.dumps(result, indent=2))
+        written = [
+            work / "metrics.json",
+            plot_fsc_overview(result, work / "fsc_curves.png"),
+            plot_auc_per_state(result, work / "auc_per_state.png"),
+            *plot_fsc_per_state(result, work / "fsc_states"),
+        ]
+    return [out / Path(p).relative_to(work) for p in written]

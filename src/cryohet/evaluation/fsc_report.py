@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, file_error
 from ..io.mrc import read_volume
+from ..io.outputs import atomic_path, atomic_write
 from ..metrics.fsc import FSCCurve, crossing_frequency, fsc_cryobench, fsc_standard, resolution_A
 
 __all__ = ["FSCReport", "compare_maps", "compare_map_files", "write_report_json", "plot_report"]
@@ -140,10 +141,8 @@ def compare_map_files(
 def write_report_json(report: FSCReport, path: str | Path) -> Path:
     """Write :meth:`FSCReport.to_dict` as JSON (atomically)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2))
-    tmp.replace(p)
+    with atomic_write(p) as fh:
+        fh.write(json.dumps(report.to_dict(), indent=2))
     return p
 
 
@@ -155,7 +154,6 @@ def plot_report(report: FSCReport, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     curves = [("unmasked", report.standard, report.cryobench)]
     if report.masked_standard is not None and report.masked_cryobench is not None:
@@ -169,6 +167,9 @@ def plot_report(report: FSCReport, path: str | Path) -> Path:
     ax.set_ylabel("FSC")
     ax.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(p)
-    plt.close(fig)
+    try:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return p

@@ -3,7 +3,8 @@
 * :mod:`.mrc` MRC/MRCS stacks and volumes; :mod:`.star` RELION STAR 3.0-5;
   :mod:`.cryosparc` cryoSPARC ``.cs``; :mod:`.cryodrgn` cryoDRGN pickles;
   :mod:`.atomic` PDB/mmCIF models; :mod:`.particles` the dispatcher
-  :func:`load_particles`; :mod:`.paths` path resolution and overwrite guards.
+  :func:`load_particles`; :mod:`.paths` path resolution; :mod:`.outputs` the rules
+  every writer follows (inputs never replaced, atomic files, folders swapped whole).
 * Every reader returns :class:`ParticleMetadata` (rotations = RELION ``A``, shifts =
   RELION origin in Å, CTF in RELION units) or another plain typed object.
 """

@@ -29,7 +29,8 @@ from ..errors import file_error
 from ..geometry.rotations import axis_angle_to_matrix
 from .metadata import CTFParams, ParticleMetadata
 from .mrc import read_mrc_header
-from .paths import atomic_write, ensure_not_input, resolve_data_path
+from .outputs import atomic_write, ensure_not_input
+from .paths import resolve_data_path
 
 __all__ = ["load_cs", "merge_passthrough", "read_cs", "write_cs_subset"]
 

@@ -10,7 +10,6 @@ in permissive mode with a warning instead of failing.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from ..errors import file_error
+from .outputs import atomic_path, temporary_sibling
 
 __all__ = [
     "MrcInfo",
@@ -174,21 +174,6 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, MrcInfo]:
     return data, info
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    _default_permissions(tmp)
-    return Path(tmp)
-
-
-def _default_permissions(path: str | Path) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the usual ``0666 & ~umask`` permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_volume(
     path: str | Path,
     volume: np.ndarray,
@@ -207,15 +192,13 @@ def write_volume(
         raise ValueError(f"write_volume expects a 3D array, got shape {vol.shape}")
     if not overwrite and p.exists():
         raise file_error(p, "exists; refusing to overwrite")
-    tmp = _atomic_target(p)
-    with mrcfile.new(tmp, overwrite=True) as mrc:
+    with atomic_path(p) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(vol)
         mrc.set_volume()
         mrc.voxel_size = float(apix)
         o = origin_A or (0.0, 0.0, 0.0)
         mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = o
         mrc.update_header_stats()
-    os.replace(tmp, p)
     return p
 
 
@@ -227,13 +210,11 @@ def write_stack(path: str | Path, images: np.ndarray, apix: float, overwrite: bo
         raise ValueError(f"write_stack expects (n, y, x), got shape {imgs.shape}")
     if not overwrite and p.exists():
         raise file_error(p, "exists; refusing to overwrite")
-    tmp = _atomic_target(p)
-    with mrcfile.new(tmp, overwrite=True) as mrc:
+    with atomic_path(p) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(imgs)
         mrc.set_image_stack()
         mrc.voxel_size = float(apix)
         mrc.update_header_stats()
-    os.replace(tmp, p)
     return p
 
 
@@ -269,13 +250,19 @@ class StackWriter:
         self.n, self.box, self.apix = int(n), int(box), float(apix)
         if self.n <= 0 or self.box <= 0:
             raise ValueError(f"StackWriter needs n > 0 and box > 0, got n={n}, box={box}")
-        self._tmp = _atomic_target(self.path)
-        handle = mrcfile.new_mmap(self._tmp, shape=(self.n, self.box, self.box), mrc_mode=2, overwrite=True)
-        handle.set_image_stack()
-        handle.voxel_size = self.apix
-        self._offset = 1024 + int(handle.header.nsymbt)
-        handle.close()
-        self._fd = os.open(self._tmp, os.O_WRONLY)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_sibling(self.path)
+        self._fd = -1
+        try:
+            handle = mrcfile.new_mmap(self._tmp, shape=(self.n, self.box, self.box), mrc_mode=2, overwrite=False)
+            handle.set_image_stack()
+            handle.voxel_size = self.apix
+            self._offset = 1024 + int(handle.header.nsymbt)
+            handle.close()
+            self._fd = os.open(self._tmp, os.O_WRONLY)
+        except BaseException:
+            self.abort()
+            raise
         self._written = 0
         self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
 
@@ -301,13 +288,16 @@ class StackWriter:
         os.close(self._fd)
         self._fd = -1
         count = self.n * self.box * self.box
-        with mrcfile.mmap(self._tmp, mode="r+") as handle:
-            mean = self._sum / count
-            handle.header.dmin = self._min if np.isfinite(self._min) else 0.0
-            handle.header.dmax = self._max if np.isfinite(self._max) else 0.0
-            handle.header.dmean = mean
-            handle.header.rms = float(np.sqrt(max(self._sumsq / count - mean * mean, 0.0)))
-        os.replace(self._tmp, self.path)
+        try:
+            with mrcfile.mmap(self._tmp, mode="r+") as handle:
+                mean = self._sum / count
+                handle.header.dmin = self._min if np.isfinite(self._min) else 0.0
+                handle.header.dmax = self._max if np.isfinite(self._max) else 0.0
+                handle.header.dmean = mean
+                handle.header.rms = float(np.sqrt(max(self._sumsq / count - mean * mean, 0.0)))
+            os.replace(self._tmp, self.path)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)  # gone after the rename; removed after a failure
         return self.path
 
     def abort(self) -> None:

@@ -33,7 +33,8 @@ from .cryodrgn import poses_from_cryodrgn, read_ctf_pkl, read_ind_pkl, read_pose
 from .cryosparc import read_cs
 from .metadata import ParticleMetadata
 from .mrc import open_stack
-from .paths import ensure_not_input, resolve_data_path
+from .outputs import check_output, staged_files
+from .paths import resolve_data_path
 from .star import read_star, write_star
 
 __all__ = [
@@ -347,18 +348,21 @@ def save_converted(
     poses_out: str | Path | None = None,
     ctf_out: str | Path | None = None,
     star_out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write cryoDRGN ``poses.pkl`` / ``ctf.pkl`` and/or a RELION 3.1 STAR file.
 
-    Refuses (InputError) to write over any file the set was read from, and to write
-    poses or CTF the set does not have. Returns the written paths.
+    Refuses (InputError) to write over any file the set was read from (whatever
+    ``overwrite`` says), over an existing file unless ``overwrite``, and to write poses or
+    CTF the set does not have. The outputs appear together, or none of them (written to
+    temporary names first). Returns the written paths.
     """
-    outs = [p for p in (poses_out, ctf_out, star_out) if p is not None]
+    outs = [Path(p) for p in (poses_out, ctf_out, star_out) if p is not None]
     if not outs:
         raise InputError("nothing to write: give poses_out, ctf_out or star_out")
     inputs = input_files(meta)
     for o in outs:
-        ensure_not_input(o, inputs)
+        check_output(o, inputs, overwrite=overwrite)
     if len({Path(os.path.abspath(o)) for o in outs}) != len(outs):
         raise InputError("two outputs have the same path")
     if poses_out is not None and meta.rotations is None:
@@ -367,13 +371,14 @@ def save_converted(
         raise file_error(meta.source or "particles", f"has no CTF parameters to write to {ctf_out}")
     if (poses_out is not None or ctf_out is not None) and meta.box <= 0:
         raise file_error(meta.source or "particles", "box size unknown (no rlnImageSize/blob/shape and no stack found)")
-    written: list[Path] = []
-    if poses_out is not None:
-        written.append(write_poses_pkl(poses_out, meta.rotations, meta.shifts_A, meta.box, meta.apix))
-    if ctf_out is not None:
-        written.append(write_ctf_pkl(ctf_out, meta.ctf, meta.box, meta.apix))
-    if star_out is not None:
-        written.append(write_star(star_out, meta))
-    for w in written:
+    with staged_files(outs) as tmps:
+        tmp = iter(tmps)
+        if poses_out is not None:
+            write_poses_pkl(next(tmp), meta.rotations, meta.shifts_A, meta.box, meta.apix)
+        if ctf_out is not None:
+            write_ctf_pkl(next(tmp), meta.ctf, meta.box, meta.apix)
+        if star_out is not None:
+            write_star(next(tmp), meta)
+    for w in outs:
         log.info("wrote %s", w)
-    return written
+    return outs

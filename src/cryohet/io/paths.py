@@ -4,21 +4,18 @@
   ``rlnImageName``, cryoSPARC ``blob/path``), trying candidates in a fixed order and
   returning the first that exists (or the first candidate, so errors name a real guess).
 * :func:`ensure_not_input` refuses an output path that is one of the inputs (after
-  resolving symlinks): every writer the CLI calls goes through it.
+  resolving symlinks); it and the other output rules live in :mod:`.outputs` and are
+  re-exported here.
 * :func:`path_for_metadata` writes a stack path relative to an output file's folder
   when the stack lies inside it, absolute otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
 
-from ..errors import file_error
+from .outputs import atomic_write, ensure_not_input, same_file
 
 __all__ = [
     "candidate_paths",
@@ -74,32 +71,6 @@ def resolve_data_path(name: str, base_dir: Path, datadir: str | Path | None = No
     return Path(os.path.abspath(cands[0]))
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """True when ``a`` and ``b`` are the same file (symlinks and hard links resolved)."""
-    pa, pb = Path(a), Path(b)
-    try:
-        if pa.exists() and pb.exists():
-            return os.path.samefile(pa, pb)
-    except OSError:
-        pass
-    return pa.resolve() == pb.resolve()
-
-
-def ensure_not_input(output_path: str | Path, input_paths: Iterable[str | Path | None]) -> Path:
-    """Raise :class:`~cryohet.errors.InputError` when ``output_path`` is one of the inputs.
-
-    Paths are compared after resolving symlinks (and by inode when both exist), so a
-    link to an input or ``./x/../input.star`` is caught too. Returns ``output_path``.
-    """
-    out = Path(output_path)
-    for inp in input_paths:
-        if inp is None:
-            continue
-        if same_file(out, inp):
-            raise file_error(out, f"output would overwrite the input file {inp}; choose another output path")
-    return out
-
-
 def path_for_metadata(target: str | Path, out_dir: str | Path) -> str:
     """``target`` relative to ``out_dir`` when it lies inside it, else absolute."""
     t = Path(os.path.abspath(target))
@@ -108,22 +79,3 @@ def path_for_metadata(target: str | Path, out_dir: str | Path) -> str:
         return t.relative_to(d).as_posix()
     except ValueError:
         return t.as_posix()
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; it replaces ``path`` only if the block
-    succeeds (readers never see a half-written file). Permissions follow the umask."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

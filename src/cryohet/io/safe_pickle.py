@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import file_error
+from .outputs import atomic_write
 
 __all__ = ["load_pickle", "save_pickle"]
 
@@ -90,9 +91,8 @@ def load_pickle(path: str | Path) -> Any:
 
 
 def save_pickle(path: str | Path, obj: Any) -> Path:
-    """Write arrays/tuples with protocol 4 (readable by cryoDRGN and RECOVAR)."""
+    """Write arrays/tuples with protocol 4 (readable by cryoDRGN and RECOVAR), atomically."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "wb") as fh:
+    with atomic_write(p, "wb") as fh:
         pickle.dump(obj, fh, protocol=4)
     return p

@@ -36,7 +36,8 @@ from ..errors import file_error
 from ..geometry.rotations import euler_relion_to_matrix, matrix_to_euler_relion
 from .metadata import CTFParams, ParticleMetadata
 from .mrc import read_mrc_header
-from .paths import atomic_write, path_for_metadata, resolve_data_path
+from .outputs import atomic_write
+from .paths import path_for_metadata, resolve_data_path
 
 __all__ = ["read_star", "write_star", "read_star_tables", "parse_image_names", "STAR_FLOAT_FORMAT"]
 

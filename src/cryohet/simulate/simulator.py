@@ -45,6 +45,7 @@ from ..imaging.masks import threshold_mask
 from ..imaging.projection import volume_to_fourier
 from ..io.metadata import ParticleMetadata
 from ..io.mrc import StackWriter, write_volume
+from ..io.outputs import check_output, staged_folder
 from ..io.star import write_star
 from ..representations.render import render
 from .config import SimulationConfig
@@ -128,10 +129,15 @@ def _render_clean(vol_ft, rotations, shifts_A, ctf, box, apix) -> torch.Tensor:
 
 
 def simulate_dataset(cfg: SimulationConfig) -> Path:
-    """Run the simulation described by ``cfg``; returns the output folder."""
+    """Run the simulation described by ``cfg``; returns the output folder.
+
+    The folder is written fresh (:func:`cryohet.io.outputs.staged_folder`): an existing
+    non-empty one is refused unless ``cfg.overwrite``, and then replaced as a whole; a
+    folder holding the input model is always refused.
+    """
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise InputError(f"{out}: output folder exists and is not empty (choose another --out or pass --overwrite)")
+    inputs = [cfg.model] if cfg.model else []
+    check_output(out, inputs, overwrite=cfg.overwrite, folder=True)
     device = resolve_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
     apix = cfg.resolved_apix()
@@ -141,7 +147,14 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     weights = _electrons(ensemble.model.elements)
     centre = _centre(ensemble, weights)
     _check_box(ensemble, centre, cfg, apix)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out, overwrite=cfg.overwrite, inputs=inputs) as work:
+        sigma = _write_dataset(work, cfg, ensemble, weights, centre, rng, device, apix)
+    log.info("wrote %s (noise sigma %.4g)", out, sigma)
+    return out
+
+
+def _write_dataset(out: Path, cfg: SimulationConfig, ensemble, weights, centre, rng, device, apix: float) -> float:
+    """Render and write the whole dataset into the (temporary) folder ``out``; returns the noise sigma."""
     (out / "gt").mkdir(exist_ok=True)
     log.info(
         "%s: %d states, %d images, box %d at %.3g Å/px, SNR %g",
@@ -240,5 +253,4 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
         info["moving_atom_fraction"] = float(np.average(ensemble.moving_atoms, weights=weights))
     for target in (out / "meta.json", out / "gt" / "meta.json"):
         target.write_text(json.dumps(info, indent=2))
-    log.info("wrote %s (noise sigma %.4g)", out, sigma)
-    return out
+    return sigma

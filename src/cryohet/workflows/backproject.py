@@ -14,8 +14,8 @@ from ..data.dataset import ParticleDataset
 from ..errors import InputError
 from ..evaluation.fsc_report import compare_maps, plot_report, write_report_json
 from ..io.mrc import write_volume
+from ..io.outputs import check_output, staged_files
 from ..io.particles import ParticleSource, input_files
-from ..io.paths import ensure_not_input
 from ..reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 
 __all__ = ["BackprojectConfig", "backproject_to_files", "output_paths"]
@@ -56,20 +56,19 @@ def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
     meta = cfg.data.load()
     inputs = input_files(meta)
     for p in paths.values():
-        ensure_not_input(p, inputs)
-        if p.exists() and not cfg.overwrite:
-            raise InputError(f"{p}: exists; pass --overwrite to replace it")
+        check_output(p, inputs, overwrite=cfg.overwrite)
     dataset = ParticleDataset(meta, box=cfg.box, invert=cfg.invert, normalize=False)
     apix = dataset_pixel_size(dataset)
     log.info("backprojecting %d particles at box %d, %.4g Å/px", len(dataset), dataset.box, apix)
     result = reconstruct_particles(dataset, batch_size=cfg.batch_size, device=cfg.device, seed=cfg.seed)
-    paths["map"].parent.mkdir(parents=True, exist_ok=True)
-    write_volume(paths["map"], result.full.cpu().numpy(), apix)
-    write_volume(paths["half1"], result.half1.cpu().numpy(), apix)
-    write_volume(paths["half2"], result.half2.cpu().numpy(), apix)
     report = compare_maps(result.half1.cpu().numpy(), result.half2.cpu().numpy(), apix)
-    write_report_json(report, paths["fsc_json"])
-    plot_report(report, paths["fsc_png"])
+    with staged_files(paths.values()) as tmps:  # the five files together, or none of them
+        tmp = dict(zip(paths, tmps))
+        write_volume(tmp["map"], result.full.cpu().numpy(), apix)
+        write_volume(tmp["half1"], result.half1.cpu().numpy(), apix)
+        write_volume(tmp["half2"], result.half2.cpu().numpy(), apix)
+        write_report_json(report, tmp["fsc_json"])
+        plot_report(report, tmp["fsc_png"])
     res = report.resolution(0.143)
     return {
         "map": paths["map"],

@@ -29,6 +29,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..console import get_logger
 from ..errors import InputError
+from ..io.outputs import atomic_write
 from ..training.rundir import RunDir
 
 __all__ = ["DemoConfig", "run_demo", "demo_rows"]
@@ -116,7 +117,7 @@ def _evaluate(run: Path, gt: Path) -> dict[str, Any]:
     from ..evaluation.evaluate import evaluate_run, write_evaluation
 
     result = evaluate_run(run, gt)
-    write_evaluation(result, run / "eval")
+    write_evaluation(result, run / "eval", overwrite=True)  # recomputed on every demo run, replaced as a whole
     return result
 
 
@@ -180,13 +181,21 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 
         analyze_run(
             AnalyzeConfig(
-                run=out / "spire", gt=data, k=cfg.n_states, umap=False, device=cfg.device, out=out / "spire" / "analyze"
+                run=out / "spire",
+                gt=data,
+                k=cfg.n_states,
+                umap=False,
+                device=cfg.device,
+                out=out / "spire" / "analyze",
+                overwrite=True,  # the demo's own folder, recomputed on every run
             )
         )
     rows = demo_rows(results)
     table = _print_table(rows)
-    (out / "demo_table.md").write_text(table + "\n")
-    (out / "demo_results.json").write_text(json.dumps({"rows": rows, "minutes": (time.time() - t0) / 60}, indent=2))
+    with atomic_write(out / "demo_table.md") as fh:
+        fh.write(table + "\n")
+    with atomic_write(out / "demo_results.json") as fh:
+        fh.write(json.dumps({"rows": rows, "minutes": (time.time() - t0) / 60}, indent=2))
     print(table)
     report = out / "spire" / "analyze" / "report.html"
     print(f"\n{(time.time() - t0) / 60:.1f} min; report: {report if report.exists() else '(not written)'}")
