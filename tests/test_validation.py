@@ -1,8 +1,12 @@
-"""Validated inputs: what a fault-injection trial broke ends in one ``error:`` line (or one
-warning line), never in a traceback or a silent wrong result.
+"""Validated inputs, configs and artefacts: what a fault-injection trial broke ends in one
+``error:`` line (or one warning line), never in a traceback or a silent wrong result.
 
 * the physics of particle metadata (STAR, cryoSPARC ``.cs``, cryoDRGN ``ctf.pkl``);
-* Python warnings on the command line are one log line.
+* edited or damaged run directories (resolved geometry, latents, poses, extras, weights,
+  method version for reading and for ``--resume``);
+* odd-box data, ``--out`` naming an input or an existing file, a non-UTF-8 training log.
+
+Runs are trained once per module on the pinned 160-particle set (box 24, 14 Å/px).
 """
 
 from __future__ import annotations
@@ -16,12 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import starfile
+import yaml
 
 from cryohet.cli.app import main
-from cryohet.errors import InputError
+from cryohet.errors import CryohetError, InputError, RunDirError
 from cryohet.io.cryodrgn import read_ctf_pkl
-from cryohet.io.particles import load_particles
+from cryohet.io.mrc import open_stack, write_stack
+from cryohet.io.particles import ParticleSource, load_particles
 from cryohet.io.star import read_star
+from cryohet.methods import base
+from cryohet.methods.base import load_run
+from cryohet.methods.baselines import HomogeneousConfig, PCAConfig, train_homogeneous, train_pca
+from cryohet.training.rundir import RunDir
 
 DATA = Path(__file__).resolve().parent / "data" / "pinned" / "data"
 N = 160
@@ -73,6 +83,47 @@ def _edit_star(star: Path, out: Path, **columns) -> Path:
         df[name] = value(df[name]) if callable(value) else value
     starfile.write(tables, out, overwrite=True)
     return out
+
+
+def _edit_config(run: Path, edit) -> None:
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    edit(raw)
+    (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A homogeneous, a pca and a short CryoSPIRE run of the pinned set."""
+    from cryohet.methods.spire import SpireConfig, train_spire
+
+    root = tmp_path_factory.mktemp("runs")
+    src = ParticleSource(path=DATA / "particles.star")
+    spire = SpireConfig(
+        data=src,
+        out=str(root / "spire"),
+        stage_a={"epochs": 1, "gaussians": 32},
+        stage_b={"epochs": 1, "gaussians": 64, "hidden": 32},
+        latent_search=0,
+        init_regions=0,
+    )
+    return {
+        "homogeneous": train_homogeneous(HomogeneousConfig(data=src, out=str(root / "hom"))),
+        "pca": train_pca(PCAConfig(data=src, out=str(root / "pca"), components=2, iterations=2)),
+        "spire": train_spire(spire),
+    }
+
+
+@pytest.fixture
+def copy_run(runs, tmp_path):
+    def make(method: str, name: str | None = None) -> Path:
+        return Path(shutil.copytree(runs[method], tmp_path / (name or f"copy_{method}")))
+
+    return make
+
+
+def _z_file(tmp_path: Path, zdim: int) -> Path:
+    np.save(tmp_path / "z.npy", np.zeros((1, zdim), np.float32))
+    return tmp_path / "z.npy"
 
 
 # ----------------------------------------------------------------------------- 1. physics of the input
@@ -169,6 +220,203 @@ def test_ctf_pkl_and_cs_physics_are_checked(data, tmp_path):
     with open(data / "p.cs", "wb") as fh:
         np.save(fh, arr)
     assert len(load_particles(data / "p.cs", stack_check="skip")) == 4
+
+
+# ----------------------------------------------------------------------------- 2. edited or damaged run directories
+@pytest.mark.parametrize("apix", [-8, 0, "x"])
+def test_resolved_pixel_size_must_be_positive(copy_run, tmp_path, capsys, apix):
+    run = copy_run("homogeneous")
+    _edit_config(run, lambda raw: raw["resolved"].update(apix=apix))
+    with pytest.raises(RunDirError):
+        load_run(run)
+    out = tmp_path / "vols"
+    _one_error(*_cli(capsys, "volumes", run, "--z", _z_file(tmp_path, 1), "--out", out))
+    assert not (out / "vol_000.mrc").exists()
+    _one_error(*_cli(capsys, "analyze", run, "--no-umap", "--out", tmp_path / "an"))
+    assert not (tmp_path / "an" / "report.html").exists()
+
+
+@pytest.mark.parametrize("box", [0, -24, 23, 24.5, None])
+def test_resolved_box_must_be_positive_and_even(copy_run, box):
+    run = copy_run("pca")
+    _edit_config(run, lambda raw: raw["resolved"].update(box=box))
+    with pytest.raises(RunDirError):
+        load_run(run)
+
+
+def test_spire_box_zero_is_one_line(copy_run, tmp_path, capsys):
+    run = copy_run("spire")
+    _edit_config(run, lambda raw: raw.update(box=0))
+    _one_error(*_cli(capsys, "volumes", run, "--z", _z_file(tmp_path, 4), "--out", tmp_path / "vols"))
+    assert not (tmp_path / "vols" / "vol_000.mrc").exists()
+
+
+def test_latents_must_match_the_particle_count(copy_run, tmp_path, capsys):
+    run = copy_run("spire")
+    np.save(run / "latents.npy", np.zeros((N - 60, 4), np.float32))
+    with pytest.raises(RunDirError, match="latents.npy"):
+        load_run(run).latents  # noqa: B018
+    _one_error(*_cli(capsys, "analyze", run, "--no-umap", "--no-volumes", "--out", tmp_path / "an"))
+    assert not (tmp_path / "an" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "latents",
+    [np.zeros(N, np.float32), np.zeros((N, 1), np.int64), np.full((N, 1), np.nan, np.float32), np.zeros((N, 3))],
+)
+def test_latents_must_be_finite_2d_floats_of_the_model_size(copy_run, latents):
+    run = copy_run("homogeneous")  # zdim 1 (one map)
+    np.save(run / "latents.npy", latents)
+    with pytest.raises(RunDirError, match="latents.npy"):
+        load_run(run).latents  # noqa: B018
+
+
+@pytest.mark.parametrize("version", [99, 0, "two", True])
+def test_method_version_is_checked_alike_for_reading_and_resume(copy_run, capsys, version):
+    run = copy_run("homogeneous")
+    _edit_config(run, lambda raw: raw.update(method_version=version))
+    with pytest.raises(RunDirError):
+        load_run(run)
+    with pytest.raises(RunDirError):
+        base.check_run_method(run)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    _one_error(*_cli(capsys, "train", "homogeneous", DATA / "particles.star", "--out", run, "--resume"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_spire_resume_refuses_a_newer_version_and_another_method(copy_run, runs, capsys):
+    run = copy_run("spire")
+    _edit_config(run, lambda raw: raw.update(method_version=99))
+    config = (run / "config.yaml").read_text()
+    _one_error(*_cli(capsys, "train", "spire", DATA / "particles.star", "--out", run, "--resume"))
+    assert (run / "config.yaml").read_text() == config
+    other = copy_run("homogeneous")
+    line = _one_error(*_cli(capsys, "train", "spire", DATA / "particles.star", "--out", other, "--resume"))
+    assert "homogeneous" in line
+
+
+def test_damaged_poses_are_one_line(copy_run, tmp_path, capsys):
+    run = copy_run("homogeneous")
+    good = (run / "poses.npz").read_bytes()
+    (run / "poses.npz").write_bytes(good[:300])
+    with pytest.raises(RunDirError, match="poses.npz"):
+        load_run(run).poses()
+    _one_error(*_cli(capsys, "evaluate", run, "--gt", DATA, "--out", tmp_path / "ev"))
+    # readable, but of the wrong shape or count
+    np.savez(run / "poses.npz", rotations=np.zeros((N, 3, 3)), shifts_A=np.zeros((N, 3)))
+    with pytest.raises(RunDirError, match="poses.npz"):
+        load_run(run).poses()
+    np.savez(run / "poses.npz", rotations=np.zeros((N - 1, 3, 3)), shifts_A=np.zeros((N - 1, 2)))
+    with pytest.raises(RunDirError, match="poses.npz"):
+        load_run(run).poses()
+
+
+def test_damaged_extras_are_one_line(copy_run, tmp_path, capsys):
+    run = copy_run("spire")
+    motion = run / "extras" / "part_motion.npz"
+    motion.write_bytes(motion.read_bytes()[:300])
+    with pytest.raises(RunDirError, match="part_motion.npz"):
+        RunDir(run).load_extra("part_motion")
+    _one_error(*_cli(capsys, "analyze", run, "--no-umap", "--no-volumes", "--out", tmp_path / "an"))
+
+
+@pytest.mark.parametrize("edit", ["zdim", "hidden"])
+def test_weights_that_do_not_fit_the_config_are_one_line(copy_run, tmp_path, capsys, edit):
+    run = copy_run("spire")
+    if edit == "zdim":
+        _edit_config(run, lambda raw: raw.update(zdim=3))
+    else:
+        _edit_config(run, lambda raw: raw["stage_b"].update(hidden=16))
+    line = _one_error(*_cli(capsys, "volumes", run, "--z", _z_file(tmp_path, 3), "--out", tmp_path / "vols"))
+    assert "model.pt" in line
+
+
+def test_pca_weights_must_fit_box_and_components(copy_run):
+    run = copy_run("pca")
+    _edit_config(run, lambda raw: raw["resolved"].update(box=16))
+    with pytest.raises(RunDirError, match="model.pt"):
+        load_run(run)
+    run2 = copy_run("pca", "pca2")
+    _edit_config(run2, lambda raw: raw.update(components=3))
+    with pytest.raises(RunDirError, match="model.pt"):
+        load_run(run2)
+
+
+# ----------------------------------------------------------------------------- 3. one line instead of a traceback
+def test_non_utf8_training_log(copy_run, tmp_path, capsys):
+    run = copy_run("homogeneous")
+    with open(run / "train_log.jsonl", "ab") as fh:
+        fh.write(b'{"epoch": 1, "note": "\xff\xfe"}\n')
+    with pytest.raises(RunDirError, match="train_log.jsonl"):
+        RunDir(run).read_log()
+    _one_error(*_cli(capsys, "analyze", run, "--no-umap", "--no-volumes", "--out", tmp_path / "an"))
+
+
+@pytest.fixture
+def odd_data(tmp_path) -> Path:
+    """The pinned set cropped to 23 x 23 px images (an odd box)."""
+    meta = load_particles(DATA / "particles.star")
+    stack, _ = open_stack(meta.image_files[0])
+    out = tmp_path / "odd"
+    out.mkdir()
+    write_stack(out / "particles.mrcs", np.asarray(stack)[:, :23, :23].astype(np.float32), 14.0)
+    tables = starfile.read(DATA / "particles.star", always_dict=True)
+    tables["optics"]["rlnImageSize"] = 23
+    starfile.write(tables, out / "particles.star", overwrite=True)
+    return out / "particles.star"
+
+
+@pytest.mark.parametrize("command", ["homogeneous", "spire", "backproject"])
+def test_odd_box_data_is_one_line(odd_data, tmp_path, capsys, command):
+    out = tmp_path / ("map.mrc" if command == "backproject" else "run")
+    args = ["backproject"] if command == "backproject" else ["train", command]
+    line = _one_error(*_cli(capsys, *args, odd_data, "--out", out))
+    assert "-D 22" in line
+    assert not out.is_file() and not (out / "model.pt").exists()
+
+
+def test_odd_box_data_reconstructs_when_cropped_to_an_even_box(odd_data, tmp_path, capsys):
+    code, err = _cli(capsys, "backproject", odd_data, "--out", tmp_path / "map.mrc", "-D", "22")
+    assert code == 0, err
+    assert (tmp_path / "map.mrc").exists()
+
+
+@pytest.mark.parametrize("command", ["homogeneous", "spire"])
+def test_training_out_on_the_star_file_is_refused(data, capsys, command):
+    star = data / "particles.star"
+    before = star.read_bytes()
+    _one_error(*_cli(capsys, "train", command, star, "--out", star))
+    assert star.read_bytes() == before
+
+
+def test_training_out_on_another_file_is_refused(data, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep")
+    _one_error(*_cli(capsys, "train", "homogeneous", data / "particles.star", "--out", target))
+    assert target.read_text() == "keep"
+
+
+def test_backproject_out_on_the_star_file_is_refused(data, capsys):
+    star = data / "particles.star"
+    before = star.read_bytes()
+    _one_error(*_cli(capsys, "backproject", star, "--out", star))
+    assert star.read_bytes() == before
+
+
+def test_volumes_out_on_an_existing_file(runs, tmp_path, capsys):
+    target = tmp_path / "map.mrc"
+    target.write_bytes(b"keep")
+    _one_error(*_cli(capsys, "volumes", runs["homogeneous"], "--z", _z_file(tmp_path, 1), "--out", target))
+    assert target.read_bytes() == b"keep"
+
+
+def test_errors_are_cryohet_errors_with_one_line(copy_run):
+    """The messages themselves are single lines (CryohetError joins lines; torch's are long)."""
+    run = copy_run("spire")
+    _edit_config(run, lambda raw: raw["stage_b"].update(hidden=16))
+    with pytest.raises(CryohetError) as err:
+        load_run(run)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 600
 
 
 def test_cli_shows_python_warnings_as_one_log_line(data, tmp_path, capsys, log_lines):

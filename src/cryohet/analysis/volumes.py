@@ -102,6 +102,9 @@ def write_volumes(
     from ..methods.base import load_run
 
     run = Path(run_dir)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise file_error(out, "exists and is not a folder; --out names the folder the maps are written to")
     model = load_run(run, device=device)
     zs = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if zs.shape[1] != model.zdim:
@@ -112,7 +115,6 @@ def write_volumes(
         raise InputError(f"--apix must be positive, got {apix}")
     b = model.box if box is None else int(box)
     a = model.apix if apix is None else float(apix)
-    out = Path(out_dir)
     protected = [*(inputs or []), *[f for f in run.iterdir() if f.is_file()]] if run.is_dir() else list(inputs or [])
     names = [out / f"vol_{i:03d}.mrc" for i in range(len(zs))]
     part_maps: list[dict[str, np.ndarray]] = []
