@@ -213,16 +213,12 @@ def select_particles(cfg: SelectConfig) -> Selection:
     from ..io.cryosparc import write_cs_subset
     from ..io.particles import input_files
     from ..io.star import write_star
-    from ..methods.base import read_run_header, registered_methods
+    from ..methods.base import load_run_latents, read_run_header
 
     run_path = Path(cfg.run)
     raw = read_run_header(run_path)
-    if str(raw["method"]) not in registered_methods():
-        raise RunDirError(f"{run_path}: unknown method '{raw['method']}'")
     RunDir(run_path).require_complete(cfg.allow_unfinished)
-    latents = RunDir(run_path).load_latents()
-    if latents.ndim != 2:
-        raise RunDirError(f"{run_path}/latents.npy: expected an (N, zdim) array, got shape {latents.shape}")
+    latents = load_run_latents(run_path)  # method, version and latents checked against the config
     n = len(latents)
     rows = choose_rows(cfg, latents)
     if cfg.invert:

@@ -107,6 +107,8 @@ def write_volumes(
 
     run = Path(run_dir)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise file_error(out, "exists and is not a folder; --out names the folder the maps are written to")
     protected = [*(inputs or []), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=overwrite, folder=True)  # before decoding anything
     model = load_run(run, device=device, allow_unfinished=allow_unfinished)

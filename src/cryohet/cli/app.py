@@ -3,13 +3,14 @@
 Each subcommand lives in its own module under :mod:`cryohet.cli` and exposes
 ``register(app)``. :func:`main` turns :class:`~cryohet.errors.CryohetError` into a single
 ``error: ...`` line and a non-zero exit; anything else is a cryohet bug and keeps its
-traceback.
+traceback. Python warnings raised while a command runs are shown as one log line each.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import typer
 
@@ -78,10 +79,20 @@ def _register_all() -> None:
 _register_all()
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: one formatted log line, no source line."""
+    from ..console import get_logger
+
+    text = " ".join(str(message).split())
+    get_logger().warning(text if issubclass(category, UserWarning) else f"{category.__name__}: {text}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
-        app(args=argv, prog_name="cryohet")  # standalone: usage errors exit 2 with a message
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            app(args=argv, prog_name="cryohet")  # standalone: usage errors exit 2 with a message
     except CryohetError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

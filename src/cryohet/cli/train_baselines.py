@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..config import validation_message
 from ..errors import ConfigError
 from ..io.particles import ParticleSource
+from ..methods.base import check_train_out
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.common import BaselineConfig
 from .options import config_option, examples, given_fields, overlay_fields
@@ -52,6 +53,7 @@ def _run(
         cfg = config_cls(**fields)
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
+    check_train_out(cfg.out, cfg.data.files(), cfg.method, resume)  # --out not an input; a run this cryohet reads
     saved = Path(cfg.out) / "config.yaml"
     if resume and saved.exists():
         from ..config import load_config

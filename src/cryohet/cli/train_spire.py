@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ..config import validation_message
 from ..errors import ConfigError
 from ..io.particles import ParticleSource
+from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
 from .options import config_option, examples, given_fields, overlay_fields
 
@@ -137,6 +138,7 @@ def spire(
         )
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
+    check_train_out(cfg.out, cfg.data.files(), "spire", resume)  # --out not an input; a run this cryohet reads
     if resume and (out / "config.yaml").exists():
         from ..config import load_config
 

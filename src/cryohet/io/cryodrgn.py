@@ -20,12 +20,13 @@ import numpy as np
 
 from ..errors import file_error
 from ..geometry.rotations import is_rotation
-from .metadata import CTFParams
+from .metadata import CTF_PKL_COLUMNS, CTFParams, check_pixel_size
 from .safe_pickle import load_pickle, save_pickle
 
 __all__ = [
     "read_poses_pkl",
     "read_ctf_pkl",
+    "check_ctf_pkl",
     "read_ind_pkl",
     "write_poses_pkl",
     "write_ctf_pkl",
@@ -66,8 +67,12 @@ def read_poses_pkl(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     return rot, trans
 
 
-def read_ctf_pkl(path: str | Path) -> tuple[CTFParams, np.ndarray, np.ndarray]:
-    """``(CTFParams, box D (N,), apix Å/px (N,))`` from a cryoDRGN ``ctf.pkl``."""
+def read_ctf_pkl(path: str | Path, check: bool = True) -> tuple[CTFParams, np.ndarray, np.ndarray]:
+    """``(CTFParams, box D (N,), apix Å/px (N,))`` from a cryoDRGN ``ctf.pkl``.
+
+    ``check``: also check the physics (:func:`check_ctf_pkl`); callers that first compare
+    the row count with the particle set pass False and call it themselves.
+    """
     p = Path(path)
     arr = load_pickle(p)
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 9 or arr.dtype.kind not in "fi":
@@ -76,9 +81,20 @@ def read_ctf_pkl(path: str | Path) -> tuple[CTFParams, np.ndarray, np.ndarray]:
     rows = arr.astype(np.float64)
     if not np.isfinite(rows).all():
         raise file_error(p, "CTF parameters hold NaN/Inf")
-    if (rows[:, 0] <= 0).any() or (rows[:, 1] <= 0).any():
-        raise file_error(p, "box size (column 0) and pixel size (column 1) must be positive")
-    return CTFParams.from_cryodrgn(rows), rows[:, 0].round().astype(np.int64), rows[:, 1]
+    if (rows[:, 0] <= 0).any():
+        raise file_error(p, "box size (column 0) must be positive")
+    ctf, box, apix = CTFParams.from_cryodrgn(rows), rows[:, 0].round().astype(np.int64), rows[:, 1]
+    if check:
+        check_ctf_pkl(p, ctf, apix)
+    return ctf, box, apix
+
+
+def check_ctf_pkl(path: str | Path, ctf: CTFParams, apix: np.ndarray) -> None:
+    """The physics checks of :meth:`CTFParams.validate` and :func:`check_pixel_size` for a
+    ``ctf.pkl``, naming its columns."""
+    check_pixel_size(apix, path, "pixel size (column 1)")
+    names = CTFParams.field_names()[:7]  # columns 2..8
+    ctf.validate(path, {name: f"column {i + 2} ({CTF_PKL_COLUMNS[i + 2]})" for i, name in enumerate(names)})
 
 
 def read_ind_pkl(path: str | Path) -> np.ndarray:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import file_error
 from ..geometry.rotations import axis_angle_to_matrix
-from .metadata import CTFParams, ParticleMetadata
+from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write, ensure_not_input
 from .paths import resolve_data_path
@@ -101,6 +101,20 @@ def _field(arr: np.ndarray, name: str) -> np.ndarray | None:
     return np.asarray(arr[name], dtype=np.float64) if name in arr.dtype.names else None
 
 
+#: CTFParams field -> .cs field (for messages; angles are converted from radians).
+_CTF_FIELDS = {
+    "defocus_u_A": "ctf/df1_A",
+    "defocus_v_A": "ctf/df2_A",
+    "defocus_angle_deg": "ctf/df_angle_rad (in degrees)",
+    "voltage_kV": "ctf/accel_kv",
+    "cs_mm": "ctf/cs_mm",
+    "amp_contrast": "ctf/amp_contrast",
+    "phase_shift_deg": "ctf/phase_shift_rad (in degrees)",
+    "bfactor_A2": "ctf/bfactor",
+    "scale": "ctf/scale",
+}
+
+
 def _ctf(arr: np.ndarray, source: Path) -> CTFParams | None:
     if "ctf/df1_A" not in arr.dtype.names:
         return None
@@ -120,7 +134,7 @@ def _ctf(arr: np.ndarray, source: Path) -> CTFParams | None:
         phase_shift_deg=0.0 if phase is None else np.rad2deg(phase),
         bfactor_A2=_field(arr, "ctf/bfactor"),
         scale=_field(arr, "ctf/scale"),
-    )
+    ).validate(source, _CTF_FIELDS)
 
 
 def _poses(arr: np.ndarray, blob_apix: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -180,9 +194,10 @@ def read_cs(
     if blob_apix is None:
         if apix is None:
             raise file_error(source, "no blob/psize_A field; give the pixel size (apix, --apix)")
+        check_pixel_size(apix, source, "the given pixel size (apix)")
         blob_apix = np.full(n, float(apix))
-    if (blob_apix <= 0).any():
-        raise file_error(source, "blob/psize_A must be positive")
+    else:
+        check_pixel_size(blob_apix, source, "blob/psize_A")
     rotations, shifts = _poses(arr, blob_apix)
     if "ctf/exp_group_id" in arr.dtype.names:
         ids = np.asarray(arr["ctf/exp_group_id"], dtype=np.int64)

@@ -7,22 +7,104 @@
   Cs in mm), optics-group values already merged with per-particle overrides.
 * Images: ``image_files[file_index[i]]`` holds particle ``i`` at 0-based
   ``image_index[i]``; paths are absolute after reading.
+
+Every reader checks the physics of what it read (:meth:`CTFParams.validate`,
+:func:`check_pixel_size`): a value no microscope produces (defocus <= 0, i.e. a flipped
+sign; voltage <= 0; Cs < 0; amplitude contrast outside [0, 1); pixel size <= 0; NaN) is
+an :class:`~cryohet.errors.InputError` naming the file, the column, how many particles
+and an example; a possible but unusual value (outside :data:`PLAUSIBLE`, typically a unit
+mix-up) is one warning line per file and column on the ``cryohet`` logger.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..console import get_logger
+from ..errors import InputError, file_error
 
-__all__ = ["CTFParams", "ParticleMetadata", "CTF_PKL_COLUMNS"]
+__all__ = ["CTFParams", "ParticleMetadata", "CTF_PKL_COLUMNS", "PLAUSIBLE", "check_pixel_size"]
+
+log = get_logger("io.metadata")
 
 #: cryoDRGN ``ctf.pkl`` column order.
 CTF_PKL_COLUMNS = ("box", "apix", "dfU_A", "dfV_A", "dfang_deg", "kV", "cs_mm", "w", "phase_deg")
+
+#: Usual ranges (inclusive); a value outside is read but warned about once per file and column.
+#: Defocus 0.1-10 µm (single particles are imaged at 0.5-3 µm; tomography up to ~8 µm; below
+#: 0.1 µm only with a phase plate); 60-400 kV covers every cryo-EM microscope; Cs 0-10 mm
+#: (0 for corrected scopes, 2.7 typical); amplitude contrast 0.07-0.1 typical, up to 0.5 when
+#: a phase plate is folded into it; pixel sizes 0.3-20 Å (super-resolution to heavily binned).
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "defocus_u_A": (1e3, 1e5, "Å"),
+    "defocus_v_A": (1e3, 1e5, "Å"),
+    "voltage_kV": (60.0, 400.0, "kV"),
+    "cs_mm": (0.0, 10.0, "mm"),
+    "amp_contrast": (0.0, 0.5, ""),
+    "apix": (0.3, 20.0, "Å"),
+}
+
+#: What no microscope produces: an error (field -> (test of a valid value, rule, hint)).
+_DEFOCUS_RULE = "positive (RELION convention: underfocus > 0, in Å)"
+_VALID: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, str]] = {
+    "defocus_u_A": (lambda v: v > 0, _DEFOCUS_RULE, "; a flipped sign?"),
+    "defocus_v_A": (lambda v: v > 0, _DEFOCUS_RULE, "; a flipped sign?"),
+    "voltage_kV": (lambda v: v > 0, "a positive voltage in kV", ""),
+    "cs_mm": (lambda v: v >= 0, "non-negative (spherical aberration in mm)", ""),
+    "amp_contrast": (lambda v: (v >= 0) & (v < 1), "in [0, 1) (a fraction; 0.07-0.1 typical)", ""),
+    "apix": (lambda v: v > 0, "a positive pixel size in Å", ""),
+}
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _example(values: np.ndarray, bad: np.ndarray) -> str:
+    i = int(np.flatnonzero(bad)[0])
+    return f"{int(bad.sum())} of {len(values)} particles (first: particle {i + 1}, {values[i]:g})"
+
+
+def _check_values(
+    values: np.ndarray, source: str | Path, column: str, name: str, exempt: np.ndarray | None = None
+) -> None:
+    """Error for NaN/Inf and impossible values (except where ``exempt``), one warning for
+    unusual ones (see :data:`PLAUSIBLE`)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        return
+    finite = np.isfinite(v)
+    if not finite.all():
+        raise file_error(source, f"{column} must be a finite number, but is not for {_example(v, ~finite)}")
+    if name in _VALID:
+        test, rule, hint = _VALID[name]
+        ok = test(v) if exempt is None else test(v) | exempt
+        if not ok.all():
+            raise file_error(source, f"{column} must be {rule}, but is not for {_example(v, ~ok)}{hint}")
+    if name in PLAUSIBLE:
+        lo, hi, unit = PLAUSIBLE[name]
+        odd = (v < lo) | (v > hi)
+        key = (str(source), "defocus" if name.startswith("defocus") else column)  # U and V: one line
+        if odd.any() and key not in _warned:
+            _warned.add(key)
+            log.warning(
+                "%s: %s is outside the usual %g-%g%s for %s; check the units",
+                source,
+                column,
+                lo,
+                hi,
+                f" {unit}" if unit else "",
+                _example(v, odd),
+            )
+
+
+def check_pixel_size(apix: float | np.ndarray, source: str | Path, column: str = "pixel size") -> None:
+    """Error (one line) for a pixel size that is not a positive finite number; one warning
+    per file when it is outside the usual 0.3-20 Å."""
+    _check_values(np.atleast_1d(np.asarray(apix, dtype=np.float64)), source, column, "apix")
 
 
 @dataclass
@@ -72,6 +154,23 @@ class CTFParams:
 
     def __len__(self) -> int:
         return len(self.defocus_u_A)
+
+    def validate(self, source: str | Path, columns: Mapping[str, str] | None = None) -> CTFParams:
+        """Check the physics of the values read from ``source``; returns ``self``.
+
+        ``columns`` maps field names to the file's column names (used in messages).
+        Errors: NaN/Inf anywhere, defocus <= 0 (RELION's convention is underfocus > 0;
+        all-negative values are a flipped sign; 0 is allowed with a phase shift, i.e. a
+        phase plate in focus), voltage <= 0, Cs < 0, amplitude contrast outside [0, 1).
+        Warnings (one line per file and column): values outside :data:`PLAUSIBLE`.
+        """
+        names = dict(columns or {})
+        for name in self.field_names():
+            values = getattr(self, name)
+            # in focus is a real setting with a phase plate (cryoDRGN's toy data: 0 Å at 90°)
+            in_focus = (values == 0) & (self.phase_shift_deg != 0) if name.startswith("defocus") else None
+            _check_values(values, source, names.get(name, name), name, exempt=in_focus)
+        return self
 
     def subset(self, idx: np.ndarray) -> CTFParams:
         return CTFParams(**{k: getattr(self, k)[idx] for k in self.field_names()})

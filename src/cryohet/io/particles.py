@@ -29,9 +29,17 @@ from pydantic import Field, ValidationError
 from ..config import StrictModel, validation_message
 from ..console import get_logger
 from ..errors import ConfigError, InputError, file_error
-from .cryodrgn import poses_from_cryodrgn, read_ctf_pkl, read_ind_pkl, read_poses_pkl, write_ctf_pkl, write_poses_pkl
+from .cryodrgn import (
+    check_ctf_pkl,
+    poses_from_cryodrgn,
+    read_ctf_pkl,
+    read_ind_pkl,
+    read_poses_pkl,
+    write_ctf_pkl,
+    write_poses_pkl,
+)
 from .cryosparc import read_cs
-from .metadata import ParticleMetadata
+from .metadata import ParticleMetadata, check_pixel_size
 from .mrc import open_stack
 from .outputs import check_output, staged_files
 from .paths import resolve_data_path
@@ -73,6 +81,10 @@ class ParticleSource(StrictModel):
             return cls(**fields)
         except ValidationError as err:
             raise ConfigError(validation_message(err)) from None
+
+    def files(self) -> list[Path]:
+        """The files named here (particle file and pickles; not the stacks): what an output must not replace."""
+        return [p for p in (self.path, self.poses, self.ctf, self.ind, self.passthrough) if p is not None]
 
     def load(self, stack_check: StackCheck = "error") -> ParticleMetadata:
         """:func:`load_particles` with these fields."""
@@ -120,6 +132,8 @@ def read_stack_files(
     says which.
     """
     source = Path(path)
+    if apix is not None:
+        check_pixel_size(apix, source, "the given pixel size (apix)")
     files = _stack_list(source, datadir)
     counts, box, header_apix = [], 0, 0.0
     for f in files:
@@ -151,6 +165,7 @@ def _check_header_apix(meta: ParticleMetadata) -> None:
     first = meta.image_files[0] if meta.image_files else meta.source
     if px <= 0:
         raise file_error(first, "the MRC header has no pixel size; give the pixel size (apix, --apix) or a ctf.pkl")
+    check_pixel_size(px, first, "pixel size (MRC header)")
     if abs(px - 1.0) < 1e-6:
         warnings.warn(
             f"{first}: pixel size 1 Å taken from the MRC header (often a placeholder); give apix if wrong", stacklevel=3
@@ -239,9 +254,10 @@ def _count_error(pkl: Path, what: str, got: int, meta: ParticleMetadata) -> Inpu
 
 
 def _apply_ctf(meta: ParticleMetadata, ctf_path: Path, apix_given: bool) -> None:
-    ctf, box, apix = read_ctf_pkl(ctf_path)
+    ctf, box, apix = read_ctf_pkl(ctf_path, check=False)
     if len(ctf) != len(meta):
         raise _count_error(ctf_path, "CTF rows", len(ctf), meta)
+    check_ctf_pkl(ctf_path, ctf, apix)
     # cryoDRGN: the pixel size in column 1 belongs to the box in column 0.
     eff_apix = apix * box / meta.box if meta.box > 0 else apix
     if meta.source_format == "mrcs" and not apix_given:

@@ -34,7 +34,7 @@ from .. import __version__
 from ..console import get_logger
 from ..errors import file_error
 from ..geometry.rotations import euler_relion_to_matrix, matrix_to_euler_relion
-from .metadata import CTFParams, ParticleMetadata
+from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write
 from .paths import path_for_metadata, resolve_data_path
@@ -59,6 +59,18 @@ _STRING_COLUMNS = [
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 _ORIGIN_A = ("rlnOriginXAngst", "rlnOriginYAngst")
 _ORIGIN_PX = ("rlnOriginX", "rlnOriginY")
+#: CTFParams field -> STAR column (for messages).
+_CTF_COLUMNS = {
+    "defocus_u_A": "rlnDefocusU",
+    "defocus_v_A": "rlnDefocusV",
+    "defocus_angle_deg": "rlnDefocusAngle",
+    "voltage_kV": "rlnVoltage",
+    "cs_mm": "rlnSphericalAberration",
+    "amp_contrast": "rlnAmplitudeContrast",
+    "phase_shift_deg": "rlnPhaseShift",
+    "bfactor_A2": "rlnCtfBfactor",
+    "scale": "rlnCtfScalefactor",
+}
 _NOT_ESTIMATED = -999.0
 
 # Columns write_star derives from the metadata (never copied from the source table).
@@ -204,8 +216,7 @@ def _pixel_size(parts, optics, groups, source: Path, apix: float | None) -> np.n
                 raise file_error(source, "rlnMagnification must be positive")
             from_file = det * 1e4 / mag  # detector pixel in µm -> Å at the specimen
     if apix is not None:
-        if apix <= 0:
-            raise file_error(source, f"pixel size must be positive, got {apix}")
+        check_pixel_size(apix, source, "the given pixel size (apix)")
         if from_file is not None and np.any(np.abs(from_file - apix) > 1e-3 * apix):
             warnings.warn(
                 f"{source}: using the given pixel size {apix:g} Å instead of the file's "
@@ -219,8 +230,7 @@ def _pixel_size(parts, optics, groups, source: Path, apix: float | None) -> np.n
             "no pixel size (no rlnImagePixelSize, nor rlnDetectorPixelSize with rlnMagnification); "
             "give the pixel size (apix, --apix)",
         )
-    if (from_file <= 0).any():
-        raise file_error(source, "pixel size (rlnImagePixelSize) must be positive")
+    check_pixel_size(from_file, source, "pixel size (rlnImagePixelSize)")
     return from_file
 
 
@@ -282,7 +292,7 @@ def _ctf(parts, optics, groups, source: Path) -> CTFParams | None:
         phase_shift_deg=0.0 if opt["rlnPhaseShift"] is None else opt["rlnPhaseShift"],
         bfactor_A2=opt["rlnCtfBfactor"],
         scale=opt["rlnCtfScalefactor"],
-    )
+    ).validate(source, _CTF_COLUMNS)
 
 
 def _box(parts, optics, groups, files: list[Path], source: Path) -> int:

@@ -5,22 +5,53 @@ Analysis, metrics, ``cryohet volumes`` and ``cryohet evaluate`` only talk to
 method. A method registers its subclass with :func:`register_method`; a run directory
 names its method (and method version) in ``config.yaml`` and :func:`load_run` rebuilds
 it from there.
+
+A run directory may have been edited, copied half-way or damaged, so everything read
+from it is checked here, against its own ``config.yaml``, and every problem is one
+:class:`~cryohet.errors.RunDirError` line naming the file:
+
+* ``method`` known and ``method_version`` a whole number this cryohet reads
+  (:func:`check_run_method`, the same check for reading a run and for ``--resume``);
+* the ``resolved`` geometry (:func:`resolved_geometry`): box a positive even number of
+  pixels, pixel size a positive number of Å, ``n_particles`` a positive count;
+* ``latents.npy``: 2-D float, finite, ``n_particles`` rows and the model's latent size;
+* ``poses.npz``: readable, rotations ``(N, 3, 3)`` and shifts ``(N, 2)`` with N =
+  ``n_particles`` (:meth:`TrainedModel.poses`); extras are checked by
+  :meth:`~cryohet.training.rundir.RunDir.load_extra`;
+* weights that do not fit the config (:func:`state_dict_mismatch` turns torch's
+  many-line ``load_state_dict`` error into one line).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import yaml
+from pydantic import BaseModel
 
 from ..errors import RunDirError
 from ..training.rundir import RunDir
 
-__all__ = ["TrainedModel", "register_method", "load_run", "registered_methods", "read_run_header"]
+__all__ = [
+    "TrainedModel",
+    "register_method",
+    "load_run",
+    "load_run_latents",
+    "registered_methods",
+    "read_run_header",
+    "check_run_method",
+    "read_run_config",
+    "resolved_geometry",
+    "state_dict_mismatch",
+    "check_train_out",
+]
+
+C = TypeVar("C", bound=BaseModel)
 
 _REGISTRY: dict[str, type[TrainedModel]] = {}
 
@@ -40,8 +71,8 @@ class TrainedModel(ABC):
 
     def __init__(self, run: RunDir, box: int, apix: float) -> None:
         self.run = run
-        self.box = int(box)
-        self.apix = float(apix)
+        self.box = _check_box(box, run.config, "box")
+        self.apix = _check_apix(apix, run.config, "apix")
         self._latents: np.ndarray | None = None
 
     # -- required ---------------------------------------------------------------
@@ -61,10 +92,22 @@ class TrainedModel(ABC):
     # -- provided -----------------------------------------------------------------
     @property
     def latents(self) -> np.ndarray:
-        """(N, zdim) float32, one row per particle in input order."""
+        """(N, zdim) float32, one row per particle in input order (checked against the config)."""
         if self._latents is None:
-            self._latents = self.run.load_latents()
+            self._latents = _check_latents(self.run, self.run.load_latents(), self.n_particles, self.expected_zdim())
         return self._latents
+
+    @property
+    def n_particles(self) -> int | None:
+        """``resolved.n_particles`` of the run's config (None when the run does not record it)."""
+        if not hasattr(self, "_n_particles"):
+            raw = read_run_header(self.run.path) if self.run.config.exists() else {}
+            self._n_particles = _resolved_count(raw, self.run)
+        return self._n_particles
+
+    def expected_zdim(self) -> int | None:
+        """The latent size the model takes (checked against ``latents.npy``); None: any."""
+        return None
 
     @property
     def zdim(self) -> int:
@@ -77,7 +120,13 @@ class TrainedModel(ABC):
 
     def poses(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(rotations (N,3,3) RELION A, shifts_A (N,2)) used or estimated, if any."""
-        return self.run.load_poses()
+        poses = self.run.load_poses()
+        n = self.n_particles
+        if poses is not None and n is not None and len(poses[0]) != n:
+            raise RunDirError(
+                f"{self.run.poses}: {len(poses[0])} poses but {self.run.config} says the run has {n} particles"
+            )
+        return poses
 
     def part_volumes(
         self, z: np.ndarray, box: int | None = None, apix: float | None = None
@@ -119,11 +168,89 @@ def read_run_header(run_dir: str | Path) -> dict[str, Any]:
     run.require("config.yaml")
     try:
         raw = yaml.safe_load(run.config.read_text()) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RunDirError(f"{run.config}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict) or "method" not in raw:
         raise RunDirError(f"{run.config}: no 'method' entry; not a cryohet run directory")
     return raw
+
+
+def check_run_method(
+    run_dir: str | Path, raw: dict[str, Any] | None = None, expected: str | None = None
+) -> type[TrainedModel]:
+    """The class that reads ``run_dir``, after checking its ``method`` (registered; equal to
+    ``expected`` when given) and ``method_version`` (a whole number from 1 to what that
+    class reads). The one check for reading a run (:func:`load_run`, :func:`read_run_config`)
+    and for continuing one (``cryohet train ... --resume``)."""
+    raw = read_run_header(run_dir) if raw is None else raw
+    _import_builtin_methods()
+    name = str(raw["method"])
+    if expected is not None and name != expected:
+        raise RunDirError(
+            f"{run_dir}: a '{name}' run, not a '{expected}' run (continue it with `cryohet train {name}`)"
+        )
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise RunDirError(f"{run_dir}: unknown method '{name}' (this cryohet knows: {known})")
+    cls = _REGISTRY[name]
+    version = raw.get("method_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RunDirError(f"{Path(run_dir) / 'config.yaml'}: method_version {version!r} is not a version number")
+    if version > cls.version:
+        raise RunDirError(
+            f"{run_dir}: written by a newer '{name}' format (version {version}); this cryohet reads up to {cls.version}"
+        )
+    return cls
+
+
+def read_run_config(run_dir: str | Path, config_cls: type[C]) -> tuple[dict[str, Any], C]:
+    """The raw mapping and the validated config of a run (method and version checked by
+    :func:`check_run_method`; the ``resolved`` block is not part of the config)."""
+    from ..config import load_config
+
+    raw = read_run_header(run_dir)
+    field = config_cls.model_fields.get("method")
+    expected = field.default if field is not None and isinstance(field.default, str) else None
+    check_run_method(run_dir, raw, expected)
+    return raw, load_config(RunDir(run_dir).config, config_cls, drop=("resolved",))
+
+
+def resolved_geometry(raw: dict[str, Any], run: RunDir, box: Any = None) -> tuple[int, float]:
+    """``(box, apix)`` of a finished run from its ``resolved`` block (``box`` overrides the
+    block's when the config itself holds it), checked: box a positive even number of
+    pixels, apix a positive number of Å."""
+    resolved = raw.get("resolved")
+    resolved = resolved if isinstance(resolved, dict) else {}
+    box = resolved.get("box") if box is None else box
+    if box is None or resolved.get("apix") is None:
+        raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
+    return _check_box(box, run.config, "box"), _check_apix(resolved["apix"], run.config, "resolved.apix")
+
+
+def state_dict_mismatch(path: str | Path, err: Exception) -> RunDirError:
+    """One line for weights that do not fit the model the config describes (torch's
+    ``load_state_dict`` error lists every tensor on its own line)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    details = lines[1:] or lines or [type(err).__name__]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return RunDirError(
+        f"{path}: the weights do not match the run's config.yaml (edited or from another run): {details[0][:200]}{more}"
+    )
+
+
+def check_train_out(out: str | Path, inputs: Iterable[str | Path], method: str, resume: bool = False) -> None:
+    """What ``cryohet train METHOD ... --out OUT`` checks before anything is written: OUT is
+    not one of the ``inputs`` (the particle file, pickles) nor another existing file, and with
+    ``resume`` the run already there is a ``method`` run this cryohet reads
+    (:func:`check_run_method`, the check :func:`load_run` makes)."""
+    from ..io.paths import ensure_not_input
+
+    path = Path(out)
+    ensure_not_input(path, inputs)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory; --out names the run directory to create")
+    if resume and RunDir(path).config.exists():
+        check_run_method(path, expected=method)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", allow_unfinished: bool = False) -> TrainedModel:
@@ -132,20 +259,66 @@ def load_run(run_dir: str | Path, device: str = "cpu", allow_unfinished: bool = 
     A run that is still training, was killed or failed (no ``COMPLETED`` stamp) is a
     one-line error unless ``allow_unfinished`` (to look at a live run as it is).
     """
-    raw = read_run_header(run_dir)
-    _import_builtin_methods()
-    name = str(raw["method"])
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise RunDirError(f"{run_dir}: unknown method '{name}' (this cryohet knows: {known})")
-    cls = _REGISTRY[name]
-    version = int(raw.get("method_version", 1))
-    if version > cls.version:
-        raise RunDirError(
-            f"{run_dir}: written by a newer '{name}' format (version {version}); this cryohet reads up to {cls.version}"
-        )
+    cls = check_run_method(run_dir)
     RunDir(run_dir).require_complete(allow_unfinished)
     return cls.load(run_dir, device=device)
+
+
+def load_run_latents(run_dir: str | Path) -> np.ndarray:
+    """``latents.npy`` of a run without loading its model (method and version checked, rows
+    equal to ``resolved.n_particles`` when the run records it)."""
+    raw = read_run_header(run_dir)
+    check_run_method(run_dir, raw)
+    run = RunDir(run_dir)
+    return _check_latents(run, run.load_latents(), _resolved_count(raw, run), None)
+
+
+# ----------------------------------------------------------------------------- checks
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value)
+
+
+def _check_box(value: Any, where: Path, name: str) -> int:
+    v = _number(value)
+    if v is None or not math.isfinite(v) or v != int(v) or v <= 0 or int(v) % 2:
+        raise RunDirError(f"{where}: {name} {value!r} is not a positive even number of pixels")
+    return int(v)
+
+
+def _check_apix(value: Any, where: Path, name: str) -> float:
+    v = _number(value)
+    if v is None or not math.isfinite(v) or v <= 0:
+        raise RunDirError(f"{where}: {name} {value!r} is not a positive pixel size in Å")
+    return v
+
+
+def _check_count(value: Any, where: Path, name: str) -> int:
+    v = _number(value)
+    if v is None or not math.isfinite(v) or v != int(v) or v < 1:
+        raise RunDirError(f"{where}: {name} {value!r} is not a positive number of particles")
+    return int(v)
+
+
+def _resolved_count(raw: dict[str, Any], run: RunDir) -> int | None:
+    resolved = raw.get("resolved")
+    n = resolved.get("n_particles") if isinstance(resolved, dict) else None
+    return None if n is None else _check_count(n, run.config, "resolved.n_particles")
+
+
+def _check_latents(run: RunDir, z: np.ndarray, n: int | None, zdim: int | None) -> np.ndarray:
+    path = run.latents
+    if not isinstance(z, np.ndarray) or z.dtype.kind != "f" or z.ndim != 2 or z.shape[1] < 1:
+        shape = getattr(z, "shape", None)
+        raise RunDirError(f"{path}: expected (particles, zdim) floats, got {getattr(z, 'dtype', type(z))} {shape}")
+    if n is not None and len(z) != n:
+        raise RunDirError(f"{path}: {len(z)} rows but {run.config} says the run has {n} particles")
+    if zdim is not None and z.shape[1] != zdim:
+        raise RunDirError(f"{path}: latents of size {z.shape[1]} but the model in {run.model} takes {zdim}")
+    if not np.isfinite(z).all():
+        raise RunDirError(f"{path}: {int((~np.isfinite(z)).any(axis=1).sum())} rows hold NaN/Inf")
+    return z.astype(np.float32, copy=False)
 
 
 def _import_builtin_methods() -> None:

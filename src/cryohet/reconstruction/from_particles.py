@@ -21,7 +21,20 @@ __all__ = ["half_set_labels", "reconstruct_particles", "dataset_pixel_size"]
 
 
 def dataset_pixel_size(dataset: ParticleDataset) -> float:
-    """The single Å/px of the dataset's (possibly downsampled) images."""
+    """The single Å/px of a reconstruction from the dataset's (possibly downsampled) images.
+
+    Every reconstruction (backprojection, the baselines, CryoSPIRE) calls it first, so it
+    also refuses an odd working box (one line): cryohet's maps, Fourier bands and the
+    CryoBench FSC assume an even box, as RELION and cryoDRGN do.
+    """
+    if dataset.box % 2:
+        src = dataset.meta.source or "particles"
+        if dataset.box == dataset.raw_box:
+            raise InputError(
+                f"{src}: the images are {dataset.box}x{dataset.box} pixels, an odd box; cryohet reconstructs "
+                f"on even boxes: pass --box/-D {dataset.box - 1} (Fourier crop) or re-extract at an even box"
+            )
+        raise InputError(f"{src}: box {dataset.box} is odd; choose an even --box/-D (e.g. {dataset.box - 1})")
     return dataset.meta.pixel_size * dataset.raw_box / dataset.box
 
 

@@ -192,10 +192,20 @@ class RunDir:
         os.replace(tmp, self.poses)
 
     def load_poses(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if not self.poses.exists():
+        """``(rotations (N, 3, 3), shifts_A (N, 2))`` float64, or None without ``poses.npz``."""
+        arrays = _read_npz(self.poses)
+        if arrays is None:
             return None
-        with np.load(self.poses, allow_pickle=False) as f:
-            return f["rotations"].astype(np.float64), f["shifts_A"].astype(np.float64)
+        rot, shifts = arrays.get("rotations"), arrays.get("shifts_A")
+        if rot is None or shifts is None:
+            raise RunDirError(f"{self.poses}: not a poses file (expected arrays rotations and shifts_A)")
+        if rot.ndim != 3 or rot.shape[1:] != (3, 3) or shifts.shape != (len(rot), 2):
+            raise RunDirError(
+                f"{self.poses}: rotations {rot.shape} and shifts_A {shifts.shape} are not (N, 3, 3) and (N, 2)"
+            )
+        if rot.dtype.kind not in "fi" or shifts.dtype.kind not in "fi":
+            raise RunDirError(f"{self.poses}: rotations and shifts_A must be numbers")
+        return rot.astype(np.float64), shifts.astype(np.float64)
 
     def save_extra(self, name: str, **arrays: np.ndarray) -> Path:
         """Save method extras as ``extras/<name>.npz`` (plain arrays, no pickles)."""
@@ -207,11 +217,8 @@ class RunDir:
         return path
 
     def load_extra(self, name: str) -> dict[str, np.ndarray] | None:
-        path = self.extras / f"{name}.npz"
-        if not path.exists():
-            return None
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        """The arrays of ``extras/<name>.npz`` (None when absent; a damaged file is an error)."""
+        return _read_npz(self.extras / f"{name}.npz")
 
     # -- logs -----------------------------------------------------------------
     def append_log(self, record: dict[str, Any]) -> None:
@@ -219,16 +226,29 @@ class RunDir:
             fh.write(json.dumps({"time": time.time(), **record}) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
+        """The rows of ``train_log.jsonl`` (a line cut by a kill is skipped; a file that is
+        not text, as cryohet writes it, is a one-line error)."""
         if not self.train_log.exists():
             return []
+        try:
+            text = self.train_log.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise RunDirError(
+                f"{self.train_log}: damaged training log (not UTF-8 text: byte 0x{err.object[err.start]:02x} "
+                f"at offset {err.start})"
+            ) from None
+        except OSError as err:
+            raise RunDirError(f"{self.train_log}: unreadable training log ({err.strerror or err})") from None
         rows = []
-        for line in self.train_log.read_text().splitlines():
+        for line in text.splitlines():
             line = line.strip()
             if line:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill; the next epoch rewrites it
+                if isinstance(row, dict):
+                    rows.append(row)
         return rows
 
     def truncate_log(self, after_epoch: int) -> None:
@@ -237,3 +257,16 @@ class RunDir:
         tmp = self.train_log.with_name(".train_log.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, self.train_log)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` (None when the file does not exist); a truncated or
+    otherwise damaged file is a one-line :class:`RunDirError`."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as err:  # noqa: BLE001 - zipfile, zlib, numpy and OS errors all mean a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunDirError(f"{path}: damaged or unreadable ({type(err).__name__}: {first[:160]})") from None

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ...config import StrictModel, load_config
+from ...config import StrictModel
 from ...console import get_logger
 from ...data.batch import ParticleBatch
 from ...data.dataset import ParticleDataset
@@ -45,7 +45,7 @@ from ...training.loop import peak_rss_mb
 from ...training.per_image import my_rows
 from ...training.rundir import RunDir
 from ...training.session import RunSession
-from ..base import TrainedModel, read_run_header
+from ..base import TrainedModel, read_run_config, resolved_geometry
 
 __all__ = [
     "BaselineConfig",
@@ -223,15 +223,13 @@ def run_baseline(
 def load_resolved(
     run_dir: str | Path, config_cls: type[BaselineConfig]
 ) -> tuple[RunDir, BaselineConfig, dict[str, Any]]:
-    """RunDir, config and ``resolved`` block of a finished baseline run (one-line errors)."""
+    """RunDir, config and ``resolved`` block of a finished baseline run (one-line errors;
+    method, version, box and pixel size checked by :mod:`cryohet.methods.base`)."""
     run = RunDir(run_dir)
     run.require("config.yaml", "model.pt", "latents.npy")
-    raw = read_run_header(run_dir)
-    cfg = load_config(run.config, config_cls, drop=("resolved",))
-    resolved = raw.get("resolved") or {}
-    if "apix" not in resolved or "box" not in resolved:
-        raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
-    return run, cfg, resolved
+    raw, cfg = read_run_config(run_dir, config_cls)
+    box, apix = resolved_geometry(raw, run)
+    return run, cfg, {**raw["resolved"], "box": box, "apix": apix}
 
 
 def load_state(run: RunDir, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -252,15 +250,22 @@ class MapSetModel(TrainedModel):
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> MapSetModel:
-        run, _, resolved = load_resolved(run_dir, cls.config_cls)
+        run, cfg, resolved = load_resolved(run_dir, cls.config_cls)
         maps = load_state(run, ("maps",))["maps"].numpy()
-        return cls(run, maps, int(resolved["box"]), float(resolved["apix"]))
+        classes = getattr(cfg, "classes", None)
+        if classes is not None and len(maps) != classes:
+            raise RunDirError(f"{run.model}: {len(maps)} maps but {run.config} says {classes} classes")
+        return cls(run, maps, resolved["box"], resolved["apix"])
 
     def __init__(self, run: RunDir, maps: np.ndarray, box: int, apix: float) -> None:
         super().__init__(run, box, apix)
         self.maps = np.asarray(maps, dtype=np.float32)
-        if self.maps.ndim != 4 or self.maps.shape[1:] != (box,) * 3:
-            raise RunDirError(f"{run.model}: maps of shape {self.maps.shape} do not match the box {box}")
+        if self.maps.ndim != 4 or self.maps.shape[1:] != (self.box,) * 3:
+            raise RunDirError(f"{run.model}: maps of shape {self.maps.shape} do not match the box {self.box}")
+
+    def expected_zdim(self) -> int:
+        """One latent coordinate per map (the volume is the map of ``argmax(z)``)."""
+        return len(self.maps)
 
     def select(self, z: np.ndarray) -> int:
         """Index of the map for latent ``z`` (default: argmax)."""

@@ -41,7 +41,7 @@ import torch
 from pydantic import Field
 
 from ...console import get_logger
-from ...errors import InputError, file_error
+from ...errors import InputError, RunDirError, file_error
 from ...imaging.bands import FourierBand
 from ...imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
 from ...imaging.likelihood import ShellGaussian
@@ -292,14 +292,25 @@ class PCAModel(TrainedModel):
         super().__init__(run, box, apix)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.components = np.asarray(components, dtype=np.float32)
+        cube = (self.box,) * 3
+        if self.mean.shape != cube or self.components.ndim != 4 or self.components.shape[1:] != cube:
+            raise RunDirError(
+                f"{run.model}: mean {self.mean.shape} and components {self.components.shape} do not match "
+                f"the box {self.box}"
+            )
+
+    def expected_zdim(self) -> int:
+        return len(self.components)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> PCAModel:
-        run, _, resolved = load_resolved(run_dir, PCAConfig)
+        run, cfg, resolved = load_resolved(run_dir, PCAConfig)
         state = load_state(run, ("mean", "components"))
-        return cls(
-            run, state["mean"].numpy(), state["components"].numpy(), int(resolved["box"]), float(resolved["apix"])
-        )
+        if len(state["components"]) != cfg.components:
+            raise RunDirError(
+                f"{run.model}: {len(state['components'])} components but {run.config} says {cfg.components}"
+            )
+        return cls(run, state["mean"].numpy(), state["components"].numpy(), resolved["box"], resolved["apix"])
 
     def volume(self, z: np.ndarray, box: int | None = None, apix: float | None = None) -> np.ndarray:
         zz = np.asarray(z, dtype=np.float32).reshape(-1)

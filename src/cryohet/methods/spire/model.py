@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...config import load_config
 from ...errors import RunDirError
 from ...imaging.gaussians import voxelize_gaussians
 from ...training.checkpoint import load_checkpoint
 from ...training.rundir import RunDir
-from ..base import TrainedModel, read_run_header, register_method
+from ..base import TrainedModel, read_run_config, register_method, resolved_geometry, state_dict_mismatch
 from .config import SpireConfig
 from .stage_b import StageBModel
 
@@ -36,17 +35,21 @@ class SpireModel(TrainedModel):
     def load(cls, run_dir: str | Path, device: str = "cpu") -> SpireModel:
         run = RunDir(run_dir)
         run.require("config.yaml", "model.pt", "latents.npy")
-        raw = read_run_header(run_dir)
-        cfg = load_config(run.config, SpireConfig, drop=("resolved",))
-        resolved = raw.get("resolved") or {}
-        if "apix" not in resolved or cfg.box is None:
+        raw, cfg = read_run_config(run_dir, SpireConfig)
+        if cfg.box is None:
             raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
+        _, apix = resolved_geometry(raw, run, box=cfg.box)
         state = load_checkpoint(run.model, map_location=device)
-        if "model_b" not in state:
+        if not isinstance(state.get("model_b"), dict):
             raise RunDirError(f"{run.model}: not a CryoSPIRE model file")
-        apix = float(resolved["apix"])
-        model = StageBModel.from_state_dict(state["model_b"], cfg, apix).to(device)
+        try:
+            model = StageBModel.from_state_dict(state["model_b"], cfg, apix).to(device)
+        except (RuntimeError, KeyError, ValueError, AttributeError) as err:
+            raise state_dict_mismatch(run.model, err) from None
         return cls(run, cfg, model, apix, device)
+
+    def expected_zdim(self) -> int:
+        return int(self.cfg.zdim)
 
     @torch.no_grad()
     def mixture(self, z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
