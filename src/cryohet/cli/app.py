@@ -8,6 +8,7 @@ traceback. Python warnings raised while a command runs are shown as one log line
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 import warnings
@@ -87,6 +88,20 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
     get_logger().warning(text if issubclass(category, UserWarning) else f"{category.__name__}: {text}")
 
 
+#: System errors a user can act on, said in one line (no traceback).
+_SYSTEM_ERRNOS = {
+    errno.ENOSPC: "no space left on the device; free some space (a training run continues with --resume)",
+    errno.EDQUOT: "disk quota exceeded; free some space (a training run continues with --resume)",
+    errno.EROFS: "read-only file system; choose another --out",
+    errno.EACCES: "permission denied; choose a folder you can write to (--out)",
+    errno.EPERM: "operation not permitted; choose a folder you can write to (--out)",
+}
+_OUT_OF_MEMORY = (
+    "out of memory; use a smaller --batch-size, a smaller box (-D) or fewer Gaussians, or a machine with more memory "
+    "(a training run continues with --resume)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
@@ -99,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in _SYSTEM_ERRNOS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{_SYSTEM_ERRNOS[err.errno]}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # torch reports allocation failures as RuntimeError / OutOfMemoryError
+        text = str(err)
+        if "out of memory" not in text.lower() and "DefaultCPUAllocator" not in text:
+            raise
+        print(f"error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return 1
     except SystemExit as err:
         code = err.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -33,6 +33,7 @@ this is the plain single-process path.
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 import signal
 import threading
 import time
@@ -45,9 +46,10 @@ from pydantic import BaseModel
 
 from ..config import load_config, provenance, save_config
 from ..console import attach_run_log, detach_handler, get_logger
-from ..errors import Interrupted, RunDirError
+from ..errors import ConfigError, CryohetError, Interrupted, RunDirError
+from .checkpoint import all_checkpoints
 from .distributed import barrier, broadcast_object, init_distributed, quiet_non_main
-from .identity import config_hash, new_run_id, reconcile_resume
+from .identity import config_hash, epochs_done_message, new_run_id, reconcile_resume
 from .lock import RunLock
 from .loop import run_epochs
 from .rundir import RunDir
@@ -129,6 +131,7 @@ class RunSession:
             if self.is_main:
                 if self.path.exists() and not self.path.is_dir():
                     raise RunDirError(f"{self.path}: exists and is not a directory")
+                self._fresh = not self.path.exists()
                 self._lock = RunLock(self.path).acquire()
                 self.run.create(resume=self.resume, overwrite=self.overwrite, protect=self.protect)
                 self.run.unmark_complete()
@@ -143,13 +146,24 @@ class RunSession:
         self.t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
         if self._handler is not None:
             detach_handler(self._handler)
             self._handler = None
+        failed_fresh = (
+            self.is_main
+            and getattr(self, "_fresh", False)
+            and exc_type is not None
+            and issubclass(exc_type, CryohetError)
+            and not issubclass(exc_type, Interrupted)
+            and self.path.is_dir()
+            and not all_checkpoints(self.path)
+        )
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if failed_fresh:  # a new run that failed on its input before training: leave no half-made folder
+            shutil.rmtree(self.path, ignore_errors=True)
         for signum, previous in self._signals.items():
             signal.signal(signum, previous)
         self._signals = {}
@@ -221,7 +235,10 @@ class RunSession:
             if not hasattr(self, "_resume_entry"):
                 self._resume_entry = {**provenance(), "changes": list(self.changes)}
             extra["_resumes"] = [*(self._saved.get("_resumes") or []), self._resume_entry]
-        if self.is_main:
+        self._pending_config = (config, extra)
+        if self.is_main and (not self.resume or self._trained):
+            # a resume writes its config only once the checkpoint checks passed (train), so a
+            # refused resume leaves config.yaml as it was
             save_config(self.run.config, config, extra=extra)
         return self.run.config
 
@@ -232,6 +249,12 @@ class RunSession:
 
     def train(self, trainer: Trainer, n_epochs: int, keep_checkpoints: int = 2) -> list[dict[str, Any]]:
         """Run (or continue) ``trainer`` for epochs ``0 .. n_epochs - 1``; returns the log rows."""
+        self._trained = True
+        if self.resume:
+            self._check_resume(n_epochs)
+            pending = getattr(self, "_pending_config", None)
+            if pending is not None and self.is_main:
+                save_config(self.run.config, pending[0], extra=pending[1])
         return run_epochs(
             self.run,
             n_epochs,
@@ -249,3 +272,12 @@ class RunSession:
 
     #: Options that set the number of epochs (named in the error when a resume asks for fewer).
     epoch_fields: tuple[str, ...] = ()
+    _trained = False
+
+    def _check_resume(self, n_epochs: int) -> None:
+        """Before anything is written: the run has not done more epochs than asked for."""
+        found = all_checkpoints(self.path)
+        if found:
+            done = int(found[-1].stem.split("_")[1]) + 1
+            if done > n_epochs:
+                raise ConfigError(f"{self.path}: {epochs_done_message(done, n_epochs, self.epoch_fields)}")
