@@ -90,8 +90,8 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 #: System errors a user can act on, said in one line (no traceback).
 _SYSTEM_ERRNOS = {
-    errno.ENOSPC: "no space left on the device; free some space (a training run continues with --resume)",
-    errno.EDQUOT: "disk quota exceeded; free some space (a training run continues with --resume)",
+    errno.ENOSPC: "no space left on the device; free some space and run the command again (training: with --resume)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the command again (training: with --resume)",
     errno.EROFS: "read-only file system; choose another --out",
     errno.EACCES: "permission denied; choose a folder you can write to (--out)",
     errno.EPERM: "operation not permitted; choose a folder you can write to (--out)",

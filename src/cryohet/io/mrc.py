@@ -9,6 +9,7 @@ in permissive mode with a warning instead of failing.
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from dataclasses import dataclass
@@ -77,7 +78,10 @@ def _open(path: Path, mode: str = "mmap"):
 
 def _unreadable(path: Path, err: Exception):
     """The error for a file mrcfile cannot open: "truncated" when it is shorter than
-    its header declares, else "not a readable MRC file"."""
+    its header declares, "out of memory" when the map could not be mapped, else "not a
+    readable MRC file"."""
+    if getattr(err, "errno", None) == errno.ENOMEM or isinstance(err, MemoryError):
+        return file_error(path, "cannot be mapped into memory: out of memory (address space); raise the memory limit")
     declared = _declared_bytes(path)
     size = path.stat().st_size
     if declared is not None and size < declared:

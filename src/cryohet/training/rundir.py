@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from ..errors import RunDirError
+from ..io.outputs import atomic_path
 from .lock import LOCK_NAME
 
 __all__ = ["RunDir", "COMPLETE_NAME"]
@@ -172,9 +173,8 @@ class RunDir:
     # -- arrays ----------------------------------------------------------------
     @staticmethod
     def _atomic_np_save(path: Path, array: np.ndarray) -> None:
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # no partial file after a failure
+            np.save(tmp, array)
 
     def save_latents(self, z: np.ndarray) -> None:
         self._atomic_np_save(self.latents, np.asarray(z, dtype=np.float32))
@@ -187,9 +187,8 @@ class RunDir:
             raise RunDirError(f"{self.latents}: unreadable latents ({err})") from None
 
     def save_poses(self, rotations: np.ndarray, shifts_A: np.ndarray) -> None:
-        tmp = self.poses.with_name(".poses.tmp.npz")
-        np.savez(tmp, rotations=np.asarray(rotations, np.float32), shifts_A=np.asarray(shifts_A, np.float32))
-        os.replace(tmp, self.poses)
+        with atomic_path(self.poses) as tmp:
+            np.savez(tmp, rotations=np.asarray(rotations, np.float32), shifts_A=np.asarray(shifts_A, np.float32))
 
     def load_poses(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(rotations (N, 3, 3), shifts_A (N, 2))`` float64, or None without ``poses.npz``."""
@@ -211,9 +210,8 @@ class RunDir:
         """Save method extras as ``extras/<name>.npz`` (plain arrays, no pickles)."""
         self.extras.mkdir(parents=True, exist_ok=True)
         path = self.extras / f"{name}.npz"
-        tmp = path.with_name(f".{name}.tmp.npz")
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
         return path
 
     def load_extra(self, name: str) -> dict[str, np.ndarray] | None:
