@@ -242,3 +242,16 @@ def test_sigterm_stops_in_one_line_and_the_run_resumes(tmp_path):
     done = len(_epochs(run))
     code = main(["train", "pca", STAR, "-o", str(run), "--resume", "--iterations", str(done + 1)])
     assert code == 0 and _epochs(run) == list(range(done + 1)) and (run / "COMPLETED").exists()
+
+
+def test_a_spire_run_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    import cryohet.methods.spire.memory as memory
+
+    assert memory.step_bytes(64, 4096, 64) > memory.step_bytes(32, 4096, 64) > memory.step_bytes(32, 1024, 64)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(0.75 * 2**30))
+    out = tmp_path / "run"
+    code = main(["train", "spire", STAR, "-o", str(out), "--gaussians", "4096", "-b", "64"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and "--batch-size" in last and not out.exists()
+    fits = int(last.split("--batch-size ")[1].split()[0].rstrip(";,"))
+    assert 1 <= fits < 64 and memory.step_bytes(fits, 4096, 24) <= 0.9 * 0.75 * 2**30

@@ -40,6 +40,7 @@ from ...training.session import RunSession
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
+from .memory import check_step_memory
 from .objective import data_band, data_likelihood, occupancy_energy_weights, occupancy_prior
 from .outputs import write_outputs
 from .parts import PartAssignment, discover_parts
@@ -390,6 +391,12 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
         session.epoch_fields = ("--epochs-b",)
         trainer = SpireTrainer(cfg, resume=resume, device=session.device)
         n_a, n_b = trainer._gaussian_counts()
+        sb = cfg.stage_b
+        need = check_step_memory(
+            cfg.optim.batch_size, n_b, trainer.box, trainer.device, decoder=sb.decoder, hidden=sb.hidden,
+            layers=sb.layers, n_particles=trainer.n, zdim=cfg.zdim,
+        )  # fmt: skip
+        log.info("memory: a stage-B step needs about %.2f GB", need / 2**30)
         resolved = cfg.model_copy(deep=True)
         resolved.box = trainer.box
         resolved.stage_a.gaussians, resolved.stage_b.gaussians = n_a, n_b
