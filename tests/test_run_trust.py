@@ -255,3 +255,17 @@ def test_a_spire_run_that_cannot_fit_in_memory_is_refused_before_training(tmp_pa
     assert code == 1 and "--batch-size" in last and not out.exists()
     fits = int(last.split("--batch-size ")[1].split()[0].rstrip(";,"))
     assert 1 <= fits < 64 and memory.step_bytes(fits, 4096, 24) <= 0.9 * 0.75 * 2**30
+
+
+def test_readers_look_at_an_unfinished_run_only_when_asked(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train_pca(_cfg(run, iterations=2))
+    with monkeypatch.context() as m:
+        _kill_at(m, 2)
+        with pytest.raises(_Killed):
+            train_pca(_cfg(run, iterations=3), resume=True)
+    np.save(tmp_path / "z.npy", np.zeros((1, 2), np.float32))
+    vols = ["volumes", str(run), "--z", str(tmp_path / "z.npy")]
+    assert main([*vols, "--out", str(tmp_path / "v1")]) == 1
+    assert main([*vols, "--out", str(tmp_path / "v2"), "--allow-unfinished"]) == 0
+    assert main(["select", str(run), "--indices", str(tmp_path / "z.npy"), "--out", str(tmp_path / "s.pkl")]) == 1

@@ -42,6 +42,12 @@ def analyze(
     overwrite: bool = config_option(
         AnalyzeConfig, "overwrite", "--overwrite", help="Replace an existing analysis folder (as a whole)."
     ),
+    allow_unfinished: bool = config_option(
+        AnalyzeConfig,
+        "allow_unfinished",
+        "--allow-unfinished",
+        help="Use a run that is unfinished (still training, killed or failed) as it is.",
+    ),
 ) -> None:
     """Show what changes in a heterogeneity run: PCA/UMAP of the latents, k-means cluster maps,
     principal-component traversals, part maps and motions, and a single-file HTML report.
@@ -73,6 +79,7 @@ def analyze(
         device=device,
         seed=seed,
         overwrite=overwrite,
+        allow_unfinished=allow_unfinished,
         **switched_off,
     )
     res = analyze_run(cfg)

@@ -101,6 +101,11 @@ def evaluate(
     device: str = typer.Option(
         param_default(_evaluate_run, "device"), "--device", help="Device on which the method decodes volumes."
     ),
+    allow_unfinished: bool = typer.Option(
+        param_default(_evaluate_run, "allow_unfinished"),
+        "--allow-unfinished",
+        help="Use a run that is unfinished (still training, killed or failed) as it is.",
+    ),
 ) -> None:
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.
 
@@ -119,7 +124,10 @@ def evaluate(
     target = out if out is not None else run / "eval"
     inputs = evaluation_inputs(run, gt, mask)
     check_output(target, inputs, overwrite=overwrite, folder=True)  # before the long work
-    result = evaluate_run(run, gt, mask=mask, per_image=per_image, align=align, device=device, **unmasked)
+    result = evaluate_run(
+        run, gt, mask=mask, per_image=per_image, align=align, device=device, allow_unfinished=allow_unfinished,
+        **unmasked,
+    )  # fmt: skip
     written = write_evaluation(result, target, overwrite=overwrite, inputs=inputs)
     Console().print(evaluation_table(result))
     typer.echo(f"wrote {written[0]}")

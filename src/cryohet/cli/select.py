@@ -48,6 +48,12 @@ def select(
         SelectConfig, "seed", "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."
     ),
     overwrite: bool = config_option(SelectConfig, "overwrite", "--overwrite", help="Replace existing output files."),
+    allow_unfinished: bool = config_option(
+        SelectConfig,
+        "allow_unfinished",
+        "--allow-unfinished",
+        help="Use a run that is unfinished (still training, killed or failed) as it is.",
+    ),
 ) -> None:
     """Write the chosen particles back in their original format with their original indices.
 
@@ -69,6 +75,7 @@ def select(
         analyze_dir=analyze_dir,
         seed=seed,
         overwrite=overwrite,
+        allow_unfinished=allow_unfinished,
     )
     sel = select_particles(cfg)
     typer.echo(f"wrote {len(sel.rows)} of {sel.n_run} particles to {sel.out}")

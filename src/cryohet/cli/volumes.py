@@ -38,6 +38,11 @@ def volumes(
         "--overwrite",
         help="Replace an existing non-empty output folder (as a whole).",
     ),
+    allow_unfinished: bool = typer.Option(
+        param_default(_write_volumes, "allow_unfinished"),
+        "--allow-unfinished",
+        help="Use a run that is unfinished (still training, killed or failed) as it is.",
+    ),
 ) -> None:
     """Decode volumes at the given latents through the run's method.
 
@@ -48,8 +53,9 @@ def volumes(
 
     latents = read_latents_file(z)
     written = write_volumes(
-        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device, overwrite=overwrite
-    )
+        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device, overwrite=overwrite,
+        allow_unfinished=allow_unfinished,
+    )  # fmt: skip
     n_vol = len(latents)
     typer.echo(
         f"wrote {n_vol} volume(s) to {out}"
