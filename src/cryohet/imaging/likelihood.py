@@ -45,6 +45,12 @@ class ImageLikelihood(ABC):
         """The same likelihood on a sub-band of :attr:`band` (e.g. :meth:`FourierBand.lowpass`)."""
         raise NotImplementedError(f"{type(self).__name__} does not support sub-bands")
 
+    @property
+    def pixel_weights(self) -> torch.Tensor:
+        """For a quadratic likelihood, ``score = sum_k pixel_weights(k) |Y(k) - M(k)|^2``:
+        ``(Ny, Nx)`` float32 (what a pose search expands into matrix products)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a weighted sum of squares")
+
 
 class WeightedL2(ImageLikelihood):
     """``sum_k w(k) |Y - M|^2 / noise_variance`` (one variance for every Fourier pixel)."""
@@ -65,6 +71,10 @@ class WeightedL2(ImageLikelihood):
     def on(self, band: FourierBand) -> WeightedL2:
         return WeightedL2(band, self.noise_variance)
 
+    @property
+    def pixel_weights(self) -> torch.Tensor:
+        return self.band.weights / self.noise_variance
+
 
 class ShellGaussian(ImageLikelihood):
     """``sum_k w(k) |Y - M|^2 / sigma2(shell(k))``: Gaussian noise with a variance per shell.
@@ -79,7 +89,14 @@ class ShellGaussian(ImageLikelihood):
         inv = 1.0 / sigma2.clamp_min(1e-30)
         idx = band.shells.clamp_max(inv.numel() - 1).to(inv.device)
         #: ``w(k) / sigma2(shell(k))`` per pixel ``(Ny, Nx)`` float32 (0 outside the band).
-        self.pixel_weights = (inv[idx] * band.weights.to(inv.device, torch.float64)).to(torch.float32)
+        self._pixel_weights = (inv[idx] * band.weights.to(inv.device, torch.float64)).to(torch.float32)
+
+    @property
+    def pixel_weights(self) -> torch.Tensor:
+        return self._pixel_weights
+
+    def on(self, band: FourierBand) -> ShellGaussian:
+        return ShellGaussian(band, self.sigma2)
 
     def score(self, observed: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
         return (_power(observed - model) * self.pixel_weights).sum(dim=(-1, -2))

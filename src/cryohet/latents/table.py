@@ -31,8 +31,9 @@ class LatentTable:
         return self.z[index].clone().requires_grad_(True)
 
     @torch.no_grad()
-    def step(self, index: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        """One Adam step on rows ``index`` (unique) with gradient ``grad`` (B, zdim)."""
+    def step(self, index: torch.Tensor, grad: torch.Tensor, lr: float | torch.Tensor) -> None:
+        """One Adam step on rows ``index`` (unique) with gradient ``grad`` (B, zdim); ``lr`` a
+        number or a ``(zdim,)`` tensor (one learning rate per column)."""
         self.steps[index] += 1
         t = self.steps[index].to(self.z.dtype)[:, None]
         m = self.beta1 * self.m[index] + (1 - self.beta1) * grad
