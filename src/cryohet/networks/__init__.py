@@ -1,6 +1,6 @@
 """Network building blocks shared by the methods: MLPs and Fourier features."""
 
-from .features import fourier_position_features
-from .mlp import mlp
+from .features import GaussianFourierFeatures, fourier_position_features
+from .mlp import ResidualMLP, mlp
 
-__all__ = ["fourier_position_features", "mlp"]
+__all__ = ["GaussianFourierFeatures", "ResidualMLP", "fourier_position_features", "mlp"]

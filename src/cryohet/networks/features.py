@@ -1,10 +1,11 @@
-"""Fourier features of positions."""
+"""Fourier features of positions and of frequencies."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-__all__ = ["fourier_position_features"]
+__all__ = ["GaussianFourierFeatures", "fourier_position_features"]
 
 
 def fourier_position_features(positions: torch.Tensor, extent: float, dim: int, seed: int = 0) -> torch.Tensor:
@@ -18,3 +19,33 @@ def fourier_position_features(positions: torch.Tensor, extent: float, dim: int, 
     x = positions / extent
     proj = 2 * torch.pi * x @ freqs.to(x)
     return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+class GaussianFourierFeatures(nn.Module):
+    """Fixed Gaussian random Fourier features ``[sin(x W^T), cos(x W^T)]`` (DRGN-AI's encoding).
+
+    ``W = scale * B`` with ``B (n_features, n_in) ~ N(0, sigma^2)`` drawn from ``seed`` by a
+    CPU generator (the same features on every device and rank), held as a buffer (saved in
+    the state dict, never trained). There is no ``2 pi``: for DRGN-AI's frequency encoding
+    ``x`` is in cycles/px (lattice extent ``+-0.5``), ``sigma = 0.5`` and ``scale = D / 2``.
+
+    ``forward(x (..., n_in)) -> (..., 2 n_features)``: sines first, then cosines.
+    """
+
+    freqs: torch.Tensor
+
+    def __init__(
+        self, n_in: int = 3, n_features: int = 192, sigma: float = 0.5, scale: float = 1.0, seed: int = 0
+    ) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(int(seed))
+        b = torch.randn(n_features, n_in, generator=gen, dtype=torch.float32) * float(sigma)
+        self.register_buffer("freqs", b * float(scale))
+
+    @property
+    def n_out(self) -> int:
+        return 2 * int(self.freqs.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        proj = x @ self.freqs.to(x.dtype).T
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)

@@ -6,12 +6,14 @@ and likelihood are composed around that call in one place (:mod:`.render`).
 
 from .base import Representation, SliceSource
 from .gaussian_mixture import GaussianMixture, peak_from_mass
+from .neural_field import NeuralField
 from .render import BandBatch, model_images, prepare_batch, render, score_batch
 from .voxel import VoxelVolume, resample_volume
 
 __all__ = [
     "BandBatch",
     "GaussianMixture",
+    "NeuralField",
     "Representation",
     "SliceSource",
     "VoxelVolume",

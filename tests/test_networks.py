@@ -1,0 +1,52 @@
+"""Network building blocks: the residual MLP and Gaussian Fourier features."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cryohet.networks import GaussianFourierFeatures, ResidualMLP
+
+
+def test_gaussian_fourier_features_formula_seed_and_buffer():
+    enc = GaussianFourierFeatures(3, 192, sigma=0.5, scale=32.0, seed=7)
+    assert enc.freqs.shape == (192, 3) and enc.n_out == 384
+    # A fixed buffer: saved with the weights, never trained.
+    assert "freqs" in enc.state_dict() and not list(enc.parameters())
+    # Drawn from the seed alone: N(0, sigma^2) times scale.
+    b = torch.randn(192, 3, generator=torch.Generator().manual_seed(7)) * 0.5
+    assert torch.equal(enc.freqs, b * 32.0)
+    assert torch.equal(GaussianFourierFeatures(3, 192, 0.5, 32.0, seed=7).freqs, enc.freqs)
+    assert not torch.equal(GaussianFourierFeatures(3, 192, 0.5, 32.0, seed=8).freqs, enc.freqs)
+    assert abs(float(enc.freqs.std()) / 16.0 - 1.0) < 0.1  # 576 draws: std within ~6 %
+    x = torch.rand(5, 4, 3) - 0.5
+    out = enc(x)
+    proj = x @ enc.freqs.T  # no 2 pi (DRGN-AI's encoding)
+    assert out.shape == (5, 4, 384)
+    assert torch.allclose(out[..., :192], torch.sin(proj)) and torch.allclose(out[..., 192:], torch.cos(proj))
+    # Parity in x: sines odd, cosines even (what the neural field's Hermitian rule relies on).
+    assert torch.allclose(enc(-x)[..., :192], -out[..., :192]) and torch.equal(enc(-x)[..., 192:], out[..., 192:])
+
+
+def test_residual_mlp_structure():
+    net = ResidualMLP(10, 16, 3, 2)
+    assert len(net.blocks) == 3 and net.input.in_features == 10 and net.output.out_features == 2
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == (10 * 16 + 16) + 3 * (16 * 16 + 16) + (16 * 2 + 2)
+    x = torch.randn(7, 10)
+    # Each block is h <- relu(W h + b + h): with W = 0 and b = 0 a block is the identity on
+    # the (non-negative) hidden state, so the network reduces to output(relu(input(x))).
+    with torch.no_grad():
+        for layer in net.blocks:
+            layer.weight.zero_()
+            layer.bias.zero_()
+    assert torch.allclose(net(x), net.output(torch.relu(net.input(x))))
+    # With one non-zero block the skip is still there: relu(W h + b + h).
+    with torch.no_grad():
+        net.blocks[1].weight.normal_(0.0, 1.0 / math.sqrt(16))
+    h = torch.relu(net.input(x))
+    h = torch.relu(net.blocks[1](h) + h)
+    assert torch.allclose(net(x), net.output(h), atol=1e-6)
+    zero = ResidualMLP(10, 16, 2, 3, zero_last=True)
+    assert torch.equal(zero(x), torch.zeros(7, 3))
