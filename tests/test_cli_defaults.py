@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import typer
 
-from cryohet.analysis.config import AnalyzeConfig, SelectConfig
+from cryohet.analysis.config import AnalyzeConfig, ExportConfig, SelectConfig
 from cryohet.cli.app import app, main
 from cryohet.cli.options import config_default, config_field, config_help, examples, param_default
 from cryohet.io.particles import ParticleSource
@@ -105,6 +105,11 @@ CONFIG_COMMANDS = {
         "cryohet.analysis.select:select_particles",
         lambda p: SelectConfig(run=p["run"], out=p["subset"]),
     ),
+    "export": (
+        lambda p: ["export", p["run"], "--out", p["subset"]],
+        "cryohet.analysis.export:export_poses",
+        lambda p: ExportConfig(run=p["run"], out=p["subset"]),
+    ),
     "demo": (
         lambda p: ["demo"],  # no required values; --out has the CLI's own default folder
         "cryohet.workflows.demo:run_demo",
@@ -169,9 +174,16 @@ def test_evaluate_and_volumes_pass_the_api_defaults(paths, monkeypatch, tmp_path
         ["volumes", paths["run"], "--z", z, "--out", paths["out"]],
     )
     defaults = inspect.signature(write_volumes).parameters
-    assert {k: got.kwargs[k] for k in ("box", "apix", "parts", "device")} == {
-        k: defaults[k].default for k in ("box", "apix", "parts", "device")
-    }
+    keys = ("box", "apix", "parts", "device", "overwrite", "allow_unfinished", "flip")
+    assert {k: got.kwargs[k] for k in keys} == {k: defaults[k].default for k in keys}
+
+    # without --z: no latents (the API's mean latent), and no latent file to protect
+    got = _capture(monkeypatch, "cryohet.analysis.volumes:write_volumes", ["volumes", paths["run"], "-o", paths["out"]])
+    assert got.args_[1] is None and got.kwargs["inputs"] == []
+    got = _capture(
+        monkeypatch, "cryohet.analysis.volumes:write_volumes", ["volumes", paths["run"], "-o", paths["out"], "--flip"]
+    )
+    assert got.kwargs["flip"] is True
 
 
 # --------------------------------------------------------------------------- the helpers

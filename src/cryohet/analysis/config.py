@@ -1,4 +1,4 @@
-"""Typed options of ``cryohet analyze`` and ``cryohet select`` (shared by the CLI and the API)."""
+"""Typed options of ``cryohet analyze``, ``select`` and ``export`` (shared by the CLI and the API)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator
 from ..config import StrictModel, validation_message
 from ..errors import ConfigError
 
-__all__ = ["AnalyzeConfig", "SelectConfig", "build_config", "DEFAULT_MAX_POINTS", "DEFAULT_SEED"]
+__all__ = ["AnalyzeConfig", "SelectConfig", "ExportConfig", "build_config", "DEFAULT_MAX_POINTS", "DEFAULT_SEED"]
 
 #: Above this many particles, UMAP and the scatter plots use a random subsample this size.
 DEFAULT_MAX_POINTS = 50_000
@@ -78,6 +78,23 @@ class SelectConfig(StrictModel):
     @property
     def analysis_dir(self) -> Path:
         return Path(self.analyze_dir) if self.analyze_dir is not None else Path(self.run) / "analyze"
+
+
+class ExportConfig(StrictModel):
+    """What ``export_poses`` writes: the poses of ``run`` in the format of ``out``'s extension."""
+
+    run: Path
+    out: Path = Field(description="particles.star (RELION), particles.cs (cryoSPARC) or poses.pkl (cryoDRGN)")
+    flip: bool = Field(False, description="the poses of the mirrored map (the other hand; cryohet volumes --flip)")
+    allow_unfinished: bool = Field(False, description="export from a run that is still training or was killed")
+    overwrite: bool = Field(False, description="replace existing output files (never an input)")
+
+    @field_validator("out")
+    @classmethod
+    def _known_suffix(cls, v: Path) -> Path:
+        if Path(v).suffix.lower() not in (".star", ".cs", ".pkl"):
+            raise ValueError(f"output must end in .star, .cs or .pkl (cryoDRGN poses.pkl), got '{Path(v).name}'")
+        return v
 
 
 def build_config(model: type[StrictModel], **fields) -> StrictModel:

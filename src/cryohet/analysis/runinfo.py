@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import InputError
+from ..errors import InputError, RunDirError
 from ..training.rundir import RunDir
 
-__all__ = ["RunInfo", "read_run_info", "gt_labels_for_run"]
+__all__ = ["RunInfo", "read_run_info", "gt_labels_for_run", "run_particle_source"]
 
 
 @dataclass
@@ -57,6 +57,17 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         resolved=dict(raw.get("resolved") or {}),
         log=RunDir(run_dir).read_log(),
     )
+
+
+def run_particle_source(run_dir: str | Path, raw: dict[str, Any]):
+    """The :class:`~cryohet.io.particles.ParticleSource` a run was trained on (its config's
+    ``data`` entry: the particle file, pickles, ``ind``, ...), from the raw config ``raw``."""
+    from ..io.particles import ParticleSource
+
+    data = raw.get("data")
+    if not isinstance(data, dict) or not data.get("path"):
+        raise RunDirError(f"{run_dir}/config.yaml: no 'data' entry naming the particle file")
+    return ParticleSource.build(**{k: v for k, v in data.items() if k in ParticleSource.model_fields})
 
 
 def gt_labels_for_run(info: RunInfo, labels: np.ndarray, n: int) -> np.ndarray:

@@ -44,6 +44,7 @@ from ..training.rundir import RunDir
 from .clustering import kmeans_latents, read_kmeans_labels
 from .config import SelectConfig
 from .embedding import LatentPCA, fit_pca
+from .runinfo import run_particle_source
 
 __all__ = [
     "Selection",
@@ -198,15 +199,6 @@ def write_passthrough_subset(
     return path
 
 
-def _source(run: Path, raw: dict):
-    from ..io.particles import ParticleSource
-
-    data = raw.get("data")
-    if not isinstance(data, dict) or not data.get("path"):
-        raise RunDirError(f"{run}/config.yaml: no 'data' entry naming the particle file; cannot write a subset")
-    return ParticleSource.build(**{k: v for k, v in data.items() if k in ParticleSource.model_fields})
-
-
 def select_particles(cfg: SelectConfig) -> Selection:
     """Choose particles of ``cfg.run`` and write them to ``cfg.out`` (see the module doc)."""
     from ..io.cryodrgn import write_ind_pkl
@@ -225,7 +217,7 @@ def select_particles(cfg: SelectConfig) -> Selection:
         rows = np.setdiff1d(np.arange(n), rows)
     if rows.size == 0:
         raise InputError("the selection is empty; no file written")
-    meta = _source(run_path, raw).load(stack_check="skip")
+    meta = run_particle_source(run_path, raw).load(stack_check="skip")
     if len(meta) != n:
         raise RunDirError(
             f"{run_path}: the run has {n} latents but its particle file {meta.source} now holds {len(meta)} particles"

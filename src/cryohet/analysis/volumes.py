@@ -2,9 +2,13 @@
 
 One MRC per latent row, ``vol_000.mrc``, ``vol_001.mrc`` ... in row order, written with
 the voxel size they were decoded at (the run's native box and pixel size unless
-``box``/``apix`` are given). With ``parts`` each row also gets one map per part,
-``vol_000_part_00.mrc`` ... (:meth:`TrainedModel.part_volumes`; methods without parts are
-an error), and ``parts.cxc`` is a ChimeraX script that opens them with one colour per part.
+``box``/``apix`` are given). Without latents, one map, ``vol_000.mrc``, at the mean of the
+run's latents (for a homogeneous run: its single map). With ``parts`` each row also gets
+one map per part, ``vol_000_part_00.mrc`` ... (:meth:`TrainedModel.part_volumes`; methods
+without parts are an error), and ``parts.cxc`` is a ChimeraX script that opens them with one
+colour per part. With ``flip`` every map (parts too) is written as its mirror image
+(:func:`cryohet.geometry.hand.mirror_volume`): the other hand of the reconstruction, the one
+that goes with the poses ``cryohet export --flip`` writes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, file_error
+from ..geometry.hand import mirror_volume
 from ..io.mrc import write_volume
 from ..io.outputs import check_output, run_dir_inputs, staged_folder
 
@@ -86,7 +91,7 @@ def chimerax_parts_script(files: list[list[Path]], folder: Path) -> str:
 
 def write_volumes(
     run_dir: str | Path,
-    z: np.ndarray,
+    z: np.ndarray | None,
     out_dir: str | Path,
     box: int | None = None,
     apix: float | None = None,
@@ -95,8 +100,10 @@ def write_volumes(
     device: str = "cpu",
     allow_unfinished: bool = False,
     overwrite: bool = False,
+    flip: bool = False,
 ) -> list[Path]:
-    """Decode ``z (n, zdim)`` (or ``(zdim,)``) with the run's method and write the maps.
+    """Decode ``z (n, zdim)`` (or ``(zdim,)``; None: the mean of the run's latents) with the
+    run's method and write the maps (mirrored with ``flip``, see the module doc).
 
     ``inputs`` are files that must not be overwritten (the latent file); the run directory
     is protected too. The folder is written fresh (:func:`cryohet.io.outputs.staged_folder`):
@@ -112,6 +119,8 @@ def write_volumes(
     protected = [*(inputs or []), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=overwrite, folder=True)  # before decoding anything
     model = load_run(run, device=device, allow_unfinished=allow_unfinished)
+    if z is None:
+        z = model.latents.mean(axis=0, dtype=np.float64)
     zs = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if zs.shape[1] != model.zdim:
         raise InputError(f"latents have {zs.shape[1]} values per row but the {model.method} run has zdim {model.zdim}")
@@ -121,17 +130,21 @@ def write_volumes(
         raise InputError(f"--apix must be positive, got {apix}")
     b = model.box if box is None else int(box)
     a = model.apix if apix is None else float(apix)
+
+    def hand(vol: np.ndarray) -> np.ndarray:
+        return mirror_volume(vol) if flip else vol
+
     part_maps: list[dict[str, np.ndarray]] = []
     if parts:
         for zz in zs:
             pv = model.part_volumes(zz, b, a)
             if not pv:
                 raise InputError(f"{run}: the {model.method} method has no parts (--parts needs a part-aware method)")
-            part_maps.append(pv)
+            part_maps.append({name: hand(np.asarray(v, np.float32)) for name, v in pv.items()})
     written = []
     with staged_folder(out, overwrite=overwrite, inputs=protected) as work:
         for i, vol in enumerate(model.volumes(zs, b, a)):
-            written.append(write_volume(work / f"vol_{i:03d}.mrc", np.asarray(vol, dtype=np.float32), a))
+            written.append(write_volume(work / f"vol_{i:03d}.mrc", hand(np.asarray(vol, dtype=np.float32)), a))
         if parts:
             files: list[list[Path]] = []
             for i, pv in enumerate(part_maps):

@@ -62,6 +62,7 @@ COMMAND_MODULES = (
     "fsc",
     "analyze",
     "select",
+    "export",
     "demo",
 )
 

@@ -1,4 +1,5 @@
-"""``cryohet volumes RUN --z Z.npy --out DIR``: one map per latent row, for any method."""
+"""``cryohet volumes RUN [--z Z.npy] --out DIR [--flip]``: one map per latent row (or at the
+mean latent), for any method."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ __all__ = ["register"]
 
 def volumes(
     run: Path = typer.Argument(..., help="Run directory of any method."),
-    z: Path = typer.Option(
-        ..., "--z", help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line."
+    z: Optional[Path] = typer.Option(
+        None,
+        "--z",
+        help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line "
+        "(default: one map at the mean latent; a homogeneous run's map).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (vol_000.mrc, vol_001.mrc ... in row order)."),
     box: Optional[int] = typer.Option(
@@ -29,6 +33,11 @@ def volumes(
         param_default(_write_volumes, "parts"),
         "--parts",
         help="Also per-part maps and a ChimeraX script parts.cxc (part-aware methods).",
+    ),
+    flip: bool = typer.Option(
+        param_default(_write_volumes, "flip"),
+        "--flip",
+        help="Write the mirror image of every map (the other hand; goes with cryohet export --flip).",
     ),
     device: str = typer.Option(
         param_default(_write_volumes, "device"), "--device", help="Device on which the method decodes volumes."
@@ -44,21 +53,27 @@ def volumes(
         help="Use a run that is unfinished (still training, killed or failed) as it is.",
     ),
 ) -> None:
-    """Decode volumes at the given latents through the run's method.
+    """Decode volumes at the given latents (default: the mean latent) through the run's method.
 
-    OUT is written fresh: an existing non-empty folder is replaced only with --overwrite,
-    and then as a whole (no old map remains).
+    Without --z, one map (vol_000.mrc) at the mean of the run's
+    latents: for a homogeneous run, its single map. --flip mirrors every
+    map (and part map) through the box centre along z: the hand of an ab
+    initio reconstruction is arbitrary, and the mirrored map goes with the
+    poses of cryohet export --flip. OUT is written fresh: an existing
+    non-empty folder is replaced only with --overwrite, and then as a
+    whole (no old map remains).
     """
     from ..analysis.volumes import read_latents_file, write_volumes
 
-    latents = read_latents_file(z)
+    latents = read_latents_file(z) if z is not None else None
     written = write_volumes(
-        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z], device=device, overwrite=overwrite,
-        allow_unfinished=allow_unfinished,
+        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z] if z is not None else [], device=device,
+        overwrite=overwrite, allow_unfinished=allow_unfinished, flip=flip,
     )  # fmt: skip
-    n_vol = len(latents)
+    n_vol = 1 if latents is None else len(latents)
     typer.echo(
-        f"wrote {n_vol} volume(s) to {out}"
+        f"wrote {n_vol} {'mirrored ' if flip else ''}volume(s) to {out}"
+        + (" (at the mean latent)" if latents is None else "")
         + (f" and {len(written) - n_vol - 1} part maps + parts.cxc" if parts else "")
     )
 
@@ -69,5 +84,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "cryohet volumes runs/spire --z z_points.npy --out runs/spire/vols",
             "cryohet volumes runs/spire --z z.txt -o vols --parts --device cuda",
+            "cryohet volumes runs/homog --out runs/homog/map",
+            "cryohet volumes runs/spire --out runs/spire/mean_flipped --flip",
         ),
     )(volumes)

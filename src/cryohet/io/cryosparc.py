@@ -16,6 +16,10 @@ refinement, ``pose.cs.pkl`` / ``ctf.cs.pkl`` in the shared fixtures):
 
 A ``passthrough`` file (``*_passthrough_particles.cs``) is merged on ``uid``: fields
 missing from the main file are taken from it.
+
+Writing: :func:`write_cs_subset` writes rows of a source ``.cs`` unchanged, or with some
+fields replaced (or added); :func:`poses_to_cs` is the inverse of the pose conversion above
+(``cryohet export``).
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import file_error
-from ..geometry.rotations import axis_angle_to_matrix
+from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write, ensure_not_input
 from .paths import resolve_data_path
 
-__all__ = ["load_cs", "merge_passthrough", "read_cs", "write_cs_subset"]
+__all__ = ["load_cs", "merge_passthrough", "read_cs", "write_cs_subset", "poses_to_cs"]
 
 
 def load_cs(path: str | Path) -> np.ndarray:
@@ -230,11 +234,54 @@ def read_cs(
     )
 
 
-def write_cs_subset(path: str | Path, source_cs: str | Path, rows: np.ndarray | list[int]) -> Path:
+def poses_to_cs(
+    rotations: np.ndarray, shifts_A: np.ndarray, psize_A: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Internal ``(A (N,3,3), shifts_A (N,2))`` -> cryoSPARC ``(alignments3D/pose (N,3),
+    alignments3D/shift (N,2))`` float32: ``pose`` the axis-angle vector (radians) of ``A.T``,
+    ``shift = shifts_A / psize_A`` in pixels at ``alignments3D/psize_A`` (same sign as
+    RELION's origin). The inverse of what :func:`read_cs` does."""
+    A = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+    n = len(A)
+    pose = matrix_to_axis_angle(np.swapaxes(A, 1, 2)).reshape(n, 3)
+    psize = np.broadcast_to(np.asarray(psize_A, dtype=np.float64), (n,))
+    shift = np.asarray(shifts_A, dtype=np.float64).reshape(n, 2) / psize[:, None]
+    return pose.astype(np.float32), shift.astype(np.float32)
+
+
+def _with_fields(arr: np.ndarray, fields: dict[str, np.ndarray], source: Path | str) -> np.ndarray:
+    """A copy of ``arr`` with ``fields`` replaced (cast to the field's dtype) or added at the end
+    (with the given array's dtype and per-row shape)."""
+    new = [(name, np.asarray(v).dtype, np.asarray(v).shape[1:]) for name, v in fields.items()]
+    new = [f for f in new if f[0] not in arr.dtype.names]
+    if new:
+        dtype = np.dtype(arr.dtype.descr + [(name, dt, shape) for name, dt, shape in new])
+        out = np.zeros(len(arr), dtype=dtype)
+        for name in arr.dtype.names:
+            out[name] = arr[name]
+    else:
+        out = arr.copy()
+    for name, values in fields.items():
+        v = np.asarray(values)
+        want = (len(out), *out.dtype[name].shape)
+        if v.shape != want:
+            raise file_error(source, f"field {name} needs values of shape {want}, got {v.shape}")
+        out[name] = v.astype(out.dtype[name].base)
+    return out
+
+
+def write_cs_subset(
+    path: str | Path,
+    source_cs: str | Path,
+    rows: np.ndarray | list[int],
+    fields: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write rows ``rows`` (0-based, into ``source_cs``) of a ``.cs`` file unchanged.
 
     The output keeps every field and the dtype of the source, so cryoSPARC imports it
-    as is (used by ``cryohet select``). Refuses to overwrite the source; atomic.
+    as is (used by ``cryohet select``). ``fields`` (name -> values with one row per written
+    row) replace those fields, or are added after the source's when it lacks them
+    (``cryohet export``: the poses). Refuses to overwrite the source; atomic.
     """
     out = Path(path)
     ensure_not_input(out, [source_cs])
@@ -242,6 +289,7 @@ def write_cs_subset(path: str | Path, source_cs: str | Path, rows: np.ndarray | 
     ix = np.asarray(rows, dtype=np.int64).reshape(-1)
     if ix.size and (ix.min() < 0 or ix.max() >= len(arr)):
         raise file_error(source_cs, f"row index out of range 0..{len(arr) - 1} (got {ix.min()}..{ix.max()})")
+    sub = arr[ix] if not fields else _with_fields(arr[ix], fields, source_cs)
     with atomic_write(out, "wb") as fh:
-        np.save(fh, arr[ix], allow_pickle=False)
+        np.save(fh, sub, allow_pickle=False)
     return out

@@ -15,20 +15,23 @@ Reading (:func:`read_star`) converts to the internal convention at the border:
   ``image_index``; the path is resolved relative to the star file's folder, then
   ``datadir/path``, then ``datadir/basename`` (see :mod:`cryohet.io.paths`).
 
+The tables themselves are read and written by :mod:`cryohet.io.star_tables`.
+
 Writing (:func:`write_star`) always produces RELION 3.1 format with a ``data_optics``
 table (RELION rejects particle files without it): the original optics rows are kept
-(with image size and pixel size updated) or one row per optics group is built.
+(with image size and pixel size updated) or one row per optics group is built. With
+``source_columns`` a RELION 3.1+ source is written as it was (its optics table and every
+particle column, values exactly as read) with only the poses replaced (``cryohet export``).
 """
 
 from __future__ import annotations
 
-import csv
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import starfile
 
 from .. import __version__
 from ..console import get_logger
@@ -38,24 +41,12 @@ from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write
 from .paths import path_for_metadata, resolve_data_path
+from .star_tables import STAR_FLOAT_FORMAT, parse_image_names, read_star_tables, write_loop
 
 __all__ = ["read_star", "write_star", "read_star_tables", "parse_image_names", "STAR_FLOAT_FORMAT"]
 
 log = get_logger("io.star")
 
-#: printf format of floats written to STAR files: 10 significant digits keeps angles to
-#: 1e-7 degree and origins to 1e-7 Å without the noise digits of float32 inputs.
-STAR_FLOAT_FORMAT = "%.10g"
-
-_STRING_COLUMNS = [
-    "rlnImageName",
-    "rlnMicrographName",
-    "rlnOpticsGroupName",
-    "rlnImageOriginalName",
-    "rlnReconstructImageName",
-    "rlnCtfImage",
-    "rlnOriginalParticleName",
-]
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 _ORIGIN_A = ("rlnOriginXAngst", "rlnOriginYAngst")
 _ORIGIN_PX = ("rlnOriginX", "rlnOriginY")
@@ -98,71 +89,6 @@ _MANAGED = {
 
 
 # --------------------------------------------------------------------------- reading
-def read_star_tables(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The particle table and the optics table (None for RELION 3.0) of a STAR file.
-
-    The particle block is ``data_particles``, else the only block, else the first
-    block with an ``rlnImageName`` column.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise file_error(p, "file not found")
-    if p.is_dir():
-        raise file_error(p, "is a directory, expected a STAR file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            blocks = starfile.read(p, always_dict=True, parse_as_string=_STRING_COLUMNS)
-    except Exception as err:  # noqa: BLE001 - any parser failure is a malformed file
-        raise file_error(p, f"not a readable STAR file ({type(err).__name__}: {err})") from None
-    tables = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
-    optics = tables.get("optics")
-    if "particles" in tables:
-        parts = tables["particles"]
-    else:
-        others = [v for k, v in tables.items() if k != "optics"]
-        with_names = [v for v in others if "rlnImageName" in v.columns]
-        if len(others) == 1:
-            parts = others[0]
-        elif with_names:
-            parts = with_names[0]
-        else:
-            raise file_error(p, "no particle table (expected a data_particles loop with rlnImageName)")
-    if len(parts) == 0:
-        raise file_error(p, "the particle table is empty")
-    if optics is not None and (len(optics) == 0 or "rlnOpticsGroup" not in optics.columns):
-        raise file_error(p, "data_optics table has no rlnOpticsGroup column")
-    return parts.reset_index(drop=True), None if optics is None else optics.reset_index(drop=True)
-
-
-def parse_image_names(names: pd.Series, source: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Split ``NNN@path`` names: (0-based index (N,), path code (N,), unique path strings).
-
-    A name without ``@`` is a single-image file (index 0).
-    """
-    s = names.astype(str).str.strip()
-    parts = s.str.partition("@")
-    has_at = parts[1] == "@"
-    idx_str = parts[0].where(has_at, "1")
-    path_str = parts[2].where(has_at, parts[0])
-    idx = pd.to_numeric(idx_str, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(idx) | (idx != np.round(idx))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise file_error(source, f"rlnImageName '{s.iloc[row]}' (row {row + 1}) is not of the form NNN@stack.mrcs")
-    if (idx < 1).any():
-        row = int(np.flatnonzero(idx < 1)[0])
-        raise file_error(
-            source, f"rlnImageName '{s.iloc[row]}' (row {row + 1}) has index {int(idx[row])}; RELION indices start at 1"
-        )
-    empty = (path_str.str.len() == 0).to_numpy()
-    if empty.any():
-        row = int(np.flatnonzero(empty)[0])
-        raise file_error(source, f"rlnImageName '{s.iloc[row]}' (row {row + 1}) names no stack file")
-    codes, uniques = pd.factorize(path_str, sort=False)
-    return idx.astype(np.int64) - 1, codes.astype(np.int64), [str(u) for u in uniques]
-
-
 def _group_lookup(parts: pd.DataFrame, optics: pd.DataFrame | None, source: Path) -> np.ndarray:
     """Optics-group number of each particle (1 when there is no optics table)."""
     n = len(parts)
@@ -461,31 +387,51 @@ def _particle_table(meta: ParticleMetadata, out_dir: Path, per_particle: dict[st
     return df
 
 
-def _quoted(col: pd.Series) -> pd.Series:
-    """Strings with whitespace (or empty) in double quotes, as STAR requires."""
-    text = col.astype(str)
-    needs = text.str.contains(r"\s", regex=True) | (text == "")
-    return text.where(~needs, '"' + text + '"') if needs.any() else text
+def _kept_image_names(meta: ParticleMetadata, names: pd.Series, out_dir: Path) -> pd.Series:
+    """The source's ``rlnImageName`` text where its stack path, read from ``out_dir``, is the
+    stack the particle was read from; elsewhere the name :func:`write_star` builds."""
+    _, codes, paths = parse_image_names(names, meta.source or out_dir)
+    keep = np.zeros(len(names), dtype=bool)
+    pairs = np.unique(np.stack([codes, meta.file_index]), axis=1)
+    for code, f in pairs.T:
+        name = Path(paths[code])
+        if Path(os.path.abspath(name if name.is_absolute() else out_dir / name)) == meta.image_files[f]:
+            keep |= (codes == code) & (meta.file_index == f)
+    if keep.all():
+        return names.reset_index(drop=True)
+    built = pd.Series(_image_names(meta, out_dir), dtype=object)
+    return names.reset_index(drop=True).astype(object).where(keep, built)
 
 
-def _write_loop(fh, name: str, df: pd.DataFrame) -> None:
-    """One ``data_<name>`` loop in the layout ``starfile`` writes (and reads back).
+def _source_tables(meta: ParticleMetadata, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The optics and particle tables of a RELION 3.1+ source as read, with the poses of
+    ``meta`` in place of the source's (angles and ``rlnOriginXAngst/YAngst``, formatted with
+    :data:`STAR_FLOAT_FORMAT`; pixel origins ``rlnOriginX/Y`` dropped) and ``rlnImageName``
+    kept where it still names the stack from ``out_dir`` (:func:`_kept_image_names`); None
+    when ``meta`` does not hold such a source's rows."""
+    table = meta.table
+    if meta.source_format != "star" or meta.optics is None or table is None or len(table) != len(meta):
+        return None
+    parts = table.reset_index(drop=True).copy()
+    parts["rlnImageName"] = _kept_image_names(meta, parts["rlnImageName"], out_dir)
 
-    Written with pandas' CSV writer (fast for 10^6 rows); floats use
-    :data:`STAR_FLOAT_FORMAT`; strings with spaces are quoted.
-    """
-    fh.write(f"# version 30001\n\ndata_{name}\n\nloop_\n")
-    for i, col in enumerate(df.columns, 1):
-        fh.write(f"_{col} #{i}\n")
-    body = df.copy(deep=False)
-    for col in body.columns:
-        if not pd.api.types.is_numeric_dtype(body[col]) or pd.api.types.is_bool_dtype(body[col]):
-            body[col] = _quoted(body[col])
-    body.to_csv(fh, sep="\t", header=False, index=False, float_format=STAR_FLOAT_FORMAT, quoting=csv.QUOTE_NONE)
-    fh.write("\n\n")
+    def put(col: str, values: np.ndarray) -> None:
+        parts[col] = np.char.mod(STAR_FLOAT_FORMAT, np.asarray(values, dtype=np.float64))
+
+    if meta.rotations is not None:
+        ang = matrix_to_euler_relion(meta.rotations).reshape(len(meta), 3)
+        for k, col in enumerate(_ANGLES):
+            put(col, ang[:, k])
+    if meta.shifts_A is not None:
+        parts = parts.drop(columns=[c for c in _ORIGIN_PX if c in parts.columns])
+        for k, col in enumerate(_ORIGIN_A):
+            put(col, meta.shifts_A[:, k])
+    return meta.optics.reset_index(drop=True), parts
 
 
-def write_star(path: str | Path, meta: ParticleMetadata, *, overwrite: bool = True) -> Path:
+def write_star(
+    path: str | Path, meta: ParticleMetadata, *, overwrite: bool = True, source_columns: bool = False
+) -> Path:
     """Write ``meta`` as a RELION 3.1 particle STAR file (``data_optics`` + ``data_particles``).
 
     Angles come from ``A`` via :func:`matrix_to_euler_relion` (degrees), origins are
@@ -493,6 +439,13 @@ def write_star(path: str | Path, meta: ParticleMetadata, *, overwrite: bool = Tr
     stack paths relative to the output folder when inside it (absolute otherwise).
     Columns of a STAR source that cryohet does not manage (class numbers, half-sets,
     micrograph names, coordinates, ...) are kept row for row. Written atomically.
+
+    ``source_columns``: when ``meta`` holds the rows of a RELION 3.1+ STAR file, write that
+    file's tables as read instead (the optics table whole, every particle column in its
+    order with the same values, floats in the shortest text that reads back equal), with
+    only the poses of ``meta`` replaced (angles and origins in Å, at
+    :data:`STAR_FLOAT_FORMAT`) and ``rlnImageName`` kept where it still names the same
+    stack from the output's folder. Other sources are written as without it.
     """
     out = Path(path)
     if not overwrite and out.exists():
@@ -504,6 +457,13 @@ def write_star(path: str | Path, meta: ParticleMetadata, *, overwrite: bool = Tr
             meta.source or out, "box size unknown (no rlnImageSize and no stack found), RELION 3.1 needs rlnImageSize"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
+    tables = _source_tables(meta, out.parent.resolve()) if source_columns else None
+    if tables is not None:
+        with atomic_write(out, "w") as fh:
+            fh.write(f"# Written by cryohet {__version__} (RELION 3.1 format)\n\n")
+            write_loop(fh, "optics", tables[0], float_format=None)
+            write_loop(fh, "particles", tables[1], float_format=None)
+        return out
     optics, per_particle = _optics_table(meta)
     if per_particle:
         log.warning(
@@ -512,6 +472,6 @@ def write_star(path: str | Path, meta: ParticleMetadata, *, overwrite: bool = Tr
     particles = _particle_table(meta, out.parent.resolve(), per_particle)
     with atomic_write(out, "w") as fh:
         fh.write(f"# Written by cryohet {__version__} (RELION 3.1 format)\n\n")
-        _write_loop(fh, "optics", optics)
-        _write_loop(fh, "particles", particles)
+        write_loop(fh, "optics", optics)
+        write_loop(fh, "particles", particles)
     return out
