@@ -20,6 +20,7 @@ from cryohet.cli.app import app, main
 from cryohet.cli.options import config_default, config_field, config_help, examples, param_default
 from cryohet.io.particles import ParticleSource
 from cryohet.methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
+from cryohet.methods.drgnai.config import DrgnaiConfig
 from cryohet.methods.spire.config import SpireConfig
 from cryohet.simulate.config import SimulationConfig
 from cryohet.workflows.backproject import BackprojectConfig
@@ -64,6 +65,11 @@ CONFIG_COMMANDS = {
         lambda p: ["train", "spire", p["particles"], "--out", p["out"]],
         "cryohet.methods.spire:train_spire",
         lambda p: SpireConfig(data=ParticleSource(path=p["particles"]), out=str(p["out"])),
+    ),
+    "train drgnai": (
+        lambda p: ["train", "drgnai", p["particles"], "--out", p["out"]],
+        "cryohet.methods.drgnai:train_drgnai",
+        lambda p: DrgnaiConfig(data=ParticleSource(path=p["particles"]), out=str(p["out"])),
     ),
     "train homogeneous": (
         lambda p: ["train", "homogeneous", p["particles"], "--out", p["out"]],

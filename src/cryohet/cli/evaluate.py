@@ -96,7 +96,7 @@ def evaluate(
     align: bool = typer.Option(
         param_default(_evaluate_run, "align"),
         "--align",
-        help="Rigidly align each decoded map onto its ground truth (ab initio runs).",
+        help="Ab initio runs: move all maps by one global rotation, shift and hand (both tried).",
     ),
     device: str = typer.Option(
         param_default(_evaluate_run, "device"), "--device", help="Device on which the method decodes volumes."

@@ -10,8 +10,8 @@ latents, ``volume(z, box, apix)``, poses), so no method is special-cased:
   states and the per-state values. The ceiling, the AUC of identical maps, is
   ``(D/2 - 1) / D``;
 * optional **per-image FSC** (:func:`per_image_fsc`, ``per_image`` images);
-* optional rigid **alignment** of each decoded map onto its ground truth
-  (:func:`align_maps`, both hands), for ab initio methods;
+* optional rigid **alignment** for ab initio methods: one rotation, shift and hand for
+  the whole run (:func:`global_alignment`), applied to every decoded map;
 * **clustering**: k-means (K = number of states, seed 0) on the latents scored by ARI and
   NMI against the true labels; per-state latent spread (:func:`latent_spread`);
 * **pose errors** when the run has poses and the ground truth has a ``particles.star``
@@ -102,20 +102,49 @@ def _volume_lookup(latents: np.ndarray, decoded: dict[int, np.ndarray]) -> Calla
     return volume
 
 
-def _aligner(gt: GroundTruth, mask: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def global_alignment(model, latents: np.ndarray, labels: np.ndarray, gt: GroundTruth, mask: np.ndarray | None):
+    """One rigid transform (rotation, shift, hand) for the whole run: the map at the run's mean
+    latent aligned onto the ground truth's population average (the state maps weighted by
+    their particle counts, :func:`~cryohet.metrics.alignment.align_maps`, both hands).
+
+    An ab initio reconstruction is determined up to one global rotation, shift and hand;
+    aligning every decoded map separately would also absorb errors that differ between
+    states (a state decoded rotated against the others), so it is not done.
+    Returns :class:`~cryohet.metrics.alignment.AlignmentResult`.
+    """
     from ..metrics.alignment import align_maps
 
-    cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    states, counts = np.unique(labels, return_counts=True)
+    ref = sum(float(c) * gt.state_map(int(s)).astype(np.float64) for s, c in zip(states, counts)) / counts.sum()
+    mean_z = latents.mean(axis=0, keepdims=True).astype(np.float32)
+    mean_map = np.asarray(next(iter(model.volumes(mean_z, box=gt.box, apix=gt.apix))), dtype=np.float32)
+    return align_maps(ref.astype(np.float32), mean_map, mask=mask)
+
+
+def _aligner(transform) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Every decoded map moved by the run's one global ``transform`` (cached per map)."""
+    from ..metrics.alignment import transform_volume
+
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def align(vol: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        # decoded and ground-truth maps are cached objects: align each pair once
-        # (masked and unmasked scores share it); the pair is kept so ids stay valid
-        key = (id(vol), id(ref))
-        if key not in cache:
-            cache[key] = (align_maps(ref, vol, mask=mask).aligned, (vol, ref))  # type: ignore[assignment]
-        return cache[key][0]
+        # decoded maps are cached objects: move each once (masked and unmasked scores
+        # share it); the map is kept so that its id stays valid
+        if id(vol) not in cache:
+            cache[id(vol)] = (np.asarray(transform_volume(vol, transform), dtype=np.float32), vol)
+        return cache[id(vol)][0]
 
     return align
+
+
+def _alignment_dict(alignment) -> dict[str, Any]:
+    t = alignment.transform
+    return {
+        "flipped": bool(t.mirror),
+        "rotation": np.asarray(t.rotation).tolist(),
+        "shift_px": np.asarray(t.shift_px).tolist(),
+        "correlation": float(alignment.correlation),
+    }
 
 
 def _conformation_dict(res: PerConformationResult) -> dict[str, Any]:
@@ -199,7 +228,8 @@ def evaluate_run(
         mask: mask file for the masked scores (default ``gt/mask.mrc``).
         use_mask: False reports unmasked scores only.
         per_image: also the CryoBench per-image FSC on about this many images.
-        align: rigidly align each decoded map onto its ground truth first (ab initio runs).
+        align: move every decoded map by one global rigid transform (both hands tried) found
+            from the run's mean map and the ground truth's average (ab initio runs).
         device: where the method decodes volumes.
         allow_unfinished: evaluate a run that has no ``COMPLETED`` stamp (still training or killed).
     """
@@ -221,7 +251,8 @@ def evaluate_run(
     rows = np.array([chosen[s] for s in sorted(chosen)], dtype=np.int64)
     decoded = decode_states(model, latents, rows, gt)
     volume = _volume_lookup(latents, decoded)
-    aligner = _aligner(gt, mask_vol) if align else None
+    alignment = global_alignment(model, latents, labels, gt, mask_vol) if align else None
+    aligner = _aligner(alignment.transform) if alignment is not None else None
     variants = {"unmasked": None} if mask_vol is None else {"masked": mask_vol, "unmasked": None}
     per_conf = {
         name: per_conformation_fsc(latents, labels, volume, gt.state_map, mask=m, align=aligner)
@@ -245,6 +276,7 @@ def evaluate_run(
         "n_states": int(len(np.unique(labels))),
         "mask": None if mask_vol is None else str(Path(mask or gt.mask_path).resolve()),
         "aligned": bool(align),
+        **({"alignment": _alignment_dict(alignment)} if alignment is not None else {}),
         "per_conformation": {name: _conformation_dict(r) for name, r in per_conf.items()},
     }
     if per_image:

@@ -326,7 +326,7 @@ def _import_builtin_methods() -> None:
     lazy: importing it loads only its config)."""
     import importlib
 
-    for module in ("cryohet.methods.baselines", "cryohet.methods.spire.model"):
+    for module in ("cryohet.methods.baselines", "cryohet.methods.spire.model", "cryohet.methods.drgnai.model"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -99,6 +99,12 @@ class NeuralField(nn.Module, Representation):
         blend_px: half-width in Fourier pixels of the slab ``|kz| < blend_px / D`` where the
             two half-spaces are blended (module docstring).
         chunk_points: points per network call (bounds transient memory).
+        isotropic_start: start as the envelope itself, ``V(k) = envelope(|k|)`` (the output
+            layer's weights 0, its bias ``(1, 0)``): a real, spherically symmetric map,
+            the same in every view. An ab initio search must start from a map without a
+            preferred direction; a randomly initialised network's field is anisotropic
+            (its slice power varied by +-20 % with the view at D=32 after a short
+            pretraining, and the first searches collapsed onto the strong views).
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class NeuralField(nn.Module, Representation):
         seed: int = 0,
         blend_px: float = 2.0,
         chunk_points: int = 1 << 15,
+        isotropic_start: bool = True,
     ) -> None:
         super().__init__()
         if box < 2:
@@ -127,7 +134,10 @@ class NeuralField(nn.Module, Representation):
         self.blend_px = float(blend_px)
         self.chunk_points = int(chunk_points)
         self.features = GaussianFourierFeatures(3, features, sigma, scale=self.box / 2, seed=seed)
-        self.network = ResidualMLP(self.features.n_out + self.zdim, hidden, blocks, 2)
+        self.network = ResidualMLP(self.features.n_out + self.zdim, hidden, blocks, 2, zero_last=isotropic_start)
+        if isotropic_start:
+            with torch.no_grad():
+                self.network.output.bias[0] = 1.0
         self.log_scale = nn.Parameter(torch.zeros(self.n_shells))
 
     # ------------------------------------------------------------------ properties

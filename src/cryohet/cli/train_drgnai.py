@@ -1,0 +1,117 @@
+"""``cryohet train drgnai PARTICLES --out RUN``: DRGN-AI (ab initio: pose search + neural field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from ..config import validation_message
+from ..errors import ConfigError
+from ..io.particles import ParticleSource
+from ..methods.base import check_train_out
+from ..methods.drgnai.config import DrgnaiConfig
+from .options import config_option, examples, given_fields, overlay_fields
+
+__all__ = ["register"]
+
+
+def drgnai(
+    particles: Path = typer.Argument(
+        ..., help="Particles with CTF: .star, .cs (poses not needed), or .mrcs with --ctf ctf.pkl."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+    poses: Optional[Path] = config_option(
+        ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl (refine/fixed)."
+    ),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: train on these particles."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
+    ),
+    poses_mode: str = config_option(DrgnaiConfig, "poses_mode", "--poses-mode"),
+    zdim: int = config_option(DrgnaiConfig, "zdim", "--zdim", help="Latent dimension (0: homogeneous ab initio)."),
+    box: Optional[int] = config_option(DrgnaiConfig, "box", "--box", "-D"),
+    pretrain_images: int = config_option(DrgnaiConfig, "pretrain_images", "--pretrain-images"),
+    search_images: int = config_option(
+        DrgnaiConfig, "search_images", "--search-images", help="Image-searches in all (search epochs = this / N)."
+    ),
+    epochs_sgd: int = config_option(
+        DrgnaiConfig, "epochs_sgd", "--epochs-sgd", "--epochs", help="Joint gradient-descent epochs."
+    ),
+    hidden: int = config_option(DrgnaiConfig, "field.hidden", "--hidden", help="Width of the field's network."),
+    clusters: int = config_option(
+        DrgnaiConfig, "search.clusters", "--search-clusters", help="Latent clusters the search scores against."
+    ),
+    batch_size: int = config_option(DrgnaiConfig, "optim.batch_size", "--batch-size", "-b"),
+    invert: Optional[bool] = config_option(
+        DrgnaiConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
+    ),
+    device: str = config_option(DrgnaiConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    num_workers: int = config_option(DrgnaiConfig, "num_workers", "--num-workers", help="Data-loading processes."),
+    seed: int = config_option(DrgnaiConfig, "seed", "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous run in --out."),
+) -> None:
+    """Train DRGN-AI: pretrain -> hierarchical pose search epochs -> joint gradient descent on
+    poses, latents and a neural-field hypervolume. Input poses are not needed (abinit)."""
+    from ..methods.drgnai import train_drgnai
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else p.expanduser().resolve()
+
+    try:
+        source = ParticleSource(
+            path=absolute(particles), poses=absolute(poses), ctf=absolute(ctf), datadir=absolute(datadir),
+            ind=absolute(ind), apix=apix,
+        )  # fmt: skip
+        cfg = DrgnaiConfig(
+            data=source,
+            out=str(out.expanduser().resolve()),
+            poses_mode=poses_mode,
+            zdim=zdim,
+            box=box,
+            pretrain_images=pretrain_images,
+            search_images=search_images,
+            epochs_sgd=epochs_sgd,
+            field={"hidden": hidden},
+            search={"clusters": clusters},
+            optim={"batch_size": batch_size},
+            invert=invert,
+            device=device,
+            num_workers=num_workers,
+            seed=seed,
+        )
+    except ValidationError as err:
+        raise ConfigError(validation_message(err)) from None
+    check_train_out(cfg.out, cfg.data.files(), "drgnai", resume)
+    if resume and (out / "config.yaml").exists():
+        from ..config import load_config
+
+        saved = load_config(out / "config.yaml", DrgnaiConfig, drop=("resolved",))
+        typed = given_fields(drgnai, {ParticleSource: "data."})
+        cfg = overlay_fields(saved, cfg, typed | {"out", "data.path"})
+    run = train_drgnai(cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"wrote {run}")
+
+
+EXAMPLES = examples(
+    "cryohet train drgnai particles.star --out runs/abinit --zdim 8",
+    "cryohet train drgnai particles.star -o runs/homo --zdim 0 -D 64",
+    "cryohet train drgnai refined.star -o runs/refine --poses-mode refine",
+    "cryohet train drgnai particles.star -o runs/abinit --resume --epochs-sgd 40",
+)
+
+
+def register(train_app: typer.Typer) -> None:
+    train_app.command("drgnai", epilog=EXAMPLES)(drgnai)

@@ -1,0 +1,78 @@
+"""What a finished DRGN-AI run leaves in its run directory (besides config and log).
+
+* ``model.pt`` — weights only: ``field`` (the hypervolume's ``state_dict``);
+* ``latents.npy`` — ``(N, zdim)``; a homogeneous run (``zdim 0``) writes zeros ``(N, 1)``;
+* ``poses.npz`` — the estimated (or kept) poses: RELION ``A`` and origins in Å;
+* ``map.mrc`` — the map at the mean latent (the map of a homogeneous run);
+* ``extras/pose_search.npz`` — per particle ``best_score`` (the likelihood at the pose the
+  last search found, on its band; lower fits better) and ``score_z`` (robust z-score of
+  that score: large values flag images that fit no pose, e.g. junk, for ``cryohet select``);
+* ``extras/map_check.npz`` — the radial density profile of ``map.mrc`` and ``hollow``: 1
+  when the map is a shell with a negative core (the sign of inverted contrast).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...console import get_logger
+from ...io.mrc import write_volume
+from ...training.checkpoint import save_checkpoint
+
+__all__ = ["write_outputs", "radial_profile", "is_hollow"]
+
+log = get_logger("drgnai")
+
+
+def radial_profile(volume: np.ndarray) -> np.ndarray:
+    """Mean density per integer radius (voxels) from the box centre."""
+    d = volume.shape[0]
+    c = np.arange(d) - d // 2
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2).round().astype(int)
+    sums = np.bincount(r.ravel(), weights=volume.ravel())
+    counts = np.bincount(r.ravel())
+    return sums / np.maximum(counts, 1)
+
+
+def is_hollow(volume: np.ndarray) -> bool:
+    """A shell with a negative core: the core (r < D/10) below zero while the density peaks further out."""
+    prof = radial_profile(volume)[: volume.shape[0] // 2]
+    core = prof[: max(1, volume.shape[0] // 10)].mean()
+    return bool(core < 0 < prof.max())
+
+
+def write_outputs(trainer, session) -> None:
+    """Final weights, latents, poses, the map at the mean latent and the search scores (rank 0 writes)."""
+    if not session.is_main:
+        return
+    run, apix = session.run, trainer.apix
+    field = trainer.field.eval()
+    save_checkpoint(run.model, {"field": {k: v.detach().cpu() for k, v in field.state_dict().items()}})
+    if trainer.latents is not None:
+        z = trainer.latents.z.detach().cpu().numpy()
+        z_mean = torch.as_tensor(z.mean(axis=0, keepdims=True), device=trainer.device)
+    else:
+        z = np.zeros((trainer.n, 1), np.float32)
+        z_mean = None
+    run.save_latents(z)
+    rot, shifts = trainer.poses.poses()
+    run.save_poses(rot.cpu().numpy(), shifts.cpu().numpy())
+    with torch.no_grad():
+        vol = field.to_volume(trainer.box, apix, z_mean).cpu().numpy().astype(np.float32)
+    write_volume(run.path / "map.mrc", vol, apix)
+    best = trainer.best_scores.cpu().numpy()
+    finite = np.isfinite(best)
+    score_z = np.full_like(best, np.nan)
+    if finite.any():
+        med = np.median(best[finite])
+        mad = np.median(np.abs(best[finite] - med)) * 1.4826 or 1.0
+        score_z[finite] = (best[finite] - med) / mad
+    run.save_extra("pose_search", best_score=best, score_z=score_z)
+    hollow = is_hollow(vol)
+    run.save_extra("map_check", radial_profile=radial_profile(vol), hollow=np.array(int(hollow)))
+    if hollow:
+        log.warning(
+            "map.mrc is a hollow shell (negative core): the data's contrast sign is probably wrong; train again "
+            "with --invert (or without it)"
+        )

@@ -1,0 +1,332 @@
+"""DRGN-AI training: pretrain -> search epochs -> joint gradient descent, one run directory.
+
+Epochs, in order (each resumes from its checkpoint):
+
+* **pretrain** (abinit; one epoch of ``pretrain_images`` images): random rotations, zero
+  shifts, the field alone learns the rotational average at the starting band radius;
+* **search epochs** (abinit; ``max(2, ceil(search_images / N))``): at the start of each,
+  the field is cached as Fourier grids (one per latent k-means cluster, decided on rank
+  0); every batch is searched (:func:`cryohet.pose.search_poses`: HEALPix x shifts,
+  coarse to fine, scored by the training likelihood), the found poses go into the pose
+  table, and one step trains the field and the latents at those poses. The band radius
+  marches from the search's start radius to its end radius over these epochs (DRGN-AI's
+  12 and 32 px at D=128, scaled to the box);
+* **joint gradient descent** (``epochs_sgd``): poses (6D + shift), latents and field
+  together, on the full band (``fixed``: poses stay; ``refine``: they start from the
+  given ones).
+
+The data term is the shared likelihood (:class:`~cryohet.imaging.likelihood.WeightedL2`
+on the Nyquist disc, unit pixel noise) through the render seam: the field answers central
+slices, the seam multiplies CTF and the shift phase, so the search and every training
+step score an image the same way. Distributed as CryoSPIRE (:mod:`..spire.trainer`): DDP
+around the field, the loss scaled to one process at ``batch x world``, latent and pose
+tables synchronised by their updated rows, rank 0 writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from ...console import get_logger, progress
+from ...data.contrast import contrast_sign
+from ...data.dataset import ParticleDataset
+from ...data.loader import BatchedParticleLoader
+from ...device import resolve_device
+from ...errors import InputError
+from ...geometry.rotations import random_rotations
+from ...imaging.likelihood import WeightedL2
+from ...imaging.shifts import phase_ramp
+from ...latents.table import LatentTable
+from ...pose.search import SearchSchedule, search_poses, shift_extent_px
+from ...pose.table import PoseTable
+from ...reconstruction.from_particles import dataset_pixel_size
+from ...representations.neural_field import NeuralField
+from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
+from ...training.identity import config_input_paths
+from ...training.session import RunSession
+from .config import DrgnaiConfig
+from .envelope import data_envelope
+from .outputs import write_outputs
+
+__all__ = ["DrgnaiTrainer", "train_drgnai"]
+
+log = get_logger("drgnai")
+
+
+class DrgnaiTrainer:
+    """The data, the field, the per-image tables and the schedule of one run."""
+
+    def __init__(self, cfg: DrgnaiConfig, device: torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.dist = get_dist()
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        meta = cfg.data.load()
+        if meta.ctf is None:
+            raise InputError(f"{cfg.data.path}: DRGN-AI needs CTF parameters (a .star/.cs, or --ctf ctf.pkl)")
+        if cfg.poses_mode != "abinit" and not meta.has_poses:
+            raise InputError(
+                f"{cfg.data.path}: --poses-mode {cfg.poses_mode} needs input poses (a refined .star/.cs or --poses); "
+                "use --poses-mode abinit to estimate them"
+            )
+        self.poses_given = bool(meta.has_poses)
+        self.contrast = None
+        invert = cfg.invert
+        if invert is None:
+            probe = ParticleDataset(meta, box=cfg.box, normalize=True, seed=cfg.seed)
+            self.contrast = contrast_sign(probe, seed=cfg.seed)
+            invert = self.contrast.needs_invert
+            if self.contrast.sign == 0:
+                log.warning("contrast: undecided (z = %.1f); assuming protein-bright images (pass --invert if the "
+                            "protein is dark)", self.contrast.z)  # fmt: skip
+            else:
+                log.info("contrast: protein %s (z = %.1f)%s", "dark" if invert else "bright", self.contrast.z,
+                         "; images are inverted" if invert else "")  # fmt: skip
+        self.invert = bool(invert)
+        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
+        self.box = int(self.dataset.box)
+        if self.box < 16:
+            raise InputError(
+                f"{cfg.data.path}: a box of {self.box} px is too small for the pose grid (use at least 16)"
+            )
+        self.apix = dataset_pixel_size(self.dataset)
+        self.n = len(self.dataset)
+        self.band = _disc(self.box, self.apix, self.device)
+        self.likelihood = WeightedL2.white_noise(self.band)
+        self.loader = BatchedParticleLoader(
+            self.dataset, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda", rank=self.dist.rank, world_size=self.dist.world_size,
+        )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            f = cfg.field
+            self.field = NeuralField(
+                self.box,
+                self.apix,
+                cfg.zdim,
+                hidden=f.hidden,
+                blocks=f.blocks,
+                features=f.features,
+                sigma=f.sigma,
+                seed=cfg.seed,
+            ).to(self.device)
+        self.field.init_envelope(data_envelope(self.dataset, self.band, seed=cfg.seed).to(self.device))
+        self.ddp = wrap_ddp(self.field, self.device)
+        self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.optim.lr_field)
+        self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device) if cfg.zdim else None
+        self.poses = PoseTable(self.n, device=self.device)
+        if cfg.poses_mode != "abinit":
+            shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((self.n, 2))
+            self.poses.set(torch.arange(self.n, device=self.device), torch.as_tensor(meta.rotations),
+                           torch.as_tensor(shifts))  # fmt: skip
+        self.best_scores = torch.full((self.n,), float("nan"), device=self.device)
+        self.n_pretrain = cfg.pretrain_epochs(self.n)
+        self.n_search = cfg.search_epochs(self.n)
+        self.total_epochs = self.n_pretrain + self.n_search + cfg.epochs_sgd
+        s = cfg.search
+        extent = s.shift_extent_px if s.shift_extent_px is not None else shift_extent_px(self.box)
+        self.radius_start_px, self.radius_end_px = cfg.search_radii_px(self.box)
+        self.schedule = SearchSchedule(s.base_level, s.rounds, s.keep, 8, extent, s.shift_n, self.radius_start_px,
+                                       self.radius_end_px)  # fmt: skip
+
+    # -- schedule -------------------------------------------------------------------------
+    def phase(self, epoch: int) -> str:
+        if epoch < self.n_pretrain:
+            return "pretrain"
+        if epoch < self.n_pretrain + self.n_search:
+            return "search"
+        return "sgd"
+
+    def radius(self, epoch: int) -> float:
+        """Band radius (Fourier px) of the data term in ``epoch`` and of the search's last round:
+        the search's start radius in pretraining, marching to its end radius over the search
+        epochs (frequency marching), Nyquist in the joint descent."""
+        if self.phase(epoch) == "pretrain":
+            return self.radius_start_px
+        if self.phase(epoch) == "search":
+            i = epoch - self.n_pretrain
+            r0, r1 = self.radius_start_px, self.radius_end_px
+            return r0 + (r1 - r0) * (i + 1) / self.n_search
+        return self.box / 2
+
+    # -- epochs ---------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict:
+        phase = self.phase(epoch)
+        radius = self.radius(epoch)
+        self.loader.set_epoch(epoch)
+        sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
+        centres = self._cluster_centres() if phase == "search" else None
+        refresh = max(1, self.cfg.search.refresh_batches)
+        sources = None
+        totals = torch.zeros(3, dtype=torch.float64)
+        budget = self.cfg.pretrain_images if phase == "pretrain" else None
+        for step, batch in enumerate(
+            progress(self.loader, total=len(self.loader), description=f"{phase} epoch {epoch + 1}", unit="batch")
+        ):
+            gsize = None if sizes is None else sizes[step]
+            if phase == "search":
+                if step % refresh == 0:  # the search sees the field as trained so far (online)
+                    sources = self._search_sources(radius, centres)
+                self._search_batch(batch, sources, radius)
+            data = self.train_step(batch, radius, phase, gsize, seed=epoch * 100003 + step)
+            totals += torch.tensor([float(data.sum()), float(len(data)), 0.0], dtype=torch.float64)
+            if budget is not None and float(totals[1]) * self.dist.world_size >= budget:
+                break
+        if self.dist.enabled:
+            all_reduce_sum_(totals)
+        n = max(1, int(totals[1]))
+        stats = {"phase": phase, "radius_px": radius, "data": float(totals[0]) / n, "n_images": n}
+        if phase != "pretrain" and torch.isfinite(self.best_scores).any():
+            stats["search_score_median"] = float(self.best_scores[torch.isfinite(self.best_scores)].median())
+        return stats
+
+    def _observe(self, batch, radius: float):
+        """Images' DFTs and CTFs on the band of ``radius`` (the data term's sub-band)."""
+        b = batch.to(self.device, non_blocking=True)
+        sub = self.band.lowpass(min(1.0, radius / (self.box / 2)))
+        return b.index, sub, sub.observed(b.images), sub.filters(b.ctf_params, None)
+
+    def data_term(self, sub, observed, ctf, rotations, shifts_A, z=None) -> torch.Tensor:
+        """Per-image data term ``(B,)`` on the sub-band ``sub`` at the given poses (differentiable):
+        the field's slices through the DDP wrapper, times CTF and the shift phase, scored by the
+        run's likelihood — the very expression the pose search expands into matrix products."""
+        amp = self.cfg.amp and self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+            slices = self.ddp(rotations, sub, z)  # always through the DDP wrapper
+        model = slices.to(torch.complex64) * ctf * phase_ramp(sub.kx_per_A, sub.ky_per_A, shifts_A)
+        return self.likelihood.on(sub).score(observed, model)
+
+    def train_step(self, batch, radius: float, phase: str, global_size: int | None = None, seed: int = 0):
+        """One step at band ``radius``: the field (and latents; and poses in the joint descent)."""
+        cfg, world = self.cfg, self.dist.world_size
+        index, sub, observed, ctf = self._observe(batch, radius)
+        train_poses = phase == "sgd" and cfg.poses_mode != "fixed"
+        if phase == "pretrain":
+            rot = torch.as_tensor(random_rotations(len(index), seed), dtype=torch.float32, device=self.device)
+            shifts = torch.zeros(len(index), 2, device=self.device)
+            rows = None
+        else:
+            rows = self.poses.batch(index) if train_poses else None
+            rot, shifts = PoseTable.unpack(rows) if rows is not None else self.poses.poses(index)
+        z = self.latents.batch(index) if self.latents is not None else None
+        data = self.data_term(sub, observed, ctf, rot, shifts, z)
+        if world == 1:
+            loss = data.mean() if len(data) else data.sum()
+        else:
+            loss = data.sum() * (world / float(global_size))
+            if not len(data):  # an empty share of the last step: zero gradients, same collectives
+                loss = loss + 0.0 * sum(p.sum() for p in self.field.parameters())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if z is not None:
+            self.latents.step(index, z.grad / world if world > 1 else z.grad, cfg.optim.lr_latents)
+            self.latents.sync_rows(index)
+        if rows is not None:
+            grad = rows.grad / world if world > 1 else rows.grad
+            self.poses.step(index, grad, cfg.optim.lr_rotations, cfg.optim.lr_shifts_px * self.apix)
+            self.poses.sync_rows(index)
+        return data.detach()
+
+    # -- search -----------------------------------------------------------------------------
+    def _cluster_centres(self) -> np.ndarray | None:
+        """k-means centres of the latents (rank 0 decides, every rank gets them); None when homogeneous."""
+        if self.latents is None:
+            return None
+        centres = None
+        if self.dist.is_main:
+            z = self.latents.z.cpu().numpy().astype(np.float64)
+            k = int(min(self.cfg.search.clusters, len(z)))
+            centres = KMeans(n_clusters=k, n_init=2, random_state=self.cfg.seed).fit(z).cluster_centers_
+        return np.asarray(broadcast_object(centres), dtype=np.float32)
+
+    @torch.no_grad()
+    def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
+        """The field cached as Fourier grids for the search: one per latent cluster centre."""
+        r = min(radius, self.box / 2 - 1) + 2
+        if centres is None:
+            return [self.field.fourier_grid(r, None, oversample=self.cfg.search.grid_oversample)], None
+        c = torch.as_tensor(centres, device=self.device)
+        grids = [self.field.fourier_grid(r, c[i : i + 1], oversample=self.cfg.search.grid_oversample)
+                 for i in range(len(c))]  # fmt: skip
+        return grids, c
+
+    @torch.no_grad()
+    def _search_batch(self, batch, sources, radius: float) -> None:
+        grids, centres = sources
+        index, _, observed, ctf = self._observe(batch, self.box / 2)
+        if not len(index):
+            return
+        if centres is None:
+            groups = torch.zeros(len(index), dtype=torch.long, device=self.device)
+        else:
+            groups = torch.cdist(self.latents.z[index], centres).argmin(dim=1)
+        schedule = replace(self.schedule, radius_end_px=max(radius, self.schedule.radius_start_px))
+        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule)
+        self.poses.set(index, res.rotations, res.shifts_A)
+        self.poses.sync_rows(index)
+        self.best_scores[index] = res.scores
+        self._sync_scores(index)
+
+    def _sync_scores(self, index: torch.Tensor) -> None:
+        if self.dist.enabled:
+            from ...training.distributed import all_gather_rows
+
+            rows = all_gather_rows(index)
+            vals = all_gather_rows(self.best_scores[index])
+            self.best_scores[rows] = vals
+
+    # -- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        state = {
+            "field": self.field.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "poses": self.poses.state_dict(),
+            "best_scores": self.best_scores.cpu(),
+            "invert": self.invert,
+        }
+        if self.latents is not None:
+            state["latents"] = self.latents.state_dict()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        self.field.load_state_dict(state["field"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.poses.load_state_dict(state["poses"])
+        self.best_scores = state["best_scores"].to(self.device)
+        if self.latents is not None:
+            self.latents.load_state_dict(state["latents"])
+
+
+def _disc(box: int, apix: float, device):
+    from ...imaging.bands import FourierBand
+
+    return FourierBand.disc(box, apix, device=device)
+
+
+def train_drgnai(cfg: DrgnaiConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train DRGN-AI into ``cfg.out``; returns the run directory."""
+    with RunSession(
+        cfg.out, resume=resume, overwrite=overwrite, label="drgnai", device=cfg.device, protect=config_input_paths(cfg)
+    ) as session:
+        cfg = session.reconcile(cfg)
+        session.epoch_fields = ("--epochs-sgd",)
+        trainer = DrgnaiTrainer(cfg, device=session.device)
+        resolved = cfg.model_copy(deep=True)
+        resolved.box = trainer.box
+        resolved.invert = trainer.invert
+        info = {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std),
+                "pretrain_epochs": trainer.n_pretrain, "search_epochs": trainer.n_search}  # fmt: skip
+        if trainer.contrast is not None:
+            info["contrast_z"] = round(trainer.contrast.z, 2)
+        session.save_config(resolved, info)
+        log.info("%d particles at box %d (%.3g Å/px): %d pretrain, %d search and %d joint epochs", trainer.n,
+                 trainer.box, trainer.apix, trainer.n_pretrain, trainer.n_search, cfg.epochs_sgd)  # fmt: skip
+        session.train(trainer, trainer.total_epochs)
+        write_outputs(trainer, session)
+        session.complete(epochs=trainer.total_epochs)
+    return session.path

@@ -1,0 +1,87 @@
+"""DRGN-AI killed in each phase (pretrain, search, joint descent) resumes and ends where an
+uninterrupted run ends; the run directory follows the run contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryohet.io.particles import ParticleSource
+from cryohet.methods.base import load_run
+from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
+from cryohet.training.checkpoint import latest_checkpoint
+
+pytestmark = pytest.mark.slow
+
+PINNED = Path(__file__).parent / "data" / "pinned" / "data"
+
+
+def _config(out: Path) -> DrgnaiConfig:
+    """160 images at D=24: 1 pretrain epoch, 2 search epochs, 1 joint epoch; a small field."""
+    return DrgnaiConfig(
+        data=ParticleSource(path=PINNED / "particles.star"),
+        out=str(out),
+        zdim=2,
+        pretrain_images=160,
+        search_images=320,
+        epochs_sgd=1,
+        field={"hidden": 32, "blocks": 1, "features": 32},
+        search={"base_level": 0, "rounds": 2, "keep": 2, "shift_n": 4, "radius_start_px": 6, "radius_end_px": 10,
+                "clusters": 2},
+        optim={"batch_size": 40},
+    )  # fmt: skip
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("drgnai") / "whole"
+    train_drgnai(_config(run))
+    return run
+
+
+def test_run_directory_contract(whole):
+    for name in ("config.yaml", "model.pt", "latents.npy", "poses.npz", "map.mrc", "run.log", "train_log.jsonl"):
+        assert (whole / name).exists(), name
+    assert [r["phase"] for r in _rows(whole)] == ["pretrain", "search", "search", "sgd"]
+    model = load_run(whole)
+    assert model.latents.shape == (160, 2)
+    rot, shifts = model.poses()
+    assert rot.shape == (160, 3, 3) and shifts.shape == (160, 2)
+    assert np.allclose(rot @ np.swapaxes(rot, 1, 2), np.eye(3), atol=1e-5)
+    scores = np.load(whole / "extras" / "pose_search.npz")
+    assert np.isfinite(scores["best_score"]).all() and np.isfinite(scores["score_z"]).all()
+    assert int(np.load(whole / "extras" / "map_check.npz")["hollow"]) in (0, 1)
+    vol = model.volume(model.latents.mean(axis=0))
+    assert vol.shape == (24, 24, 24) and np.isfinite(vol).all()
+
+
+@pytest.mark.parametrize("kill_at", [0, 2, 3], ids=["pretrain", "search", "sgd"])
+def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, monkeypatch, kill_at):
+    from cryohet.methods.drgnai import trainer as trainer_module
+
+    run = tmp_path / "killed"
+    original = trainer_module.DrgnaiTrainer.train_epoch
+
+    def dying(self, epoch):
+        if epoch == kill_at:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer_module.DrgnaiTrainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_drgnai(_config(run))
+    last = latest_checkpoint(run)
+    assert (last is None) if kill_at == 0 else last.name == f"epoch_{kill_at - 1:04d}.pt"
+    monkeypatch.setattr(trainer_module.DrgnaiTrainer, "train_epoch", original)
+    train_drgnai(_config(run), resume=True)
+    assert [r["epoch"] for r in _rows(run)] == [0, 1, 2, 3]
+    assert [r["data"] for r in _rows(run)] == pytest.approx([r["data"] for r in _rows(whole)], rel=1e-5)
+    assert np.allclose(load_run(run).latents, load_run(whole).latents, atol=1e-5)
+    assert np.allclose(np.load(run / "poses.npz")["rotations"], np.load(whole / "poses.npz")["rotations"], atol=1e-5)
