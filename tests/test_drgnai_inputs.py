@@ -179,3 +179,12 @@ def test_box_too_small_is_refused(tmp_path, capsys):
     starfile.write(star, small / "particles.star")
     code = main(["train", "drgnai", str(small / "particles.star"), "-o", str(tmp_path / "b")])
     assert code != 0 and "too small" in _last_error_line(capsys)
+
+
+def test_a_map_of_the_wrong_sign_is_reported_hollow():
+    from cryohet.methods.drgnai.outputs import is_hollow
+
+    gt = mrcfile.read(PINNED / "gt" / "state_000.mrc")
+    # the complex has a cavity at the centre (negative core once band-limited): not hollow
+    assert not is_hollow(gt)
+    assert is_hollow(-gt)

@@ -3,7 +3,7 @@
 Defaults follow DRGN-AI (ml-struct-bio/drgnai, METHODS.md §3) where its code states them
 — the hypervolume (192 Fourier features of sigma 0.5, 256 wide, 3 residual blocks), the
 base pose grid (HEALPix level 2: 4 608 rotations), 4 refinement rounds keeping 8 poses,
-band limits 12 → 32 px, learning rates 1e-4 (field), 1e-3 (poses), 1e-2 (latents) —
+band limits 12 → 32 px at D=128, learning rates 1e-3 (poses), 1e-2 (latents) —
 and are ours, measured and said so, where cryohet changed the schedule to be an order of
 magnitude faster (fewer search epochs, larger batches, latent clusters in the search).
 """
@@ -64,7 +64,9 @@ class SearchConfig(StrictModel):
 class OptimConfig(StrictModel):
     """Learning rates and batches (DRGN-AI's rates; batch sizes ours)."""
 
-    lr_field: float = Field(1e-4, gt=0)
+    lr_field: float = Field(
+        1e-3, gt=0, description="ours: DRGN-AI has 1e-4, which at D=32 needed several times more search steps"
+    )
     lr_latents: float = Field(1e-2, gt=0)
     lr_rotations: float = Field(1e-3, gt=0, description="Adam on the 6D rotation parameters")
     lr_shifts_px: float = Field(1e-3, gt=0, description="Adam on the shifts, in pixels per step")
