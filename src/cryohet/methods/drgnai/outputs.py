@@ -87,5 +87,6 @@ def write_outputs(trainer, session) -> None:
     if hollow:
         log.warning(
             "map.mrc goes mostly negative (a hollow shell; skewness %.1f): the data's contrast sign is probably "
-            "wrong; train again with --invert (or --no-invert)", skewness(vol)
+            "wrong; train again with --invert (or --no-invert)",
+            skewness(vol),
         )
