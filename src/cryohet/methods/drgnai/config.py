@@ -3,7 +3,7 @@
 Defaults follow DRGN-AI (ml-struct-bio/drgnai, METHODS.md §3) where its code states them
 — the hypervolume (192 Fourier features of sigma 0.5, 256 wide, 3 residual blocks), the
 base pose grid (HEALPix level 2: 4 608 rotations), 4 refinement rounds keeping 8 poses,
-band limits 12 → 32 px at D=128, learning rates 1e-3 (poses), 1e-2 (latents) —
+band limits 12 → 32 px at D=128, learning rate 1e-3 for the poses —
 and are ours, measured and said so, where cryohet changed the schedule to be an order of
 magnitude faster (fewer search epochs, larger batches, latent clusters in the search).
 """
@@ -67,7 +67,9 @@ class OptimConfig(StrictModel):
     lr_field: float = Field(
         1e-3, gt=0, description="ours: DRGN-AI has 1e-4, which at D=32 needed several times more search steps"
     )
-    lr_latents: float = Field(1e-2, gt=0)
+    lr_latents: float = Field(
+        0.1, gt=0, description="ours (DRGN-AI: 1e-2): two states separated (ARI 0.95 vs 0.40) in 80 epochs at D=24"
+    )
     lr_rotations: float = Field(1e-3, gt=0, description="Adam on the 6D rotation parameters")
     lr_shifts_px: float = Field(1e-3, gt=0, description="Adam on the shifts, in pixels per step")
     batch_size: int = Field(32, gt=0)

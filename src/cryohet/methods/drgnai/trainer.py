@@ -121,8 +121,8 @@ class DrgnaiTrainer:
         self.poses = PoseTable(self.n, device=self.device)
         if cfg.poses_mode != "abinit":
             shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((self.n, 2))
-            self.poses.set(torch.arange(self.n, device=self.device), torch.as_tensor(meta.rotations),
-                           torch.as_tensor(shifts))  # fmt: skip
+            rot = torch.tensor(np.array(meta.rotations, dtype=np.float32))
+            self.poses.set(torch.arange(self.n, device=self.device), rot, torch.tensor(np.array(shifts, np.float32)))
         self.best_scores = torch.full((self.n,), float("nan"), device=self.device)
         self.n_pretrain = cfg.pretrain_epochs(self.n)
         self.n_search = cfg.search_epochs(self.n)
