@@ -55,8 +55,9 @@ class SearchConfig(StrictModel):
         "latent's k-means cluster (one cached Fourier grid per cluster) instead of at their own latent",
     )  # fmt: skip
     refresh_batches: int = Field(
-        1, gt=0, description="re-cache the field's Fourier grids every this many batches: the search of each "
-        "batch sees the field as trained so far (1: online, as DRGN-AI, which queries its decoder directly)",
+        4, gt=0, description="re-cache the field's Fourier grids every this many batches and search their images "
+        "together: the search sees the field as trained so far (DRGN-AI queries its decoder for every batch; once "
+        "per epoch did not converge; every 1 or 4 batches converged alike at D=32, 4.3 vs 5.0 deg)",
     )  # fmt: skip
     grid_oversample: int = Field(2, ge=1, le=2, description="sampling of the cached Fourier grid (2: half-voxel)")
 

@@ -26,6 +26,7 @@ tables synchronised by their updated rows, rank 0 writes.
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -161,21 +162,25 @@ class DrgnaiTrainer:
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         centres = self._cluster_centres() if phase == "search" else None
         refresh = max(1, self.cfg.search.refresh_batches)
-        sources = None
         totals = torch.zeros(3, dtype=torch.float64)
         budget = self.cfg.pretrain_images if phase == "pretrain" else None
-        for step, batch in enumerate(
+        batches = iter(
             progress(self.loader, total=len(self.loader), description=f"{phase} epoch {epoch + 1}", unit="batch")
-        ):
-            gsize = None if sizes is None else sizes[step]
-            if phase == "search":
-                if step % refresh == 0:  # the search sees the field as trained so far (online)
-                    sources = self._search_sources(radius, centres)
-                self._search_batch(batch, sources, radius)
-            data = self.train_step(batch, radius, phase, gsize, seed=epoch * 100003 + step)
-            totals += torch.tensor([float(data.sum()), float(len(data)), 0.0], dtype=torch.float64)
-            if budget is not None and float(totals[1]) * self.dist.world_size >= budget:
+        )
+        step = 0
+        while budget is None or float(totals[1]) * self.dist.world_size < budget:
+            window = list(islice(batches, refresh if phase == "search" else 1))
+            if not window:
                 break
+            if phase == "search":
+                # the field re-cached as it is trained so far (online), then the window's
+                # images searched together (each cluster's base-grid slices made once)
+                self._search_batches(window, self._search_sources(radius, centres), radius)
+            for batch in window:
+                gsize = None if sizes is None else sizes[step]
+                data = self.train_step(batch, radius, phase, gsize, seed=epoch * 100003 + step)
+                totals += torch.tensor([float(data.sum()), float(len(data)), 0.0], dtype=torch.float64)
+                step += 1
         if self.dist.enabled:
             all_reduce_sum_(totals)
         n = max(1, int(totals[1]))
@@ -256,17 +261,21 @@ class DrgnaiTrainer:
         return grids, c
 
     @torch.no_grad()
-    def _search_batch(self, batch, sources, radius: float) -> None:
+    def _search_batches(self, batches: list, sources, radius: float) -> None:
+        """Search the images of ``batches`` together; their poses go into the pose table."""
         grids, centres = sources
-        index, _, observed, ctf = self._observe(batch, self.box / 2)
+        seen = [self._observe(b, self.box / 2) for b in batches]
+        index = torch.cat([s[0] for s in seen])
         if not len(index):
             return
+        observed = torch.cat([s[2] for s in seen])
+        ctf = torch.cat([s[3] for s in seen])
         if centres is None:
             groups = torch.zeros(len(index), dtype=torch.long, device=self.device)
         else:
             groups = torch.cdist(self.latents.z[index], centres).argmin(dim=1)
         schedule = replace(self.schedule, radius_end_px=max(radius, self.schedule.radius_start_px))
-        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule)
+        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule, self.cfg.optim.batch_size)
         self.poses.set(index, res.rotations, res.shifts_A)
         self.poses.sync_rows(index)
         self.best_scores[index] = res.scores
