@@ -50,6 +50,14 @@ def drgnai(
     clusters: int = config_option(
         DrgnaiConfig, "search.clusters", "--search-clusters", help="Latent clusters the search scores against."
     ),
+    base_level: int = config_option(DrgnaiConfig, "search.base_level", "--base-level"),
+    radius_start: Optional[float] = config_option(
+        DrgnaiConfig, "search.radius_start_px", "--radius-start", help="First search band radius, Fourier px."
+    ),
+    radius_end: Optional[float] = config_option(
+        DrgnaiConfig, "search.radius_end_px", "--radius-end", help="Search band radius reached at the end, Fourier px."
+    ),
+    lr_field: float = config_option(DrgnaiConfig, "optim.lr_field", "--lr-field", help="Adam rate of the field."),
     batch_size: int = config_option(DrgnaiConfig, "optim.batch_size", "--batch-size", "-b"),
     invert: Optional[bool] = config_option(
         DrgnaiConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
@@ -85,8 +93,13 @@ def drgnai(
             search_images=search_images,
             epochs_sgd=epochs_sgd,
             field={"hidden": hidden},
-            search={"clusters": clusters},
-            optim={"batch_size": batch_size},
+            search={
+                "clusters": clusters,
+                "base_level": base_level,
+                "radius_start_px": radius_start,
+                "radius_end_px": radius_end,
+            },
+            optim={"batch_size": batch_size, "lr_field": lr_field},
             invert=invert,
             device=device,
             num_workers=num_workers,
