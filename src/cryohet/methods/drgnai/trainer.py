@@ -25,6 +25,7 @@ tables synchronised by their updated rows, rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -205,6 +206,14 @@ class DrgnaiTrainer:
         model = slices.to(torch.complex64) * ctf * phase_ramp(sub.kx_per_A, sub.ky_per_A, shifts_A)
         return self.likelihood.on(sub).score(observed, model)
 
+    def _image_chunks(self, n: int, sub) -> list[tuple[int, int]]:
+        """Image ranges of one step: at most as many band points per range as a full batch has
+        on the search's end band (one range in pretraining and searching; several on a wider band)."""
+        budget = self.cfg.optim.batch_size * _band_points(self.band, self.radius_end_px)
+        per_image = max(1, int((sub.weights > 0).sum()))
+        size = max(1, budget // per_image)
+        return [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
+
     def train_step(self, batch, radius: float, phase: str, global_size: int | None = None, seed: int = 0):
         """One step at band ``radius``: the field (and latents; and poses in the joint descent)."""
         cfg, world = self.cfg, self.dist.world_size
@@ -216,17 +225,25 @@ class DrgnaiTrainer:
             rows = None
         else:
             rows = self.poses.batch(index) if train_poses else None
-            rot, shifts = PoseTable.unpack(rows) if rows is not None else self.poses.poses(index)
+            rot, shifts = self.poses.poses(index) if rows is None else (None, None)  # trained: unpacked per chunk
         z = self.latents.batch(index) if self.latents is not None else None
-        data = self.data_term(sub, observed, ctf, rot, shifts, z)
-        if world == 1:
-            loss = data.mean() if len(data) else data.sum()
-        else:
-            loss = data.sum() * (world / float(global_size))
-            if not len(data):  # an empty share of the last step: zero gradients, same collectives
-                loss = loss + 0.0 * sum(p.sum() for p in self.field.parameters())
+        scale = (1.0 / max(1, len(index))) if world == 1 else world / float(global_size)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = []
+        chunks = self._image_chunks(len(index), sub)
+        for i, (a, b) in enumerate(chunks):
+            # the band's points of a step bounded by the search's (no memory jump when the
+            # joint descent trains on the full band): chunks' gradients accumulate
+            sync = i == len(chunks) - 1 or not hasattr(self.ddp, "no_sync")
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                r, t = PoseTable.unpack(rows[a:b]) if rows is not None else (rot[a:b], shifts[a:b])
+                part = self.data_term(sub, observed[a:b], ctf[a:b], r, t, None if z is None else z[a:b])
+                loss = part.sum() * scale
+                if world > 1 and b == a:  # an empty share of the last step: zero gradients, same collectives
+                    loss = loss + 0.0 * sum(p.sum() for p in self.field.parameters())
+                loss.backward()
+            parts.append(part.detach())
+        data = torch.cat(parts)
         self.opt.step()
         if z is not None:
             self.latents.step(index, z.grad / world if world > 1 else z.grad, cfg.optim.lr_latents)
@@ -309,6 +326,12 @@ class DrgnaiTrainer:
         self.best_scores = state["best_scores"].to(self.device)
         if self.latents is not None:
             self.latents.load_state_dict(state["latents"])
+
+
+def _band_points(band, radius_px: float) -> int:
+    """Points of ``band`` with non-zero weight inside ``radius_px``."""
+    sub = band.lowpass(min(1.0, radius_px / (band.box / 2)))
+    return int((sub.weights > 0).sum())
 
 
 def _disc(box: int, apix: float, device):
