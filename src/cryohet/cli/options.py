@@ -163,6 +163,26 @@ def overlay_fields(saved: BaseModel, built: BaseModel, fields: set[str]) -> Base
     return type(saved).model_validate(data)
 
 
+def resume_config(
+    out: Any, built: BaseModel, command: Callable[..., Any] | None, extra: dict[str, str] | None = None
+) -> BaseModel:
+    """The config of a training command run with ``--resume`` into ``out``: the run's own
+    ``config.yaml``, with only the options typed now (:func:`given_fields`; particle options
+    under ``data.``) asking for changes (none without ``command``); the run refuses those it cannot take
+    (:mod:`cryohet.training.identity`). ``built`` itself when ``out`` has no config yet."""
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..io.particles import ParticleSource
+
+    path = Path(out) / "config.yaml"
+    if not path.exists():
+        return built
+    saved = load_config(path, type(built), drop=("resolved",))
+    typed = given_fields(command, {ParticleSource: "data."}, extra) if command is not None else set()
+    return overlay_fields(saved, built, typed | {"out", "data.path"})
+
+
 def param_default(func: Callable[..., Any], name: str) -> Any:
     """The default of parameter ``name`` of an API function (for options of commands with no config)."""
     param = inspect.signature(func).parameters[name]

@@ -19,7 +19,7 @@ from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.common import BaselineConfig
-from .options import config_option, examples, given_fields, overlay_fields
+from .options import config_option, examples, resume_config
 
 __all__ = ["register"]
 
@@ -54,14 +54,8 @@ def _run(
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
     check_train_out(cfg.out, cfg.data.files(), cfg.method, resume)  # --out not an input; a run this cryohet reads
-    saved = Path(cfg.out) / "config.yaml"
-    if resume and saved.exists():
-        from ..config import load_config
-
-        # the run's own config, with only the options typed now asking for changes (refused if the
-        # run cannot take them: cryohet.training.identity); a moved run resumes where it now is
-        typed = given_fields(command, {ParticleSource: "data."}) if command is not None else set()
-        cfg = overlay_fields(load_config(saved, config_cls, drop=("resolved",)), cfg, typed | {"out", "data.path"})
+    if resume:  # a moved run resumes where it now is
+        cfg = resume_config(cfg.out, cfg, command)
     typer.echo(f"wrote {train(cfg, resume=resume, overwrite=overwrite)}")
 
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
-from .options import config_option, examples, given_fields, overlay_fields
+from .options import config_option, examples, resume_config
 
 __all__ = ["register"]
 
@@ -108,12 +108,8 @@ def drgnai(
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
     check_train_out(cfg.out, cfg.data.files(), "drgnai", resume)
-    if resume and (out / "config.yaml").exists():
-        from ..config import load_config
-
-        saved = load_config(out / "config.yaml", DrgnaiConfig, drop=("resolved",))
-        typed = given_fields(drgnai, {ParticleSource: "data."})
-        cfg = overlay_fields(saved, cfg, typed | {"out", "data.path"})
+    if resume:
+        cfg = resume_config(out, cfg, drgnai)
     run = train_drgnai(cfg, resume=resume, overwrite=overwrite)
     typer.echo(f"wrote {run}")
 

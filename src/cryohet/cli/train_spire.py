@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
-from .options import config_option, examples, given_fields, overlay_fields
+from .options import config_option, examples, resume_config
 
 __all__ = ["register"]
 
@@ -139,14 +139,8 @@ def spire(
     except ValidationError as err:
         raise ConfigError(validation_message(err)) from None
     check_train_out(cfg.out, cfg.data.files(), "spire", resume)  # --out not an input; a run this cryohet reads
-    if resume and (out / "config.yaml").exists():
-        from ..config import load_config
-
-        # the run's own config, with only the options typed now asking for changes (the run refuses
-        # those it cannot take: see cryohet.training.identity)
-        saved = load_config(out / "config.yaml", SpireConfig, drop=("resolved",))
-        typed = given_fields(spire, {ParticleSource: "data."}, {"no_anchor_motion": "stage_b.anchor_motion"})
-        cfg = overlay_fields(saved, cfg, typed | {"out", "data.path"})
+    if resume:
+        cfg = resume_config(out, cfg, spire, {"no_anchor_motion": "stage_b.anchor_motion"})
     run = train_spire(cfg, resume=resume, overwrite=overwrite)
     typer.echo(f"wrote {run}")
 
