@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_run
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean browser
 
 $(BIN)/.installed: pyproject.toml
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -26,10 +26,17 @@ demo: $(BIN)/.installed
 
 LINTED := src tests benchmarks scripts
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed browser
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# the report's headless browser test needs chromium (Debian package; installed when apt-get is usable)
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "note: chromium not installed (needs root and apt-get); the browser test will be skipped"; }
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
