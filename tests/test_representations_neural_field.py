@@ -308,3 +308,47 @@ def test_forward_is_slices():
     z = torch.randn(3, 2)
     with torch.no_grad():
         assert torch.equal(f(rot, band, z), f.slices(rot, band, z))
+
+
+@pytest.mark.parametrize("box, oversample, radius", [(16, 2, 9.0), (15, 1, 8.0), (16, 1, 8.5)])
+def test_fourier_grid_holds_the_field_at_every_node(box, oversample, radius):
+    """The cache evaluates the network on half the nodes and conjugates the rest: every node
+    within the radius equals the field there (radii past the grid's edge, where nodes with an
+    index -P/2 have no mirror, included; even and odd P), every node beyond it is 0."""
+    f = _field(box, zdim=3)
+    z = torch.randn(1, 3)
+    grid = f.fourier_grid(radius, z, oversample=oversample).data
+    p = grid.shape[0]
+    j = torch.arange(p) - p // 2
+    jz, jy, jx = torch.meshgrid(j, j, j, indexing="ij")
+    r_idx = (radius + math.sqrt(3.0) / oversample) * oversample
+    inside = (jz**2 + jy**2 + jx**2).double() <= r_idx**2
+    k = torch.stack([jx[inside], jy[inside], jz[inside]], dim=-1).float() / p
+    with torch.no_grad():
+        want = f.values(k, z.expand(len(k), -1))
+    if p % 2 == 0:  # the unpaired edge plane is within the radius: evaluated, not mirrored
+        assert bool(inside[jz == -(p // 2)].any())
+    assert torch.allclose(grid[inside], want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+    assert bool((grid[~inside] == 0).all())
+
+
+def test_bf16_autocast_keeps_the_field_close_to_float32():
+    """Mixed precision (the CUDA default) runs the network in bf16 but the Fourier-feature
+    phases in float32 (they reach hundreds of radians at D/2): the field's values stay within
+    bf16's ~1e-2 of float32, for slices and for the cached grid. Checked with the CPU's bf16
+    autocast, which casts the same operations."""
+    f = _field(32, zdim=2)
+    rot = torch.tensor(random_rotations(6, 5), dtype=torch.float32)
+    band = FourierBand.full_plane(32, APIX)
+    z = torch.randn(6, 2)
+    with torch.no_grad():
+        ref = f.slices(rot, band, z)
+        grid_ref = f.fourier_grid(12.0, z[:1], oversample=1).data
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            feats = f.features(torch.rand(100, 3) - 0.5)
+            low = f.slices(rot, band, z)
+            grid_low = f.fourier_grid(12.0, z[:1], oversample=1).data
+    assert feats.dtype == torch.float32 and low.dtype == ref.dtype and grid_low.dtype == grid_ref.dtype
+    mask = _disc_mask(32, 15)
+    assert _rel(low, ref, mask) < 1e-2, _rel(low, ref, mask)
+    assert float((grid_low - grid_ref).norm() / grid_ref.norm()) < 1e-2

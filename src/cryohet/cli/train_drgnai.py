@@ -63,6 +63,7 @@ def drgnai(
         DrgnaiConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
     ),
     device: str = config_option(DrgnaiConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    amp: bool = config_option(DrgnaiConfig, "amp", "--amp/--no-amp", help="bf16 autocast for the field on CUDA."),
     num_workers: int = config_option(DrgnaiConfig, "num_workers", "--num-workers", help="Data-loading processes."),
     seed: int = config_option(DrgnaiConfig, "seed", "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
@@ -102,6 +103,7 @@ def drgnai(
             optim={"batch_size": batch_size, "lr_field": lr_field},
             invert=invert,
             device=device,
+            amp=amp,
             num_workers=num_workers,
             seed=seed,
         )

@@ -47,5 +47,9 @@ class GaussianFourierFeatures(nn.Module):
         return 2 * int(self.freqs.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        proj = x @ self.freqs.to(x.dtype).T
+        # the phases in float32 even inside a bf16 autocast region: |proj| reaches hundreds
+        # of radians, where bf16's 8-bit mantissa would make the sines noise
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dt = torch.promote_types(x.dtype, torch.float32)
+            proj = x.to(dt) @ self.freqs.to(dt).T
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)

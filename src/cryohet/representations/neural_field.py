@@ -208,7 +208,7 @@ class NeuralField(nn.Module, Representation):
         h = self.features(torch.cat([p, -p.index_select(0, near)]) if near.numel() else p)
         if z is not None:
             h = torch.cat([h, torch.cat([z, z.index_select(0, near)]) if near.numel() else z], dim=-1)
-        out = self.network(h)
+        out = self.network(h).to(self.dtype)  # float32 again after a bf16 autocast region
         n = k.shape[0]
         re, im = out[:n, 0], out[:n, 1]
         if near.numel():
@@ -275,28 +275,38 @@ class NeuralField(nn.Module, Representation):
     def _grid(self, side: int, radius_idx: float, strict: bool, z: torch.Tensor | None) -> torch.Tensor:
         """The field on the centred ``side^3`` grid ``k = (j - side // 2) / side`` cycles/px,
         for ``|j| < radius_idx`` (``<=`` unless ``strict``), zero elsewhere: complex
-        ``(side, side, side)`` ``(z, y, x)``, evaluated a group of z-planes at a time."""
+        ``(side, side, side)`` ``(z, y, x)``, evaluated a group of z-planes at a time.
+
+        The network is evaluated on one half of the grid only (the canonical half of
+        :meth:`_evaluate`); the other half is its complex conjugate, ``V(-k) = conj V(k)``
+        (exact: the field is Hermitian by construction). Nodes whose mirror is off the grid
+        (an index ``-side / 2`` for even ``side``) are evaluated themselves."""
         dev, dt = self.device, self.dtype
         zz = None if self.zdim == 0 or z is None else z.reshape(1, self.zdim)
-        j = torch.arange(side, device=dev) - side // 2
+        h = side // 2
+        j = torch.arange(side, device=dev) - h
         r2_plane = (j[:, None] ** 2 + j[None, :] ** 2).to(torch.float64)  # (y, x)
         lim2 = float(radius_idx) ** 2
-        grid = None
+        grid = torch.zeros((side,) * 3, dtype=_complex_dtype(dt), device=dev)
         planes = max(1, self.chunk_points // (side * side))
+        jy, jx = j[None, :, None], j[None, None, :]
         for z0 in range(0, side, planes):
             jz = j[z0 : z0 + planes]
             r2 = r2_plane[None] + (jz.to(torch.float64) ** 2)[:, None, None]
             inside = r2 < lim2 if strict else r2 <= lim2
-            pz, py, px = torch.nonzero(inside, as_tuple=True)
+            jzz = jz[:, None, None]
+            canonical = (jzz > 0) | ((jzz == 0) & ((jy > 0) | ((jy == 0) & (jx >= 0))))
+            unpaired = ((jzz == -h) | (jy == -h) | (jx == -h)) if side % 2 == 0 else torch.zeros_like(canonical)
+            pz, py, px = torch.nonzero(inside & (canonical | unpaired), as_tuple=True)
             if pz.numel() == 0:
                 continue
             k = torch.stack([j[px], j[py], jz[pz]], dim=-1).to(dt) / side
             vals = self.values(k, zz)
-            if grid is None:
-                grid = torch.zeros((side,) * 3, dtype=vals.dtype, device=dev)
-            grid[z0 + pz, py, px] = vals
-        if grid is None:
-            grid = torch.zeros((side,) * 3, dtype=_complex_dtype(dt), device=dev)
+            iz = z0 + pz
+            grid[iz, py, px] = vals
+            paired = (iz != 0) & (py != 0) & (px != 0) if side % 2 == 0 else torch.ones_like(iz, dtype=torch.bool)
+            m = torch.nonzero(paired).squeeze(1)
+            grid[2 * h - iz[m], 2 * h - py[m], 2 * h - px[m]] = vals[m].conj()
         return grid
 
     @torch.no_grad()

@@ -60,6 +60,10 @@ class SearchConfig(StrictModel):
         "per epoch did not converge; every 1 or 4 batches converged alike at D=32, 4.3 vs 5.0 deg)",
     )  # fmt: skip
     grid_oversample: int = Field(2, ge=1, le=2, description="sampling of the cached Fourier grid (2: half-voxel)")
+    chunk_images: int | None = Field(
+        None, gt=0, description="images scored at once in the first round (memory: chunk x rotations x shifts "
+        "x 4 bytes, 116 MB per 32 images at level 2); default 32 on a CPU, 256 on a GPU",
+    )  # fmt: skip
 
 
 class OptimConfig(StrictModel):
@@ -80,7 +84,7 @@ class DrgnaiConfig(StrictModel):
     """Everything that defines a DRGN-AI run (the resolved ``config.yaml``)."""
 
     #: What ``--resume`` may change besides the device and workers.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs_sgd", "optim.batch_size")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs_sgd", "optim.batch_size", "search.chunk_images")
 
     method: Literal["drgnai"] = "drgnai"
     method_version: int = 1

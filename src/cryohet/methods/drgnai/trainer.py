@@ -270,11 +270,13 @@ class DrgnaiTrainer:
     def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
         r = min(radius, self.box / 2 - 1) + 2
-        if centres is None:
-            return [self.field.fourier_grid(r, None, oversample=self.cfg.search.grid_oversample)], None
-        c = torch.as_tensor(centres, device=self.device)
-        grids = [self.field.fourier_grid(r, c[i : i + 1], oversample=self.cfg.search.grid_oversample)
-                 for i in range(len(c))]  # fmt: skip
+        amp = self.cfg.amp and self.device.type == "cuda"  # bf16 network, float32 phases and values
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+            if centres is None:
+                return [self.field.fourier_grid(r, None, oversample=self.cfg.search.grid_oversample)], None
+            c = torch.as_tensor(centres, device=self.device)
+            grids = [self.field.fourier_grid(r, c[i : i + 1], oversample=self.cfg.search.grid_oversample)
+                     for i in range(len(c))]  # fmt: skip
         return grids, c
 
     @torch.no_grad()
@@ -292,7 +294,8 @@ class DrgnaiTrainer:
         else:
             groups = torch.cdist(self.latents.z[index], centres).argmin(dim=1)
         schedule = replace(self.schedule, radius_end_px=max(radius, self.schedule.radius_start_px))
-        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule, self.cfg.optim.batch_size)
+        chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
+        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule, chunk)
         self.poses.set(index, res.rotations, res.shifts_A)
         self.poses.sync_rows(index)
         self.best_scores[index] = res.scores
