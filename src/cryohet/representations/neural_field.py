@@ -65,6 +65,7 @@ every chunk (~5 KB per point) stay alive until the backward pass.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -77,6 +78,18 @@ from .base import Representation
 from .voxel import resample_volume
 
 __all__ = ["NeuralField"]
+
+
+@dataclass(frozen=True)
+class _GridNodes:
+    """Nodes of a cached grid: where the network is evaluated (``flat`` indices into the
+    flattened ``side^3`` grid, at ``k`` cycles/px ``(N, 3)``), and where the conjugates of
+    the values ``paired`` (indices into those ``N``) go (``mirror_flat``)."""
+
+    flat: torch.Tensor
+    k: torch.Tensor
+    mirror_flat: torch.Tensor
+    paired: torch.Tensor
 
 
 def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -98,7 +111,9 @@ class NeuralField(nn.Module, Representation):
         seed: seed of the features (the network's weights follow torch's global RNG).
         blend_px: half-width in Fourier pixels of the slab ``|kz| < blend_px / D`` where the
             two half-spaces are blended (module docstring).
-        chunk_points: points per network call (bounds transient memory).
+        chunk_points: points per network call (bounds transient memory); default 4096 on
+            a CPU (measured at D=64: 1.0 s per cached grid against 1.9 s with 32768 points,
+            the activations staying in cache) and 262144 on a GPU (few, large calls).
         isotropic_start: start as the envelope itself, ``V(k) = envelope(|k|)`` (the output
             layer's weights 0, its bias ``(1, 0)``): a real, spherically symmetric map,
             the same in every view. An ab initio search must start from a map without a
@@ -118,7 +133,7 @@ class NeuralField(nn.Module, Representation):
         sigma: float = 0.5,
         seed: int = 0,
         blend_px: float = 2.0,
-        chunk_points: int = 1 << 15,
+        chunk_points: int | None = None,
         isotropic_start: bool = True,
     ) -> None:
         super().__init__()
@@ -132,7 +147,8 @@ class NeuralField(nn.Module, Representation):
         self.apix = float(apix)
         self.zdim = int(zdim)
         self.blend_px = float(blend_px)
-        self.chunk_points = int(chunk_points)
+        self.chunk_points = None if chunk_points is None else int(chunk_points)
+        self._node_cache: dict[tuple, _GridNodes] = {}  # grid node sets of recent fourier_grid calls
         self.features = GaussianFourierFeatures(3, features, sigma, scale=self.box / 2, seed=seed)
         self.network = ResidualMLP(self.features.n_out + self.zdim, hidden, blocks, 2, zero_last=isotropic_start)
         if isotropic_start:
@@ -232,7 +248,7 @@ class NeuralField(nn.Module, Representation):
         shape = k.shape[:-1]
         flat = k.reshape(-1, 3)
         zz = self._latents(z, shape)
-        n, c = flat.shape[0], max(1, self.chunk_points)
+        n, c = flat.shape[0], max(1, self.chunk_points or (1 << 18 if self.device.type == "cuda" else 1 << 12))
         if n == 0:
             return torch.zeros(shape, dtype=_complex_dtype(self.dtype), device=self.device)
         parts = [self._evaluate(flat[i : i + c], None if zz is None else zz[i : i + c]) for i in range(0, n, c)]
@@ -275,39 +291,61 @@ class NeuralField(nn.Module, Representation):
     def _grid(self, side: int, radius_idx: float, strict: bool, z: torch.Tensor | None) -> torch.Tensor:
         """The field on the centred ``side^3`` grid ``k = (j - side // 2) / side`` cycles/px,
         for ``|j| < radius_idx`` (``<=`` unless ``strict``), zero elsewhere: complex
-        ``(side, side, side)`` ``(z, y, x)``, evaluated a group of z-planes at a time.
+        ``(side, side, side)`` ``(z, y, x)``.
 
         The network is evaluated on one half of the grid only (the canonical half of
-        :meth:`_evaluate`); the other half is its complex conjugate, ``V(-k) = conj V(k)``
-        (exact: the field is Hermitian by construction). Nodes whose mirror is off the grid
-        (an index ``-side / 2`` for even ``side``) are evaluated themselves."""
-        dev, dt = self.device, self.dtype
+        :meth:`_evaluate`), in chunks of ``chunk_points``; the other half is its complex
+        conjugate, ``V(-k) = conj V(k)`` (exact: the field is Hermitian by construction).
+        Nodes whose mirror is off the grid (an index ``-side / 2`` for even ``side``) are
+        evaluated themselves. The node set depends only on ``(side, radius, strict)`` and is
+        kept for the next call (a search caches one grid per latent cluster, every window)."""
         zz = None if self.zdim == 0 or z is None else z.reshape(1, self.zdim)
+        nodes = self._grid_nodes(side, float(radius_idx), strict)
+        grid = torch.zeros(side**3, dtype=_complex_dtype(self.dtype), device=self.device)
+        if nodes.flat.numel():
+            vals = self.values(nodes.k, zz)
+            grid[nodes.flat] = vals
+            grid[nodes.mirror_flat] = vals.index_select(0, nodes.paired).conj()
+        return grid.reshape(side, side, side)
+
+    def _grid_nodes(self, side: int, radius_idx: float, strict: bool) -> _GridNodes:
+        key = (side, radius_idx, strict, str(self.device), self.dtype)
+        hit = self._node_cache.get(key)
+        if hit is not None:
+            return hit
+        dev = self.device
         h = side // 2
         j = torch.arange(side, device=dev) - h
-        r2_plane = (j[:, None] ** 2 + j[None, :] ** 2).to(torch.float64)  # (y, x)
-        lim2 = float(radius_idx) ** 2
-        grid = torch.zeros((side,) * 3, dtype=_complex_dtype(dt), device=dev)
-        planes = max(1, self.chunk_points // (side * side))
+        r2_plane = j[:, None] ** 2 + j[None, :] ** 2  # (y, x), exact integers
+        lim2 = radius_idx**2
         jy, jx = j[None, :, None], j[None, None, :]
+        flat, kk, mirror, paired = [], [], [], []
+        planes = max(1, (1 << 22) // (side * side))  # index bookkeeping only: a few MB per group
+        count = 0
         for z0 in range(0, side, planes):
             jz = j[z0 : z0 + planes]
-            r2 = r2_plane[None] + (jz.to(torch.float64) ** 2)[:, None, None]
-            inside = r2 < lim2 if strict else r2 <= lim2
             jzz = jz[:, None, None]
+            r2 = (r2_plane[None] + jzz**2).to(torch.float64)
+            inside = r2 < lim2 if strict else r2 <= lim2
             canonical = (jzz > 0) | ((jzz == 0) & ((jy > 0) | ((jy == 0) & (jx >= 0))))
             unpaired = ((jzz == -h) | (jy == -h) | (jx == -h)) if side % 2 == 0 else torch.zeros_like(canonical)
             pz, py, px = torch.nonzero(inside & (canonical | unpaired), as_tuple=True)
-            if pz.numel() == 0:
-                continue
-            k = torch.stack([j[px], j[py], jz[pz]], dim=-1).to(dt) / side
-            vals = self.values(k, zz)
             iz = z0 + pz
-            grid[iz, py, px] = vals
-            paired = (iz != 0) & (py != 0) & (px != 0) if side % 2 == 0 else torch.ones_like(iz, dtype=torch.bool)
-            m = torch.nonzero(paired).squeeze(1)
-            grid[2 * h - iz[m], 2 * h - py[m], 2 * h - px[m]] = vals[m].conj()
-        return grid
+            flat.append((iz * side + py) * side + px)
+            kk.append(torch.stack([j[px], j[py], jz[pz]], dim=-1))
+            has = (iz != 0) & (py != 0) & (px != 0) if side % 2 == 0 else torch.ones_like(iz, dtype=torch.bool)
+            m = torch.nonzero(has).squeeze(1)
+            mirror.append(((2 * h - iz[m]) * side + (2 * h - py[m])) * side + (2 * h - px[m]))
+            paired.append(m + count)
+            count += len(iz)
+        nodes = _GridNodes(
+            flat=torch.cat(flat), k=torch.cat(kk).to(self.dtype) / side, mirror_flat=torch.cat(mirror),
+            paired=torch.cat(paired),
+        )  # fmt: skip
+        if len(self._node_cache) >= 4:  # radii march during a search: keep the latest few
+            self._node_cache.pop(next(iter(self._node_cache)))
+        self._node_cache[key] = nodes
+        return nodes
 
     @torch.no_grad()
     def spectrum(self, z: torch.Tensor | None = None) -> torch.Tensor:
