@@ -1,0 +1,89 @@
+"""cryoSPHERE's pieces: the segmentation over residue index, the blended rigid motion of
+segments, and the continuity and clash restraints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import roma
+import torch
+
+from cryohet.geometry.rotations import random_rotations
+from cryohet.methods.sphere.deformation import deform, residue_transforms, segment_rotvecs
+from cryohet.methods.sphere.restraints import clash_loss, clash_pairs, continuity_loss
+from cryohet.methods.sphere.segmentation import Segmentation
+
+
+def test_segmentation_starts_as_even_blocks_and_its_kl_is_zero_at_the_prior():
+    seg = Segmentation(200, 4)
+    w = seg(3, sample=False)
+    assert w.shape == (3, 200, 4) and torch.allclose(w.sum(-1), torch.ones(3, 200))
+    labels = seg.hard_labels()
+    inner = [i for i in range(200) if i % 50]  # residues 50, 100, 150 sit on a tie
+    assert labels[inner].tolist() == [i // 50 for i in inner]
+    assert (w.max(dim=-1).values[0, [25, 75, 125, 175]] > 0.999).all()  # tau = 0.05: hard at the centres
+    assert abs(float(seg.kl().detach())) < 1e-4
+    with torch.no_grad():
+        seg.centre_mean[0] += 5.0
+    assert float(seg.kl_terms()[0].detach()) > 0 and abs(float(seg.kl_terms()[1].detach())) < 1e-4
+    seg.train()
+    a, b = seg(2), seg(2)
+    assert not torch.allclose(a, b)  # sampled per image in training
+    a.sum().backward()
+    assert seg.centre_mean.grad is not None
+
+
+def test_a_rigid_segment_motion_moves_its_residues_rigidly_and_nothing_else():
+    torch.manual_seed(0)
+    n = 60
+    x = torch.randn(n, 3, dtype=torch.float64) * 10
+    w = torch.zeros(1, n, 2, dtype=torch.float64)
+    w[0, :40, 0] = 1.0
+    w[0, 40:, 1] = 1.0
+    R = torch.as_tensor(random_rotations(1, 4)[0])
+    q = roma.rotmat_to_unitquat(R)  # (x, y, z, w)
+    q = q if q[3] > 0 else -q
+    v = torch.zeros(1, 2, 3, dtype=torch.float64)
+    v[0, 1] = q[:3] / q[3]  # real part fixed at 1
+    t = torch.zeros(1, 2, 3, dtype=torch.float64)
+    t[0, 1] = torch.tensor([3.0, -2.0, 1.0])
+    rv = segment_rotvecs(v)
+    assert torch.allclose(roma.rotvec_to_rotmat(rv[0, 1]), R, atol=1e-10)
+    y = deform(x, w, rv, t)
+    assert torch.allclose(y[0, :40], x[:40], atol=1e-12)
+    assert torch.allclose(y[0, 40:], x[40:] @ R.T + t[0, 1], atol=1e-10)
+    rot, shift = residue_transforms(w, rv, t)
+    assert torch.allclose(torch.einsum("bnij,nj->bni", rot, x) + shift, y)
+    # blended: half a membership turns by half the angle
+    w2 = torch.full((1, n, 1), 0.5, dtype=torch.float64)
+    rot2, _ = residue_transforms(w2, rv[:, 1:], t[:, 1:])
+    half = math.degrees(float(rv[0, 1].norm())) / 2
+    ang = math.degrees(float(roma.rotmat_to_rotvec(rot2[0, 0]).norm()))
+    assert abs(ang - half) < 1e-8
+
+
+def test_restraints_vanish_for_rigid_motions_and_see_breaks_and_clashes():
+    torch.manual_seed(1)
+    n = 30
+    steps = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1) * 3.8
+    base = torch.cumsum(steps, 0)
+    bonded = torch.ones(n, dtype=torch.bool)
+    bonded[-1] = False
+    R = torch.as_tensor(random_rotations(1, 2)[0], dtype=torch.float32)
+    rigid = (base @ R.T + 5.0)[None]
+    assert float(continuity_loss(rigid, base, bonded)[0]) < 1e-8
+    stretched = base.clone()
+    stretched[15:] += torch.tensor([2.0, 0.0, 0.0])
+    assert float(continuity_loss(stretched[None], base, bonded)[0]) > 1e-3  # one bond of 29 changed
+    bonded[14] = False  # a gap between residues 14 and 15: no pull across it
+    assert float(continuity_loss(stretched[None], base, bonded)[0]) < 1e-8
+    # two strands 6 Å apart (candidates); pushed to 2 Å they clash
+    a = torch.stack([torch.arange(10.0) * 3.8, torch.zeros(10), torch.zeros(10)], dim=1)
+    b = a + torch.tensor([0.0, 6.0, 0.0])
+    model = torch.cat([a, b])
+    pairs = clash_pairs(model)
+    assert len(pairs) > 0 and bool(((pairs[:, 1] - pairs[:, 0]) >= 2).all())
+    assert float(clash_loss(model[None], pairs)[0]) == 0.0
+    pushed = torch.cat([a, a + torch.tensor([0.0, 2.0, 0.0])])[None]
+    assert np.isclose(float(clash_loss(pushed, pairs)[0]), 4.0)  # (2 - 4)^2 for each clashing pair
