@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from cryohet.networks import GaussianFourierFeatures, ResidualMLP
@@ -50,3 +51,24 @@ def test_residual_mlp_structure():
     assert torch.allclose(net(x), net.output(h), atol=1e-6)
     zero = ResidualMLP(10, 16, 2, 3, zero_last=True)
     assert torch.equal(zero(x), torch.zeros(7, 3))
+
+
+def test_image_encoder_shapes_crop_and_kl():
+    """cryoSPHERE's amortised encoder: (mean, std > 0) per image; its Fourier crop keeps the
+    image's low frequencies (a band-limited image is resampled exactly); KL is 0 at N(0, I)."""
+    from cryohet.networks.encoders import ImageEncoder, _fourier_crop, kl_standard_normal, reparameterise
+
+    torch.manual_seed(0)
+    enc = ImageEncoder(box=48, zdim=3, input_box=24)
+    mean, std = enc(torch.randn(5, 48, 48))
+    assert mean.shape == std.shape == (5, 3) and bool((std > 0).all())
+    k = torch.arange(48, dtype=torch.float64)
+    img = torch.cos(2 * torch.pi * 3 * k / 48)[None, :].expand(48, 48)[None]  # 3 cycles per box
+    small = _fourier_crop(img, 24)
+    k2 = torch.arange(24, dtype=torch.float64)
+    assert torch.allclose(small[0], torch.cos(2 * torch.pi * 3 * k2 / 24)[None, :].expand(24, 24), atol=1e-10)
+    assert torch.allclose(kl_standard_normal(torch.zeros(2, 3), torch.ones(2, 3)), torch.zeros(2))
+    assert float(kl_standard_normal(torch.ones(1, 3), torch.ones(1, 3))[0]) == pytest.approx(1.5)
+    z = reparameterise(mean, std)
+    z.sum().backward()
+    assert enc.mean.weight.grad is not None and enc.raw_std.weight.grad is not None

@@ -1,0 +1,86 @@
+"""cryoSPHERE's network: image -> latent -> per-segment rigid motions -> moved residue Gaussians.
+
+* encoder: the shared :class:`~cryohet.networks.encoders.ImageEncoder` (amortised), or a
+  per-image latent table (auto-decoding) kept by the trainer;
+* decoder: an MLP ``z -> (512, 512) -> 6 K`` (LeakyReLU), per segment a translation and a
+  quaternion vector part (:mod:`.deformation`). Its last layer starts at zero, so training
+  starts from the input model. Translations are ``10 Å`` per output unit (a Fab moves tens
+  of Å; unit outputs keep Adam's steps in Å-sized units);
+* segmentation: :class:`~.segmentation.Segmentation` over the movable residues; residues
+  of chains that are not movable keep membership 0 (they never move);
+* the moved residues are a batched :class:`~cryohet.representations.GaussianMixture`
+  (Å from the box centre, width ``sigma_A``, mass = electron count times a learned global
+  scale): the render seam makes the images.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...networks.encoders import ImageEncoder
+from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
+from ...representations.residue_model import ResidueModel
+from .deformation import deform, segment_rotvecs
+from .segmentation import Segmentation
+
+__all__ = ["SphereNetwork", "TRANSLATION_UNIT_A"]
+
+TRANSLATION_UNIT_A = 10.0
+
+
+class SphereNetwork(nn.Module):
+    """The trainable parts of cryoSPHERE for one residue model (module docstring)."""
+
+    def __init__(
+        self,
+        residues: ResidueModel,
+        box: int,
+        apix: float,
+        zdim: int = 8,
+        segments: int = 20,
+        sigma_A: float = 2.0,
+        encoder_box: int = 64,
+        amortised: bool = True,
+    ) -> None:
+        super().__init__()
+        self.box, self.apix, self.zdim, self.sigma_A = int(box), float(apix), int(zdim), float(sigma_A)
+        self.register_buffer("base_A", torch.as_tensor(residues.centres_A(box, apix), dtype=torch.float32))
+        self.register_buffer("electrons", torch.as_tensor(residues.electrons, dtype=torch.float32))
+        movable = torch.as_tensor(residues.movable)
+        self.register_buffer("movable_index", torch.nonzero(movable).squeeze(1))
+        self.n_segments = int(segments)
+        self.segmentation = Segmentation(int(movable.sum()), self.n_segments)
+        self.encoder = ImageEncoder(box, zdim, encoder_box) if amortised else None
+        self.decoder = nn.Sequential(
+            nn.Linear(zdim, 512), nn.LeakyReLU(), nn.Linear(512, 512), nn.LeakyReLU(), nn.Linear(512, 6 * segments)
+        )
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    @property
+    def n_residues(self) -> int:
+        return int(self.base_A.shape[0])
+
+    def memberships(self, batch: int, sample: bool | None = None) -> torch.Tensor:
+        """``(batch, R, K)``: the segmentation's rows for movable residues, 0 for the others."""
+        w_mov = self.segmentation(batch, sample)
+        w = w_mov.new_zeros(batch, self.n_residues, self.n_segments)
+        return w.index_copy(1, self.movable_index, w_mov)
+
+    def motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-segment axis-angle vectors ``(B, K, 3)`` (radians) and translations ``(B, K, 3)`` Å."""
+        out = self.decoder(z).reshape(z.shape[0], self.n_segments, 6)
+        return segment_rotvecs(out[..., 3:]), out[..., :3] * TRANSLATION_UNIT_A
+
+    def deformed(self, z: torch.Tensor, memberships: torch.Tensor) -> torch.Tensor:
+        """Moved residue centres ``(B, R, 3)`` Å from the box centre."""
+        rotvecs, shifts = self.motions(z)
+        return deform(self.base_A, memberships, rotvecs, shifts)
+
+    def mixture(self, centres_A: torch.Tensor) -> GaussianMixture:
+        """Residue Gaussians at ``centres_A`` (``(B, R, 3)`` or ``(R, 3)``)."""
+        amp = peak_from_mass(self.electrons, self.sigma_A) * torch.exp(self.log_scale)
+        amp = amp.expand(centres_A.shape[:-1])
+        return GaussianMixture(centres_A, amp, torch.tensor(self.sigma_A, device=centres_A.device))
