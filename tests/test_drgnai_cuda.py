@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from drgnai_helpers import AtLatent, random_rot
 
 from cryohet.cli.app import main
 from cryohet.io.particles import ParticleSource
@@ -56,7 +57,7 @@ def _pair(tmp_path):
 def test_data_term_is_the_same_on_cuda_and_autocast_is_close(tmp_path):
     cpu, gpu = _pair(tmp_path)
     batch = cpu.dataset.get_batch(np.arange(24))
-    rot = torch.as_tensor(_random_rot(24), dtype=torch.float32)
+    rot = torch.as_tensor(random_rot(24), dtype=torch.float32)
     shifts = torch.randn(24, 2) * cpu.apix
     out = {}
     for name, t in (("cpu", cpu), ("gpu", gpu)):
@@ -83,7 +84,7 @@ def test_search_score_is_the_training_loss_on_cuda(tmp_path):
         radius_start_px=6.0, radius_end_px=8.0,
     )  # fmt: skip
     z = t.latents.z[index]
-    grid_sources = [_AtLatent(t.field, z[i]) for i in range(len(index))]
+    grid_sources = [AtLatent(t.field, z[i]) for i in range(len(index))]
     with torch.no_grad():
         res = search_poses(obs_full, ctf_full, torch.arange(len(index)), grid_sources, t.likelihood, schedule)
         loss = t.data_term(sub, observed, ctf, res.rotations, res.shifts_A, z)
@@ -121,19 +122,3 @@ def test_cuda_abinit_with_autocast_recovers_poses_and_map(tmp_path):
     assert code == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["per_conformation"]["masked"]["per_state"]["0"] > 0.40
-
-
-class _AtLatent:
-    """A slice source: the field at one latent."""
-
-    def __init__(self, field, z) -> None:
-        self.field, self.z = field, z
-
-    def slices(self, rotations, band, z=None):
-        return self.field.slices(rotations, band, self.z.expand(len(rotations), -1))
-
-
-def _random_rot(n: int) -> np.ndarray:
-    from cryohet.geometry.rotations import random_rotations
-
-    return random_rotations(n, 7)

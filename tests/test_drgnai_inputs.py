@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import starfile
 import torch
+from drgnai_helpers import AtLatent, random_rot
 
 from cryohet.cli.app import main
 from cryohet.data.contrast import contrast_sign
@@ -114,32 +115,16 @@ def test_search_scores_are_the_training_loss_at_the_found_pose(tmp_path):
     )  # fmt: skip
     groups = torch.arange(len(index))
     # one source per image: the field at that image's own latent
-    sources = [_AtLatent(t.field, z[i]) for i in range(len(index))]
+    sources = [AtLatent(t.field, z[i]) for i in range(len(index))]
     with torch.no_grad():
         res = search_poses(obs_full, ctf_full, groups, sources, t.likelihood, schedule)
         loss = t.data_term(sub, observed, ctf, res.rotations, res.shifts_A, z)
     assert torch.allclose(res.scores.double(), loss.double(), rtol=2e-4, atol=1e-3)
     # and the search found better poses than random ones
-    rand = torch.as_tensor(_random_rot(len(index)), dtype=torch.float32)
+    rand = torch.as_tensor(random_rot(len(index)), dtype=torch.float32)
     with torch.no_grad():
         worse = t.data_term(sub, observed, ctf, rand, torch.zeros(len(index), 2), z)
     assert bool((loss <= worse + 1e-3).all())
-
-
-class _AtLatent:
-    """A slice source: the field at one latent."""
-
-    def __init__(self, field, z) -> None:
-        self.field, self.z = field, z
-
-    def slices(self, rotations, band, z=None):
-        return self.field.slices(rotations, band, self.z.expand(len(rotations), -1))
-
-
-def _random_rot(n: int) -> np.ndarray:
-    from cryohet.geometry.rotations import random_rotations
-
-    return random_rotations(n, 7)
 
 
 def test_stack_without_ctf_is_refused(tmp_path, capsys):
