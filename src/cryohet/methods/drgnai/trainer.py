@@ -131,7 +131,7 @@ class DrgnaiTrainer:
         self.total_epochs = self.n_pretrain + self.n_search + cfg.epochs_sgd
         s = cfg.search
         extent = s.shift_extent_px if s.shift_extent_px is not None else shift_extent_px(self.box)
-        self.radius_start_px, self.radius_end_px = cfg.search_radii_px(self.box)
+        self.radius_start_px, self.radius_end_px = cfg.search_radii_px(self.box, self.apix)
         self.schedule = SearchSchedule(s.base_level, s.rounds, s.keep, 8, extent, s.shift_n, self.radius_start_px,
                                        self.radius_end_px)  # fmt: skip
 
