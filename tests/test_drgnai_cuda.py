@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from drgnai_helpers import AtLatent, random_rot
+from drgnai_helpers import AtLatent, random_rot, small_config
 
 from cryohet.cli.app import main
 from cryohet.io.particles import ParticleSource
@@ -31,18 +31,7 @@ PINNED = Path(__file__).parent / "data" / "pinned" / "data"
 
 
 def _config(tmp_path, **kw) -> DrgnaiConfig:
-    base = dict(
-        data=ParticleSource(path=PINNED / "particles.star"),
-        out=str(tmp_path / "run"),
-        zdim=2,
-        pretrain_images=160,
-        search_images=320,
-        epochs_sgd=1,
-        field={"hidden": 32, "blocks": 1, "features": 32},
-        optim={"batch_size": 32},
-    )
-    base.update(kw)
-    return DrgnaiConfig(**base)
+    return small_config(tmp_path, **{"zdim": 2, **kw})
 
 
 def _pair(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import starfile
 import torch
-from drgnai_helpers import AtLatent, random_rot
+from drgnai_helpers import AtLatent, random_rot, small_config
 
 from cryohet.cli.app import main
 from cryohet.data.contrast import contrast_sign
@@ -33,18 +33,7 @@ def _last_error_line(capsys) -> str:
 
 
 def _config(tmp_path, **kw) -> DrgnaiConfig:
-    base = dict(
-        data=ParticleSource(path=PINNED / "particles.star"),
-        out=str(tmp_path / "run"),
-        zdim=0,
-        pretrain_images=160,
-        search_images=320,
-        epochs_sgd=1,
-        field={"hidden": 32, "blocks": 1, "features": 32},
-        optim={"batch_size": 32},
-    )
-    base.update(kw)
-    return DrgnaiConfig(**base)
+    return small_config(tmp_path, **kw)
 
 
 def test_contrast_is_detected_and_inverted_data_is_caught():
