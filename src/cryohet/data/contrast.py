@@ -22,9 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..console import get_logger
+from ..io.metadata import ParticleMetadata
 from .dataset import ParticleDataset
 
-__all__ = ["ContrastCheck", "contrast_sign"]
+__all__ = ["ContrastCheck", "contrast_sign", "decide_invert"]
+
+log = get_logger("data")
 
 
 @dataclass(frozen=True)
@@ -60,3 +64,23 @@ def contrast_sign(
     z = float(v.mean() / (v.std() / np.sqrt(len(v)))) if len(v) > 1 and float(v.std()) > 0 else 0.0
     sign = 1 if z > z_threshold else -1 if z < -z_threshold else 0
     return ContrastCheck(sign, z, int(len(v)))
+
+
+def decide_invert(
+    meta: ParticleMetadata, invert: bool | None, box: int | None = None, seed: int = 0
+) -> tuple[bool, ContrastCheck | None]:
+    """Whether a method must invert ``meta``'s images: ``invert`` when the user said so,
+    else measured by :func:`contrast_sign` on the images as they are (logged, with a
+    warning when undecided: protein-bright is then assumed). Returns the decision and the
+    measurement (None when the user decided)."""
+    if invert is not None:
+        return bool(invert), None
+    probe = ParticleDataset(meta, box=box, normalize=True, seed=seed)
+    check = contrast_sign(probe, seed=seed)
+    if check.sign == 0:
+        log.warning("contrast: undecided (z = %.1f); assuming protein-bright images (pass --invert if the "
+                    "protein is dark)", check.z)  # fmt: skip
+    else:
+        log.info("contrast: protein %s (z = %.1f)%s", "dark" if check.needs_invert else "bright", check.z,
+                 "; images are inverted" if check.needs_invert else "")  # fmt: skip
+    return check.needs_invert, check

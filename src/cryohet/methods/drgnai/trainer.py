@@ -35,7 +35,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from ...console import get_logger, progress
-from ...data.contrast import contrast_sign
+from ...data.contrast import decide_invert
 from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
@@ -76,18 +76,7 @@ class DrgnaiTrainer:
                 "use --poses-mode abinit to estimate them"
             )
         self.poses_given = bool(meta.has_poses)
-        self.contrast = None
-        invert = cfg.invert
-        if invert is None:
-            probe = ParticleDataset(meta, box=cfg.box, normalize=True, seed=cfg.seed)
-            self.contrast = contrast_sign(probe, seed=cfg.seed)
-            invert = self.contrast.needs_invert
-            if self.contrast.sign == 0:
-                log.warning("contrast: undecided (z = %.1f); assuming protein-bright images (pass --invert if the "
-                            "protein is dark)", self.contrast.z)  # fmt: skip
-            else:
-                log.info("contrast: protein %s (z = %.1f)%s", "dark" if invert else "bright", self.contrast.z,
-                         "; images are inverted" if invert else "")  # fmt: skip
+        invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
         self.invert = bool(invert)
         self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
         self.box = int(self.dataset.box)

@@ -6,8 +6,9 @@
   quaternion vector part (:mod:`.deformation`). Its last layer starts at zero, so training
   starts from the input model. Translations are ``10 Å`` per output unit (a Fab moves tens
   of Å; unit outputs keep Adam's steps in Å-sized units);
-* segmentation: :class:`~.segmentation.Segmentation` over the movable residues; residues
-  of chains that are not movable keep membership 0 (they never move);
+* segmentation: :class:`~.segmentation.ChainSegmentation` over the movable residues (one
+  mixture per chain); residues of chains that are not movable keep membership 0 (they
+  never move);
 * the moved residues are a batched :class:`~cryohet.representations.GaussianMixture`
   (Å from the box centre, width ``sigma_A``, mass = electron count times a learned global
   scale): the render seam makes the images.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +24,7 @@ from ...networks.encoders import ImageEncoder
 from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
 from ...representations.residue_model import ResidueModel
 from .deformation import deform, segment_rotvecs
-from .segmentation import Segmentation
+from .segmentation import ChainSegmentation
 
 __all__ = ["SphereNetwork", "TRANSLATION_UNIT_A"]
 
@@ -50,7 +52,8 @@ class SphereNetwork(nn.Module):
         movable = torch.as_tensor(residues.movable)
         self.register_buffer("movable_index", torch.nonzero(movable).squeeze(1))
         self.n_segments = int(segments)
-        self.segmentation = Segmentation(int(movable.sum()), self.n_segments)
+        _, chain_of = np.unique(np.asarray(residues.chain_ids)[residues.movable], return_inverse=True)
+        self.segmentation = ChainSegmentation(torch.as_tensor(chain_of), self.n_segments)
         self.encoder = ImageEncoder(box, zdim, encoder_box) if amortised else None
         self.decoder = nn.Sequential(
             nn.Linear(zdim, 512), nn.LeakyReLU(), nn.Linear(512, 512), nn.LeakyReLU(), nn.Linear(512, 6 * segments)
