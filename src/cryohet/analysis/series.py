@@ -176,6 +176,9 @@ def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Pat
     else:
         np.savetxt(folder / "latents.txt", zs, fmt="%.6g", header=header)
     (folder / "movie.cxc").write_text(movie_script(series))
+    from .models import write_model_series
+
+    write_model_series(model, zs, folder)  # atomic-model methods: the same series as models
     log.info(
         "wrote %d map%s to %s (ChimeraX: %s)",
         len(series.files),

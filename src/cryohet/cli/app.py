@@ -58,6 +58,7 @@ COMMAND_MODULES = (
     "backproject",
     "train",
     "volumes",
+    "models",
     "evaluate",
     "fsc",
     "analyze",

@@ -173,3 +173,11 @@ def write_atomic_models(
     else:
         st.write_pdb(str(out))
     return out
+
+
+def model_suffix(source: AtomicModel | str | Path) -> str:
+    """``.cif`` when ``source`` (a model or its file) is mmCIF, else ``.pdb``: the format a
+    method writes moved copies of an input model in."""
+    path = Path(source.source if isinstance(source, AtomicModel) else source)
+    names = [s.lower() for s in path.suffixes]
+    return ".cif" if ".cif" in names or ".mmcif" in names else ".pdb"

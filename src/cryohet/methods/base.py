@@ -134,6 +134,12 @@ class TrainedModel(ABC):
         """Per-part volumes at ``z`` for part-aware methods (None for the others)."""
         return None
 
+    def atomic_models(self, zs: np.ndarray) -> tuple[Any, np.ndarray] | None:
+        """For atomic-model methods: the input :class:`~cryohet.io.atomic.AtomicModel` and
+        ``(M, atoms, 3)`` coordinates (Å, the input model's frame) of every atom at each row
+        of ``zs``; None for the others."""
+        return None
+
     def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray] | None:
         """For Gaussian-mixture methods: ``centres_A`` (G, 3), ``amplitudes`` (G,) (gated),
         ``occupancy`` (G,) gates, ``sigmas_A`` (G,), ``part`` (G,) at latent ``z``, and
@@ -326,7 +332,12 @@ def _import_builtin_methods() -> None:
     lazy: importing it loads only its config)."""
     import importlib
 
-    for module in ("cryohet.methods.baselines", "cryohet.methods.spire.model", "cryohet.methods.drgnai.model"):
+    for module in (
+        "cryohet.methods.baselines",
+        "cryohet.methods.spire.model",
+        "cryohet.methods.drgnai.model",
+        "cryohet.methods.sphere.model",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

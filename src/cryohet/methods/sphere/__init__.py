@@ -1,8 +1,36 @@
 """cryoSPHERE (Ducrocq et al. 2025): an atomic model's residues as Gaussians, a learned
 segmentation over residue index, and rigid per-image segment motions decoded from a latent.
 
-In progress (issue 16): the segmentation (:mod:`.segmentation`), the blended rigid motion
-(:mod:`.deformation`) and the physical restraints (:mod:`.restraints`) are here; the
-residue model is shared (:mod:`cryohet.representations.residue_model`), as is the check
-that the model sits in the consensus map (:mod:`cryohet.reconstruction.model_fit`).
+``train_sphere(SphereConfig)`` trains into a run directory; :class:`SphereModel` loads one
+through the common method interface (maps and atomic models at any latent). The residue
+model is shared (:mod:`cryohet.representations.residue_model`), as are the encoder
+(:mod:`cryohet.networks.encoders`) and the check that the model sits in the consensus map
+(:mod:`cryohet.reconstruction.model_fit`). Only the config is imported eagerly (PEP 562).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import SphereConfig, SphereOptimConfig
+
+if TYPE_CHECKING:
+    from .model import SphereModel
+    from .trainer import train_sphere
+
+__all__ = ["SphereConfig", "SphereOptimConfig", "SphereModel", "train_sphere"]
+
+_LAZY = {"SphereModel": ".model", "train_sphere": ".trainer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
 from ...io.particles import ParticleSource
@@ -53,6 +53,11 @@ class SphereConfig(StrictModel):
         30, ge=0, description="passes over the data (the KL weights anneal over them: beta reaches 1 at mid-run)"
     )
     box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
+    start_resolution_A: float = Field(
+        30.0, gt=0, description="frequency marching (ours): the data term starts at this resolution and reaches "
+        "Nyquist at mid-run. On the test hinge (a 40° Fab light-chain turn, D=32, 5 Å/px) the full band from the "
+        "start found the motion with 1 seed in 3 (the others stuck, data term 596 vs 461)",
+    )  # fmt: skip
     sigma_A: float = Field(2.0, gt=0, description="width of each residue's Gaussian, Å (ours; paper: fixed per run)")
     encoder: Literal["amortised", "autodecode"] = Field(
         "amortised", description="amortised: an image encoder gives z; autodecode: a per-image latent table"
@@ -75,8 +80,10 @@ class SphereConfig(StrictModel):
     def _check(self) -> SphereConfig:
         if self.box is not None and (self.box < 16 or self.box % 2):
             raise ValueError(f"box must be even and at least 16, got {self.box}")
-        if self.chains is not None:
-            self.chains = [c for c in (x.strip() for x in self.chains) if c]
-            if not self.chains:
-                self.chains = None
         return self
+
+    @field_validator("chains")
+    @classmethod
+    def _chains(cls, value: list[str] | None) -> list[str] | None:
+        names = [c for c in (x.strip() for x in value or []) if c]
+        return names or None

@@ -1,0 +1,125 @@
+"""``cryohet train sphere PARTICLES --model model.pdb --out RUN``: cryoSPHERE (an atomic model, moved per image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from ..config import validation_message
+from ..errors import ConfigError
+from ..io.particles import ParticleSource
+from ..methods.base import check_train_out
+from ..methods.sphere.config import SphereConfig
+from .options import config_option, examples, resume_config
+
+__all__ = ["register"]
+
+
+def sphere(
+    particles: Path = typer.Argument(
+        ..., help="Particles with poses and CTF: .star, .cs, or .mrcs with --poses and --ctf."
+    ),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="Atomic model (.pdb/.cif) fitted into the consensus map of these particles."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+    poses: Optional[Path] = config_option(ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl."),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: train on these particles."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
+    ),
+    chains: Optional[str] = typer.Option(
+        None, "--chains", help="Comma-separated chains that may move (default: all), e.g. A,B."
+    ),
+    centred_model: bool = config_option(
+        SphereConfig, "centred_model", "--centred-model", help="The model is centred at 0: put it on the box centre."
+    ),
+    consensus: Optional[Path] = config_option(
+        SphereConfig,
+        "consensus",
+        "--consensus",
+        help="Consensus map to check the model against (default: backprojected from the particles).",
+    ),  # fmt: skip
+    segments: int = config_option(
+        SphereConfig, "segments", "--segments", help="Segments in all (per chain by length)."
+    ),
+    zdim: int = config_option(SphereConfig, "zdim", "--zdim"),
+    epochs: int = config_option(SphereConfig, "epochs", "--epochs", "-n"),
+    box: Optional[int] = config_option(SphereConfig, "box", "--box", "-D"),
+    encoder: str = config_option(SphereConfig, "encoder", "--encoder", help="amortised or autodecode."),
+    batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
+    lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
+    invert: Optional[bool] = config_option(
+        SphereConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
+    ),
+    device: str = config_option(SphereConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    num_workers: int = config_option(SphereConfig, "num_workers", "--num-workers", help="Data-loading processes."),
+    seed: int = config_option(SphereConfig, "seed", "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous run in --out."),
+) -> None:
+    """Train cryoSPHERE: the model's residues as Gaussians, a learned segmentation of its
+    chains, and per-image rigid segment motions decoded from a latent. The model must sit in
+    the frame of the particles' consensus map (fit it into `cryohet backproject`'s map in
+    ChimeraX); it is checked against that map before training."""
+    from ..methods.sphere import train_sphere
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else p.expanduser().resolve()
+
+    try:
+        source = ParticleSource(
+            path=absolute(particles), poses=absolute(poses), ctf=absolute(ctf), datadir=absolute(datadir),
+            ind=absolute(ind), apix=apix,
+        )  # fmt: skip
+        cfg = SphereConfig(
+            data=source,
+            out=str(out.expanduser().resolve()),
+            model=str(absolute(model)),
+            centred_model=centred_model,
+            chains=chains.split(",") if chains else None,
+            consensus=str(absolute(consensus)) if consensus else None,
+            segments=segments,
+            zdim=zdim,
+            epochs=epochs,
+            box=box,
+            encoder=encoder,
+            optim={"batch_size": batch_size, "lr_network": lr},
+            invert=invert,
+            device=device,
+            num_workers=num_workers,
+            seed=seed,
+        )
+    except ValidationError as err:
+        raise ConfigError(validation_message(err)) from None
+    if not Path(cfg.model).is_file():
+        raise ConfigError(f"{cfg.model}: model file not found")
+    check_train_out(cfg.out, [*cfg.data.files(), Path(cfg.model)], "sphere", resume)
+    if resume:
+        cfg = resume_config(out, cfg, sphere)
+    run = train_sphere(cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"wrote {run}")
+
+
+EXAMPLES = examples(
+    "cryohet train sphere particles.star --model fitted.pdb --out runs/sphere",
+    "cryohet train sphere parts.star -m af2.cif --chains H,L -o runs/fab",
+    "cryohet train sphere parts.star -m af.pdb --centred-model -o runs/sph",
+    "cryohet train sphere parts.star -m fit.pdb -o runs/sph --resume -n 40",
+)
+
+
+def register(train_app: typer.Typer) -> None:
+    train_app.command("sphere", epilog=EXAMPLES)(sphere)
