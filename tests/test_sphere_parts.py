@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import roma
 import torch
 
@@ -87,3 +88,26 @@ def test_restraints_vanish_for_rigid_motions_and_see_breaks_and_clashes():
     assert float(clash_loss(model[None], pairs)[0]) == 0.0
     pushed = torch.cat([a, a + torch.tensor([0.0, 2.0, 0.0])])[None]
     assert np.isclose(float(clash_loss(pushed, pairs)[0]), 4.0)  # (2 - 4)^2 for each clashing pair
+
+
+def test_segments_are_shared_by_chain_length_and_never_cross_a_chain():
+    from cryohet.methods.sphere.segmentation import ChainSegmentation, share_segments
+
+    assert share_segments([230, 215], 4) == [2, 2]
+    assert share_segments([1000, 10, 10], 20) == [18, 1, 1]
+    assert sum(share_segments([450, 215, 450, 215], 20)) == 20
+    with pytest.raises(ValueError):
+        share_segments([100, 100, 100], 2)
+    # chains interleaved in file order: each residue's memberships stay within its chain's segments
+    chain_of = torch.tensor([0] * 30 + [1] * 20 + [0] * 10)
+    seg = ChainSegmentation(chain_of, 5)
+    w = seg(3)
+    assert w.shape == (3, 60, 5)
+    assert torch.allclose(w.sum(-1), torch.ones(3, 60))
+    first = list(range(seg.share[0]))
+    assert float(w[:, chain_of == 0][..., seg.share[0] :].abs().max()) == 0.0
+    assert float(w[:, chain_of == 1][..., first].abs().max()) == 0.0
+    labels = seg.hard_labels()
+    assert set(labels[chain_of == 1].tolist()) <= set(range(seg.share[0], 5))
+    kl = seg.kl()
+    assert torch.isfinite(kl) and float(kl) >= 0

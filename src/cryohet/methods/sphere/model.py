@@ -117,6 +117,31 @@ class SphereModel(TrainedModel):
         labels[movable] = w[torch.as_tensor(movable)].argmax(dim=-1).cpu().numpy()
         return labels
 
+    def residue_parts(self) -> np.ndarray:
+        """``(R,)`` the domain of each residue (segments that move together, from
+        ``extras/segmentation.npz``; the segment itself before the run wrote it); residues
+        that may not move form one more part."""
+        labels = self.segment_labels()
+        seg = self.run.load_extra("segmentation")
+        domain = np.asarray(seg["domain"]) if seg is not None and "domain" in seg else np.arange(self.cfg.segments)
+        part = np.where(labels >= 0, domain[np.maximum(labels, 0)], -1)
+        return np.where(part >= 0, part, part.max(initial=-1) + 1).astype(np.int64)
+
+    @torch.no_grad()
+    def gaussians_at(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """The residue Gaussians at ``z`` (Å from the box centre), with their domain as the part."""
+        moved = self.residue_positions_A(np.atleast_2d(z))[0]
+        mix = self.net.mixture(torch.as_tensor(moved, device=self.device))
+        n = len(moved)
+        amps = mix.amplitudes.reshape(-1)[-n:].cpu().numpy()
+        return {
+            "centres_A": moved,
+            "amplitudes": amps,
+            "occupancy": np.ones(n),
+            "sigmas_A": np.full(n, self.cfg.sigma_A),
+            "part": self.residue_parts(),
+        }
+
     def describe(self) -> dict:
         d = super().describe()
         d.update({"segments": self.cfg.segments, "residues": len(self.residues), "atoms": len(self.residues.atoms)})

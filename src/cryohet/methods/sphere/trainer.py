@@ -163,6 +163,9 @@ class SphereTrainer:
         return start + (self.box / 2 - start) * t
 
     def train_epoch(self, epoch: int) -> dict:
+        # the reparameterisation and segmentation draws of an epoch depend on (seed, epoch,
+        # rank) alone, so a resumed run draws what an uninterrupted one would
+        torch.manual_seed((self.cfg.seed * 1_000_003 + epoch * 7_919 + self.dist.rank) % 2**63)
         self.net.train()
         sub = self.band.lowpass(min(1.0, self.radius_px(epoch) / (self.box / 2)))
         likelihood = self.likelihood.on(sub)
