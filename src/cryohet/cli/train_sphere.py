@@ -56,6 +56,9 @@ def sphere(
     epochs: int = config_option(SphereConfig, "epochs", "--epochs", "-n"),
     box: Optional[int] = config_option(SphereConfig, "box", "--box", "-D"),
     encoder: str = config_option(SphereConfig, "encoder", "--encoder", help="amortised or autodecode."),
+    encoder_box: int = config_option(
+        SphereConfig, "encoder_box", "--encoder-box", help="The encoder sees the images Fourier-cropped to this box."
+    ),
     batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
     lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
     invert: Optional[bool] = config_option(
@@ -96,6 +99,7 @@ def sphere(
             epochs=epochs,
             box=box,
             encoder=encoder,
+            encoder_box=encoder_box,
             optim={"batch_size": batch_size, "lr_network": lr},
             invert=invert,
             device=device,
