@@ -119,3 +119,23 @@ def train_baseline_rank(rank: int, name: str, data: Path, out: Path) -> None:
         b.train_classify3d(b.Classify3DConfig(data=src, out=str(out), classes=2, iterations=2, init_iterations=2))
     else:
         raise ValueError(name)
+
+
+def train_sphere_rank(rank: int, data: Path, model: Path, out: Path, batch: int, kill_at: int = -1) -> None:
+    """Train cryoSPHERE (4 segments, 3 epochs); with ``kill_at >= 0`` every rank dies at the
+    start of that epoch."""
+    from cryohet.io.particles import ParticleSource
+    from cryohet.methods.sphere import SphereConfig
+    from cryohet.methods.sphere import trainer as sphere_trainer
+
+    original_epoch = sphere_trainer.SphereTrainer.train_epoch
+
+    def train_epoch(self, epoch):
+        if epoch == kill_at:
+            raise SystemExit(3)
+        return original_epoch(self, epoch)
+
+    sphere_trainer.SphereTrainer.train_epoch = train_epoch
+    cfg = SphereConfig(data=ParticleSource(path=data / "particles.star"), out=str(out), model=str(model), segments=4,
+                       zdim=2, epochs=3, optim={"batch_size": batch})  # fmt: skip
+    sphere_trainer.train_sphere(cfg, resume=(out / "checkpoints").is_dir())

@@ -134,3 +134,30 @@ def test_torchrun_runs_the_cli_on_two_ranks(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "consensus.mrc").exists() and np.load(out / "latents.npy").shape == (160, 1)
+
+
+def test_sphere_on_two_ranks_and_a_killed_run_finishing_in_one_process(tmp_path):
+    """cryoSPHERE's gradients are averaged by hand (no DDP hooks): two ranks train, rank 0
+    writes one latent per particle, and a two-rank run killed at epoch 2 finishes in one
+    process from its checkpoint."""
+    from dist_workers import train_sphere_rank
+    from sphere_helpers import make_hinge
+
+    from cryohet.io.particles import ParticleSource
+    from cryohet.methods.base import load_run
+    from cryohet.methods.sphere import SphereConfig, train_sphere
+
+    _, cif, data = make_hinge(tmp_path, n_images=160)
+    assert not run_ranks(2, train_sphere_rank, data, cif, tmp_path / "two", 16)
+    two = load_run(tmp_path / "two")
+    assert two.latents.shape == (160, 2) and np.isfinite(two.latents).all()
+    assert [r["n_images"] for r in _log(tmp_path / "two")] == [160, 160, 160]
+    assert "world_size: 2" in (tmp_path / "two" / "config.yaml").read_text()
+    run = tmp_path / "killed"
+    run_ranks(2, train_sphere_rank, data, cif, run, 16, 2)  # both ranks die at epoch 2
+    assert [r["epoch"] for r in _log(run)] == [0, 1]
+    cfg = SphereConfig(data=ParticleSource(path=data / "particles.star"), out=str(run), model=str(cif), segments=4,
+                       zdim=2, epochs=3, optim={"batch_size": 32})  # fmt: skip
+    train_sphere(cfg, resume=True)
+    assert [r["epoch"] for r in _log(run)] == [0, 1, 2]
+    assert load_run(run).latents.shape == (160, 2)
