@@ -146,3 +146,16 @@ def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert [r["data"] for r in rows] == pytest.approx([r["data"] for r in ref], rel=1e-5)
     assert np.allclose(load_run(killed).latents, load_run(whole).latents, atol=1e-5)
+
+
+def test_analyze_writes_model_series_beside_its_maps(hinge):
+    import gemmi
+
+    _, cif, _, run = hinge
+    assert main(["analyze", str(run), "--out", str(run / "analysis")]) == 0
+    series = run / "analysis" / "pc1" / "series.cif"
+    st = gemmi.read_structure(str(series))
+    maps = sorted((run / "analysis" / "pc1").glob("vol_*.mrc"))
+    assert len(st) == len(maps) > 1  # one model per traversal map
+    assert st[0].count_atom_sites() == len(read_atomic_model(cif))
+    assert "coordsets true" in (run / "analysis" / "pc1" / "models.cxc").read_text()
