@@ -29,9 +29,13 @@ def write_model_series(model, zs: np.ndarray, folder: Path, name: str = "series"
     found = decode(np.atleast_2d(zs)) if decode is not None else None
     if found is None:
         return None
-    atoms, coords = found
-    path = write_atomic_models(atoms, list(coords), Path(folder) / f"{name}{model_suffix(atoms)}")
-    (Path(folder) / "models.cxc").write_text(
+    return _write_series(*found, Path(folder), name)
+
+
+def _write_series(atoms, coords: np.ndarray, folder: Path, name: str = "series") -> Path:
+    """``coords (M, atoms, 3)`` as one multi-model file and the ChimeraX script that plays it."""
+    path = write_atomic_models(atoms, list(coords), folder / f"{name}{model_suffix(atoms)}")
+    (folder / "models.cxc").write_text(
         f"# cryohet: {len(coords)} models as one coordinate series (open with: chimerax models.cxc)\n"
         f"open {path.name} coordsets true\nview\ncoordset #1 1,{len(coords)} holdSteady false loop 10\n"
     )
@@ -71,6 +75,6 @@ def write_models(
         for i, xyz in enumerate(coords):
             written.append(write_atomic_models(atoms, xyz, work / f"model_{i:03d}{suffix}"))
         if len(coords) > 1:
-            written.append(write_model_series(model, zs, work))
+            written.append(_write_series(atoms, coords, work))
             written.append(work / "models.cxc")
     return [out / p.relative_to(work) for p in written]

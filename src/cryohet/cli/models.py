@@ -32,13 +32,12 @@ def models(
     from ..analysis.volumes import read_latents_file
 
     latents = read_latents_file(z) if z is not None else None
-    written = write_models(
+    write_models(
         run, latents, out, inputs=[z] if z is not None else [], device=device, overwrite=overwrite,
         allow_unfinished=allow_unfinished,
     )  # fmt: skip
     n = 1 if latents is None else len(latents)
     typer.echo(f"wrote {n} model(s) to {out}" + (" (at the mean latent)" if latents is None else ""))
-    del written
 
 
 def register(app: typer.Typer) -> None:

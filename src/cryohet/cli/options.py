@@ -23,6 +23,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -37,6 +38,8 @@ except ImportError:
 from pydantic.fields import FieldInfo
 
 __all__ = [
+    "absolute_path",
+    "particle_source",
     "config_field",
     "config_default",
     "config_help",
@@ -200,3 +203,21 @@ def examples(*commands: str) -> str:
     """
     title = "Example:" if len(commands) == 1 else "Examples:"
     return "\n\n".join([title, *(f"  {c}" for c in commands)])
+
+
+def absolute_path(p: Path | None) -> Path | None:
+    """``p`` with ``~`` expanded and made absolute (a run's config names files wherever it is read)."""
+    return None if p is None else Path(p).expanduser().resolve()
+
+
+def particle_source(
+    particles: Path, poses: Path | None, ctf: Path | None, datadir: Path | None, ind: Path | None, apix: float | None
+):
+    """The :class:`~cryohet.io.particles.ParticleSource` of a train command's options, paths
+    absolute (raises pydantic's ``ValidationError`` like the configs it goes into)."""
+    from ..io.particles import ParticleSource
+
+    return ParticleSource(
+        path=absolute_path(particles), poses=absolute_path(poses), ctf=absolute_path(ctf),
+        datadir=absolute_path(datadir), ind=absolute_path(ind), apix=apix,
+    )  # fmt: skip

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
-from .options import config_option, examples, resume_config
+from .options import config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -76,14 +76,8 @@ def drgnai(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
 
-    def absolute(p: Path | None) -> Path | None:
-        return None if p is None else p.expanduser().resolve()
-
     try:
-        source = ParticleSource(
-            path=absolute(particles), poses=absolute(poses), ctf=absolute(ctf), datadir=absolute(datadir),
-            ind=absolute(ind), apix=apix,
-        )  # fmt: skip
+        source = particle_source(particles, poses, ctf, datadir, ind, apix)
         cfg = DrgnaiConfig(
             data=source,
             out=str(out.expanduser().resolve()),

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.sphere.config import SphereConfig
-from .options import config_option, examples, resume_config
+from .options import absolute_path, config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -79,21 +79,15 @@ def sphere(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
 
-    def absolute(p: Path | None) -> Path | None:
-        return None if p is None else p.expanduser().resolve()
-
     try:
-        source = ParticleSource(
-            path=absolute(particles), poses=absolute(poses), ctf=absolute(ctf), datadir=absolute(datadir),
-            ind=absolute(ind), apix=apix,
-        )  # fmt: skip
+        source = particle_source(particles, poses, ctf, datadir, ind, apix)
         cfg = SphereConfig(
             data=source,
             out=str(out.expanduser().resolve()),
-            model=str(absolute(model)),
+            model=str(absolute_path(model)),
             centred_model=centred_model,
             chains=chains.split(",") if chains else None,
-            consensus=str(absolute(consensus)) if consensus else None,
+            consensus=str(absolute_path(consensus)) if consensus else None,
             segments=segments,
             zdim=zdim,
             epochs=epochs,

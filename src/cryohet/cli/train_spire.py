@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
-from .options import config_option, examples, resume_config
+from .options import config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -99,18 +99,7 @@ def spire(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     try:
-
-        def absolute(p: Path | None) -> Path | None:
-            return None if p is None else p.expanduser().resolve()
-
-        source = ParticleSource(
-            path=absolute(particles),
-            poses=absolute(poses),
-            ctf=absolute(ctf),
-            datadir=absolute(datadir),
-            ind=absolute(ind),
-            apix=apix,
-        )
+        source = particle_source(particles, poses, ctf, datadir, ind, apix)
         stage_b: dict[str, Any] = {"gaussians": gaussians, "epochs": epochs_b, "decoder": decoder}
         if no_anchor_motion:  # the flag only switches it off; unset, the config's default holds
             stage_b["anchor_motion"] = False

@@ -66,7 +66,7 @@ def write_outputs(trainer, session) -> None:
     meta = trainer.dataset.meta
     shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
     run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
-    model = SphereModel.load(run.path, device=str(trainer.device))
+    model = SphereModel(run, trainer.cfg, trainer.residues, net, trainer.box, trainer.apix)
     labels = model.segment_labels()
     rotvecs, trans = [], []
     with torch.no_grad():
