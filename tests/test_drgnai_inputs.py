@@ -156,7 +156,7 @@ def test_box_too_small_is_refused(tmp_path, capsys):
 
 
 def test_a_map_of_the_wrong_sign_is_reported_hollow():
-    from cryohet.methods.drgnai.outputs import is_hollow
+    from cryohet.metrics.map_checks import is_hollow
 
     gt = mrcfile.read(PINNED / "gt" / "state_000.mrc")
     # the complex has a cavity at the centre (negative core once band-limited): not hollow
