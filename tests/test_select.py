@@ -12,6 +12,7 @@ import pytest
 import starfile
 import yaml
 
+from cryohet.analysis.clustering import kmeans_latents
 from cryohet.analysis.config import SelectConfig
 from cryohet.analysis.select import choose_rows, parse_latent_box, select_particles
 from cryohet.cli.app import main
@@ -82,10 +83,17 @@ def _run(tmp_path, data: dict, latents: np.ndarray, name="run"):
     return run
 
 
+def _analyze_clusters(run, z, k):
+    """What ``cryohet analyze --k K`` leaves for select: ``analyze/kmeans{k}/labels.npy``."""
+    (run / "analyze" / f"kmeans{k}").mkdir(parents=True)
+    np.save(run / "analyze" / f"kmeans{k}" / "labels.npy", kmeans_latents(z, k, seed=0).labels)
+
+
 def test_star_clusters_roundtrip_keeps_columns_and_optics(tmp_path):
     src = _write_star(tmp_path / "particles.star")
     z, which = _blob_latents()
     run = _run(tmp_path, {"path": str(src)}, z)
+    _analyze_clusters(run, z, 3)
     sel = select_particles(SelectConfig(run=run, out=tmp_path / "sub.star", clusters=[1], k=3))
     blob = which[sel.rows[0]]
     np.testing.assert_array_equal(sel.rows, np.flatnonzero(which == blob))  # one whole blob
@@ -118,7 +126,7 @@ def test_ind_pkl_maps_to_the_original_stack_through_a_training_subset(tmp_path):
     sel = select_particles(SelectConfig(run=run, out=tmp_path / "sel.pkl", latent_box="z0:1:"))
     np.testing.assert_array_equal(sel.rows, [2, 5, 7])
     np.testing.assert_array_equal(load_pickle(tmp_path / "sel.pkl"), ind[[2, 5, 7]])
-    inv = select_particles(SelectConfig(run=run, out=tmp_path / "inv.pkl", latent_box="z0:1:", invert=True))
+    inv = select_particles(SelectConfig(run=run, out=tmp_path / "inv.pkl", latent_box="z0:1:", complement=True))
     assert sorted(np.r_[inv.original_index, sel.original_index].tolist()) == sorted(ind.tolist())
 
 
@@ -131,6 +139,19 @@ def test_reuses_the_clusters_analyze_wrote(tmp_path):
     np.save(run / "analyze" / "kmeans5" / "labels.npy", labels)
     sel = select_particles(SelectConfig(run=run, out=tmp_path / "a.pkl", clusters=[0, 4], k=5))
     np.testing.assert_array_equal(sel.rows, np.flatnonzero(np.isin(labels, [0, 4])))
+    # without --k: the one clustering analyze wrote (not a k-means with some default k)
+    sel = select_particles(SelectConfig(run=run, out=tmp_path / "b.pkl", clusters=[0, 4]))
+    np.testing.assert_array_equal(sel.rows, np.flatnonzero(np.isin(labels, [0, 4])))
+    # a clustering the user never looked at is refused, not recomputed
+    with pytest.raises(ConfigError, match=r"no k-means clustering with k=8 .*k=5.*cryohet analyze"):
+        select_particles(SelectConfig(run=run, out=tmp_path / "c.pkl", clusters=[0], k=8))
+    (run / "analyze" / "kmeans8").mkdir()
+    np.save(run / "analyze" / "kmeans8" / "labels.npy", np.arange(N) % 8)
+    with pytest.raises(ConfigError, match=r"several clusterings \(k=5, k=8\); say which with --k"):
+        select_particles(SelectConfig(run=run, out=tmp_path / "c.pkl", clusters=[0]))
+    bare = _run(tmp_path, {"path": str(src)}, z, name="bare")
+    with pytest.raises(ConfigError, match="holds no k-means clusters"):
+        select_particles(SelectConfig(run=bare, out=tmp_path / "d.pkl", clusters=[0]))
 
 
 def test_latent_box_on_pcs_and_indices_file(tmp_path):
@@ -200,6 +221,7 @@ def test_cli_refuses_inputs_and_bad_requests(tmp_path, capsys):
     src = _write_star(tmp_path / "particles.star")
     z, _ = _blob_latents()
     run = _run(tmp_path, {"path": str(src)}, z)
+    _analyze_clusters(run, z, 3)
     before = src.read_bytes()
     assert main(["select", str(run), "--clusters", "0", "--k", "3", "--out", str(src)]) == 1
     assert "overwrite the input" in _one_error(capsys) and src.read_bytes() == before

@@ -59,12 +59,15 @@ class SelectConfig(StrictModel):
     run: Path
     out: Path = Field(description="subset file: .star, .cs or .pkl (cryoDRGN ind.pkl)")
     clusters: list[int] | None = Field(None, description="k-means cluster numbers (as analyze wrote them)")
-    k: int = Field(20, ge=1, description="number of k-means clusters the cluster numbers refer to")
+    k: int | None = Field(
+        None,
+        ge=1,
+        description="the analyze clustering (kmeans{k}) the numbers refer to; default: the one analyze wrote",
+    )
     latent_box: str | None = Field(None, description="'pc1:-1:2,z0:0:3': keep particles inside every range")
     indices: Path | None = Field(None, description="file of 0-based particle rows (.npy, .pkl or text)")
-    invert: bool = Field(False, description="keep the particles NOT selected")
+    complement: bool = Field(False, description="keep the particles NOT selected")
     analyze_dir: Path | None = Field(None, description="where analyze wrote its clusters (default RUN/analyze)")
-    seed: int = DEFAULT_SEED
     allow_unfinished: bool = Field(False, description="select from a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace existing output files (never an input)")
 

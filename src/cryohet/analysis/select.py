@@ -4,8 +4,9 @@ Particles are chosen among the run's rows (the rows of ``latents.npy``, i.e. the
 particles the run was trained on, in input order) by one of:
 
 * ``clusters`` — k-means clusters as ``cryohet analyze`` numbered them: its
-  ``kmeans{k}/labels.npy`` when present, otherwise :func:`kmeans_latents` with the same
-  ``k`` and seed (deterministic, so the same clusters);
+  ``kmeans{k}/labels.npy``, the clustering the user looked at (``k`` may be left out when
+  analyze wrote one clustering). Without it the request is refused: clusters computed
+  again here would not be the ones the user saw;
 * ``latent_box`` — ranges on PC coordinates (``pc1``, ``pc2`` ..., 1-based as in the
   report; the analysis' ``pca.npz`` when present, else the same exact PCA) and/or raw
   latent dimensions (``z0``, ``z1`` ..., 0-based): ``"pc1:-1:2,z3:0:"`` keeps particles
@@ -41,7 +42,7 @@ from ..console import get_logger
 from ..errors import ConfigError, InputError, RunDirError, file_error
 from ..io.outputs import atomic_write, check_output, ensure_not_input, run_dir_inputs, staged_files
 from ..training.rundir import RunDir
-from .clustering import kmeans_latents, read_kmeans_labels
+from .clustering import read_kmeans_labels
 from .config import SelectConfig
 from .embedding import LatentPCA, fit_pca
 from .runinfo import run_particle_source
@@ -136,26 +137,46 @@ def _pca(cfg: SelectConfig, latents: np.ndarray) -> LatentPCA:
     return fit_pca(latents)
 
 
+def analyzed_clusters(folder: Path, k: int | None, n: int, run: Path | str) -> tuple[np.ndarray, int]:
+    """The k-means labels ``cryohet analyze`` wrote in ``folder`` (``kmeans{k}/labels.npy``)
+    and their ``k``; ``k`` None takes the only clustering there. Refused (one line) when
+    the clustering is not on disk or does not match the run's ``n`` particles."""
+    found = sorted(
+        int(m.group(1))
+        for d in (folder.glob("kmeans*") if folder.is_dir() else [])
+        if (m := re.fullmatch(r"kmeans(\d+)", d.name)) and (d / "labels.npy").exists()
+    )
+    have = ", ".join(f"k={v}" for v in found)
+    if k is None:
+        if not found:
+            raise ConfigError(
+                f"--clusters: {folder} holds no k-means clusters; the numbers refer to the clusters of "
+                f"`cryohet analyze {run} --k K`: run it first"
+            )
+        if len(found) > 1:
+            raise ConfigError(f"--clusters: {folder} holds several clusterings ({have}); say which with --k")
+        k = found[0]
+    labels = read_kmeans_labels(folder / f"kmeans{k}", n)
+    if labels is None:
+        where = f"it holds {have}" if found else "it holds none"
+        raise ConfigError(
+            f"--clusters: no k-means clustering with k={k} for this run in {folder} ({where}); "
+            f"run `cryohet analyze {run} --k {k}` first"
+        )
+    return labels, int(k)
+
+
 def choose_rows(cfg: SelectConfig, latents: np.ndarray) -> np.ndarray:
-    """Run rows chosen by ``cfg`` (ascending, unique), before ``invert``."""
+    """Run rows chosen by ``cfg`` (ascending, unique), before ``complement``."""
     n, zdim = latents.shape
     given = [x is not None for x in (cfg.clusters, cfg.latent_box, cfg.indices)]
     if sum(given) != 1:
         raise ConfigError("give exactly one of --clusters, --latent-box and --indices")
     if cfg.clusters is not None:
-        labels = read_kmeans_labels(cfg.analysis_dir / f"kmeans{cfg.k}", n)
-        if labels is None:
-            log.info(
-                "no %s; computing k-means (k=%d, seed %d) as analyze does",
-                cfg.analysis_dir / f"kmeans{cfg.k}",
-                cfg.k,
-                cfg.seed,
-            )
-            labels = kmeans_latents(latents, cfg.k, seed=cfg.seed).labels
-        k_found = int(labels.max()) + 1
-        bad = [c for c in cfg.clusters if not 0 <= c < k_found]
+        labels, k = analyzed_clusters(cfg.analysis_dir, cfg.k, n, cfg.run)
+        bad = [c for c in cfg.clusters if not 0 <= c < k]
         if bad:
-            raise ConfigError(f"--clusters: no cluster {bad[0]}; clusters are 0..{k_found - 1} (k={cfg.k})")
+            raise ConfigError(f"--clusters: no cluster {bad[0]}; clusters are 0..{k - 1} (k={k})")
         return np.flatnonzero(np.isin(labels, cfg.clusters))
     if cfg.latent_box is not None:
         ranges = parse_latent_box(cfg.latent_box)
@@ -213,7 +234,7 @@ def select_particles(cfg: SelectConfig) -> Selection:
     latents = load_run_latents(run_path)  # method, version and latents checked against the config
     n = len(latents)
     rows = choose_rows(cfg, latents)
-    if cfg.invert:
+    if cfg.complement:
         rows = np.setdiff1d(np.arange(n), rows)
     if rows.size == 0:
         raise InputError("the selection is empty; no file written")

@@ -9,7 +9,7 @@ import typer
 
 from ..io.particles import ParticleSource
 from ..workflows.backproject import BackprojectConfig
-from .options import config_option, examples
+from .options import config_option, contrast_choice, examples, invert_option, uninvert_data_option
 
 __all__ = ["register"]
 
@@ -31,9 +31,8 @@ def backproject(
     box: Optional[int] = config_option(
         BackprojectConfig, "box", "--box", "-D", help="Reconstruct at this box (Fourier-cropped images)."
     ),
-    invert: bool = config_option(
-        BackprojectConfig, "invert", "--invert", help="Images have dark protein (multiply by -1)."
-    ),
+    invert: Optional[bool] = invert_option(BackprojectConfig),
+    uninvert_data: bool = uninvert_data_option(),
     batch_size: int = config_option(BackprojectConfig, "batch_size", "--batch-size", "-b"),
     device: str = config_option(BackprojectConfig, "device", "--device"),
     seed: int = config_option(
@@ -57,7 +56,7 @@ def backproject(
         data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
         out=out,
         box=box,
-        invert=invert,
+        invert=contrast_choice(invert, uninvert_data),
         batch_size=batch_size,
         device=device,
         seed=seed,
@@ -66,7 +65,8 @@ def backproject(
     summary = backproject_to_files(cfg)
     typer.echo(
         f"wrote {summary['map']} ({summary['n_particles']} particles, box {summary['box']}, "
-        f"{summary['apix']:.4g} Å/px; half-map FSC 0.143 at {summary['resolution_0143']})"
+        f"{summary['apix']:.4g} Å/px, {'inverted' if summary['inverted'] else 'not inverted'}; "
+        f"half-map FSC 0.143 at {summary['resolution_0143']})"
     )
 
 
@@ -77,5 +77,6 @@ def register(app: typer.Typer) -> None:
             "cryohet backproject particles.star --out consensus.mrc",
             "cryohet backproject stack.mrcs --poses poses.pkl --ctf ctf.pkl -o map.mrc",
             "cryohet backproject particles.star -o map.mrc -D 128 --device cuda",
+            "cryohet backproject dark_protein.star -o map.mrc --invert",
         ),
     )(backproject)

@@ -221,3 +221,37 @@ def particle_source(
         path=absolute_path(particles), poses=absolute_path(poses), ctf=absolute_path(ctf),
         datadir=absolute_path(datadir), ind=absolute_path(ind), apix=apix,
     )  # fmt: skip
+
+
+INVERT_HELP = (
+    "Protein is dark in the images: multiply them by -1 (--no-invert: protein bright, keep them). "
+    "Default: measured from the images (cryoSPARC blob/sign decides when they are undecided)."
+)
+UNINVERT_DATA_HELP = (
+    "cryoDRGN's flag for stacks with dark protein; cryoDRGN's CTF has the opposite sign to RELION's "
+    "(and cryohet's), so it means --invert here."
+)
+
+
+def invert_option(model: type[BaseModel]) -> Any:
+    """``--invert/--no-invert`` for a config's ``invert`` field (None: decided from the data)."""
+    return config_option(model, "invert", "--invert/--no-invert", help=INVERT_HELP)
+
+
+def uninvert_data_option() -> Any:
+    """cryoDRGN's ``--uninvert-data``, accepted with cryoDRGN's meaning (see :func:`contrast_choice`)."""
+    return typer.Option(False, "--uninvert-data", help=UNINVERT_DATA_HELP)
+
+
+def contrast_choice(invert: bool | None, uninvert_data: bool) -> bool | None:
+    """The ``invert`` a command passes on. cryoDRGN's ``--uninvert-data`` keeps a dark-protein
+    stack as it is, because cryoDRGN's CTF is negative at low frequency; with RELION's CTF
+    (cryohet's) the same stack must be multiplied by -1, so it is ``invert=True`` here: the
+    same stack gives the same map in both programs."""
+    from ..errors import ConfigError
+
+    if uninvert_data:
+        if invert is False:
+            raise ConfigError("--uninvert-data (cryoDRGN: protein dark) and --no-invert (protein bright) contradict")
+        return True
+    return invert

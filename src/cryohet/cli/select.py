@@ -33,7 +33,7 @@ def select(
         "--clusters",
         help="k-means clusters to keep, e.g. 3,5 (as cryohet analyze numbered them).",
     ),
-    k: int = config_option(SelectConfig, "k", "--k"),
+    k: Optional[int] = config_option(SelectConfig, "k", "--k"),
     latent_box: Optional[str] = config_option(
         SelectConfig,
         "latent_box",
@@ -42,11 +42,8 @@ def select(
         "or 'z0:0:' (latent dim 0, open upper bound).",
     ),
     indices: Optional[Path] = config_option(SelectConfig, "indices", "--indices"),
-    invert: bool = config_option(SelectConfig, "invert", "--invert"),
+    complement: bool = config_option(SelectConfig, "complement", "--complement"),
     analyze_dir: Optional[Path] = config_option(SelectConfig, "analyze_dir", "--analyze-dir"),
-    seed: int = config_option(
-        SelectConfig, "seed", "--seed", help="k-means seed when the clusters are recomputed (as cryohet analyze)."
-    ),
     overwrite: bool = config_option(SelectConfig, "overwrite", "--overwrite", help="Replace existing output files."),
     allow_unfinished: bool = config_option(
         SelectConfig,
@@ -71,9 +68,8 @@ def select(
         k=k,
         latent_box=latent_box,
         indices=indices,
-        invert=invert,
+        complement=complement,
         analyze_dir=analyze_dir,
-        seed=seed,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,
     )
@@ -89,6 +85,6 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "cryohet select runs/spire --clusters 3,5 --out subset.star",
             "cryohet select runs/spire --latent-box 'pc1:-2.5:2' --out subset.cs",
-            "cryohet select runs/spire --clusters 0 --invert --out ind.pkl",
+            "cryohet select runs/spire --clusters 0 --complement -o ind.pkl",
         ),
     )(select)

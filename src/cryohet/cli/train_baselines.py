@@ -19,7 +19,7 @@ from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.common import BaselineConfig
-from .options import config_option, examples, resume_config
+from .options import config_option, contrast_choice, examples, invert_option, resume_config, uninvert_data_option
 
 __all__ = ["register"]
 
@@ -68,7 +68,8 @@ DATADIR = config_option(ParticleSource, "datadir", "--datadir", help="Folder hol
 IND = config_option(ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: use only these particles.")
 APIX = config_option(ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none.")
 BOX = config_option(BaselineConfig, "box", "--box", "-D")
-INVERT = config_option(BaselineConfig, "invert", "--invert")
+INVERT = invert_option(BaselineConfig)
+UNINVERT = uninvert_data_option()
 DEVICE = config_option(BaselineConfig, "device", "--device", help="cpu or cuda (cuda:N).")
 BATCH = config_option(BaselineConfig, "batch_size", "--batch-size", "-b")
 SEED = config_option(BaselineConfig, "seed", "--seed", help="Random seed.")
@@ -85,7 +86,8 @@ def homogeneous(
     ind: Optional[Path] = IND,
     apix: Optional[float] = APIX,
     box: Optional[int] = BOX,
-    invert: bool = INVERT,
+    invert: Optional[bool] = INVERT,
+    uninvert_data: bool = UNINVERT,
     device: str = DEVICE,
     batch_size: int = BATCH,
     seed: int = SEED,
@@ -95,7 +97,10 @@ def homogeneous(
     """Consensus map (half maps, FSC); latents are zeros and every z gives the consensus."""
     from ..methods.baselines import train_homogeneous
 
-    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields = _common(
+        particles, out, poses, ctf, datadir, ind, apix, box, contrast_choice(invert, uninvert_data), device,
+        batch_size, seed,
+    )  # fmt: skip
     _run(HomogeneousConfig, train_homogeneous, fields, overwrite, resume, homogeneous)
 
 
@@ -111,7 +116,8 @@ def oracle(
     ind: Optional[Path] = IND,
     apix: Optional[float] = APIX,
     box: Optional[int] = BOX,
-    invert: bool = INVERT,
+    invert: Optional[bool] = INVERT,
+    uninvert_data: bool = UNINVERT,
     device: str = DEVICE,
     batch_size: int = BATCH,
     seed: int = SEED,
@@ -121,7 +127,10 @@ def oracle(
     """Per-state maps from the TRUE labels (a reference for perfect classification, not an upper bound)."""
     from ..methods.baselines import train_oracle
 
-    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields = _common(
+        particles, out, poses, ctf, datadir, ind, apix, box, contrast_choice(invert, uninvert_data), device,
+        batch_size, seed,
+    )  # fmt: skip
     _run(OracleConfig, train_oracle, {**fields, "labels": _abs(labels)}, overwrite, resume, oracle)
 
 
@@ -144,7 +153,8 @@ def classify3d(
     ind: Optional[Path] = IND,
     apix: Optional[float] = APIX,
     box: Optional[int] = BOX,
-    invert: bool = INVERT,
+    invert: Optional[bool] = INVERT,
+    uninvert_data: bool = UNINVERT,
     device: str = DEVICE,
     batch_size: int = BATCH,
     seed: int = SEED,
@@ -154,7 +164,10 @@ def classify3d(
     """3D classification: K class maps by EM with fixed poses; latents are the class posteriors."""
     from ..methods.baselines import train_classify3d
 
-    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields = _common(
+        particles, out, poses, ctf, datadir, ind, apix, box, contrast_choice(invert, uninvert_data), device,
+        batch_size, seed,
+    )  # fmt: skip
     fields.update(
         classes=classes,
         iterations=iterations,
@@ -178,7 +191,8 @@ def pca(
     ind: Optional[Path] = IND,
     apix: Optional[float] = APIX,
     box: Optional[int] = BOX,
-    invert: bool = INVERT,
+    invert: Optional[bool] = INVERT,
+    uninvert_data: bool = UNINVERT,
     device: str = DEVICE,
     batch_size: int = BATCH,
     seed: int = SEED,
@@ -188,7 +202,10 @@ def pca(
     """Linear components of heterogeneity (probabilistic PCA by EM, 3DVA-like); latents are PC coordinates."""
     from ..methods.baselines import train_pca
 
-    fields = _common(particles, out, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed)
+    fields = _common(
+        particles, out, poses, ctf, datadir, ind, apix, box, contrast_choice(invert, uninvert_data), device,
+        batch_size, seed,
+    )  # fmt: skip
     fields.update(components=components, iterations=iterations, max_resolution_A=max_resolution, mask=_abs(mask))
     _run(PCAConfig, train_pca, fields, overwrite, resume, pca)
 

@@ -13,7 +13,15 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
-from .options import config_option, examples, particle_source, resume_config
+from .options import (
+    config_option,
+    contrast_choice,
+    examples,
+    invert_option,
+    particle_source,
+    resume_config,
+    uninvert_data_option,
+)
 
 __all__ = ["register"]
 
@@ -59,9 +67,8 @@ def drgnai(
     ),
     lr_field: float = config_option(DrgnaiConfig, "optim.lr_field", "--lr-field", help="Adam rate of the field."),
     batch_size: int = config_option(DrgnaiConfig, "optim.batch_size", "--batch-size", "-b"),
-    invert: Optional[bool] = config_option(
-        DrgnaiConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
-    ),
+    invert: Optional[bool] = invert_option(DrgnaiConfig),
+    uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(DrgnaiConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     amp: bool = config_option(DrgnaiConfig, "amp", "--amp/--no-amp", help="bf16 autocast for the field on CUDA."),
     num_workers: int = config_option(DrgnaiConfig, "num_workers", "--num-workers", help="Data-loading processes."),
@@ -95,7 +102,7 @@ def drgnai(
                 "radius_end_px": radius_end,
             },
             optim={"batch_size": batch_size, "lr_field": lr_field},
-            invert=invert,
+            invert=contrast_choice(invert, uninvert_data),
             device=device,
             amp=amp,
             num_workers=num_workers,

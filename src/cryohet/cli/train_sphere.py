@@ -13,7 +13,16 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.sphere.config import SphereConfig
-from .options import absolute_path, config_option, examples, particle_source, resume_config
+from .options import (
+    absolute_path,
+    config_option,
+    contrast_choice,
+    examples,
+    invert_option,
+    particle_source,
+    resume_config,
+    uninvert_data_option,
+)
 
 __all__ = ["register"]
 
@@ -61,9 +70,8 @@ def sphere(
     ),
     batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
     lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
-    invert: Optional[bool] = config_option(
-        SphereConfig, "invert", "--invert/--no-invert", help="Protein is dark (default: decided from the data)."
-    ),
+    invert: Optional[bool] = invert_option(SphereConfig),
+    uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(SphereConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     num_workers: int = config_option(SphereConfig, "num_workers", "--num-workers", help="Data-loading processes."),
     seed: int = config_option(SphereConfig, "seed", "--seed"),
@@ -95,7 +103,7 @@ def sphere(
             encoder=encoder,
             encoder_box=encoder_box,
             optim={"batch_size": batch_size, "lr_network": lr},
-            invert=invert,
+            invert=contrast_choice(invert, uninvert_data),
             device=device,
             num_workers=num_workers,
             seed=seed,

@@ -13,7 +13,15 @@ from ..errors import ConfigError
 from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
-from .options import config_option, examples, particle_source, resume_config
+from .options import (
+    config_option,
+    contrast_choice,
+    examples,
+    invert_option,
+    particle_source,
+    resume_config,
+    uninvert_data_option,
+)
 
 __all__ = ["register"]
 
@@ -84,7 +92,8 @@ def spire(
     ),
     lambda_z: float = config_option(SpireConfig, "lambda_z", "--lambda-z"),
     lambda_f: float = config_option(SpireConfig, "lambda_f", "--lambda-f"),
-    invert: bool = config_option(SpireConfig, "invert", "--invert"),
+    invert: Optional[bool] = invert_option(SpireConfig),
+    uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(SpireConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     num_workers: int = config_option(
         SpireConfig, "num_workers", "--num-workers", help="Data-loading worker processes."
@@ -120,7 +129,7 @@ def spire(
             stage_a={"gaussians": coarse_gaussians, "epochs": epochs_a, "positional_encoding": positional_encoding},
             stage_b=stage_b,
             optim={"batch_size": batch_size},
-            invert=invert,
+            invert=contrast_choice(invert, uninvert_data),
             device=device,
             num_workers=num_workers,
             seed=seed,

@@ -10,13 +10,16 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..console import get_logger
+from ..data.contrast import decide_invert
 from ..data.dataset import ParticleDataset
 from ..errors import InputError
 from ..evaluation.fsc_report import compare_maps, plot_report, write_report_json
 from ..io.mrc import write_volume
 from ..io.outputs import check_output, staged_files
 from ..io.particles import ParticleSource, input_files
+from ..metrics.map_checks import skewness
 from ..reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from ..reconstruction.half_maps import HalfMapResult
 
 __all__ = ["BackprojectConfig", "backproject_to_files", "output_paths"]
 
@@ -29,7 +32,9 @@ class BackprojectConfig(StrictModel):
     data: ParticleSource
     out: Path
     box: int | None = Field(None, ge=8)
-    invert: bool = False
+    invert: bool | None = Field(
+        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
     batch_size: int = Field(256, gt=0)
     device: str = "cpu"
     seed: int = 0
@@ -50,6 +55,37 @@ def output_paths(out: Path) -> dict[str, Path]:
     }
 
 
+#: A map's skewness below this is "mostly negative": clear of the noise of a band-limited map
+#: (simulated maps measure +13 to +18, the same with the wrong sign -13 to -18).
+HOLLOW_SKEWNESS = -0.5
+
+
+def check_map_sign(result: HalfMapResult, invert: bool, decided: bool, quiet: bool = False) -> bool:
+    """The contrast after looking at the map; the maps are negated in place when it changes.
+
+    Backprojection is linear in the images, so the map with the other contrast is exactly
+    the negated map. When the images left the sign undecided (few or very noisy images,
+    no ``--invert/--no-invert``), a mostly negative map decides it: the maps are negated
+    and the decision logged. When it was decided (by the user or the images), a mostly
+    negative map is one warning line (none when ``quiet``: the images already warned).
+    """
+    skew = skewness(result.full.cpu().numpy())
+    if skew >= HOLLOW_SKEWNESS:
+        return invert
+    if decided:
+        if quiet:
+            return invert
+        log.warning("the map goes mostly negative (skewness %.1f): the contrast sign is probably wrong; run again "
+                    "with %s", skew, "--no-invert" if invert else "--invert")  # fmt: skip
+        return invert
+    for vol in (result.full, result.half1, result.half2):
+        vol.neg_()
+    log.warning("contrast: the map went mostly negative (skewness %.1f): the images have protein %s; the maps "
+                "are written %s (as with %s)", skew, "bright" if invert else "dark",
+                "as they are" if invert else "inverted", "--no-invert" if invert else "--invert")  # fmt: skip
+    return not invert
+
+
 def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
     """Reconstruct and write the maps; returns a summary (paths, sizes, resolution)."""
     paths = output_paths(cfg.out)
@@ -57,10 +93,13 @@ def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
     inputs = input_files(meta)
     for p in paths.values():
         check_output(p, inputs, overwrite=cfg.overwrite)
-    dataset = ParticleDataset(meta, box=cfg.box, invert=cfg.invert, normalize=False)
+    invert, check = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
+    dataset = ParticleDataset(meta, box=cfg.box, invert=invert, normalize=False)
     apix = dataset_pixel_size(dataset)
     log.info("backprojecting %d particles at box %d, %.4g Å/px", len(dataset), dataset.box, apix)
     result = reconstruct_particles(dataset, batch_size=cfg.batch_size, device=cfg.device, seed=cfg.seed)
+    contradicted = cfg.invert is not None and check.sign != 0 and check.needs_invert != invert  # warned already
+    invert = check_map_sign(result, invert, decided=cfg.invert is not None or check.sign != 0, quiet=contradicted)
     report = compare_maps(result.half1.cpu().numpy(), result.half2.cpu().numpy(), apix)
     with staged_files(paths.values()) as tmps:  # the five files together, or none of them
         tmp = dict(zip(paths, tmps))
@@ -79,4 +118,5 @@ def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
         if math.isfinite(res) and report.crosses(0.143)
         else f"<= Nyquist ({2 * apix:.2f} Å)",
         "half_map_auc": report.cryobench.auc,
+        "inverted": invert,
     }

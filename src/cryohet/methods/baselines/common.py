@@ -32,6 +32,7 @@ from pydantic import Field
 from ...config import StrictModel
 from ...console import get_logger
 from ...data.batch import ParticleBatch
+from ...data.contrast import decide_invert
 from ...data.dataset import ParticleDataset
 from ...device import resolve_device
 from ...errors import InputError, RunDirError
@@ -73,7 +74,9 @@ class BaselineConfig(StrictModel):
     data: ParticleSource
     out: str
     box: int | None = Field(None, gt=1, description="work at this box (Fourier-cropped); default: the data's")
-    invert: bool = Field(False, description="multiply images by -1 (dark-protein stacks)")
+    invert: bool | None = Field(
+        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
     device: str = "cpu"
     batch_size: int = Field(256, gt=0, description="images per batch (reading, projection, backprojection)")
     seed: int = 0
@@ -88,7 +91,8 @@ class BaselineData:
             raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs poses (a refined .star/.cs or --poses)")
         if meta.ctf is None:
             raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs CTF parameters (a .star/.cs or --ctf)")
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=False, invert=cfg.invert, seed=cfg.seed)
+        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
+        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=False, invert=self.invert, seed=cfg.seed)
         self.box = int(self.dataset.box)
         self.apix = float(dataset_pixel_size(self.dataset))
         self.n = len(self.dataset)
@@ -187,6 +191,7 @@ def run_baseline(
         cfg = session.reconcile(cfg)
         session.epoch_fields = ("--iterations",)
         data = load_baseline_data(cfg, session.device)
+        cfg = cfg.model_copy(update={"invert": data.invert})  # the contrast decision, kept for resume
         base = {"box": data.box, "apix": data.apix, "n_particles": data.n}
         session.save_config(cfg, base)
         log.info("%s baseline -> %s", cfg.method, session.path)

@@ -148,7 +148,9 @@ class SpireConfig(StrictModel):
     stage_a: StageAConfig = Field(default_factory=StageAConfig)
     stage_b: StageBConfig = Field(default_factory=StageBConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    invert: bool = Field(False, description="multiply images by -1 (data with protein dark)")
+    invert: bool | None = Field(
+        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
     device: str = "cpu"
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the networks on CUDA")
     num_workers: int = Field(0, ge=0)

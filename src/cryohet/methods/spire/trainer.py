@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ...console import get_logger, progress
+from ...data.contrast import decide_invert
 from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
@@ -87,7 +88,8 @@ class SpireTrainer:
             raise InputError(f"{cfg.data.path}: CryoSPIRE needs poses (give a refined .star/.cs or --poses)")
         if meta.ctf is None:
             raise InputError(f"{cfg.data.path}: CryoSPIRE needs CTF parameters (give a .star/.cs or --ctf)")
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=cfg.invert, seed=cfg.seed)
+        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
+        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
         self.box = int(self.dataset.box)
         self.apix = dataset_pixel_size(self.dataset)
         self.n = len(self.dataset)
@@ -399,6 +401,7 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
         log.info("memory: a stage-B step needs about %.2f GB", need / 2**30)
         resolved = cfg.model_copy(deep=True)
         resolved.box = trainer.box
+        resolved.invert = trainer.invert
         resolved.stage_a.gaussians, resolved.stage_b.gaussians = n_a, n_b
         session.save_config(
             resolved, {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std)}
