@@ -71,6 +71,14 @@ def summarize(meta: ParticleMetadata, found: list[Path], missing: list[Path]) ->
     summary.add_row("pixel size", ", ".join(f"{v:.6g}" for v in px[:6]) + " Å/px" + (" ..." if len(px) > 6 else ""))
     summary.add_row("poses", "yes" if meta.has_poses else "no (unknown)")
     summary.add_row("CTF", "yes" if meta.ctf is not None else "no")
+    unused = meta.extras.get("unused_optics") or []
+    nothing = "none (no beam tilt, higher-order aberrations or anisotropic magnification)"
+    summary.add_row("not used", "\n".join(unused) if unused else nothing)
+    if meta.source_format == "cs" and meta.extras.get("blob_sign") is not None:
+        sign = np.unique(np.asarray(meta.extras["blob_sign"]))
+        summary.add_row(
+            "blob/sign", ", ".join(f"{v:+g}" for v in sign) + " (used when the images leave the contrast undecided)"
+        )
     stacks = f"{len(found)} of {len(meta.image_files)} found"
     if missing:
         stacks += f" (missing e.g. {missing[0]})"

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import file_error
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .aberrations import unused_cs_corrections
 from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write, ensure_not_input
@@ -230,6 +231,7 @@ def read_cs(
             "passthrough_path": None if passthrough is None else Path(passthrough),
             "exp_group_ids": uniq,
             "blob_sign": _field(arr, "blob/sign"),
+            "unused_optics": unused_cs_corrections(arr),
         },
     )
 

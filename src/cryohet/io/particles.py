@@ -305,6 +305,20 @@ def _indices(ind: str | Path | np.ndarray | list[int], n: int, source: Path | No
     return ix
 
 
+_warned_optics: set[str] = set()
+
+
+def _warn_unused_optics(meta: ParticleMetadata) -> None:
+    """One warning line per file (per process) listing the optics refinements cryohet does
+    not apply (:mod:`cryohet.io.aberrations`); ``cryohet info`` lists them too."""
+    unused = meta.extras.get("unused_optics") or []
+    key = str(meta.source)
+    if unused and key not in _warned_optics:
+        _warned_optics.add(key)
+        log.warning("%s: not used by cryohet's CTF (matters near atomic resolution): %s", meta.source,
+                    "; ".join(unused))  # fmt: skip
+
+
 def load_particles(
     path: str | Path,
     *,
@@ -347,6 +361,7 @@ def load_particles(
             inputs.append(Path(ind))
         meta = meta.subset(ix)
     meta.extras = {**meta.extras, "inputs": inputs}
+    _warn_unused_optics(meta)
     report = check_stacks(meta, stack_check)
     meta.extras["stacks_found"] = report.found
     meta.extras["stacks_missing"] = report.missing

@@ -37,6 +37,7 @@ from .. import __version__
 from ..console import get_logger
 from ..errors import file_error
 from ..geometry.rotations import euler_relion_to_matrix, matrix_to_euler_relion
+from .aberrations import check_not_premultiplied, unused_star_corrections
 from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write
@@ -252,6 +253,7 @@ def read_star(path: str | Path, *, datadir: str | Path | None = None, apix: floa
     resolved = [resolve_data_path(nm, star_dir, datadir, layout="star") for nm in names]
     files, remap = _dedupe(resolved)
     file_index = remap[codes]
+    check_not_premultiplied(parts, optics, source)
     groups = _group_lookup(parts, optics, source)
     px = _pixel_size(parts, optics, groups, source, apix)
     rotations = _poses(parts, source)
@@ -272,7 +274,11 @@ def read_star(path: str | Path, *, datadir: str | Path | None = None, apix: floa
         table=parts,
         source=source,
         source_format="star",
-        extras={"star_version": "3.0" if optics is None else "3.1+", "inputs": [source]},
+        extras={
+            "star_version": "3.0" if optics is None else "3.1+",
+            "inputs": [source],
+            "unused_optics": unused_star_corrections(parts, optics),
+        },
     )
 
 
