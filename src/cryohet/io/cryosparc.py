@@ -102,6 +102,33 @@ def _paths(arr: np.ndarray, source: Path, datadir) -> tuple[list[Path], np.ndarr
     return files, remap[codes]
 
 
+def _relion_view(arr: np.ndarray, source: Path, datadir) -> dict[str, np.ndarray]:
+    """RELION columns a ``.cs`` (with its passthrough) can fill, for STAR files written from it:
+
+    * ``rlnMicrographName`` — ``location/micrograph_path``, resolved like the stacks (project folder);
+    * ``rlnCoordinateX/Y`` — ``location/center_x_frac``/``center_y_frac`` × the micrograph's
+      width/height (``location/micrograph_shape`` is ``(ny, nx)``), pixels of the micrograph;
+    * ``rlnRandomSubset`` — ``alignments3D/split`` + 1 (cryoSPARC's half sets 0/1).
+    """
+    names = arr.dtype.names or ()
+    out: dict[str, np.ndarray] = {}
+    if "location/micrograph_path" in names:
+        codes, uniques = pd.factorize(pd.Series(arr["location/micrograph_path"]), sort=False)
+        base = source.resolve().parent
+        paths = []
+        for raw in uniques:
+            name = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip().lstrip(">")
+            paths.append(str(resolve_data_path(name, base, datadir, layout="cs")) if name else "")
+        out["rlnMicrographName"] = np.asarray(paths, dtype=object)[codes]
+    if {"location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"} <= set(names):
+        shape = np.asarray(arr["location/micrograph_shape"], dtype=np.float64).reshape(len(arr), -1)
+        out["rlnCoordinateX"] = np.asarray(arr["location/center_x_frac"], dtype=np.float64) * shape[:, 1]
+        out["rlnCoordinateY"] = np.asarray(arr["location/center_y_frac"], dtype=np.float64) * shape[:, 0]
+    if "alignments3D/split" in names:
+        out["rlnRandomSubset"] = np.asarray(arr["alignments3D/split"], dtype=np.int64) + 1
+    return out
+
+
 def _field(arr: np.ndarray, name: str) -> np.ndarray | None:
     return np.asarray(arr[name], dtype=np.float64) if name in arr.dtype.names else None
 
@@ -212,6 +239,8 @@ def read_cs(
         uniq, groups = np.zeros(1, np.int64), np.ones(n, dtype=np.int64)
     scalar = [f for f in arr.dtype.names if arr.dtype[f].shape == () and arr.dtype[f].kind in "iuf"]
     table = pd.DataFrame({f: arr[f] for f in scalar})
+    for col, values in _relion_view(arr, source, datadir).items():
+        table[col] = values
     return ParticleMetadata(
         image_files=files,
         file_index=file_index,

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .outputs import atomic_write, ensure_not_input, same_file
@@ -22,6 +23,7 @@ __all__ = [
     "resolve_data_path",
     "ensure_not_input",
     "path_for_metadata",
+    "relative_to_output",
     "same_file",
     "atomic_write",
 ]
@@ -33,8 +35,9 @@ def candidate_paths(name: str, base_dir: Path, datadir: Path | None, layout: str
     ``layout="star"`` (cryoDRGN's order): ``base_dir/name``, ``datadir/name``,
     ``datadir/basename``. ``layout="cs"`` (cryoSPARC project layouts, where ``name``
     is relative to the project folder one level above the job folder):
-    ``datadir/name``, ``datadir/basename``, ``base_dir/name``, ``base_dir/../name``,
-    ``base_dir/basename``. Absolute names are tried as given first.
+    ``datadir/name``, ``datadir/basename``, then the project ``base_dir/../name`` before
+    ``base_dir/name`` when ``base_dir`` is a job folder (``J123``; the other way round
+    otherwise), then ``base_dir/basename``. Absolute names are tried as given first.
     """
     p = Path(name)
     out: list[Path] = []
@@ -48,7 +51,10 @@ def candidate_paths(name: str, base_dir: Path, datadir: Path | None, layout: str
     elif layout == "cs":
         if datadir is not None:
             out += [datadir / p, datadir / base]
-        out += [base_dir / p, base_dir.parent / p, base_dir / base]
+        if re.fullmatch(r"J\d+", base_dir.name):  # a job folder: names are relative to the project above it
+            out += [base_dir.parent / p, base_dir / p, base_dir / base]
+        else:
+            out += [base_dir / p, base_dir.parent / p, base_dir / base]
     else:
         raise ValueError(f"unknown layout {layout!r}")
     seen: set[Path] = set()
@@ -69,6 +75,16 @@ def resolve_data_path(name: str, base_dir: Path, datadir: str | Path | None = No
         if c.is_file():
             return Path(os.path.abspath(c))
     return Path(os.path.abspath(cands[0]))
+
+
+def relative_to_output(target: str | Path, out_dir: str | Path) -> str:
+    """``target`` relative to ``out_dir`` (``../stacks/a.mrcs`` too), as RELION writes paths:
+    the output and its stacks can move together. Absolute only when no relative path
+    exists (another drive)."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(out_dir))).as_posix()
+    except ValueError:
+        return Path(os.path.abspath(target)).as_posix()
 
 
 def path_for_metadata(target: str | Path, out_dir: str | Path) -> str:

@@ -41,7 +41,7 @@ from .aberrations import check_not_premultiplied, unused_star_corrections
 from .metadata import CTFParams, ParticleMetadata, check_pixel_size
 from .mrc import read_mrc_header
 from .outputs import atomic_write
-from .paths import path_for_metadata, resolve_data_path
+from .paths import relative_to_output, resolve_data_path
 from .star_tables import STAR_FLOAT_FORMAT, parse_image_names, read_star_tables, write_loop
 
 __all__ = ["read_star", "write_star", "read_star_tables", "parse_image_names", "STAR_FLOAT_FORMAT"]
@@ -355,7 +355,7 @@ def _optics_table(meta: ParticleMetadata) -> tuple[pd.DataFrame, dict[str, np.nd
 
 
 def _image_names(meta: ParticleMetadata, out_dir: Path) -> list[str]:
-    rel = [path_for_metadata(f, out_dir) for f in meta.image_files]
+    rel = [relative_to_output(f, out_dir) for f in meta.image_files]
     return [f"{i + 1:06d}@{rel[f]}" for i, f in zip(meta.image_index.tolist(), meta.file_index.tolist())]
 
 
@@ -381,6 +381,13 @@ def _particle_table(meta: ParticleMetadata, out_dir: Path, per_particle: dict[st
     cols.update(per_particle)
     df = pd.DataFrame(cols)
     table = meta.table
+    if meta.source_format == "cs" and table is not None and len(table) == n:
+        # the RELION view the .cs reader derived (micrographs, coordinates, half sets)
+        rln = [c for c in table.columns if c.startswith("rln") and c not in _MANAGED]
+        for c in rln:
+            df[c] = table[c].to_numpy()
+        if "rlnMicrographName" in df.columns:
+            df["rlnMicrographName"] = [relative_to_output(m, out_dir) for m in df["rlnMicrographName"]]
     if meta.source_format == "star" and table is not None:
         if len(table) != n:
             log.warning(
@@ -442,7 +449,8 @@ def write_star(
 
     Angles come from ``A`` via :func:`matrix_to_euler_relion` (degrees), origins are
     written in Å (``rlnOriginXAngst/YAngst``), ``rlnImageName`` uses 1-based indices and
-    stack paths relative to the output folder when inside it (absolute otherwise).
+    stack paths relative to the output file's folder (as RELION writes them, so the file
+    and its stacks move together).
     Columns of a STAR source that cryohet does not manage (class numbers, half-sets,
     micrograph names, coordinates, ...) are kept row for row. Written atomically.
 

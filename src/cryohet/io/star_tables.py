@@ -108,6 +108,20 @@ def quote_strings(col: pd.Series) -> pd.Series:
     return text.where(~needs, '"' + text + '"') if needs.any() else text
 
 
+def float32_text(values: np.ndarray) -> np.ndarray | None:
+    """The shortest decimal text of each value when every value of the column is a float32
+    (values read from a cryoSPARC ``.cs`` or a float32 array): ``2.7`` rather than the
+    ``2.700000048`` that ``%.10g`` prints for ``float64(float32(2.7))``. None when some value
+    is not a float32 (it is then printed at full precision)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    with np.errstate(over="ignore"):
+        v32 = v.astype(np.float32)
+    if not np.array_equal(v32[finite].astype(np.float64), v[finite]):
+        return None
+    return v32.astype(str)
+
+
 def write_loop(fh, name: str, df: pd.DataFrame, float_format: str | None = STAR_FLOAT_FORMAT) -> None:
     """One ``data_<name>`` loop in the layout ``starfile`` writes (and reads back).
 
@@ -122,5 +136,9 @@ def write_loop(fh, name: str, df: pd.DataFrame, float_format: str | None = STAR_
     for col in body.columns:
         if not pd.api.types.is_numeric_dtype(body[col]) or pd.api.types.is_bool_dtype(body[col]):
             body[col] = quote_strings(body[col])
+        elif pd.api.types.is_float_dtype(body[col]) and float_format is not None:
+            short = float32_text(body[col].to_numpy())
+            if short is not None:
+                body[col] = short
     body.to_csv(fh, sep="\t", header=False, index=False, float_format=float_format, quoting=csv.QUOTE_NONE)
     fh.write("\n\n")
