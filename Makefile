@@ -36,7 +36,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
 	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-	    echo "note: chromium not installed (needs root and apt-get); the browser test will be skipped"; }
+	    echo "note: chromium not installed (needs root and apt-get); the report browser test needs it and will fail"; }
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

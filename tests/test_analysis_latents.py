@@ -126,6 +126,19 @@ def test_subsample_indices():
     np.testing.assert_array_equal(a, subsample_indices(100_000, 500, seed=3))
 
 
+def test_umap_is_installed_and_separates_states():
+    """umap-learn is a dependency (cryoDRGN users look at UMAP first): it must embed, and keep
+    two well-separated states apart."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 4)).astype(np.float32)
+    z[:200] += 6.0
+    emb = umap_embed(z)
+    assert emb is not None and emb.shape == (400, 2)
+    labels = (emb[:, 0] > np.median(emb[:, 0])).astype(int)
+    truth = np.r_[np.zeros(200, int), np.ones(200, int)]
+    assert max((labels == truth).mean(), (labels != truth).mean()) > 0.98
+
+
 def test_umap_missing_is_a_logged_skip(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
     with caplog.at_level(logging.INFO, logger="cryohet"):

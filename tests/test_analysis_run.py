@@ -143,10 +143,11 @@ def test_report_is_self_contained_html(pca_run):
     assert "mean_sq_residual" in text or "training" in text
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless check needs /usr/bin/chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(pca_run, tmp_path):
+    """Not skipped: ``make test`` installs chromium (``make browser``, the Debian package)."""
     from cryohet.analysis.htmlcheck import blank_reason
 
+    assert CHROMIUM.exists(), "the report test needs /usr/bin/chromium: run `make browser` as root (apt-get)"
     shot = tmp_path / "report.png"
     proc = subprocess.run(
         [

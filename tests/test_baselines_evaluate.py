@@ -205,6 +205,13 @@ def test_volumes_rows_in_order_with_voxel_size(runs, tmp_path, capsys):
     )
     with mrcfile.open(out2 / "vol_000.mrc") as m:
         assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(18.0)
+    # cryoDRGN's eval_vol habit: the latent's values on the command line (negative ones too)
+    out3 = tmp_path / "vols3"
+    assert main(["volumes", str(runs["oracle"]), "-z", "-0.0", "1", "-o", str(out3)]) == 0
+    np.testing.assert_allclose(mrcfile.read(out3 / "vol_000.mrc"), mrcfile.read(runs["oracle"] / "state_001.mrc"))
+    assert main(["volumes", str(runs["oracle"]), "--zfile", str(zfile), "-o", str(tmp_path / "vols4")]) == 0
+    assert len(list((tmp_path / "vols4").iterdir())) == 3
+    assert main(["volumes", str(runs["oracle"]), "-z", "1", "zero", "-o", str(tmp_path / "vols5")]) == 1
 
 
 def test_volumes_refuses_to_overwrite_its_input(runs, tmp_path, capsys):

@@ -119,7 +119,10 @@ def umap_embed(latents: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.
     try:
         import umap
     except Exception as err:
-        log.info("UMAP skipped: umap-learn is not importable (%s); install cryohet[umap]", type(err).__name__)
+        log.info(
+            "UMAP skipped: umap-learn is not importable (%s); umap-learn is a dependency of cryohet: reinstall it",
+            type(err).__name__,
+        )
         return None
     nn = int(min(n_neighbors, len(z) - 1))
     log.info("UMAP of %d points (single-threaded for a fixed seed; the first use compiles numba code)", len(z))

@@ -1,4 +1,4 @@
-"""``cryohet volumes RUN [--z Z.npy] --out DIR [--flip]``: one map per latent row (or at the
+"""``cryohet volumes RUN [-z 0.1 0.2 … | --zfile Z.npy] --out DIR [--flip]``: one map per latent row (or at the
 mean latent), for any method."""
 
 from __future__ import annotations
@@ -14,13 +14,43 @@ from .options import examples, param_default
 __all__ = ["register"]
 
 
+def _latents_from(z: str | None, zfile: Path | None, extra: list[str]):
+    """Latents of ``-z`` (numbers, cryoDRGN's ``eval_vol -z``, or a file) or ``--zfile``; None: the mean."""
+    import numpy as np
+
+    from ..analysis.volumes import read_latents_file
+    from ..errors import ConfigError
+
+    if z is not None and zfile is not None:
+        raise ConfigError("give -z or --zfile, not both")
+    values = ([z] if z is not None else []) + list(extra)
+    if values:
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError:
+            numbers = None
+        if numbers is not None:
+            return np.asarray([numbers], dtype=np.float32), None
+        if extra:
+            raise ConfigError(f"unexpected arguments {' '.join(extra)} (-z takes numbers, or one latents file)")
+        zfile = Path(z)
+    if zfile is None:
+        return None, None
+    return read_latents_file(zfile), zfile
+
+
 def volumes(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run directory of any method."),
-    z: Optional[Path] = typer.Option(
+    z: Optional[str] = typer.Option(
         None,
+        "-z",
         "--z",
-        help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line "
+        help="Latent values, as cryoDRGN's eval_vol -z (-z 0.1 -0.2 0.3: one map), or a latents file "
         "(default: one map at the mean latent; a homogeneous run's map).",
+    ),
+    zfile: Optional[Path] = typer.Option(
+        None, "--zfile", help="Latents: .npy of shape (zdim,) or (n, zdim), or a text file, one row per line."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (vol_000.mrc, vol_001.mrc ... in row order)."),
     box: Optional[int] = typer.Option(
@@ -63,11 +93,11 @@ def volumes(
     non-empty folder is replaced only with --overwrite, and then as a
     whole (no old map remains).
     """
-    from ..analysis.volumes import read_latents_file, write_volumes
+    from ..analysis.volumes import write_volumes
 
-    latents = read_latents_file(z) if z is not None else None
+    latents, zpath = _latents_from(z, zfile, ctx.args)
     written = write_volumes(
-        run, latents, out, box=box, apix=apix, parts=parts, inputs=[z] if z is not None else [], device=device,
+        run, latents, out, box=box, apix=apix, parts=parts, inputs=[zpath] if zpath is not None else [], device=device,
         overwrite=overwrite, allow_unfinished=allow_unfinished, flip=flip,
     )  # fmt: skip
     n_vol = 1 if latents is None else len(latents)
@@ -81,8 +111,10 @@ def volumes(
 def register(app: typer.Typer) -> None:
     app.command(
         "volumes",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         epilog=examples(
-            "cryohet volumes runs/spire --z z_points.npy --out runs/spire/vols",
+            "cryohet volumes runs/spire --zfile z_points.npy --out runs/spire/vols",
+            "cryohet volumes runs/drgnai -z 0.5 -1.2 0.3 0.0 -o vol_at_z",
             "cryohet volumes runs/spire --z z.txt -o vols --parts --device cuda",
             "cryohet volumes runs/homog --out runs/homog/map",
             "cryohet volumes runs/spire --out runs/spire/mean_flipped --flip",
