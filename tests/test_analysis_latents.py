@@ -176,3 +176,50 @@ def test_suggest_level_sits_between_background_and_peak():
     vol += np.random.default_rng(0).normal(0, 0.01, vol.shape).astype(np.float32)
     level = suggest_level(vol)
     assert 0.05 < level < 0.5
+
+
+def test_graph_path_goes_through_the_data_not_across_it():
+    """Particles on a half circle: the straight line between its ends crosses empty latent
+    space; the graph path (cryoDRGN's graph_traversal) stays on the particles."""
+    from cryohet.analysis.graph_path import graph_path_rows, resample_path
+
+    rng = np.random.default_rng(0)
+    angle = np.sort(rng.uniform(0, np.pi, 400))
+    z = np.column_stack([10 * np.cos(angle), 10 * np.sin(angle)]) + rng.normal(0, 0.2, (400, 2))
+    rows = graph_path_rows(z, 0, 399, n_neighbors=8)
+    assert rows[0] == 0 and rows[-1] == 399
+    radius = np.linalg.norm(z[rows], axis=1)
+    assert radius.min() > 9.0  # the straight line passes through the centre (radius 0)
+    assert np.all(np.diff(angle[rows]) > -0.1)  # it walks along the arc
+    picked, frac = resample_path(z, rows, 5)
+    assert len(picked) == 5 and picked[0] == 0 and picked[-1] == 399
+    np.testing.assert_allclose(frac, np.linspace(0, 1, 5), atol=0.05)
+    # two separate clusters are not joined through nothing
+    far = np.r_[z, z + 100.0]
+    with pytest.raises(InputError, match="not connected"):
+        graph_path_rows(far, 0, 450, n_neighbors=5)
+
+
+def test_movie_frames_show_the_surface_and_its_motion(tmp_path):
+    """A ball moving along x: the rendered surface is where the ball is, at its size, and
+    the GIF holds the series forward and back."""
+    from PIL import Image
+
+    from cryohet.analysis.movie import shaded_view, write_movie
+
+    d = 32
+    c = np.arange(d) - d // 2
+    zz, yy, xx = np.meshgrid(c, c, c, indexing="ij")
+    balls = [((xx - s) ** 2 + yy**2 + zz**2 <= 36).astype(np.float32) for s in (-6, 0, 6)]
+    shade, hit = shaded_view(balls[2], 0.5, axis=0)  # seen along z: a disc of radius 6 at x = +6
+    assert abs(hit.sum() - np.pi * 36) < 0.15 * np.pi * 36
+    cols = np.flatnonzero(hit.any(axis=0)) - d // 2
+    assert cols.min() == 0 and cols.max() == 12
+    assert shade[hit].min() > 0.1 and shade[~hit].max() == 0.0
+    out = write_movie(tmp_path / "movie.gif", iter(balls), 0.5, ["a", "b", "c"])
+    gif = Image.open(out)
+    assert gif.n_frames == 4 and gif.size == (3 * 160, 160 + 18)  # a, b, c, b: forward and back
+    first = np.asarray(gif.convert("RGB"), dtype=np.float64)
+    gif.seek(1)
+    second = np.asarray(gif.convert("RGB"), dtype=np.float64)
+    assert np.abs(first - second).mean() > 1.0  # the ball moved

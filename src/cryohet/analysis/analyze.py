@@ -14,8 +14,8 @@ replaces it as a whole at the end, and an existing one only with ``overwrite``::
       pca.npz, pca_coords.npy PCA of the latents (mean, components, variance), PC coordinates
       umap.npy, umap_index.npy UMAP of the subsample and its particle rows (when UMAP ran)
       kmeans{k}/              labels.npy, centres.txt, centres_ind.txt, centres_z.txt,
-                              vol_000.mrc ..., latents.txt, movie.cxc
-      pc1/, pc2/ ...          PC traversals: vol_000.mrc ..., latents.txt, movie.cxc
+                              vol_000.mrc ..., latents.txt, movie.cxc, movie.gif
+      pc1/, pc2/ ...          PC traversals: vol_000.mrc ..., latents.txt, movie.cxc, movie.gif
       path_{i}_{j}/           with --path I J
       parts/                  part_00.mrc ..., parts.cxc, motion_per_cluster.csv
       eval/                   with --gt: metrics.json, fsc_curves.png, auc_per_state.png
@@ -47,7 +47,7 @@ from .parts import (
 )
 from .result import AnalysisResult, command_line
 from .runinfo import RunInfo, gt_labels_for_run, read_run_info
-from .series import VolumeSeries, decode_series, latent_path, pc_traversal
+from .series import VolumeSeries, decode_series, graph_latent_path, latent_path, pc_traversal
 
 __all__ = ["AnalysisResult", "analyze_run", "command_line"]
 
@@ -189,7 +189,11 @@ def _series(res: AnalysisResult, model, latents: np.ndarray, out: Path, protecte
             continue
         todo.append(pc_traversal(res.pca, coords, latents, pc, cfg.pc_steps, on_data=cfg.pc_on_data))
     if cfg.path is not None:
-        todo.append(latent_path(latents, cfg.path[0], cfg.path[1], cfg.path_steps))
+        if cfg.path_mode == "graph":
+            i, j = cfg.path
+            todo.append(graph_latent_path(latents, i, j, cfg.path_steps, cfg.path_neighbors, cfg.seed))
+        else:
+            todo.append(latent_path(latents, cfg.path[0], cfg.path[1], cfg.path_steps))
     for s in todo:
         decode_series(model, s, out / s.name, protected)
         res.plots[f"series_{s.name}"] = plot_series(s.projections, s.captions, out / "plots" / f"{s.name}.png", s.title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -33,7 +34,13 @@ class AnalyzeConfig(StrictModel):
         "False decodes the point on the PC axis itself",
     )
     path: tuple[int, int] | None = Field(None, description="two particle indices (0-based rows) for a latent path")
-    path_steps: int = Field(10, ge=2, description="volumes along --path (linear interpolation, both ends included)")
+    path_steps: int = Field(10, ge=2, description="volumes along --path (both ends included)")
+    path_mode: Literal["graph", "linear"] = Field(
+        "graph",
+        description="graph: shortest path through the particles' nearest-neighbour graph (cryoDRGN's "
+        "graph_traversal; every map is a particle's); linear: the straight line between the two latents",
+    )
+    path_neighbors: int = Field(10, ge=2, description="nearest neighbours per particle in the --path graph")
     umap: bool = Field(True, description="also a UMAP embedding (needs the optional umap-learn)")
     max_points: int = Field(DEFAULT_MAX_POINTS, ge=100, description="UMAP/scatter subsample above this many particles")
     gt: Path | None = Field(

@@ -96,6 +96,8 @@ def command_line(cfg: AnalyzeConfig) -> str:
         "out": "--out",
         "device": "--device",
         "seed": "--seed",
+        "path_mode": "--path-mode",
+        "path_neighbors": "--path-neighbors",
     }
     for name, flag in flags.items():
         value = getattr(cfg, name)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..console import get_logger, progress
 from ..errors import InputError
-from ..io.mrc import write_volume
+from ..io.mrc import read_volume, write_volume
 from ..io.paths import ensure_not_input
 from .clustering import nearest_rows
 from .embedding import LatentPCA
@@ -35,6 +35,7 @@ __all__ = [
     "VolumeSeries",
     "pc_traversal",
     "latent_path",
+    "graph_latent_path",
     "decode_series",
     "suggest_level",
     "movie_script",
@@ -101,6 +102,26 @@ def latent_path(latents: np.ndarray, start: int, end: int, steps: int) -> Volume
         title=f"Path from particle {start} to particle {end} (linear in latent space)",
         latents=z.astype(np.float32),
         captions=captions,
+    )
+
+
+def graph_latent_path(
+    latents: np.ndarray, start: int, end: int, steps: int, neighbors: int = 10, seed: int = 0
+) -> VolumeSeries:
+    """Particles along the shortest nearest-neighbour-graph path from particle ``start`` to
+    ``end`` (:mod:`.graph_path`), ``steps`` of them at equal fractions of its length."""
+    from .graph_path import graph_path_rows, resample_path
+
+    full = graph_path_rows(latents, start, end, n_neighbors=neighbors, seed=seed)
+    rows, frac = resample_path(latents, full, steps)
+    captions = [f"particle {r} ({f:.0%})" for r, f in zip(rows, frac)]
+    log.info("graph path %d -> %d: %d particles, %d maps along it", start, end, len(full), len(rows))
+    return VolumeSeries(
+        name=f"path_{start}_{end}",
+        title=f"Path from particle {start} to particle {end} through the data ({len(full)} particles, {neighbors}-NN)",
+        latents=np.asarray(latents)[rows].astype(np.float32),
+        captions=captions,
+        rows=rows,
     )
 
 
@@ -176,6 +197,10 @@ def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Pat
     else:
         np.savetxt(folder / "latents.txt", zs, fmt="%.6g", header=header)
     (folder / "movie.cxc").write_text(movie_script(series))
+    from .movie import write_movie
+
+    maps = (read_volume(f)[0] for f in series.files)  # one map in memory at a time
+    write_movie(folder / "movie.gif", maps, series.level or 0.0, series.captions)
     from .models import write_model_series
 
     write_model_series(model, zs, folder)  # atomic-model methods: the same series as models
