@@ -259,23 +259,33 @@ def check_train_out(out: str | Path, inputs: Iterable[str | Path], method: str, 
         check_run_method(path, expected=method)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu", allow_unfinished: bool = False) -> TrainedModel:
+def load_run(
+    run_dir: str | Path, device: str = "cpu", allow_unfinished: bool = False, epoch: int | None = None
+) -> TrainedModel:
     """Load any method's run directory through the common interface.
 
     A run that is still training, was killed or failed (no ``COMPLETED`` stamp) is a
     one-line error unless ``allow_unfinished`` (to look at a live run as it is).
+    ``epoch`` (counted from 1) loads the run as it was after that epoch, from its snapshot
+    (:mod:`cryohet.training.snapshots`; a one-line error names the epochs it has).
     """
     cls = check_run_method(run_dir)
     RunDir(run_dir).require_complete(allow_unfinished)
-    return cls.load(run_dir, device=device)
+    if epoch is None:
+        return cls.load(run_dir, device=device)
+    run = RunDir(run_dir, epoch=epoch)
+    run.require("model.pt", "latents.npy")
+    return cls.load(run, device=device)
 
 
-def load_run_latents(run_dir: str | Path) -> np.ndarray:
+def load_run_latents(run_dir: str | Path, epoch: int | None = None) -> np.ndarray:
     """``latents.npy`` of a run without loading its model (method and version checked, rows
-    equal to ``resolved.n_particles`` when the run records it)."""
+    equal to ``resolved.n_particles`` when the run records it); ``epoch``: its snapshot's."""
     raw = read_run_header(run_dir)
     check_run_method(run_dir, raw)
-    run = RunDir(run_dir)
+    run = RunDir(run_dir, epoch=epoch)
+    if epoch is not None:
+        run.require("latents.npy")
     return _check_latents(run, run.load_latents(), _resolved_count(raw, run), None)
 
 

@@ -37,7 +37,7 @@ from ..errors import RunDirError
 from ..io.outputs import atomic_path
 from .lock import LOCK_NAME
 
-__all__ = ["RunDir", "COMPLETE_NAME"]
+__all__ = ["RunDir", "COMPLETE_NAME", "as_run_dir"]
 
 COMPLETE_NAME = "COMPLETED"
 
@@ -45,8 +45,20 @@ COMPLETE_NAME = "COMPLETED"
 class RunDir:
     """Paths and atomic readers/writers for one run directory."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, epoch: int | None = None) -> None:
+        """``epoch`` (counted from 1): a view of the run as it was after that epoch; its
+        ``model``, ``latents`` and ``poses`` are the snapshot's (:mod:`.snapshots`)."""
         self.path = Path(path)
+        self.epoch = None if epoch is None else int(epoch)
+
+    @property
+    def _files(self) -> Path:
+        """Where ``model.pt``, ``latents.npy`` and ``poses.npz`` are: the run, or its snapshot."""
+        if self.epoch is None:
+            return self.path
+        from .snapshots import snapshot_dir
+
+        return snapshot_dir(self.path, self.epoch)
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -55,7 +67,7 @@ class RunDir:
 
     @property
     def model(self) -> Path:
-        return self.path / "model.pt"
+        return self._files / "model.pt"
 
     @property
     def checkpoints(self) -> Path:
@@ -63,11 +75,11 @@ class RunDir:
 
     @property
     def latents(self) -> Path:
-        return self.path / "latents.npy"
+        return self._files / "latents.npy"
 
     @property
     def poses(self) -> Path:
-        return self.path / "poses.npz"
+        return self._files / "poses.npz"
 
     @property
     def train_log(self) -> Path:
@@ -166,7 +178,17 @@ class RunDir:
         """Error (one line) when the run lacks any of the named files."""
         if not self.path.is_dir():
             raise RunDirError(f"{self.path}: not a run directory (folder not found)")
-        missing = [n for n in names if not (self.path / n).exists()]
+        own = ("model.pt", "latents.npy", "poses.npz")
+        missing = [n for n in names if not ((self._files if n in own else self.path) / n).exists()]
+        if missing and self.epoch is not None and any(n in own for n in missing):
+            from .snapshots import snapshot_epochs
+
+            have = snapshot_epochs(self.path)
+            raise RunDirError(
+                f"{self.path}: no snapshot of epoch {self.epoch} (snapshots: "
+                + (", ".join(map(str, have)) if have else "none; the run kept none")
+                + ")"
+            )
         if missing:
             raise RunDirError(f"{self.path}: incomplete run directory, missing {', '.join(missing)}")
 
@@ -268,3 +290,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
     except Exception as err:  # noqa: BLE001 - zipfile, zlib, numpy and OS errors all mean a bad file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunDirError(f"{path}: damaged or unreadable ({type(err).__name__}: {first[:160]})") from None
+
+
+def as_run_dir(run: str | Path | RunDir) -> RunDir:
+    """``run`` itself when it is a :class:`RunDir` (e.g. a view of an epoch), else the run at that path."""
+    return run if isinstance(run, RunDir) else RunDir(run)

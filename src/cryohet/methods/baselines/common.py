@@ -44,7 +44,7 @@ from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.identity import config_input_paths
 from ...training.loop import peak_rss_mb
 from ...training.per_image import my_rows
-from ...training.rundir import RunDir
+from ...training.rundir import RunDir, as_run_dir
 from ...training.session import RunSession
 from ..base import TrainedModel, read_run_config, resolved_geometry
 
@@ -226,13 +226,13 @@ def run_baseline(
 
 
 def load_resolved(
-    run_dir: str | Path, config_cls: type[BaselineConfig]
+    run_dir: str | Path | RunDir, config_cls: type[BaselineConfig]
 ) -> tuple[RunDir, BaselineConfig, dict[str, Any]]:
     """RunDir, config and ``resolved`` block of a finished baseline run (one-line errors;
     method, version, box and pixel size checked by :mod:`cryohet.methods.base`)."""
-    run = RunDir(run_dir)
+    run = as_run_dir(run_dir)
     run.require("config.yaml", "model.pt", "latents.npy")
-    raw, cfg = read_run_config(run_dir, config_cls)
+    raw, cfg = read_run_config(run.path, config_cls)
     box, apix = resolved_geometry(raw, run)
     return run, cfg, {**raw["resolved"], "box": box, "apix": apix}
 

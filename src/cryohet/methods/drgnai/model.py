@@ -10,7 +10,7 @@ import torch
 from ...errors import RunDirError
 from ...representations.neural_field import NeuralField
 from ...training.checkpoint import load_checkpoint
-from ...training.rundir import RunDir
+from ...training.rundir import RunDir, as_run_dir
 from ..base import TrainedModel, read_run_config, register_method, resolved_geometry, state_dict_mismatch
 from .config import DrgnaiConfig
 
@@ -31,10 +31,10 @@ class DrgnaiModel(TrainedModel):
         self.device = device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> DrgnaiModel:
-        run = RunDir(run_dir)
+    def load(cls, run_dir: str | Path | RunDir, device: str = "cpu") -> DrgnaiModel:
+        run = as_run_dir(run_dir)
         run.require("config.yaml", "model.pt", "latents.npy")
-        raw, cfg = read_run_config(run_dir, DrgnaiConfig)
+        raw, cfg = read_run_config(run.path, DrgnaiConfig)
         box, apix = resolved_geometry(raw, run, cfg.box)
         state = load_checkpoint(run.model, map_location=device)
         if "field" not in state:

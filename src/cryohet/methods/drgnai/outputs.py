@@ -21,9 +21,24 @@ from ...io.mrc import write_volume
 from ...metrics.map_checks import is_hollow, radial_profile, skewness
 from ...training.checkpoint import save_checkpoint
 
-__all__ = ["write_outputs"]
+__all__ = ["write_outputs", "write_model_files"]
 
 log = get_logger("drgnai")
+
+
+def write_model_files(trainer, run) -> np.ndarray:
+    """``model.pt`` (the field's weights), ``latents.npy`` and ``poses.npz`` into ``run`` (a
+    run directory or a view of one epoch, :mod:`cryohet.training.snapshots`); returns the latents."""
+    field = trainer.field
+    save_checkpoint(run.model, {"field": {k: v.detach().cpu() for k, v in field.state_dict().items()}})
+    if trainer.latents is not None:
+        z = trainer.latents.z.detach().cpu().numpy()
+    else:
+        z = np.zeros((trainer.n, 1), np.float32)
+    run.save_latents(z)
+    rot, shifts = trainer.poses.poses()
+    run.save_poses(rot.cpu().numpy(), shifts.cpu().numpy())
+    return z
 
 
 def write_outputs(trainer, session) -> None:
@@ -32,16 +47,10 @@ def write_outputs(trainer, session) -> None:
         return
     run, apix = session.run, trainer.apix
     field = trainer.field.eval()
-    save_checkpoint(run.model, {"field": {k: v.detach().cpu() for k, v in field.state_dict().items()}})
+    z = write_model_files(trainer, run)
+    z_mean = None
     if trainer.latents is not None:
-        z = trainer.latents.z.detach().cpu().numpy()
         z_mean = torch.as_tensor(z.mean(axis=0, keepdims=True), device=trainer.device)
-    else:
-        z = np.zeros((trainer.n, 1), np.float32)
-        z_mean = None
-    run.save_latents(z)
-    rot, shifts = trainer.poses.poses()
-    run.save_poses(rot.cpu().numpy(), shifts.cpu().numpy())
     with torch.no_grad():
         vol = field.to_volume(trainer.box, apix, z_mean).cpu().numpy().astype(np.float32)
     write_volume(run.path / "map.mrc", vol, apix)

@@ -53,7 +53,7 @@ from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from .config import DrgnaiConfig
 from .envelope import data_envelope
-from .outputs import write_outputs
+from .outputs import write_model_files, write_outputs
 
 __all__ = ["DrgnaiTrainer", "train_drgnai"]
 
@@ -297,6 +297,10 @@ class DrgnaiTrainer:
             rows = all_gather_rows(index)
             vals = all_gather_rows(self.best_scores[index])
             self.best_scores[rows] = vals
+
+    def snapshot(self, run) -> None:
+        """The run's model files as they are after this epoch (:mod:`cryohet.training.snapshots`)."""
+        write_model_files(self, run)
 
     # -- state ----------------------------------------------------------------------------
     def get_state(self) -> dict:

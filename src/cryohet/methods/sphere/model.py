@@ -17,7 +17,7 @@ from ...errors import RunDirError
 from ...io.atomic import AtomicModel
 from ...representations.residue_model import ResidueModel
 from ...training.checkpoint import load_checkpoint
-from ...training.rundir import RunDir
+from ...training.rundir import RunDir, as_run_dir
 from ..base import TrainedModel, read_run_config, register_method, resolved_geometry, state_dict_mismatch
 from .build import build_network, load_residues, model_frame_centre_A
 from .config import SphereConfig
@@ -52,10 +52,10 @@ class SphereModel(TrainedModel):
         self.device = net.base_A.device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> SphereModel:
-        run = RunDir(run_dir)
+    def load(cls, run_dir: str | Path | RunDir, device: str = "cpu") -> SphereModel:
+        run = as_run_dir(run_dir)
         run.require("config.yaml", "model.pt", "latents.npy")
-        raw, cfg = read_run_config(run_dir, SphereConfig)
+        raw, cfg = read_run_config(run.path, SphereConfig)
         box, apix = resolved_geometry(raw, run, cfg.box)
         residues = load_residues(cfg, box, apix, input_model_path(run))
         state = load_checkpoint(run.model, map_location=device)

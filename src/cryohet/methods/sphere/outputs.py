@@ -26,7 +26,7 @@ from ...training.checkpoint import save_checkpoint
 from .domains import motion_domains, segment_displacements_A
 from .model import SphereModel, input_model_path
 
-__all__ = ["write_outputs", "chimerax_segment_script"]
+__all__ = ["write_outputs", "write_model_files", "chimerax_segment_script"]
 
 log = get_logger("sphere")
 
@@ -54,18 +54,30 @@ def chimerax_segment_script(model_file: str, chain_ids, residue_numbers, labels:
     return "\n".join(lines) + "\n"
 
 
+def write_model_files(trainer, run) -> np.ndarray:
+    """``model.pt`` (the network), ``latents.npy`` (the encoder's means of every image) and
+    ``poses.npz`` into ``run`` (a run directory or a view of one epoch); returns the latents.
+    The network is left in the mode it was in."""
+    net = trainer.net
+    training = net.training
+    save_checkpoint(run.model, {"network": {k: v.detach().cpu() for k, v in net.state_dict().items()}})
+    with torch.no_grad():
+        z = trainer.latent_means()
+    net.train(training)
+    run.save_latents(z)
+    meta = trainer.dataset.meta
+    shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
+    run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
+    return z
+
+
 def write_outputs(trainer, session) -> None:
     """Weights, latents, poses, motions, segmentation and the mean model (rank 0 writes)."""
     if not session.is_main:
         return
     run = session.run
     net = trainer.net.eval()
-    save_checkpoint(run.model, {"network": {k: v.detach().cpu() for k, v in net.state_dict().items()}})
-    z = trainer.latent_means()
-    run.save_latents(z)
-    meta = trainer.dataset.meta
-    shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
-    run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
+    z = write_model_files(trainer, run)
     model = SphereModel(run, trainer.cfg, trainer.residues, net, trainer.box, trainer.apix)
     labels = model.segment_labels()
     rotvecs, trans = [], []

@@ -51,7 +51,7 @@ from ...training.session import RunSession
 from .build import build_network, load_residues
 from .config import SphereConfig
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
-from .outputs import write_outputs
+from .outputs import write_model_files, write_outputs
 from .restraints import clash_pairs
 
 __all__ = ["SphereTrainer", "train_sphere"]
@@ -231,6 +231,10 @@ class SphereTrainer:
         return torch.cat(out).numpy().astype(np.float32)
 
     # -- state ----------------------------------------------------------------------------
+    def snapshot(self, run) -> None:
+        """The run's model files as they are after this epoch (:mod:`cryohet.training.snapshots`)."""
+        write_model_files(self, run)
+
     def get_state(self) -> dict:
         state = {"network": self.net.state_dict(), "optimizer": self.opt.state_dict()}
         if self.latents is not None:

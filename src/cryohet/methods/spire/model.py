@@ -10,7 +10,7 @@ import torch
 from ...errors import RunDirError
 from ...imaging.gaussians import voxelize_gaussians
 from ...training.checkpoint import load_checkpoint
-from ...training.rundir import RunDir
+from ...training.rundir import RunDir, as_run_dir
 from ..base import TrainedModel, read_run_config, register_method, resolved_geometry, state_dict_mismatch
 from .config import SpireConfig
 from .stage_b import StageBModel
@@ -32,10 +32,10 @@ class SpireModel(TrainedModel):
         self.device = device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> SpireModel:
-        run = RunDir(run_dir)
+    def load(cls, run_dir: str | Path | RunDir, device: str = "cpu") -> SpireModel:
+        run = as_run_dir(run_dir)
         run.require("config.yaml", "model.pt", "latents.npy")
-        raw, cfg = read_run_config(run_dir, SpireConfig)
+        raw, cfg = read_run_config(run.path, SpireConfig)
         if cfg.box is None:
             raise RunDirError(f"{run.config}: missing the resolved box/pixel size; the run did not finish")
         _, apix = resolved_geometry(raw, run, box=cfg.box)

@@ -19,7 +19,7 @@ import torch
 from ...training.checkpoint import save_checkpoint
 from ...training.per_image import gather_rows_into, my_rows
 
-__all__ = ["write_outputs", "part_motion_table"]
+__all__ = ["write_outputs", "write_model_files", "part_motion_table"]
 
 
 @torch.no_grad()
@@ -59,6 +59,18 @@ def _part_motion_rows(model_b, z: torch.Tensor, apix: float, batch: int) -> dict
     }
 
 
+def write_model_files(trainer, run) -> None:
+    """``model.pt`` (both stages' weights), ``latents.npy`` and ``poses.npz`` into ``run`` (a
+    run directory or a view of one epoch); nothing before stage B (no heterogeneous model yet)."""
+    if trainer.model_b is None:
+        return
+    save_checkpoint(run.model, {"model_b": trainer.model_b.state_dict(), "model_a": trainer.model_a.state_dict()})
+    run.save_latents(trainer.latents.z.detach().cpu().numpy())
+    meta = trainer.dataset.meta
+    shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((len(meta), 2))
+    run.save_poses(meta.rotations, shifts)
+
+
 def write_outputs(trainer) -> None:
     """Final weights, latents, poses and method extras of a trained run (rank 0 writes)."""
     run, apix = trainer.run, trainer.apix
@@ -69,11 +81,7 @@ def write_outputs(trainer) -> None:
     motion = part_motion_table(mb, z, apix)  # every rank: its share, gathered
     if not trainer.dist.is_main:
         return
-    save_checkpoint(run.model, {"model_b": mb.state_dict(), "model_a": ma.state_dict()})
-    run.save_latents(z.cpu().numpy())
-    meta = trainer.dataset.meta
-    shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((len(meta), 2))
-    run.save_poses(meta.rotations, shifts)
+    write_model_files(trainer, run)
     with torch.no_grad():
         run.save_extra(
             "gaussians",

@@ -43,7 +43,7 @@ from .latent_init import regional_latents
 from .latent_search import search_latents
 from .memory import check_step_memory
 from .objective import data_band, data_likelihood, occupancy_energy_weights, occupancy_prior
-from .outputs import write_outputs
+from .outputs import write_model_files, write_outputs
 from .parts import PartAssignment, discover_parts
 from .stage_a import OCCUPANCY_BIAS, StageAModel
 from .stage_b import StageBModel
@@ -351,6 +351,11 @@ class SpireTrainer:
         return data.detach(), zpen.detach()
 
     # -- state ----------------------------------------------------------------------------
+    def snapshot(self, run) -> None:
+        """The run's model files as they are after this epoch (stage B only;
+        :mod:`cryohet.training.snapshots`)."""
+        write_model_files(self, run)
+
     def get_state(self) -> dict:
         state = {
             "latents": self.latents.state_dict(),
