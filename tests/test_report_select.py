@@ -99,6 +99,24 @@ def test_shift_adds_and_alt_removes(blobs, tmp_path):
     check_pickle(out["pkl"], blobs.original_index[want], tmp_path)
 
 
+def test_mouse_drags_with_modifier_keys(blobs, tmp_path):
+    """The same through pointer events on the canvas (drag; Shift-drag adds; Alt-drag removes):
+    the polygons the page built from the pointer positions select what the even-odd rule says."""
+    a, b, cut = around(CENTRES[1], 3.2), around(CENTRES[2], 3.2), around(CENTRES[2], 0.7)
+    drags = [lasso(a), lasso(b, "add:"), lasso(cut, "remove:")]
+    frag = "view=pca&" + "&".join(d.replace("lasso=", "drag=") for d in drags)
+    out = result(page(tmp_path, blobs), frag)
+    drawn = [np.array(p) for p in out["dragged"]]
+    assert len(drawn) == 3
+    for given, got in zip((a, b, cut), drawn):
+        np.testing.assert_allclose(got, given, atol=0.05)  # to a fraction of a screen pixel
+    xy = blobs.pca_xy
+    want = (inside(drawn[0], xy) | inside(drawn[1], xy)) & ~inside(drawn[2], xy)
+    assert set(np.flatnonzero(inside(drawn[0], xy))) == set(np.flatnonzero(blobs.labels == 1))
+    np.testing.assert_array_equal(out["rows"], blobs.rows[want])
+    check_pickle(out["pkl"], blobs.original_index[want], tmp_path)
+
+
 def test_umap_view_selects_among_its_points(blobs, tmp_path):
     poly = np.array([[-100.0, -100.0], [100.0, -100.0], [100.0, 100.0], [-100.0, 100.0]])
     out = result(page(tmp_path, blobs), "view=umap&" + lasso(poly))

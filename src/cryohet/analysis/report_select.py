@@ -45,8 +45,10 @@ rows with random (incompressible) values add 5.8 MB more; headless Chromium load
 
 Test hook (also handy to reproduce a selection): ``report.html#view=pca&lasso=x0,y0,x1,y1,...``
 applies lassos given in data coordinates (several ``lasso=`` in order; prefix ``add:`` or
-``remove:``) and writes the selection (rows, original indices, base64 ``ind.pkl`` bytes,
-the ``subset.star`` text) as JSON into ``<pre id="sel-result">``.
+``remove:``); ``drag=`` does the same through pointer events on the canvas (with Shift /
+Alt held), i.e. through the mouse handlers. The page then writes the selection (rows,
+original indices, base64 ``ind.pkl`` bytes, ``selection.txt`` and ``subset.star`` texts,
+the polygons the drags drew) as JSON into ``<pre id="sel-result">``.
 """
 
 from __future__ import annotations

@@ -127,8 +127,10 @@
     ctx.closePath(); ctx.fillStyle = "rgba(31,111,178,0.08)"; ctx.fill();
     ctx.strokeStyle = "#12324f"; ctx.setLineDash([4, 3]); ctx.lineWidth = 1.2; ctx.stroke();
   }
+  const applied = []; // polygons (data coordinates) the mouse drew, for the test hook
   overlay.addEventListener("pointerdown", (ev) => {
-    ev.preventDefault(); overlay.setPointerCapture(ev.pointerId);
+    ev.preventDefault();
+    try { overlay.setPointerCapture(ev.pointerId); } catch (err) { /* a synthetic event's pointer */ }
     lasso = { mode: modeOf(ev), pts: [xyOf(ev)] };
   });
   overlay.addEventListener("pointermove", (ev) => {
@@ -140,7 +142,10 @@
     if (!lasso) return;
     const { mode, pts } = lasso, v = views[view];
     lasso = null; drawLasso();
-    if (pts.length >= 3) apply(mode, pts.map(([px, py]) => [dx(v, px), dy(v, py)]));
+    if (pts.length >= 3) {
+      const poly = pts.map(([px, py]) => [dx(v, px), dy(v, py)]);
+      applied.push(poly); apply(mode, poly);
+    }
     else if (mode === "replace") { sel.fill(0); update(); }
   });
 
@@ -249,27 +254,38 @@
   update();
   $("select").dataset.ready = "1";
 
-  // Test hook / reproducible selections: #view=pca&lasso=x0,y0,x1,y1,...[&lasso=add:...|remove:...]
+  function drag(mode, poly) { // pointer events along poly (data coordinates), with the mode's modifier key
+    const v = views[view], b = overlay.getBoundingClientRect();
+    const keys = { shiftKey: mode === "add", altKey: mode === "remove", pointerId: 1, bubbles: true };
+    const at = ([x, y]) => ({ clientX: b.left + sx(v, x), clientY: b.top + sy(v, y), ...keys });
+    overlay.dispatchEvent(new PointerEvent("pointerdown", at(poly[0])));
+    for (const q of poly.slice(1)) overlay.dispatchEvent(new PointerEvent("pointermove", at(q)));
+    overlay.dispatchEvent(new PointerEvent("pointerup", at(poly[poly.length - 1])));
+  }
+
+  // Test hook / reproducible selections: #view=pca&lasso=x0,y0,x1,y1,...[&lasso=add:...|remove:...];
+  // drag=... the same through mouse (pointer) events on the canvas.
   const hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.has("lasso")) {
+  if (hash.has("lasso") || hash.has("drag")) {
     (async () => {
       const out = $("sel-result");
       try {
         if (hash.get("view") && views[hash.get("view")]) view = hash.get("view");
-        for (let spec of hash.getAll("lasso")) {
-          let mode = "replace";
+        for (const [key, spec0] of hash.entries()) {
+          if (key !== "lasso" && key !== "drag") continue;
+          let mode = "replace", spec = spec0;
           const m = /^(add|remove):/.exec(spec);
           if (m) { mode = m[1]; spec = spec.slice(m[0].length); }
           const v = spec.split(",").map(Number), poly = [];
           for (let i = 0; i + 1 < v.length; i += 2) poly.push([v[i], v[i + 1]]);
-          apply(mode, poly);
+          if (key === "drag") drag(mode, poly); else apply(mode, poly);
         }
         const s = selected(), pkl = indPickle(s.orig);
         let bin = "";
         for (let i = 0; i < pkl.length; i += 8192) bin += String.fromCharCode(...pkl.subarray(i, i + 8192));
         const star = D.star && s.rows.length ? await starText(s.rows) : null;
         out.textContent = JSON.stringify({ view: view, count: count(), text: $("sel-count").textContent,
-          rows: s.rows, orig: s.orig, pkl: btoa(bin), txt: rowsText(s.rows), star: star });
+          rows: s.rows, orig: s.orig, pkl: btoa(bin), txt: rowsText(s.rows), star: star, dragged: applied });
       } catch (err) {
         out.textContent = JSON.stringify({ error: String(err) });
       }
