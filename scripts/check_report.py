@@ -9,7 +9,7 @@ Usage::
 --full-page renders a 20000 px tall window and crops the screenshot below the content, so
 the PNG shows the whole report.
 
-Exit status 0 when the HTML is self-contained (every <img> an embedded PNG, no scripts, no
+Exit status 0 when the HTML is self-contained (every <img> an embedded PNG, inline scripts only, no
 external resources) and Chromium rendered a screenshot that is not blank; 1 otherwise
 (each problem on its own line); 2 when no Chromium is installed (Debian: apt-get install
 chromium) unless --no-browser is given.

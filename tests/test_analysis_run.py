@@ -17,7 +17,7 @@ import pytest
 
 from cryohet.analysis.analyze import analyze_run
 from cryohet.analysis.config import AnalyzeConfig
-from cryohet.analysis.htmlcheck import check_html, parse_report
+from cryohet.analysis.htmlcheck import check_html, dump_dom, parse_report
 from cryohet.cli.app import main
 from cryohet.io.mrc import read_mrc_header, read_volume
 
@@ -137,7 +137,7 @@ def test_report_is_self_contained_html(pca_run):
     assert check_html(report) == []
     rep = parse_report(report)
     assert len(rep.images) >= 6 and all(src.startswith("data:image/png;base64,") for src in rep.images)
-    assert {"run", "latent", "clusters", "traversals", "evaluation", "files"} <= set(rep.sections)
+    assert {"run", "latent", "clusters", "select", "traversals", "evaluation", "files"} <= set(rep.sections)
     assert "parts" not in rep.sections
     text = report.read_text()
     ceiling = (24 // 2 - 1) / 24
@@ -168,6 +168,76 @@ def test_report_renders_in_headless_chromium(pca_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert blank_reason(shot) is None
+    dom = dump_dom(pca_run["run"] / "analyze" / "report.html", str(CHROMIUM))  # the selection's script ran
+    assert '<section id="select" data-ready="1">' in dom and "0 of 160 particles selected" in dom
+    assert dom.count("<canvas") == 2 and dom.count('id="sel-legend"><span>') == 1
+
+
+def test_lasso_downloads_match_cryohet_select(pca_run, tmp_path):
+    """A scripted lasso around one k-means cluster in the report: its ind.pkl, selection.txt
+    and subset.star are the particles inside the polygon, and subset.star holds what
+    ``cryohet select --indices selection.txt --out subset.star`` writes (stack paths absolute)."""
+    import starfile
+    from scipy.spatial import ConvexHull
+    from select_helpers import check_pickle, inside, lasso, result
+
+    from cryohet.analysis.config import SelectConfig
+    from cryohet.analysis.report_select import select_data
+    from cryohet.analysis.select import select_particles
+    from cryohet.io.star import read_star, read_star_tables
+
+    out = pca_run["run"] / "analyze"
+    xy = np.load(out / "pca_coords.npy")[:, :2]
+    labels = np.load(out / f"kmeans{K}" / "labels.npy")
+    c = int(np.argmax(np.bincount(labels)))
+    pts = xy[labels == c].astype(np.float64)
+    hull = pts[ConvexHull(pts).vertices]
+    poly = hull.mean(0) + 1.03 * (hull - hull.mean(0))  # the cluster with a margin, as a hand would draw it
+    page = result(out / "report.html", "view=pca&" + lasso(poly))
+    want = np.flatnonzero(inside(poly, xy))
+    assert set(np.flatnonzero(labels == c)) <= set(want) and len(want) < len(xy)
+    assert page["rows"] == want.tolist() and page["orig"] == want.tolist()  # trained without --ind
+    check_pickle(page["pkl"], want, tmp_path)
+
+    (tmp_path / "selection.txt").write_text(page["txt"])
+    ref = select_particles(
+        SelectConfig(run=pca_run["run"], indices=tmp_path / "selection.txt", out=tmp_path / "select.star")
+    )
+    np.testing.assert_array_equal(ref.rows, want)
+    ours = tmp_path / "page" / "subset.star"  # saved elsewhere than the report: absolute stack paths
+    ours.parent.mkdir()
+    ours.write_text(page["star"])
+    assert len(starfile.read(ours)["particles"]) == len(want)
+    parts, optics = read_star_tables(ours)
+    ref_parts, ref_optics = read_star_tables(tmp_path / "select.star")
+    assert list(parts.columns) == list(ref_parts.columns)
+    cols = [col for col in parts.columns if col != "rlnImageName"]
+    assert parts[cols].equals(ref_parts[cols]) and optics.equals(ref_optics)
+    src, _ = read_star_tables(pca_run["data"] / "particles.star")
+    same = [col for col in src.columns if col in parts.columns and col != "rlnImageName"]
+    assert parts[same].equals(src.iloc[want][same].reset_index(drop=True))  # the source's own values
+    a, b = read_star(ours), read_star(tmp_path / "select.star")
+    assert [a.image_files[i] for i in a.file_index] == [b.image_files[i] for i in b.file_index]
+    np.testing.assert_array_equal(a.image_index, b.image_index)
+    assert page["star"] == select_data(pca_run["res"]).star.text(want)  # the page writes what Python would
+
+
+def test_select_data_of_a_large_run_is_a_subsample(pca_run, monkeypatch):
+    """Above POINT_LIMIT particles the page holds a random subsample (and says so); the
+    STAR rows are embedded up to STAR_LIMIT only."""
+    import cryohet.analysis.report_select as rs
+
+    full = rs.select_data(pca_run["res"])
+    assert len(full.rows) == 160 and full.star is not None and full.notes == []
+    np.testing.assert_array_equal(full.original_index, np.arange(160))
+    monkeypatch.setattr(rs, "POINT_LIMIT", 50)
+    monkeypatch.setattr(rs, "STAR_LIMIT", 100)
+    d = rs.select_data(pca_run["res"])
+    assert len(d.rows) == 50 and np.all(np.diff(d.rows) > 0) and d.star is None
+    np.testing.assert_array_equal(d.pca_xy, np.load(pca_run["run"] / "analyze" / "pca_coords.npy")[d.rows, :2])
+    np.testing.assert_array_equal(d.labels, pca_run["res"].kmeans.labels[d.rows])
+    assert any("random subsample of 50" in n for n in d.notes) and any("more than 100" in n for n in d.notes)
+    assert rs.payload(d)["rows"] is not None and rs.payload(full)["rows"] is None
 
 
 def test_check_report_fails_on_a_blank_page(tmp_path):

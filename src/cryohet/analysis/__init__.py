@@ -4,7 +4,8 @@
   principal-component traversals and latent paths, part maps and part motion for
   part-aware methods, evaluation against a ground truth, and the single-file HTML report
   (modules :mod:`.embedding`, :mod:`.clustering`, :mod:`.series`, :mod:`.parts`,
-  :mod:`.plots`, :mod:`.report`, :mod:`.runinfo`);
+  :mod:`.plots`, :mod:`.report`, :mod:`.runinfo`); the report's particle lasso and
+  downloads (``ind.pkl``, ``selection.txt``, ``subset.star``) are :mod:`.report_select`;
 * :func:`select_particles` (``cryohet select``) — particle subsets written back as STAR,
   cryoSPARC ``.cs`` or cryoDRGN ``ind.pkl`` with original indices (:mod:`.select`);
 * :mod:`.htmlcheck` — self-containedness and headless-Chromium checks of a report;

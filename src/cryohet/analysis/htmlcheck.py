@@ -1,9 +1,11 @@
 """Checks of a report file: self-contained HTML, and a non-blank headless-Chromium screenshot.
 
 :func:`check_html` parses the file with :mod:`html.parser` and lists problems: an image
-that is not an embedded ``data:image/png;base64`` PNG (or does not decode as one), any
-``<script>``, external style sheet or other resource fetched from somewhere, unbalanced
-section tags. :func:`screenshot` renders the page with headless Chromium (no network,
+that is not an embedded ``data:image/png;base64`` PNG (or does not decode as one), a
+``<script src>``, an inline script that talks to a server (``fetch``, ``XMLHttpRequest``,
+``WebSocket``, ``sendBeacon``, ``import()``), an external style sheet or other resource
+fetched from somewhere, unbalanced section tags. Inline scripts are allowed (the report's
+particle selection, :mod:`.report_select`). :func:`screenshot` renders the page with headless Chromium (no network,
 no GPU, throw-away profile) and :func:`blank_reason` says why a screenshot looks blank.
 ``scripts/check_report.py`` runs both from the command line.
 """
@@ -27,12 +29,14 @@ __all__ = [
     "check_html",
     "find_chromium",
     "screenshot",
+    "dump_dom",
     "blank_reason",
     "ScreenshotResult",
     "trim_bottom",
 ]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_NETWORK_CALLS = ("fetch(", "XMLHttpRequest", "WebSocket", "sendBeacon", "import(", "EventSource")
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -43,6 +47,7 @@ class ReportHTML:
     images: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
     scripts: int = 0
+    script_text: list[str] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
     open_tags: dict[str, int] = field(default_factory=dict)
     title: str = ""
@@ -55,6 +60,7 @@ class _Parser(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.out = ReportHTML()
         self._in_title = False
+        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -62,6 +68,10 @@ class _Parser(HTMLParser):
             self.out.images.append(a.get("src") or "")
         if tag == "script":
             self.out.scripts += 1
+            self._in_script = True
+            self.out.script_text.append("")
+            if a.get("src") is not None:
+                self.out.external.append(f"<script src={str(a.get('src'))[:80]}>")
         if tag == "section" and a.get("id"):
             self.out.sections.append(str(a["id"]))
         if tag == "title":
@@ -78,8 +88,12 @@ class _Parser(HTMLParser):
             self.out.open_tags[tag] = self.out.open_tags.get(tag, 0) - 1
         if tag == "title":
             self._in_title = False
+        if tag == "script":
+            self._in_script = False
 
     def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.out.script_text[-1] += data
         if self._in_title:
             self.out.title += data
 
@@ -113,8 +127,10 @@ def check_html(path: str | Path) -> list[str]:
             continue
         if not raw.startswith(PNG_MAGIC):
             problems.append(f"image {i}: decoded data is not a PNG")
-    if rep.scripts:
-        problems.append(f"{rep.scripts} <script> element(s); the report must not need JavaScript")
+    for i, code in enumerate(rep.script_text):
+        for call in _NETWORK_CALLS:
+            if call in code:
+                problems.append(f"script {i}: uses {call.strip('(')}; the report must work without a server")
     problems += [f"external resource {e}" for e in rep.external]
     problems += [f"unbalanced <{t}> ({n:+d})" for t, n in rep.open_tags.items() if n]
     return problems
@@ -179,6 +195,35 @@ def screenshot(
         except subprocess.TimeoutExpired:
             return ScreenshotResult(124, f"chromium did not finish within {timeout_s:.0f} s", out)
     return ScreenshotResult(proc.returncode, proc.stderr, out)
+
+
+def dump_dom(
+    html_path: str | Path, chromium: str, fragment: str = "", budget_ms: int = 5000, timeout_s: float = 120.0
+) -> str:
+    """The DOM of ``html_path#fragment`` after its scripts ran (headless Chromium
+    ``--dump-dom``, with ``budget_ms`` of virtual time for pending promises and timers)."""
+    page = Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else "")
+    with tempfile.TemporaryDirectory(prefix="cryohet-chromium-") as profile:
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={int(budget_ms)}",
+            "--dump-dom",
+            page,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"chromium exited with status {proc.returncode}: {tail}")
+    return proc.stdout
 
 
 def blank_reason(png: str | Path) -> str | None:

@@ -1,9 +1,11 @@
 """The single-file HTML report of ``cryohet analyze`` (``analyze/report.html``).
 
 Self-contained: every image is an embedded ``data:image/png;base64`` PNG, the style sheet
-is inline, there is no JavaScript and nothing is fetched, so the file can be mailed or
-opened offline. Sections: run summary (data, method, resolved config, provenance,
-training curves), latent space, clusters, traversals, parts, evaluation, files.
+and the one script are inline and nothing is fetched, so the file can be mailed or opened
+offline. Sections: run summary (data, method, resolved config, provenance, training
+curves), latent space, clusters, select particles (the only part that needs JavaScript:
+a lasso on the latent scatter and downloads, :mod:`.report_select`), traversals, parts,
+evaluation, files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..io.outputs import atomic_write
+from .report_select import SELECT_CSS, select_data, select_section
 
 if TYPE_CHECKING:
     from .result import AnalysisResult
@@ -414,6 +417,7 @@ def render_report(res: AnalysisResult) -> str:
         _summary_section(res),
         _latent_section(res),
         _cluster_section(res),
+        select_section(select_data(res)),
         _traversal_section(res),
         _parts_section(res),
         _eval_section(res),
@@ -423,6 +427,7 @@ def render_report(res: AnalysisResult) -> str:
         ("run", "Run"),
         ("latent", "Latent space"),
         ("clusters", "Clusters"),
+        ("select", "Select particles"),
         ("traversals", "Traversals"),
         ("parts", "Parts"),
         ("evaluation", "Evaluation"),
@@ -434,7 +439,7 @@ def render_report(res: AnalysisResult) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>cryohet analysis: {_e(run_name)}</title><style>{_CSS}</style></head><body>"
+        f"<title>cryohet analysis: {_e(run_name)}</title><style>{_CSS}{SELECT_CSS}</style></head><body>"
         f'<header><h1>What moves in {_e(run_name)}</h1><div class="sub">{_e(res.info.method)} run · '
         f"{res.n_particles:,} particles · analysed {_e(now)} with cryohet {_e(__version__)}</div></header>"
         f"<nav>{nav}</nav><main>{present}</main>"
