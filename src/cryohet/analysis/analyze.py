@@ -169,6 +169,24 @@ def _embeddings(res: AnalysisResult, latents: np.ndarray, gt_labels: np.ndarray 
             )
 
 
+def _convergence(res: AnalysisResult, run: Path, out: Path) -> None:
+    """The snapshots against the last epoch (:mod:`.convergence`): a table and a plot."""
+    from .convergence import convergence_table
+    from .plots import plot_convergence
+
+    rows = convergence_table(run, device=res.cfg.device, seed=res.cfg.seed, maps=res.cfg.volumes)
+    if not rows:
+        log.info("  no convergence view: the run kept fewer than two epoch snapshots")
+        return
+    res.convergence = rows
+    keys = list(rows[0])
+    with open(out / "convergence.csv", "w") as fh:
+        fh.write(",".join(keys) + "\n")
+        for r in rows:
+            fh.write(",".join(f"{r[k]:.6g}" for k in keys) + "\n")
+    res.plots["convergence"] = plot_convergence(rows, out / "plots" / "convergence.png")
+
+
 def _series(res: AnalysisResult, model, latents: np.ndarray, out: Path, protected: list[Path]) -> None:
     from .plots import plot_series
 
@@ -347,7 +365,7 @@ def analyze_run(cfg: AnalyzeConfig) -> AnalysisResult:
     start = time.monotonic()
     run = Path(cfg.run)
     model = load_run(
-        run, device=cfg.device, allow_unfinished=cfg.allow_unfinished
+        run, device=cfg.device, allow_unfinished=cfg.allow_unfinished, epoch=cfg.epoch
     )  # RunDirError: one line for a bad/unknown run
     info = read_run_info(run)
     latents = _latents(model, run)
@@ -406,12 +424,14 @@ def _analyze_into(
         if gt is not None:
             steps(f"evaluation against {cfg.gt}")
             _evaluate(res, out)
-        steps("training curves")
+        steps("training curves" + (" and convergence" if cfg.convergence else ""))
         from .plots import plot_training
 
         curves = plot_training(info.log, out / "plots" / "training.png")
         if curves is not None:
             res.plots["training"] = curves
+        if cfg.convergence:
+            _convergence(res, run, out)
         res.seconds = time.monotonic() - start
         if cfg.report:
             steps("report")

@@ -51,12 +51,23 @@ class AnalyzeConfig(StrictModel):
     report: bool = Field(True, description="write report.html")
     device: str = Field("cpu", description="device on which the method decodes volumes")
     seed: int = DEFAULT_SEED
+    epoch: int | None = Field(
+        None,
+        ge=1,
+        description="analyse the run as it was after this epoch (its snapshot in RUN/epochs/); "
+        "default output RUN/analyze.EPOCH",
+    )
+    convergence: bool = Field(
+        True, description="compare the per-epoch snapshots with the last one (latents and maps), when the run kept some"
+    )
     allow_unfinished: bool = Field(False, description="analyse a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace an existing non-empty output folder (as a whole)")
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out) if self.out is not None else Path(self.run) / "analyze"
+        if self.out is not None:
+            return Path(self.out)
+        return Path(self.run) / ("analyze" if self.epoch is None else f"analyze.{self.epoch}")
 
 
 class SelectConfig(StrictModel):
@@ -74,7 +85,10 @@ class SelectConfig(StrictModel):
     latent_box: str | None = Field(None, description="'pc1:-1:2,z0:0:3': keep particles inside every range")
     indices: Path | None = Field(None, description="file of 0-based particle rows (.npy, .pkl or text)")
     complement: bool = Field(False, description="keep the particles NOT selected")
-    analyze_dir: Path | None = Field(None, description="where analyze wrote its clusters (default RUN/analyze)")
+    analyze_dir: Path | None = Field(
+        None, description="where analyze wrote its clusters (default RUN/analyze, RUN/analyze.EPOCH with --epoch)"
+    )
+    epoch: int | None = Field(None, ge=1, description="select on the latents of this epoch's snapshot")
     allow_unfinished: bool = Field(False, description="select from a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace existing output files (never an input)")
 
@@ -87,7 +101,9 @@ class SelectConfig(StrictModel):
 
     @property
     def analysis_dir(self) -> Path:
-        return Path(self.analyze_dir) if self.analyze_dir is not None else Path(self.run) / "analyze"
+        if self.analyze_dir is not None:
+            return Path(self.analyze_dir)
+        return Path(self.run) / ("analyze" if self.epoch is None else f"analyze.{self.epoch}")
 
 
 class ExportConfig(StrictModel):

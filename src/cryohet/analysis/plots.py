@@ -18,6 +18,7 @@ __all__ = [
     "save_figure",
     "plot_latents",
     "plot_training",
+    "plot_convergence",
     "plot_series",
     "plot_part_motion",
     "plot_parts",
@@ -374,3 +375,29 @@ def plot_part_movers(projs: list[np.ndarray], change_deg: np.ndarray, path: Path
     )
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def plot_convergence(rows: list[dict[str, float]], path: Path) -> Path:
+    """Per snapshot epoch: neighbours kept and map agreement with the last epoch, and the
+    latents' change from the previous snapshot (:mod:`cryohet.analysis.convergence`)."""
+    plt = _plt()
+    epochs = np.array([r["epoch"] for r in rows])
+    panels = [
+        ("latent neighbours kept (vs last epoch)", "neighbours_kept", (0, 1.02)),
+        ("latent change from the previous snapshot", "latent_change", None),
+    ]
+    if "map_auc" in rows[0]:
+        panels.append(("map at mean latent: FSC AUC vs last (1 = same)", "map_auc", None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.0), squeeze=False)
+    for ax, (title, key, ylim) in zip(axes[0], panels):
+        ax.plot(epochs, [r[key] for r in rows], "o-", ms=3, lw=1.2, color="#08519c")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

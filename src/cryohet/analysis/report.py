@@ -112,6 +112,23 @@ def _log_value(key: str, value: Any) -> Any:
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
+def _convergence_html(res: AnalysisResult) -> str:
+    """Convergence: the per-epoch snapshots against the last one (a plot and its table)."""
+    if not res.convergence:
+        return ""
+    keys = list(res.convergence[0])
+    rows = [[int(r["epoch"]), *(f"{r[k]:.3f}" for k in keys[1:])] for r in res.convergence]
+    return (
+        "<h3>Convergence</h3><p class='note'>Snapshots (RUN/epochs/) against the last epoch: the fraction of "
+        "each particle's 10 nearest latent neighbours that are still its neighbours, the latents' change "
+        "from the previous snapshot after the best rotation and scale (relative RMS), and the FSC AUC of "
+        "the map at the mean latent against the last epoch's (1 = the same map). Flat curves near 1, 0 "
+        "and 1: converged. Analyse an earlier epoch with <code>cryohet analyze RUN --epoch N</code>.</p>"
+        + _img(res.plots.get("convergence"), "convergence")
+        + _table(["epoch", *keys[1:]], rows, numeric=set(range(len(keys))))
+    )
+
+
 def _summary_section(res: AnalysisResult) -> str:
     d, info = res.describe, res.info
     prov = info.provenance
@@ -167,6 +184,7 @@ def _summary_section(res: AnalysisResult) -> str:
             if training
             else "<p class='note'>No training log (train_log.jsonl) in this run.</p>"
         )
+        + _convergence_html(res)
         + "</section>"
     )
 

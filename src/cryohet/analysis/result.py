@@ -43,6 +43,8 @@ class AnalysisResult:
     latent_note: str | None = None
     plots: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: per-epoch snapshots against the last (:mod:`.convergence`); empty without snapshots
+    convergence: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     #: Where the files are written while the analysis runs (a temporary sibling of
     #: ``out_dir`` that replaces it at the end); None once they are in place.

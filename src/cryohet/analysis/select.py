@@ -231,7 +231,7 @@ def select_particles(cfg: SelectConfig) -> Selection:
     run_path = Path(cfg.run)
     raw = read_run_header(run_path)
     RunDir(run_path).require_complete(cfg.allow_unfinished)
-    latents = load_run_latents(run_path)  # method, version and latents checked against the config
+    latents = load_run_latents(run_path, cfg.epoch)  # method, version and latents checked against the config
     n = len(latents)
     rows = choose_rows(cfg, latents)
     if cfg.complement:

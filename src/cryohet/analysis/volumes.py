@@ -101,6 +101,7 @@ def write_volumes(
     allow_unfinished: bool = False,
     overwrite: bool = False,
     flip: bool = False,
+    epoch: int | None = None,
 ) -> list[Path]:
     """Decode ``z (n, zdim)`` (or ``(zdim,)``; None: the mean of the run's latents) with the
     run's method and write the maps (mirrored with ``flip``, see the module doc).
@@ -108,7 +109,8 @@ def write_volumes(
     ``inputs`` are files that must not be overwritten (the latent file); the run directory
     is protected too. The folder is written fresh (:func:`cryohet.io.outputs.staged_folder`):
     an existing non-empty ``out_dir`` is refused unless ``overwrite``, and then replaced as
-    a whole. Returns the written paths (volumes, then parts and the script).
+    a whole. Returns the written paths (volumes, then parts and the script). ``epoch``:
+    decode with the run as it was after that epoch (its snapshot).
     """
     from ..methods.base import load_run
 
@@ -118,7 +120,7 @@ def write_volumes(
         raise file_error(out, "exists and is not a folder; --out names the folder the maps are written to")
     protected = [*(inputs or []), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=overwrite, folder=True)  # before decoding anything
-    model = load_run(run, device=device, allow_unfinished=allow_unfinished)
+    model = load_run(run, device=device, allow_unfinished=allow_unfinished, epoch=epoch)
     if z is None:
         z = model.latents.mean(axis=0, dtype=np.float64)
     zs = np.atleast_2d(np.asarray(z, dtype=np.float32))

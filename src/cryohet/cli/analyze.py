@@ -41,6 +41,7 @@ def analyze(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
     device: str = config_option(AnalyzeConfig, "device", "--device"),
     seed: int = config_option(AnalyzeConfig, "seed", "--seed", help="Seed of k-means, subsampling and UMAP."),
+    epoch: Optional[int] = config_option(AnalyzeConfig, "epoch", "--epoch", "-e"),
     overwrite: bool = config_option(
         AnalyzeConfig, "overwrite", "--overwrite", help="Replace an existing analysis folder (as a whole)."
     ),
@@ -84,6 +85,7 @@ def analyze(
         seed=seed,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,
+        epoch=epoch,
         **switched_off,
     )
     res = analyze_run(cfg)

@@ -44,6 +44,7 @@ def select(
     indices: Optional[Path] = config_option(SelectConfig, "indices", "--indices"),
     complement: bool = config_option(SelectConfig, "complement", "--complement"),
     analyze_dir: Optional[Path] = config_option(SelectConfig, "analyze_dir", "--analyze-dir"),
+    epoch: Optional[int] = config_option(SelectConfig, "epoch", "--epoch", "-e"),
     overwrite: bool = config_option(SelectConfig, "overwrite", "--overwrite", help="Replace existing output files."),
     allow_unfinished: bool = config_option(
         SelectConfig,
@@ -70,6 +71,7 @@ def select(
         indices=indices,
         complement=complement,
         analyze_dir=analyze_dir,
+        epoch=epoch,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,
     )

@@ -14,6 +14,7 @@ from ..io.particles import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
 from .options import (
+    absolute_path,
     config_option,
     contrast_choice,
     examples,
@@ -70,6 +71,17 @@ def drgnai(
     invert: Optional[bool] = invert_option(DrgnaiConfig),
     uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(DrgnaiConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    snapshot_every: int = config_option(
+        DrgnaiConfig,
+        "snapshot_every",
+        "--snapshot-every",
+        "--checkpoint",
+        help="Keep model, latents and poses after every N-th epoch in RUN/epochs/ (cryoDRGN's --checkpoint; "
+        "0: none; the last epoch always), for --epoch in analyze, volumes and select.",
+    ),
+    load: Optional[Path] = config_option(
+        DrgnaiConfig, "load", "--load", help="Start from another run's weights (its run directory or model.pt)."
+    ),
     amp: bool = config_option(DrgnaiConfig, "amp", "--amp/--no-amp", help="bf16 autocast for the field on CUDA."),
     num_workers: int = config_option(DrgnaiConfig, "num_workers", "--num-workers", help="Data-loading processes."),
     seed: int = config_option(DrgnaiConfig, "seed", "--seed"),
@@ -104,6 +116,8 @@ def drgnai(
             optim={"batch_size": batch_size, "lr_field": lr_field},
             invert=contrast_choice(invert, uninvert_data),
             device=device,
+            snapshot_every=snapshot_every,
+            load=str(absolute_path(load)) if load is not None else None,
             amp=amp,
             num_workers=num_workers,
             seed=seed,

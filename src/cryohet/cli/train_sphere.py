@@ -73,6 +73,20 @@ def sphere(
     invert: Optional[bool] = invert_option(SphereConfig),
     uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(SphereConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    snapshot_every: int = config_option(
+        SphereConfig,
+        "snapshot_every",
+        "--snapshot-every",
+        "--checkpoint",
+        help="Keep model, latents and poses after every N-th epoch in RUN/epochs/ (cryoDRGN's --checkpoint; "
+        "0: none; the last epoch always), for --epoch in analyze, volumes and select.",
+    ),
+    load: Optional[Path] = config_option(
+        SphereConfig,
+        "load",
+        "--load",
+        help="Start from another run's weights (its run directory or model.pt).",
+    ),
     num_workers: int = config_option(SphereConfig, "num_workers", "--num-workers", help="Data-loading processes."),
     seed: int = config_option(SphereConfig, "seed", "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
@@ -105,6 +119,8 @@ def sphere(
             optim={"batch_size": batch_size, "lr_network": lr},
             invert=contrast_choice(invert, uninvert_data),
             device=device,
+            snapshot_every=snapshot_every,
+            load=str(absolute_path(load)) if load is not None else None,
             num_workers=num_workers,
             seed=seed,
         )

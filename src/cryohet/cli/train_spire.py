@@ -95,6 +95,14 @@ def spire(
     invert: Optional[bool] = invert_option(SpireConfig),
     uninvert_data: bool = uninvert_data_option(),
     device: str = config_option(SpireConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    snapshot_every: int = config_option(
+        SpireConfig,
+        "snapshot_every",
+        "--snapshot-every",
+        "--checkpoint",
+        help="Keep model, latents and poses after every N-th epoch in RUN/epochs/ (cryoDRGN's --checkpoint; "
+        "0: none; the last epoch always), for --epoch in analyze, volumes and select.",
+    ),
     num_workers: int = config_option(
         SpireConfig, "num_workers", "--num-workers", help="Data-loading worker processes."
     ),
@@ -131,6 +139,7 @@ def spire(
             optim={"batch_size": batch_size},
             invert=contrast_choice(invert, uninvert_data),
             device=device,
+            snapshot_every=snapshot_every,
             num_workers=num_workers,
             seed=seed,
         )

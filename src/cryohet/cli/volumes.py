@@ -77,6 +77,13 @@ def volumes(
         "--overwrite",
         help="Replace an existing non-empty output folder (as a whole).",
     ),
+    epoch: Optional[int] = typer.Option(
+        param_default(_write_volumes, "epoch"),
+        "--epoch",
+        "-e",
+        min=1,
+        help="Decode with the run as it was after this epoch (its snapshot in RUN/epochs/).",
+    ),
     allow_unfinished: bool = typer.Option(
         param_default(_write_volumes, "allow_unfinished"),
         "--allow-unfinished",
@@ -98,7 +105,7 @@ def volumes(
     latents, zpath = _latents_from(z, zfile, ctx.args)
     written = write_volumes(
         run, latents, out, box=box, apix=apix, parts=parts, inputs=[zpath] if zpath is not None else [], device=device,
-        overwrite=overwrite, allow_unfinished=allow_unfinished, flip=flip,
+        overwrite=overwrite, allow_unfinished=allow_unfinished, flip=flip, epoch=epoch,
     )  # fmt: skip
     n_vol = 1 if latents is None else len(latents)
     typer.echo(

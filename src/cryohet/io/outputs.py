@@ -124,11 +124,11 @@ def check_output(
 def run_dir_inputs(run: str | Path) -> list[Path]:
     """What an output must never replace when a command reads the run directory ``run``:
     the directory itself, its top-level files and the folders training writes
-    (``checkpoints/``, ``extras/``). Its other subfolders (``analyze/``, ``eval/``) are outputs."""
+    (``checkpoints/``, ``extras/``, ``epochs/``). Its other subfolders (``analyze/``, ``eval/``) are outputs."""
     r = Path(run)
     if not r.is_dir():
         return [r]
-    return [r, *sorted(f for f in r.iterdir() if f.is_file()), r / "checkpoints", r / "extras"]
+    return [r, *sorted(f for f in r.iterdir() if f.is_file()), r / "checkpoints", r / "extras", r / "epochs"]
 
 
 def temporary_sibling(path: str | Path, kind: str = "tmp") -> Path:

@@ -38,6 +38,8 @@ from ..errors import RunDirError
 from ..training.rundir import RunDir
 
 __all__ = [
+    "load_weights",
+    "weights_mismatch",
     "TrainedModel",
     "register_method",
     "load_run",
@@ -353,3 +355,30 @@ def _import_builtin_methods() -> None:
         except ModuleNotFoundError as err:
             if err.name is None or not module.startswith(err.name):
                 raise
+
+
+def load_weights(path: str | Path, method: str, key: str, device: str = "cpu") -> tuple[dict[str, Any], Path]:
+    """The weights stored under ``key`` in another run's ``model.pt``, for ``--load``: ``path``
+    is that run's directory (its method must be ``method``) or a ``model.pt`` file. Returns
+    the state dict and the file read; every problem is one line."""
+    from ..training.checkpoint import load_checkpoint
+
+    p = Path(path)
+    if p.is_dir():
+        raw = read_run_header(p)
+        if raw.get("method") != method:
+            raise RunDirError(f"--load {p}: a '{raw.get('method')}' run; its weights do not fit a '{method}' run")
+        p = RunDir(p).model
+    state = load_checkpoint(p, map_location=device)
+    if not isinstance(state.get(key), dict):
+        raise RunDirError(f"--load {p}: not a {method} model file (no '{key}' weights)")
+    return state[key], p
+
+
+def weights_mismatch(path: Path, err: Exception) -> RunDirError:
+    """One line for ``--load`` weights whose shapes do not fit the network this run builds."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RunDirError(
+        f"--load {path}: the weights do not fit this run's network ({first[:160]}); "
+        "give the same network options (zdim, sizes) as the run they come from"
+    )

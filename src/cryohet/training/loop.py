@@ -31,6 +31,7 @@ from .checkpoint import checkpoint_path, load_latest_checkpoint, prune_checkpoin
 from .distributed import get_dist
 from .identity import epochs_done_message
 from .rundir import RunDir
+from .snapshots import snapshot_dir, wants_snapshot
 
 __all__ = ["run_epochs", "peak_rss_mb", "gpu_peak_mb"]
 
@@ -59,6 +60,8 @@ def run_epochs(
     is_done: Callable[[], bool] | None = None,
     identity: dict[str, str] | None = None,
     epoch_fields: tuple[str, ...] = (),
+    snapshot: Callable[[RunDir], None] | None = None,
+    snapshot_every: int = 0,
 ) -> list[dict[str, Any]]:
     """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows.
 
@@ -68,7 +71,9 @@ def run_epochs(
     or of this run with another config, is refused. Each checkpoint also holds its
     epoch's log row, so a kill between the checkpoint and the log leaves no hole.
     ``epoch_fields`` names the options that set ``n_epochs`` (for the error when a resume
-    asks for fewer epochs than the run has done).
+    asks for fewer epochs than the run has done). ``snapshot(view)`` (rank 0) writes the
+    method's model files into ``RUN/epochs/epoch_NNNN`` after every ``snapshot_every``-th
+    epoch and the last (:mod:`.snapshots`).
     """
     log = get_logger(label)
     main = get_dist().is_main  # only rank 0 writes checkpoints and the log; every rank reads them
@@ -115,6 +120,9 @@ def run_epochs(
             save_checkpoint(checkpoint_path(run.path, epoch), ckpt)
             prune_checkpoints(run.path, keep_last=keep_checkpoints)
             run.append_log(row)
+            if snapshot is not None and wants_snapshot(epoch + 1, n_epochs, snapshot_every):
+                snapshot_dir(run.path, epoch + 1).mkdir(parents=True, exist_ok=True)
+                snapshot(RunDir(run.path, epoch=epoch + 1))
         shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
         log.info("epoch %d/%d: %s", epoch + 1, n_epochs, shown)
         if done():

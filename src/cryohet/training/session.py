@@ -268,6 +268,8 @@ class RunSession:
             is_done=lambda: bool(getattr(trainer, "done", False)),
             identity=self.identity,
             epoch_fields=tuple(k for k in self.epoch_fields),
+            snapshot=getattr(trainer, "snapshot", None),
+            snapshot_every=int(getattr(getattr(trainer, "cfg", None), "snapshot_every", 0) or 0),
         )
 
     #: Options that set the number of epochs (named in the error when a resume asks for fewer).

@@ -86,7 +86,7 @@ class DrgnaiConfig(StrictModel):
     """Everything that defines a DRGN-AI run (the resolved ``config.yaml``)."""
 
     #: What ``--resume`` may change besides the device and workers.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs_sgd", "optim.batch_size", "search.chunk_images")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs_sgd", "optim.batch_size", "search.chunk_images", "snapshot_every")
 
     method: Literal["drgnai"] = "drgnai"
     method_version: int = 1
@@ -113,6 +113,17 @@ class DrgnaiConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     invert: bool | None = Field(
         None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
+    snapshot_every: int = Field(
+        1,
+        ge=0,
+        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
+        "the last; 0: none), for --epoch in analyze, volumes and select",
+    )
+    load: str | None = Field(
+        None,
+        description="start the network from another run's weights (its run directory or model.pt; same "
+        "network options)",
     )
     device: str = "cpu"
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the field on CUDA")

@@ -51,6 +51,7 @@ from ...representations.neural_field import NeuralField
 from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
+from ..base import load_weights, weights_mismatch
 from .config import DrgnaiConfig
 from .envelope import data_envelope
 from .outputs import write_model_files, write_outputs
@@ -106,6 +107,13 @@ class DrgnaiTrainer:
                 seed=cfg.seed,
             ).to(self.device)
         self.field.init_envelope(data_envelope(self.dataset, self.band, seed=cfg.seed).to(self.device))
+        if cfg.load is not None:  # warm start: another run's field (its envelope too)
+            weights, path = load_weights(cfg.load, "drgnai", "field", device=str(self.device))
+            try:
+                self.field.load_state_dict(weights)
+            except RuntimeError as err:
+                raise weights_mismatch(path, err) from None
+            log.info("field weights from %s", path)
         self.ddp = wrap_ddp(self.field, self.device)
         self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.optim.lr_field)
         self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device) if cfg.zdim else None

@@ -37,7 +37,7 @@ class SphereConfig(StrictModel):
     """Everything that defines a cryoSPHERE run (the resolved ``config.yaml``)."""
 
     #: What ``--resume`` may change besides the device and workers.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every")
 
     method: Literal["sphere"] = "sphere"
     method_version: int = 1
@@ -75,6 +75,17 @@ class SphereConfig(StrictModel):
     optim: SphereOptimConfig = Field(default_factory=SphereOptimConfig)
     invert: bool | None = Field(
         None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
+    snapshot_every: int = Field(
+        1,
+        ge=0,
+        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
+        "the last; 0: none), for --epoch in analyze, volumes and select",
+    )
+    load: str | None = Field(
+        None,
+        description="start the network from another run's weights (its run directory or model.pt; same "
+        "network options)",
     )
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)

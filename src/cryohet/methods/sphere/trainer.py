@@ -48,6 +48,7 @@ from ...representations.voxel import resample_volume
 from ...training.distributed import all_reduce_sum_, get_dist
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
+from ..base import load_weights, weights_mismatch
 from .build import build_network, load_residues
 from .config import SphereConfig
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
@@ -87,6 +88,13 @@ class SphereTrainer:
         self.scale = self._initial_scale()
         with torch.no_grad():
             self.net.log_scale.fill_(math.log(self.scale))
+        if cfg.load is not None:  # warm start: another run's network (encoder, decoder, segmentation)
+            weights, path = load_weights(cfg.load, "sphere", "network", device=str(self.device))
+            try:
+                self.net.load_state_dict(weights)
+            except RuntimeError as err:
+                raise weights_mismatch(path, err) from None
+            log.info("network weights from %s", path)
         seg = list(self.net.segmentation.parameters())
         seg_ids = {id(p) for p in seg}
         rest = [p for p in self.net.parameters() if id(p) not in seg_ids]

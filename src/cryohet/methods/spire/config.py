@@ -80,7 +80,7 @@ class SpireConfig(StrictModel):
 
     #: What ``--resume`` may change besides the device and workers: more stage-B epochs, and the
     #: per-process batch (to keep the global batch when resuming on another number of processes).
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("stage_b.epochs", "optim.batch_size")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("stage_b.epochs", "optim.batch_size", "snapshot_every")
 
     method: Literal["spire"] = "spire"
     method_version: int = 1
@@ -150,6 +150,12 @@ class SpireConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     invert: bool | None = Field(
         None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
+    snapshot_every: int = Field(
+        1,
+        ge=0,
+        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
+        "the last; 0: none), for --epoch in analyze, volumes and select",
     )
     device: str = "cpu"
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the networks on CUDA")
