@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cryohet.errors import RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.baselines import (
     Classify3DConfig,
     OracleConfig,

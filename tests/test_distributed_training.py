@@ -143,7 +143,7 @@ def test_sphere_on_two_ranks_and_a_killed_run_finishing_in_one_process(tmp_path)
     from dist_workers import train_sphere_rank
     from sphere_helpers import make_hinge
 
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.base import load_run
     from cryohet.methods.sphere import SphereConfig, train_sphere
 

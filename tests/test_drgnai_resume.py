@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.training.checkpoint import latest_checkpoint

@@ -17,7 +17,7 @@ import yaml
 
 from cryohet.cli.app import main
 from cryohet.errors import ConfigError, RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.baselines import PCAConfig, train_pca
 from cryohet.methods.baselines.pca import PCATrainer

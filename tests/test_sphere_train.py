@@ -117,7 +117,7 @@ def test_run_directory_and_the_common_commands(hinge, capsys):
 
 
 def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.sphere import SphereConfig, train_sphere
     from cryohet.methods.sphere import trainer as trainer_module
 

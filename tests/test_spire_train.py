@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cryohet.cli.app import main
 from cryohet.errors import RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.spire import SpireConfig, train_spire
 from cryohet.metrics.fsc import fsc_cryobench

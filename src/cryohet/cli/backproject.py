@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from ..io.particles import ParticleSource
-from ..workflows.backproject import BackprojectConfig
-from .options import config_option, examples
+from ..io.source import ParticleSource
+from ..workflows.config import BackprojectConfig
+from .options import build_source, config_option, examples
 
 __all__ = ["register"]
 
@@ -54,7 +54,7 @@ def backproject(
     from ..workflows.backproject import backproject_to_files
 
     cfg = BackprojectConfig(
-        data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
+        data=build_source(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
         out=out,
         box=box,
         invert=invert,

@@ -8,12 +8,11 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
+from ..io.source import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
-from .options import config_option, examples, particle_source, resume_config
+from .options import config_error, config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -102,7 +101,7 @@ def drgnai(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, DrgnaiConfig, {ParticleSource: "data."}) from None
     check_train_out(cfg.out, cfg.data.files(), "drgnai", resume)
     if resume:
         cfg = resume_config(out, cfg, drgnai)

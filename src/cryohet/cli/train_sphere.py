@@ -8,12 +8,11 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
+from ..io.source import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.sphere.config import SphereConfig
-from .options import absolute_path, config_option, examples, particle_source, resume_config
+from .options import absolute_path, config_error, config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -101,7 +100,7 @@ def sphere(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, SphereConfig, {ParticleSource: "data."}) from None
     if not Path(cfg.model).is_file():
         raise ConfigError(f"{cfg.model}: model file not found")
     check_train_out(cfg.out, [*cfg.data.files(), Path(cfg.model)], "sphere", resume)

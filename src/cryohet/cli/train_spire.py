@@ -8,12 +8,11 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
+from ..io.source import ParticleSource
 from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
-from .options import config_option, examples, particle_source, resume_config
+from .options import config_error, config_option, examples, particle_source, resume_config
 
 __all__ = ["register"]
 
@@ -126,7 +125,7 @@ def spire(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, SpireConfig, {ParticleSource: "data."}) from None
     check_train_out(cfg.out, cfg.data.files(), "spire", resume)  # --out not an input; a run this cryohet reads
     if resume:
         cfg = resume_config(out, cfg, spire, {"no_anchor_motion": "stage_b.anchor_motion"})

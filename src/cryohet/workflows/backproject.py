@@ -6,34 +6,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from ..config import StrictModel
 from ..console import get_logger
 from ..data.dataset import ParticleDataset
 from ..errors import InputError
 from ..evaluation.fsc_report import compare_maps, plot_report, write_report_json
 from ..io.mrc import write_volume
 from ..io.outputs import check_output, staged_files
-from ..io.particles import ParticleSource, input_files
+from ..io.particles import input_files
 from ..reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from .config import BackprojectConfig
 
 __all__ = ["BackprojectConfig", "backproject_to_files", "output_paths"]
 
 log = get_logger("backproject")
-
-
-class BackprojectConfig(StrictModel):
-    """Inputs and options of a homogeneous reconstruction."""
-
-    data: ParticleSource
-    out: Path
-    box: int | None = Field(None, ge=8)
-    invert: bool = False
-    batch_size: int = Field(256, gt=0)
-    device: str = "cpu"
-    seed: int = 0
-    overwrite: bool = False
 
 
 def output_paths(out: Path) -> dict[str, Path]:

@@ -76,7 +76,7 @@ def _simulate(cfg: DemoConfig, data: Path) -> None:
 
 
 def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
     from ..methods.baselines import HomogeneousConfig, train_homogeneous
 
     if RunDir(run).is_complete():
@@ -94,7 +94,7 @@ def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
 
 
 def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
     from ..methods.spire import SpireConfig, train_spire
     from ..training.checkpoint import latest_checkpoint
 
