@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io.source import ParticleSource
-from ..methods.base import check_train_out
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.config import BaselineConfig
 from .options import build_source, config_error, config_option, examples, resume_config
@@ -46,6 +45,8 @@ def _common(
 def _run(
     config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False, command=None
 ) -> None:
+    from ..methods.base import check_train_out
+
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     try:

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io.source import ParticleSource
-from ..methods.base import check_train_out
 from ..methods.drgnai.config import DrgnaiConfig
 from .options import config_error, config_option, examples, particle_source, resume_config
 
@@ -70,6 +69,7 @@ def drgnai(
 ) -> None:
     """Train DRGN-AI: pretrain -> hierarchical pose search epochs -> joint gradient descent on
     poses, latents and a neural-field hypervolume. Input poses are not needed (abinit)."""
+    from ..methods.base import check_train_out
     from ..methods.drgnai import train_drgnai
 
     if resume and overwrite:

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io.source import ParticleSource
-from ..methods.base import check_train_out
 from ..methods.sphere.config import SphereConfig
 from .options import absolute_path, config_error, config_option, examples, particle_source, resume_config
 
@@ -73,6 +72,7 @@ def sphere(
     chains, and per-image rigid segment motions decoded from a latent. The model must sit in
     the frame of the particles' consensus map (fit it into `cryohet backproject`'s map in
     ChimeraX); it is checked against that map before training."""
+    from ..methods.base import check_train_out
     from ..methods.sphere import train_sphere
 
     if resume and overwrite:

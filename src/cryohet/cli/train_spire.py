@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io.source import ParticleSource
-from ..methods.base import check_train_out
 from ..methods.spire.config import SpireConfig
 from .options import config_error, config_option, examples, particle_source, resume_config
 
@@ -93,6 +92,7 @@ def spire(
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory."),
 ) -> None:
     """Train CryoSPIRE: consensus -> stage A (features, part discovery) -> stage B (part-aware mixture)."""
+    from ..methods.base import check_train_out
     from ..methods.spire import train_spire
 
     if resume and overwrite:

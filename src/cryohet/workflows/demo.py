@@ -30,7 +30,6 @@ from ..config import StrictModel
 from ..console import get_logger
 from ..errors import InputError
 from ..io.outputs import atomic_write
-from ..training.rundir import RunDir
 
 __all__ = ["DemoConfig", "run_demo", "demo_rows"]
 
@@ -78,6 +77,7 @@ def _simulate(cfg: DemoConfig, data: Path) -> None:
 def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
     from ..io.source import ParticleSource
     from ..methods.baselines import HomogeneousConfig, train_homogeneous
+    from ..training.rundir import RunDir
 
     if RunDir(run).is_complete():
         log.info("reusing %s", run)
@@ -97,6 +97,7 @@ def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
     from ..io.source import ParticleSource
     from ..methods.spire import SpireConfig, train_spire
     from ..training.checkpoint import latest_checkpoint
+    from ..training.rundir import RunDir
 
     if RunDir(run).is_complete():
         log.info("reusing %s", run)
