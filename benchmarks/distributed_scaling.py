@@ -37,7 +37,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire.config import SpireConfig
     from cryohet.methods.spire.trainer import SpireTrainer
     from cryohet.representations.render import prepare_batch

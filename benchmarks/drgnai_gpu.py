@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.drgnai import DrgnaiConfig
 from cryohet.methods.drgnai.trainer import DrgnaiTrainer
 

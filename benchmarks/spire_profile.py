@@ -23,7 +23,7 @@ import torch
 
 
 def _trainer(args, batch_size: int):
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire.config import SpireConfig
     from cryohet.methods.spire.trainer import SpireTrainer
 

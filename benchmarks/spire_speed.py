@@ -36,7 +36,7 @@ import numpy as np
 WORKER = r"""
 import json, sys, time, torch
 torch.set_num_threads({threads})
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.spire.config import SpireConfig
 from cryohet.methods.spire.trainer import SpireTrainer
 from cryohet.representations.render import prepare_batch

@@ -66,7 +66,7 @@ def run_ranks(world: int, fn, *args, timeout: float = 180.0) -> list[str]:
 
 # ---------------------------------------------------------------------------- workers
 def spire_config(data: Path, out: Path, batch: int, epochs_a: int = 2, epochs_b: int = 3, **kw):
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire import SpireConfig
 
     return SpireConfig(
@@ -107,7 +107,7 @@ def train_spire_rank(rank: int, data: Path, out: Path, batch: int, tables: Path,
 
 
 def train_baseline_rank(rank: int, name: str, data: Path, out: Path) -> None:
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods import baselines as b
 
     src = ParticleSource(path=data / "particles.star")
@@ -124,7 +124,7 @@ def train_baseline_rank(rank: int, name: str, data: Path, out: Path) -> None:
 def train_sphere_rank(rank: int, data: Path, model: Path, out: Path, batch: int, kill_at: int = -1) -> None:
     """Train cryoSPHERE (4 segments, 3 epochs); with ``kill_at >= 0`` every rank dies at the
     start of that epoch."""
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.sphere import SphereConfig
     from cryohet.methods.sphere import trainer as sphere_trainer
 

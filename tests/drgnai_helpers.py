@@ -26,7 +26,7 @@ def small_config(tmp_path, **kw):
     """A small DRGN-AI config on the pinned dataset (homogeneous unless ``zdim`` is given)."""
     from pathlib import Path
 
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.drgnai.config import DrgnaiConfig
 
     pinned = Path(__file__).parent / "data" / "pinned" / "data"

@@ -45,7 +45,7 @@ def simulate_into(out: Path) -> Path:
 
 
 def _source():
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
 
     return ParticleSource(path=DATA / "particles.star")
 

@@ -27,7 +27,7 @@ BOX, APIX, N, ZDIM, PARTS = 20, 8.0, 120, 2, 3
 @pytest.fixture(scope="module")
 def spire_run(tmp_path_factory):
     from cryohet.config import save_config
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire.config import SpireConfig, StageBConfig
     from cryohet.methods.spire.outputs import part_motion_table
     from cryohet.methods.spire.stage_b import StageBModel

@@ -38,7 +38,7 @@ def _checksums(run: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pca_run(tmp_path_factory) -> dict:
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.baselines import PCAConfig, train_pca
     from cryohet.simulate.config import SimulationConfig
     from cryohet.simulate.simulator import simulate_dataset

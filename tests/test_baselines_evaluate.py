@@ -16,7 +16,7 @@ import yaml
 
 from cryohet.cli.app import main
 from cryohet.evaluation.evaluate import evaluate_run, write_evaluation
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import TrainedModel, load_run, register_method
 from cryohet.methods.baselines import (
     Classify3DConfig,

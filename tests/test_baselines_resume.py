@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cryohet.errors import RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.baselines import (
     Classify3DConfig,
     OracleConfig,
@@ -65,7 +65,7 @@ def test_killed_baseline_resumes_and_matches(tmp_path, monkeypatch, name):
         _kill_at(m, cls, 1)
         with pytest.raises(_Killed):
             train(make(src, str(tmp_path / "killed")))
-    assert latest_checkpoint(tmp_path / "killed").name == "epoch_0000.pt"
+    assert latest_checkpoint(tmp_path / "killed").name == "epoch_0001.pt"  # after epoch 1
     with pytest.raises(RunDirError):  # a non-empty run directory is not silently reused
         train(make(src, str(tmp_path / "killed")))
     resumed = train(make(src, str(tmp_path / "killed")), resume=True)
@@ -73,7 +73,7 @@ def test_killed_baseline_resumes_and_matches(tmp_path, monkeypatch, name):
     epochs = [
         int(line.split('"epoch": ')[1].split(",")[0]) for line in (resumed / "train_log.jsonl").read_text().splitlines()
     ]
-    assert epochs == sorted(set(epochs)) and epochs[0] == 0  # one row per epoch, no hole, no duplicate
+    assert epochs == sorted(set(epochs)) and epochs[0] == 1  # one row per epoch, no hole, no duplicate
 
 
 def test_a_converged_em_is_not_trained_again_on_resume(tmp_path):

@@ -18,7 +18,7 @@ import typer
 from cryohet.analysis.config import AnalyzeConfig, ExportConfig, SelectConfig
 from cryohet.cli.app import app, main
 from cryohet.cli.options import config_default, config_field, config_help, examples, param_default
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from cryohet.methods.drgnai.config import DrgnaiConfig
 from cryohet.methods.spire.config import SpireConfig
@@ -124,17 +124,17 @@ CONFIG_COMMANDS = {
     # the particle-reading commands build a ParticleSource (then load it)
     "info": (
         lambda p: ["info", p["particles"]],
-        "cryohet.io.particles:ParticleSource.load",
+        "cryohet.io.source:ParticleSource.load",
         lambda p: ParticleSource(path=p["particles"]),
     ),
     "convert": (
         lambda p: ["convert", p["particles"], "--star-out", p["subset"]],  # one output is required
-        "cryohet.io.particles:ParticleSource.load",
+        "cryohet.io.source:ParticleSource.load",
         lambda p: ParticleSource(path=p["particles"]),
     ),
     "downsample": (
         lambda p: ["downsample", p["particles"], "-D", "32", "--out", p["out"]],
-        "cryohet.io.particles:ParticleSource.load",
+        "cryohet.io.source:ParticleSource.load",
         lambda p: ParticleSource(path=p["particles"]),
     ),
 }

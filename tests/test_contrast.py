@@ -18,7 +18,7 @@ from cryohet.data import contrast
 from cryohet.data.contrast import ContrastCheck, decide_invert, file_contrast_hint
 from cryohet.data.dataset import ParticleDataset
 from cryohet.errors import InputError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.reconstruction.half_maps import HalfMapResult
 from cryohet.workflows.backproject import check_map_sign
 

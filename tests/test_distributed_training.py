@@ -49,7 +49,7 @@ def test_two_ranks_match_one_process_at_twice_the_batch(tmp_path):
     assert not run_ranks(2, train_spire_rank, PINNED, tmp_path / "two", 8, tables)
     two = tmp_path / "two"
     a, b = _log(one), _log(two)
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(5))
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(1, 6))
     for ra, rb in zip(a, b):
         assert ra["n_images"] == rb["n_images"] == 160
         assert abs(ra["data"] - rb["data"]) <= 1e-4 * abs(ra["data"]), (ra["epoch"], ra["data"], rb["data"])
@@ -80,9 +80,9 @@ def test_two_rank_run_killed_in_stage_b_finishes_in_one_process(tmp_path):
     tables.mkdir()
     failures = run_ranks(2, train_spire_rank, PINNED, run, 8, tables, 3)  # dies before epoch 4 (stage B)
     assert failures  # the ranks were killed
-    assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "epoch_0002.pt"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "epoch_0003.pt"
     train_spire(spire_config(PINNED, run, batch=16), resume=True)
-    assert [r["epoch"] for r in _log(run)] == list(range(5))
+    assert [r["epoch"] for r in _log(run)] == list(range(1, 6))
     assert np.load(run / "latents.npy").shape == (160, 3)
 
 
@@ -105,7 +105,7 @@ def test_one_process_run_killed_in_stage_b_finishes_on_two_ranks(tmp_path, monke
     tables = tmp_path / "tables"
     tables.mkdir()
     assert not run_ranks(2, train_spire_rank, PINNED, run, 8, tables)
-    assert [r["epoch"] for r in _log(run)] == list(range(5))
+    assert [r["epoch"] for r in _log(run)] == list(range(1, 6))
     np.testing.assert_array_equal(np.load(tables / "rank0.npy"), np.load(tables / "rank1.npy"))
     assert np.load(run / "latents.npy").shape == (160, 3)
 
@@ -143,7 +143,7 @@ def test_sphere_on_two_ranks_and_a_killed_run_finishing_in_one_process(tmp_path)
     from dist_workers import train_sphere_rank
     from sphere_helpers import make_hinge
 
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.base import load_run
     from cryohet.methods.sphere import SphereConfig, train_sphere
 
@@ -155,9 +155,9 @@ def test_sphere_on_two_ranks_and_a_killed_run_finishing_in_one_process(tmp_path)
     assert "world_size: 2" in (tmp_path / "two" / "config.yaml").read_text()
     run = tmp_path / "killed"
     run_ranks(2, train_sphere_rank, data, cif, run, 16, 2)  # both ranks die at epoch 2
-    assert [r["epoch"] for r in _log(run)] == [0, 1]
+    assert [r["epoch"] for r in _log(run)] == [1, 2]
     cfg = SphereConfig(data=ParticleSource(path=data / "particles.star"), out=str(run), model=str(cif), segments=4,
                        zdim=2, epochs=3, optim={"batch_size": 32})  # fmt: skip
     train_sphere(cfg, resume=True)
-    assert [r["epoch"] for r in _log(run)] == [0, 1, 2]
+    assert [r["epoch"] for r in _log(run)] == [1, 2, 3]
     assert load_run(run).latents.shape == (160, 2)

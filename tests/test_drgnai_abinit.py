@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cryohet.cli.app import main
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.metrics.pose_error import rotation_errors

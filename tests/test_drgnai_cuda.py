@@ -15,7 +15,7 @@ import torch
 from drgnai_helpers import AtLatent, random_rot, small_config
 
 from cryohet.cli.app import main
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.methods.drgnai.trainer import DrgnaiTrainer

@@ -16,7 +16,7 @@ from drgnai_helpers import AtLatent, random_rot, small_config
 from cryohet.cli.app import main
 from cryohet.data.contrast import contrast_sign
 from cryohet.data.dataset import ParticleDataset
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.drgnai.config import DrgnaiConfig
 from cryohet.methods.drgnai.trainer import DrgnaiTrainer
 from cryohet.pose.search import SearchSchedule, search_poses

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.training.checkpoint import latest_checkpoint
@@ -78,10 +78,10 @@ def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         train_drgnai(_config(run))
     last = latest_checkpoint(run)
-    assert (last is None) if kill_at == 0 else last.name == f"epoch_{kill_at - 1:04d}.pt"
+    assert (last is None) if kill_at == 0 else last.name == f"epoch_{kill_at:04d}.pt"
     monkeypatch.setattr(trainer_module.DrgnaiTrainer, "train_epoch", original)
     train_drgnai(_config(run), resume=True)
-    assert [r["epoch"] for r in _rows(run)] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4]
     assert [r["data"] for r in _rows(run)] == pytest.approx([r["data"] for r in _rows(whole)], rel=1e-5)
     assert np.allclose(load_run(run).latents, load_run(whole).latents, atol=1e-5)
     assert np.allclose(np.load(run / "poses.npz")["rotations"], np.load(whole / "poses.npz")["rotations"], atol=1e-5)

@@ -29,7 +29,7 @@ from cryohet.geometry.hand import mirror_poses, mirror_volume
 from cryohet.geometry.rotations import random_rotations
 from cryohet.io.cryodrgn import poses_from_cryodrgn, read_poses_pkl, write_ind_pkl
 from cryohet.io.cryosparc import load_cs, read_cs
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.io.star import read_star, read_star_tables
 from cryohet.methods.baselines import HomogeneousConfig, train_homogeneous
 from cryohet.representations import VoxelVolume

@@ -16,8 +16,9 @@ import starfile
 from cryohet.data.synthetic import write_synthetic_particles
 from cryohet.errors import ConfigError, InputError
 from cryohet.io.mrc import write_stack, write_volume
-from cryohet.io.particles import ParticleSource, load_particles, save_converted
+from cryohet.io.particles import load_particles, save_converted
 from cryohet.io.paths import ensure_not_input
+from cryohet.io.source import ParticleSource
 
 
 def _one_line_error(excinfo, *names: str | Path) -> str:

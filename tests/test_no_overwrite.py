@@ -39,7 +39,7 @@ PINNED = Path(__file__).resolve().parent / "data" / "pinned" / "data"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """A private copy of the pinned dataset, and a homogeneous run trained on it."""
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.baselines import HomogeneousConfig, train_homogeneous
 
     root = tmp_path_factory.mktemp("no_overwrite")
@@ -154,7 +154,7 @@ CASES = {
         lambda w, out: ["fsc", w["data"] / "gt" / "state_000.mrc", w["data"] / "gt" / "state_001.mrc", "--json", out],
         "file",
         ".",
-        "cryohet.cli.fsc.write_report_json",
+        "cryohet.evaluation.fsc_report.write_report_json",
     ),
     "evaluate": Case(
         lambda w, out: ["evaluate", w["run"], "--gt", w["data"], "--out", out],

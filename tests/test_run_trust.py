@@ -17,7 +17,7 @@ import yaml
 
 from cryohet.cli.app import main
 from cryohet.errors import ConfigError, RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.baselines import PCAConfig, train_pca
 from cryohet.methods.baselines.pca import PCATrainer
@@ -72,10 +72,10 @@ def test_overwrite_starts_clean_and_resume_finishes_the_new_run(tmp_path, monkey
         with pytest.raises(_Killed):
             train_pca(_cfg(run, iterations=2), overwrite=True)
     # nothing of the old run is left: its checkpoints, log rows, outputs, analysis, stamp
-    assert _checkpoints(run) == ["epoch_0000.pt"] and _epochs(run) == [0]
+    assert _checkpoints(run) == ["epoch_0001.pt"] and _epochs(run) == [1]
     assert not (run / "analyze").exists() and not (run / "COMPLETED").exists() and not (run / "model.pt").exists()
     train_pca(_cfg(run, iterations=2), resume=True)
-    assert _epochs(run) == [0, 1] and (run / "COMPLETED").exists()
+    assert _epochs(run) == [1, 2] and (run / "COMPLETED").exists()
     assert yaml.safe_load((run / "config.yaml").read_text())["_run"]["id"] != old_id
 
 
@@ -95,7 +95,7 @@ def test_resume_refuses_another_runs_checkpoints(tmp_path, monkeypatch):
         for run in (a, b):
             with pytest.raises(_Killed):
                 train_pca(_cfg(run))
-    (b / "checkpoints" / "epoch_0000.pt").write_bytes((a / "checkpoints" / "epoch_0000.pt").read_bytes())
+    (b / "checkpoints" / "epoch_0001.pt").write_bytes((a / "checkpoints" / "epoch_0001.pt").read_bytes())
     with pytest.raises(RunDirError, match="another run"):
         train_pca(_cfg(b), resume=True)
 
@@ -108,9 +108,9 @@ def test_resume_is_the_same_run(tmp_path):
         train_pca(_cfg(run, iterations=2, components=3), resume=True)
     with pytest.raises(ConfigError, match="already trained 2 epochs"):
         train_pca(_cfg(run, iterations=1), resume=True)
-    assert _epochs(run) == [0, 1]
+    assert _epochs(run) == [1, 2]
     train_pca(_cfg(run, iterations=3), resume=True)  # more iterations: applied and recorded
-    assert _epochs(run) == [0, 1, 2]
+    assert _epochs(run) == [1, 2, 3]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["iterations"] == 3 and cfg["_provenance"] == first["_provenance"]
     assert cfg["_run"]["id"] == first["_run"]["id"] and cfg["_resumes"][-1]["changes"] == ["iterations: 2 -> 3"]
@@ -131,7 +131,7 @@ def test_cli_resume_takes_the_runs_config_and_refuses_changed_data_or_an_edited_
     assert main(["train", "pca", STAR, "-o", str(run), "--resume"]) == 1  # edited config: refused
     config.write_text(original)
     assert main(["train", "pca", STAR, "-o", str(run), "--resume"]) == 0  # no options: the run's own config
-    assert _epochs(run) == [0, 1, 2] and np.load(run / "latents.npy").shape == (160, 2)
+    assert _epochs(run) == [1, 2, 3] and np.load(run / "latents.npy").shape == (160, 2)
 
 
 def test_readers_require_a_finished_run(tmp_path, monkeypatch, capsys):
@@ -175,7 +175,7 @@ def test_a_kill_between_checkpoint_and_log_leaves_no_hole(tmp_path, monkeypatch)
     original = RunDir.append_log
 
     def append_log(self, record):
-        if record.get("epoch") == 1:
+        if record.get("epoch") == 2:  # the second epoch's row
             raise _Killed
         return original(self, record)
 
@@ -183,9 +183,9 @@ def test_a_kill_between_checkpoint_and_log_leaves_no_hole(tmp_path, monkeypatch)
         m.setattr(RunDir, "append_log", append_log)
         with pytest.raises(_Killed):
             train_pca(_cfg(run, iterations=3))
-    assert _checkpoints(run)[-1] == "epoch_0001.pt" and _epochs(run) == [0]
+    assert _checkpoints(run)[-1] == "epoch_0002.pt" and _epochs(run) == [1]
     train_pca(_cfg(run, iterations=3), resume=True)
-    assert _epochs(run) == [0, 1, 2]
+    assert _epochs(run) == [1, 2, 3]
 
 
 def test_a_damaged_latest_checkpoint_names_the_previous_one(tmp_path, monkeypatch):
@@ -194,9 +194,9 @@ def test_a_damaged_latest_checkpoint_names_the_previous_one(tmp_path, monkeypatc
         _kill_at(m, 3)
         with pytest.raises(_Killed):
             train_pca(_cfg(run, iterations=4))
-    latest = run / "checkpoints" / "epoch_0002.pt"
+    latest = run / "checkpoints" / "epoch_0003.pt"
     latest.write_bytes(latest.read_bytes()[:200])
-    with pytest.raises(RunDirError, match="epoch_0001.pt is intact"):
+    with pytest.raises(RunDirError, match="epoch_0002.pt is intact"):
         train_pca(_cfg(run, iterations=4), resume=True)
 
 
@@ -230,7 +230,7 @@ def test_sigterm_stops_in_one_line_and_the_run_resumes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while not (run / "checkpoints" / "epoch_0001.pt").exists():
+    while not (run / "checkpoints" / "epoch_0002.pt").exists():
         assert time.time() < deadline and proc.poll() is None, "the run did not reach its second checkpoint"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -241,7 +241,7 @@ def test_sigterm_stops_in_one_line_and_the_run_resumes(tmp_path):
     assert not (run / "COMPLETED").exists()
     done = len(_epochs(run))
     code = main(["train", "pca", STAR, "-o", str(run), "--resume", "--iterations", str(done + 1)])
-    assert code == 0 and _epochs(run) == list(range(done + 1)) and (run / "COMPLETED").exists()
+    assert code == 0 and _epochs(run) == list(range(1, done + 2)) and (run / "COMPLETED").exists()
 
 
 def test_a_spire_run_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch, capsys):

@@ -117,7 +117,7 @@ def test_run_directory_and_the_common_commands(hinge, capsys):
 
 
 def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.sphere import SphereConfig, train_sphere
     from cryohet.methods.sphere import trainer as trainer_module
 
@@ -138,12 +138,12 @@ def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module.SphereTrainer, "train_epoch", dying)
     with pytest.raises(KeyboardInterrupt):
         train_sphere(cfg(tmp_path / "killed"))
-    assert latest_checkpoint(tmp_path / "killed").name == "epoch_0001.pt"
+    assert latest_checkpoint(tmp_path / "killed").name == "epoch_0002.pt"  # 2 epochs done
     monkeypatch.setattr(trainer_module.SphereTrainer, "train_epoch", original)
     killed = train_sphere(cfg(tmp_path / "killed"), resume=True)
     rows = [json.loads(x) for x in (Path(killed) / "train_log.jsonl").read_text().splitlines()]
     ref = [json.loads(x) for x in (Path(whole) / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["data"] for r in rows] == pytest.approx([r["data"] for r in ref], rel=1e-5)
     assert np.allclose(load_run(killed).latents, load_run(whole).latents, atol=1e-5)
 

@@ -98,7 +98,7 @@ def test_stage_b_starts_at_its_rest_configuration(decoder):
 
 
 def test_stage_b_state_dict_round_trip():
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire.config import SpireConfig
 
     model = _stage_b()
@@ -177,7 +177,7 @@ def test_occupancy_prior_rounds_minority_gates():
 
 
 def test_stage_b_search_schedule():
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.spire.config import SpireConfig
 
     def cfg(**kw):

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cryohet.cli.app import main
 from cryohet.errors import RunDirError
-from cryohet.io.particles import ParticleSource
+from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.spire import SpireConfig, train_spire
 from cryohet.metrics.fsc import fsc_cryobench
@@ -82,7 +82,7 @@ def test_run_directory_contract(trained):
     k = int(gaussians["part"].max()) + 1
     assert motion["rotations"].shape == (600, k, 3, 3) and motion["occupancy"].shape == (600, k)
     rows = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(26))
+    assert [r["epoch"] for r in rows] == list(range(1, 27))
     assert all(r["images_per_s"] > 0 for r in rows)
 
 
@@ -101,11 +101,11 @@ def test_killed_run_resumes_and_finishes(two_states, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module.SpireTrainer, "train_epoch", dying)
     with pytest.raises(KeyboardInterrupt):
         train_spire(cfg)
-    assert latest_checkpoint(run).name == "epoch_0002.pt"
+    assert latest_checkpoint(run).name == "epoch_0003.pt"  # 3 epochs done
     monkeypatch.setattr(trainer_module.SpireTrainer, "train_epoch", original)
     train_spire(cfg, resume=True)
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert load_run(run).latents.shape == (600, 4)
     # the resumed run ends where an uninterrupted one does (a run is a function of its config)
     whole = tmp_path / "whole"

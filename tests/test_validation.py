@@ -26,7 +26,8 @@ from cryohet.cli.app import main
 from cryohet.errors import CryohetError, InputError, RunDirError
 from cryohet.io.cryodrgn import read_ctf_pkl
 from cryohet.io.mrc import open_stack, write_stack
-from cryohet.io.particles import ParticleSource, load_particles
+from cryohet.io.particles import load_particles
+from cryohet.io.source import ParticleSource
 from cryohet.io.star import read_star
 from cryohet.methods import base
 from cryohet.methods.base import load_run

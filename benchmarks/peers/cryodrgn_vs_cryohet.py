@@ -147,7 +147,7 @@ def simulate(args, data: Path) -> None:
 
 
 def run_cryodrgn(args, exe: Path, data: Path, work: Path) -> dict:
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.external import CryoDRGNRunConfig, write_cryodrgn_wrapper
 
     meta = json.loads((data / "meta.json").read_text())

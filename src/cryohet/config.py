@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,11 +32,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def validation_message(err: ValidationError) -> str:
-    """One line from a pydantic error: ``field: problem; field: problem``."""
+def validation_message(err: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line from a pydantic error: ``field: problem; field: problem``.
+
+    ``names`` renames fields (dotted, ``optim.batch_size``), e.g. to the command-line flags
+    that set them (``-b/--batch-size``), so a hint names what the user typed.
+    """
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "config"
+        loc = (names or {}).get(loc, loc)
         msg = str(e["msg"]).removeprefix("Value error, ")  # pydantic's prefix for our own checks
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)

@@ -3,13 +3,20 @@
 On a terminal: rich progress bars with rate and ETA. Not on a terminal (CI, ``nohup``,
 pipes): plain log lines at most every few seconds. :func:`attach_run_log` mirrors every
 log record to ``RUN/run.log`` so each run directory keeps its own history.
+
+Python warnings (cryohet's own and third-party ones) reach the console as one log line
+each, never as ``UserWarning`` with a source line: :func:`warnings_as_log` (the whole
+command line, :func:`cryohet.cli.app.main`) and :func:`warnings_to_log` (one block, each
+distinct message once).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +34,18 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["get_logger", "progress", "attach_run_log", "stderr_console", "is_tty", "set_progress_enabled"]
+__all__ = [
+    "get_logger",
+    "progress",
+    "attach_run_log",
+    "stderr_console",
+    "is_tty",
+    "set_progress_enabled",
+    "warning_text",
+    "show_warning",
+    "warnings_as_log",
+    "warnings_to_log",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +78,52 @@ def get_logger(name: str | None = None) -> logging.Logger:
         root.setLevel(logging.INFO)
         root.propagate = False
     return root if not name else root.getChild(name)
+
+
+def warning_text(message: Warning | str, category: type[Warning] = UserWarning) -> str:
+    """A warning as one line of text: whitespace collapsed; the category named unless it is
+    a plain ``UserWarning`` (``DeprecationWarning: ...``)."""
+    text = " ".join(str(message).split())
+    return text if category is UserWarning or not issubclass(category, Warning) else f"{category.__name__}: {text}"
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the command line: one log line, no file, no source line."""
+    get_logger().warning(warning_text(message, category))
+
+
+@contextlib.contextmanager
+def warnings_as_log() -> Iterator[None]:
+    """Show every Python warning raised inside the block through :func:`show_warning`
+    (the filters stay as they are: a warning shown once by default is shown once)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        yield
+
+
+@contextlib.contextmanager
+def warnings_to_log() -> Iterator[None]:
+    """Show the Python warnings raised inside the block as log lines when it ends, each
+    distinct message once (a reader warning about every file of a set says it once)."""
+    log = get_logger()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                text = warning_text(w.message, w.category)
+                if text not in seen:
+                    seen.add(text)
+                    log.warning(text)
 
 
 def attach_run_log(run_dir: str | Path) -> logging.Handler:

@@ -440,7 +440,7 @@ def _analyze_into(
             write_report(res)
         res.seconds = time.monotonic() - start
         (out / "summary.json").write_text(json.dumps(_summary(res), indent=2))
-        log.info("analysis done in %.1f s: %s", res.seconds, res.report_path if cfg.report else cfg.out_dir)
+        log.info("analysis done in %.1f s", res.seconds)
         return res
     finally:
         for h in handlers:

@@ -136,7 +136,6 @@ def export_poses(cfg: ExportConfig) -> Export:
                 write_passthrough_subset(tmps[1], cs_path, pt_path, meta.original_index, protected)
         else:
             write_poses_pkl(tmps[0], rotations, shifts_A, meta.box, meta.apix)
-    if pt_out is not None:
-        log.info("passthrough rows of the same particles -> %s", pt_out)
-    log.info("poses of %d particles%s -> %s", len(meta), " (mirrored hand)" if cfg.flip else "", out)
-    return Export(out=out, n=len(meta), flip=cfg.flip, extra_files=tuple(outputs[1:]))
+    return Export(  # the command announces the files it wrote (cryohet.cli.export), once
+        out=out, n=len(meta), flip=cfg.flip, extra_files=tuple(outputs[1:])
+    )

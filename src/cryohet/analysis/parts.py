@@ -184,5 +184,5 @@ def write_part_maps(model, z: np.ndarray, row: int, folder: Path, protected: lis
         total = vol.astype(np.float64) if total is None else total + vol
     maps.level = suggest_level(total) if total is not None else None
     (folder / "parts.cxc").write_text(parts_script(maps))
-    log.info("wrote %d part maps to %s (ChimeraX: %s)", len(maps.files), folder, folder / "parts.cxc")
+    log.info("wrote %d part maps (ChimeraX: %s)", len(maps.files), "parts.cxc")  # the folder may be staged
     return maps

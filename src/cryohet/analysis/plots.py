@@ -150,7 +150,7 @@ def plot_training(rows: list[dict[str, Any]], path: Path) -> Path | None:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
-    x = np.arange(len(rows))
+    x = np.arange(1, len(rows) + 1)  # epochs are numbered from 1, as in the log and the console
     stages = [str(r.get("stage", "")) for r in rows]
     for ax, (name, vals) in zip(axes[0], panels):
         ax.plot(x, vals, "o-", ms=3, lw=1.2, color="#08519c" if name != "images/s" else "#a63603")
@@ -159,10 +159,10 @@ def plot_training(rows: list[dict[str, Any]], path: Path) -> Path | None:
             if i == len(rows) or stages[i] != stages[start]:
                 if stages[start]:
                     ax.axvspan(
-                        start - 0.5, i - 0.5, color="#f0f0f0" if ord(stages[start][0]) % 2 else "#deebf7", zorder=0
+                        start + 0.5, i + 0.5, color="#f0f0f0" if ord(stages[start][0]) % 2 else "#deebf7", zorder=0
                     )
                     ax.text(
-                        (start + i - 1) / 2,
+                        (start + i + 1) / 2,
                         1.0,
                         stages[start],
                         transform=ax.get_xaxis_transform(),
@@ -174,7 +174,7 @@ def plot_training(rows: list[dict[str, Any]], path: Path) -> Path | None:
                 start = i
         ax.set_title(name, fontsize=10, pad=12)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch (log row)", fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return save_figure(fig, path)

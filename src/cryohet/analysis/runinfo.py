@@ -60,9 +60,9 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
 
 
 def run_particle_source(run_dir: str | Path, raw: dict[str, Any]):
-    """The :class:`~cryohet.io.particles.ParticleSource` a run was trained on (its config's
+    """The :class:`~cryohet.io.source.ParticleSource` a run was trained on (its config's
     ``data`` entry: the particle file, pickles, ``ind``, ...), from the raw config ``raw``."""
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
 
     data = raw.get("data")
     if not isinstance(data, dict) or not data.get("path"):

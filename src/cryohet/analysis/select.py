@@ -272,9 +272,6 @@ def select_particles(cfg: SelectConfig) -> Selection:
         else:
             write_ind_pkl(tmps[0], sub.original_index)
     extra = outputs[1:]
-    if pt_out is not None:
-        log.info("passthrough rows of the same particles -> %s", pt_out)
-    log.info("selected %d of %d particles -> %s", len(rows), n, out)
-    return Selection(
+    return Selection(  # the command announces the files it wrote (cryohet.cli.select), once
         rows=rows, original_index=np.asarray(sub.original_index), n_run=n, out=out, extra_files=tuple(extra)
     )

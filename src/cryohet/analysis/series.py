@@ -205,10 +205,10 @@ def decode_series(model, series: VolumeSeries, folder: Path, protected: list[Pat
 
     write_model_series(model, zs, folder)  # atomic-model methods: the same series as models
     log.info(
-        "wrote %d map%s to %s (ChimeraX: %s)",
+        "wrote %d map%s to %s/ (ChimeraX: %s/movie.cxc)",  # relative: the folder may be staged
         len(series.files),
         "s" * (len(series.files) != 1),
-        folder,
-        folder / "movie.cxc",
+        folder.name,
+        folder.name,
     )
     return series

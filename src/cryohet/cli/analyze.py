@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..analysis.config import AnalyzeConfig, build_config
-from .options import config_option, examples
+from ..analysis.config import AnalyzeConfig
+from .options import build_config, config_option, examples
 
 __all__ = ["register"]
 

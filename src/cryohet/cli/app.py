@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import importlib
 import sys
-import warnings
 
 import typer
 
 from .. import __version__
+from ..console import warnings_as_log
 from ..errors import CryohetError
 from .options import examples
 
@@ -82,14 +82,6 @@ def _register_all() -> None:
 _register_all()
 
 
-def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` for the command line: one formatted log line, no source line."""
-    from ..console import get_logger
-
-    text = " ".join(str(message).split())
-    get_logger().warning(text if issubclass(category, UserWarning) else f"{category.__name__}: {text}")
-
-
 #: System errors a user can act on, said in one line (no traceback).
 _SYSTEM_ERRNOS = {
     errno.ENOSPC: "no space left on the device; free some space and run the command again (training: with --resume)",
@@ -99,16 +91,15 @@ _SYSTEM_ERRNOS = {
     errno.EPERM: "operation not permitted; choose a folder you can write to (--out)",
 }
 _OUT_OF_MEMORY = (
-    "out of memory; use a smaller --batch-size, a smaller box (-D) or fewer Gaussians, or a machine with more memory "
-    "(a training run continues with --resume)"
+    "out of memory; use a smaller -b/--batch-size, a smaller box (-D/--box) or fewer Gaussians, "
+    "or a machine with more memory (a training run continues with --resume)"
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _log_warning
+        with warnings_as_log():
             app(args=argv, prog_name="cryohet")  # standalone: usage errors exit 2 with a message
     except CryohetError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from ..io.particles import ParticleSource
-from ..workflows.backproject import BackprojectConfig
-from .options import config_option, contrast_choice, examples, invert_option, uninvert_data_option
+from ..io.source import ParticleSource
+from ..workflows.config import BackprojectConfig
+from .options import build_source, config_option, contrast_choice, examples, invert_option, uninvert_data_option
 
 __all__ = ["register"]
 
@@ -53,7 +53,7 @@ def backproject(
     from ..workflows.backproject import backproject_to_files
 
     cfg = BackprojectConfig(
-        data=ParticleSource.build(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
+        data=build_source(path=particles, poses=poses, ctf=ctf, datadir=datadir, ind=ind, apix=apix),
         out=out,
         box=box,
         invert=contrast_choice(invert, uninvert_data),

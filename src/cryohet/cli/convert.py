@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
+from ..console import warnings_to_log
 from ..errors import InputError
-from ..io.particles import ParticleSource, save_converted
-from .info import warnings_to_log
-from .options import config_option, examples, param_default
+from ..io.source import ParticleSource
+from .options import build_source, config_option, examples, param_default
 
 __all__ = ["register"]
 
@@ -37,7 +37,9 @@ def convert(
         ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
     ),
     overwrite: bool = typer.Option(
-        param_default(save_converted, "overwrite"), "--overwrite", help="Replace existing output files."
+        param_default("cryohet.io.particles:save_converted", "overwrite"),
+        "--overwrite",
+        help="Replace existing output files.",
     ),
 ) -> None:
     """Convert poses/CTF between RELION, cryoSPARC and cryoDRGN formats.
@@ -47,9 +49,11 @@ def convert(
     be found only cause a warning: conversion does not read pixels. Existing outputs are
     replaced only with --overwrite; an input file never is.
     """
+    from ..io.particles import save_converted
+
     if poses_out is None and ctf_out is None and star_out is None:
         raise InputError("nothing to write: give --poses-out, --ctf-out and/or --star-out")
-    source = ParticleSource.build(
+    source = build_source(
         path=particles, datadir=datadir, poses=poses, ctf=ctf, ind=ind, passthrough=passthrough, apix=apix
     )
     with warnings_to_log():

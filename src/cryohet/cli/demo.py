@@ -7,10 +7,8 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
-from ..errors import ConfigError
 from ..workflows.demo import DemoConfig
-from .options import config_option, examples
+from .options import config_error, config_option, examples
 
 __all__ = ["register"]
 
@@ -32,7 +30,7 @@ def demo(
             out=out, n_images=n_images, box=box, epochs_a=epochs_a, epochs_b=epochs_b, device=device, analyze=analyze
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, DemoConfig) from None
     run_demo(cfg)
 
 

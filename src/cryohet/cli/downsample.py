@@ -7,12 +7,13 @@ from typing import Optional
 
 import typer
 
-from ..data.downsample import downsample_particles
-from ..io.particles import ParticleSource
-from .info import warnings_to_log
-from .options import config_option, examples, param_default
+from ..console import warnings_to_log
+from ..io.source import ParticleSource
+from .options import build_source, config_option, examples, param_default
 
 __all__ = ["register"]
+
+_API = "cryohet.data.downsample:downsample_particles"  # the options' defaults are its own
 
 
 def downsample(
@@ -20,7 +21,7 @@ def downsample(
     box: int = typer.Option(..., "-D", "--box", min=2, help="New box size in pixels (smaller than the current box)."),
     out: Path = typer.Option(..., "--out", help="Output folder for particles.D.mrcs and particles.D.star."),
     chunk: int = typer.Option(
-        param_default(downsample_particles, "chunk"),
+        param_default(_API, "chunk"),
         "--chunk",
         min=1,
         help="Images read and written at a time (memory use).",
@@ -42,7 +43,7 @@ def downsample(
         ParticleSource, "apix", "--apix", help="Pixel size in Å/px (when the file has none)."
     ),
     overwrite: bool = typer.Option(
-        param_default(downsample_particles, "overwrite"),
+        param_default(_API, "overwrite"),
         "--overwrite",
         help="Replace an existing non-empty output folder (as a whole).",
     ),
@@ -53,7 +54,9 @@ def downsample(
     apix * D0 / D; poses, CTF and shifts in Å are unchanged. Never overwrites inputs;
     an existing non-empty DIR is replaced only with --overwrite, and then as a whole.
     """
-    source = ParticleSource.build(
+    from ..data.downsample import downsample_particles
+
+    source = build_source(
         path=particles, datadir=datadir, poses=poses, ctf=ctf, ind=ind, passthrough=passthrough, apix=apix
     )
     with warnings_to_log():

@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
-from ..evaluation.evaluate import evaluate_run as _evaluate_run  # its defaults are the options'
-from ..evaluation.evaluate import write_evaluation as _write_evaluation
 from .options import examples, param_default
 
 __all__ = ["register", "evaluation_table"]
+
+# the API functions whose defaults are the options' (read without importing them)
+_evaluate_run = "cryohet.evaluation.evaluate:evaluate_run"
+_write_evaluation = "cryohet.evaluation.evaluate:write_evaluation"
 
 
 def evaluation_table(result: dict[str, Any]) -> Table:

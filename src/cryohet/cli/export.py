@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..analysis.config import ExportConfig, build_config
-from .options import config_option, examples
+from ..analysis.config import ExportConfig
+from .options import build_config, config_option, examples
 
 __all__ = ["register"]
 

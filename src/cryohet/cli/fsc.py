@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
-from ..evaluation.fsc_report import THRESHOLDS, FSCReport, compare_map_files, plot_report, write_report_json
 from ..io.outputs import check_output, same_file, staged_files
-from ..metrics.fsc import FSCCurve
 from .options import examples, param_default
 
+if TYPE_CHECKING:
+    from ..evaluation.fsc_report import FSCReport
+    from ..metrics.fsc import FSCCurve
+
 __all__ = ["register", "report_tables"]
+
+_compare_map_files = "cryohet.evaluation.fsc_report:compare_map_files"  # its defaults are the options'
 
 
 def _res(report: FSCReport, threshold: float, masked: bool) -> str:
@@ -44,6 +48,8 @@ def _curve_table(report: FSCReport, curve: FSCCurve, title: str, n_rows: int = 8
 
 def report_tables(report: FSCReport) -> list[Table]:
     """Rich tables summarising an :class:`FSCReport` (used by ``cryohet fsc``)."""
+    from ..evaluation.fsc_report import THRESHOLDS
+
     title = f"FSC ({report.box}^3 box, {report.apix:g} Å/px, Nyquist {2 * report.apix:.2f} Å)"
     summary = Table(title=title)
     summary.add_column("", style="bold")
@@ -67,16 +73,18 @@ def fsc(
     map1: Path = typer.Argument(..., help="First map (.mrc); its header gives the pixel size."),
     map2: Path = typer.Argument(..., help="Second map (.mrc), same box and pixel size."),
     mask: Optional[Path] = typer.Option(
-        param_default(compare_map_files, "mask"), "--mask", help="Real-space mask (.mrc) multiplying both maps."
+        param_default(_compare_map_files, "mask"), "--mask", help="Real-space mask (.mrc) multiplying both maps."
     ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot of the FSC curves (.png/.pdf)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write summary and curves as JSON."),
     apix: Optional[float] = typer.Option(
-        param_default(compare_map_files, "apix"), "--apix", help="Pixel size in Å/px (overrides the headers)."
+        param_default(_compare_map_files, "apix"), "--apix", help="Pixel size in Å/px (overrides the headers)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --plot/--json files."),
 ) -> None:
     """Fourier shell correlation of two maps: CryoBench AUC and resolution at 0.5 and 0.143."""
+    from ..evaluation.fsc_report import compare_map_files, plot_report, write_report_json
+
     outputs = [p for p in (json_out, plot) if p is not None]
     for out in outputs:
         check_output(out, (map1, map2, mask), overwrite=overwrite)

@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..console import get_logger
-from ..io.metadata import ParticleMetadata
-from ..io.particles import ParticleSource
-from .options import config_option, examples
+from ..console import warnings_to_log
+from ..io.source import ParticleSource
+from .options import build_source, config_option, examples
+
+if TYPE_CHECKING:
+    from ..io.metadata import ParticleMetadata
 
 __all__ = ["register", "warnings_to_log", "summarize"]
 
 _FORMATS = {"star": "RELION STAR", "cs": "cryoSPARC .cs", "mrcs": "MRC stack"}
-
-
-@contextlib.contextmanager
-def warnings_to_log() -> Iterator[None]:
-    """Show Python warnings raised inside the block as one-line log warnings."""
-    log = get_logger()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            seen: set[str] = set()
-            for w in caught:
-                msg = " ".join(str(w.message).split())
-                if msg not in seen:
-                    seen.add(msg)
-                    log.warning(msg)
 
 
 def _fmt(x: float) -> str:
@@ -58,6 +39,8 @@ def _group_names(meta: ParticleMetadata) -> dict[int, str]:
 
 def summarize(meta: ParticleMetadata, found: list[Path], missing: list[Path]) -> list[Table]:
     """Rich tables describing a particle set (used by ``cryohet info``)."""
+    import numpy as np
+
     fmt = _FORMATS.get(meta.source_format, meta.source_format)
     if meta.source_format == "star":
         fmt += f" {meta.extras.get('star_version', '')}".rstrip()
@@ -157,7 +140,7 @@ def info(
     ),
 ) -> None:
     """Print particle count, box, pixel size, optics groups, CTF ranges, poses and stacks."""
-    source = ParticleSource.build(
+    source = build_source(
         path=particles, datadir=datadir, poses=poses, ctf=ctf, ind=ind, passthrough=passthrough, apix=apix
     )
     with warnings_to_log():

@@ -18,16 +18,18 @@ values alone.
 
 from __future__ import annotations
 
+import ast
 import copy
+import functools
 import inspect
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 try:  # typer up to 0.1x uses click; newer releases vendor it as typer._click
     from click.core import ParameterSource
@@ -37,6 +39,11 @@ except ImportError:
     from typer._click.globals import get_current_context
 from pydantic.fields import FieldInfo
 
+from ..config import validation_message
+from ..errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
 __all__ = [
     "absolute_path",
     "particle_source",
@@ -44,6 +51,10 @@ __all__ = [
     "config_default",
     "config_help",
     "config_option",
+    "config_error",
+    "build_source",
+    "build_config",
+    "flag_names",
     "param_default",
     "examples",
     "given_fields",
@@ -119,6 +130,8 @@ def config_help(model: type[BaseModel], path: str) -> str | None:
 
 #: ``id(OptionInfo)`` -> (config class, dotted field) of every option made by :func:`config_option`.
 _OPTION_FIELDS: dict[int, tuple[type[BaseModel], str]] = {}
+#: (config class, dotted field) -> the flags of its option, short first (``-b/--batch-size``).
+_FIELD_FLAGS: dict[tuple[type[BaseModel], str], str] = {}
 
 
 def config_option(model: type[BaseModel], path: str, *param_decls: str, help: str | None = None, **kwargs: Any) -> Any:
@@ -127,7 +140,58 @@ def config_option(model: type[BaseModel], path: str, *param_decls: str, help: st
     text = help if help is not None else config_help(model, path)
     option = typer.Option(config_default(model, path), *param_decls, help=text, **kwargs)
     _OPTION_FIELDS[id(option)] = (model, path)
+    flags = [d for d in param_decls if d.startswith("-")]
+    if flags:
+        _FIELD_FLAGS[(model, path)] = "/".join(sorted(flags, key=lambda d: d.startswith("--")))
     return option
+
+
+def flag_names(model: type[BaseModel], prefixes: dict[type[BaseModel], str] | None = None) -> dict[str, str]:
+    """Dotted field of ``model`` -> the flags that set it (``{"optim.batch_size": "-b/--batch-size"}``),
+    from every :func:`config_option` of ``model`` or a base class; ``prefixes`` places nested
+    models' options (``{ParticleSource: "data."}``)."""
+    out: dict[str, str] = {}
+    for (cls, path), flags in _FIELD_FLAGS.items():
+        if issubclass(model, cls):
+            out[path] = flags
+        for nested, prefix in (prefixes or {}).items():
+            if issubclass(nested, cls):
+                out[prefix + path] = flags
+    return out
+
+
+def config_error(
+    err: ValidationError, model: type[BaseModel], prefixes: dict[type[BaseModel], str] | None = None
+) -> ConfigError:
+    """The one-line :class:`~cryohet.errors.ConfigError` of a command's invalid options: each
+    problem named by the flags that set the field (``-D/--box: box must be even, got 33``).
+
+    ``err`` comes from ``model`` or, validated on its own, from one of the nested models in
+    ``prefixes`` (pydantic's ``err.title`` says which)."""
+    for nested in prefixes or {}:
+        if err.title == nested.__name__ and err.title != model.__name__:
+            return ConfigError(validation_message(err, flag_names(nested)))
+    return ConfigError(validation_message(err, flag_names(model, prefixes)))
+
+
+def build_config(model: type[M], **fields: Any) -> M:
+    """``model(**fields)`` from a command's options; an invalid value is a one-line
+    ``ConfigError`` naming the flags (:func:`config_error`)."""
+    try:
+        return model(**fields)
+    except ValidationError as err:
+        raise config_error(err, model) from None
+
+
+def build_source(**fields: Any) -> Any:
+    """:class:`~cryohet.io.source.ParticleSource` of a command's options; an invalid value is
+    a one-line ``ConfigError`` naming the flag (``--apix: ...``)."""
+    from ..io.source import ParticleSource
+
+    try:
+        return ParticleSource(**fields)
+    except ValidationError as err:
+        raise config_error(err, ParticleSource) from None
 
 
 def given_fields(
@@ -176,7 +240,7 @@ def resume_config(
     from pathlib import Path
 
     from ..config import load_config
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
 
     path = Path(out) / "config.yaml"
     if not path.exists():
@@ -186,12 +250,53 @@ def resume_config(
     return overlay_fields(saved, built, typed | {"out", "data.path"})
 
 
-def param_default(func: Callable[..., Any], name: str) -> Any:
-    """The default of parameter ``name`` of an API function (for options of commands with no config)."""
+def param_default(func: Callable[..., Any] | str, name: str) -> Any:
+    """The default of parameter ``name`` of an API function (for options of commands with no config).
+
+    ``func`` is the function, or ``"package.module:function"``: then the default is read from
+    the module's source (it must be a literal) without importing the module, so a command
+    whose API function lives with torch or scipy builds its options without them
+    (``tests/test_cli_defaults.py`` checks that both ways agree).
+    """
+    if isinstance(func, str):
+        return _source_default(func, name)
     param = inspect.signature(func).parameters[name]
     if param.default is inspect.Parameter.empty:
         raise ValueError(f"{func.__qualname__}: parameter '{name}' has no default")
     return param.default
+
+
+@functools.cache
+def _function_defaults(ref: str) -> dict[str, ast.expr]:
+    """Parameter -> default expression of the top-level function ``"cryohet.mod:func"``, from its source."""
+    module, _, func = ref.partition(":")
+    parts = module.split(".")
+    if parts[0] != "cryohet" or not func:
+        raise ValueError(f"'{ref}': expected 'cryohet.<module>:<function>'")
+    root = Path(__file__).resolve().parents[1].joinpath(*parts[1:])
+    path = root / "__init__.py" if root.is_dir() else root.with_suffix(".py")
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == func:
+            args = node.args
+            positional = args.posonlyargs + args.args
+            out = dict(zip([a.arg for a in positional[len(positional) - len(args.defaults) :]], args.defaults))
+            out.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+            out.update({a.arg: None for a in positional + args.kwonlyargs if a.arg not in out})
+            return out
+    raise ValueError(f"'{ref}': no function '{func}' in {path}")
+
+
+def _source_default(ref: str, name: str) -> Any:
+    defaults = _function_defaults(ref)
+    if name not in defaults:
+        raise ValueError(f"{ref}: no parameter '{name}'")
+    expr = defaults[name]
+    if expr is None:
+        raise ValueError(f"{ref}: parameter '{name}' has no default")
+    try:
+        return ast.literal_eval(expr)
+    except ValueError:
+        raise ValueError(f"{ref}: the default of '{name}' is not a literal ({ast.unparse(expr)})") from None
 
 
 def examples(*commands: str) -> str:
@@ -213,9 +318,9 @@ def absolute_path(p: Path | None) -> Path | None:
 def particle_source(
     particles: Path, poses: Path | None, ctf: Path | None, datadir: Path | None, ind: Path | None, apix: float | None
 ):
-    """The :class:`~cryohet.io.particles.ParticleSource` of a train command's options, paths
+    """The :class:`~cryohet.io.source.ParticleSource` of a train command's options, paths
     absolute (raises pydantic's ``ValidationError`` like the configs it goes into)."""
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
 
     return ParticleSource(
         path=absolute_path(particles), poses=absolute_path(poses), ctf=absolute_path(ctf),

@@ -8,11 +8,9 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
-from ..errors import ConfigError
+from ..simulate.catalog import PRESETS
 from ..simulate.config import SimulationConfig
-from ..simulate.presets import PRESETS
-from .options import config_option, examples
+from .options import config_error, config_option, examples
 
 __all__ = ["register"]
 
@@ -31,7 +29,12 @@ def simulate(
     snr: float = config_option(SimulationConfig, "snr", "--snr", help="Signal-to-noise ratio (CryoBench: 0.01)."),
     seed: int = config_option(SimulationConfig, "seed", "--seed", help="Random seed."),
     n_states: Optional[int] = config_option(
-        SimulationConfig, "n_states", "--n-states", help="Number of states (default: the preset's)."
+        SimulationConfig,
+        "n_states",
+        "--n-states",
+        help="Number of states (default: the preset's: "
+        + ", ".join(f"{k} {v.default_states}" for k, v in PRESETS.items() if k != "custom")
+        + ").",
     ),
     max_shift: float = config_option(
         SimulationConfig, "max_shift_px", "--max-shift", help="Shifts uniform within ± this many pixels."
@@ -84,7 +87,7 @@ def simulate(
             device=device,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, SimulationConfig) from None
     simulate_dataset(cfg)
     typer.echo(f"wrote {out}")
 

@@ -13,13 +13,20 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
-from ..methods.base import check_train_out
+from ..io.source import ParticleSource
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
-from ..methods.baselines.common import BaselineConfig
-from .options import config_option, contrast_choice, examples, invert_option, resume_config, uninvert_data_option
+from ..methods.baselines.config import BaselineConfig
+from .options import (
+    build_source,
+    config_error,
+    config_option,
+    contrast_choice,
+    examples,
+    invert_option,
+    resume_config,
+    uninvert_data_option,
+)
 
 __all__ = ["register"]
 
@@ -32,7 +39,7 @@ def _common(
     particles: Path, out: Path, poses, ctf, datadir, ind, apix, box, invert, device, batch_size, seed
 ) -> dict[str, Any]:
     return {
-        "data": ParticleSource.build(
+        "data": build_source(
             path=_abs(particles), poses=_abs(poses), ctf=_abs(ctf), datadir=_abs(datadir), ind=_abs(ind), apix=apix
         ),
         "out": str(out.expanduser().resolve()),
@@ -47,12 +54,14 @@ def _common(
 def _run(
     config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False, command=None
 ) -> None:
+    from ..methods.base import check_train_out
+
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     try:
         cfg = config_cls(**fields)
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, config_cls, {ParticleSource: "data."}) from None
     check_train_out(cfg.out, cfg.data.files(), cfg.method, resume)  # --out not an input; a run this cryohet reads
     if resume:  # a moved run resumes where it now is
         cfg = resume_config(cfg.out, cfg, command)

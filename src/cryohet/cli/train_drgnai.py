@@ -8,13 +8,12 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
-from ..methods.base import check_train_out
+from ..io.source import ParticleSource
 from ..methods.drgnai.config import DrgnaiConfig
 from .options import (
     absolute_path,
+    config_error,
     config_option,
     contrast_choice,
     examples,
@@ -90,6 +89,7 @@ def drgnai(
 ) -> None:
     """Train DRGN-AI: pretrain -> hierarchical pose search epochs -> joint gradient descent on
     poses, latents and a neural-field hypervolume. Input poses are not needed (abinit)."""
+    from ..methods.base import check_train_out
     from ..methods.drgnai import train_drgnai
 
     if resume and overwrite:
@@ -123,7 +123,7 @@ def drgnai(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, DrgnaiConfig, {ParticleSource: "data."}) from None
     check_train_out(cfg.out, cfg.data.files(), "drgnai", resume)
     if resume:
         cfg = resume_config(out, cfg, drgnai)

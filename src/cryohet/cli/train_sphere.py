@@ -8,13 +8,12 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
-from ..methods.base import check_train_out
+from ..io.source import ParticleSource
 from ..methods.sphere.config import SphereConfig
 from .options import (
     absolute_path,
+    config_error,
     config_option,
     contrast_choice,
     examples,
@@ -96,6 +95,7 @@ def sphere(
     chains, and per-image rigid segment motions decoded from a latent. The model must sit in
     the frame of the particles' consensus map (fit it into `cryohet backproject`'s map in
     ChimeraX); it is checked against that map before training."""
+    from ..methods.base import check_train_out
     from ..methods.sphere import train_sphere
 
     if resume and overwrite:
@@ -125,7 +125,7 @@ def sphere(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, SphereConfig, {ParticleSource: "data."}) from None
     if not Path(cfg.model).is_file():
         raise ConfigError(f"{cfg.model}: model file not found")
     check_train_out(cfg.out, [*cfg.data.files(), Path(cfg.model)], "sphere", resume)

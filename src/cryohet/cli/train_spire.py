@@ -8,12 +8,11 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ..config import validation_message
 from ..errors import ConfigError
-from ..io.particles import ParticleSource
-from ..methods.base import check_train_out
+from ..io.source import ParticleSource
 from ..methods.spire.config import SpireConfig
 from .options import (
+    config_error,
     config_option,
     contrast_choice,
     examples,
@@ -111,6 +110,7 @@ def spire(
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory."),
 ) -> None:
     """Train CryoSPIRE: consensus -> stage A (features, part discovery) -> stage B (part-aware mixture)."""
+    from ..methods.base import check_train_out
     from ..methods.spire import train_spire
 
     if resume and overwrite:
@@ -144,7 +144,7 @@ def spire(
             seed=seed,
         )
     except ValidationError as err:
-        raise ConfigError(validation_message(err)) from None
+        raise config_error(err, SpireConfig, {ParticleSource: "data."}) from None
     check_train_out(cfg.out, cfg.data.files(), "spire", resume)  # --out not an input; a run this cryohet reads
     if resume:
         cfg = resume_config(out, cfg, spire, {"no_anchor_motion": "stage_b.anchor_motion"})

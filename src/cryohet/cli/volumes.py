@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 
-from ..analysis.volumes import write_volumes as _write_volumes  # its defaults are the options'
 from .options import examples, param_default
 
 __all__ = ["register"]
+
+_write_volumes = "cryohet.analysis.volumes:write_volumes"  # its defaults are the options'
 
 
 def _latents_from(z: str | None, zfile: Path | None, extra: list[str]):

@@ -79,7 +79,9 @@ class ParticleDataset(Dataset):
         self.box = int(box) if box is not None else self.raw_box
         if self.box > self.raw_box or self.box < 2:
             raise file_error(
-                meta.source or "particles", f"cannot downsample {self.raw_box}-pixel images to a box of {self.box}"
+                meta.source or "particles",
+                f"cannot downsample {self.raw_box}-pixel images to a box of {self.box} "
+                f"(-D/--box takes 2 to {self.raw_box})",
             )
         self.apix = meta.apix * self.raw_box / self.box  # Å/px after Fourier cropping
         self.invert = invert

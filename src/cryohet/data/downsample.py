@@ -77,5 +77,5 @@ def downsample_particles(
     new_meta = replace(
         written, image_files=[stack_path.resolve()], extras={**meta.extras, "inputs": [stack_path.resolve()]}
     )
-    log.info("wrote %s and %s (%d particles, box %d, %.4g Å/px)", stack_path, star_path, n, box, apix)
+    log.info("downsampled %d particles to box %d (%.4g Å/px)", n, box, apix)
     return stack_path, star_path, new_meta

@@ -11,20 +11,33 @@
 
 from __future__ import annotations
 
-from .atomic import AtomicModel, read_atomic_model
-from .cryodrgn import (
-    read_ctf_pkl,
-    read_ind_pkl,
-    read_poses_pkl,
-    write_ctf_pkl,
-    write_ind_pkl,
-    write_poses_pkl,
-)
-from .cryosparc import read_cs, write_cs_subset
-from .metadata import CTFParams, ParticleMetadata
-from .particles import ParticleSource, check_stacks, load_particles, save_converted
-from .paths import ensure_not_input
-from .star import read_star, write_star
+import importlib
+from typing import Any
+
+#: Public name -> submodule. Imported on first use (PEP 562), so that light modules
+#: (:mod:`.source`, :mod:`.outputs`, read by the command line as it starts) do not pull in
+#: the readers (numpy, pandas, mrcfile, gemmi, torch through the geometry).
+_LAZY = {
+    "AtomicModel": ".atomic",
+    "read_atomic_model": ".atomic",
+    "read_ctf_pkl": ".cryodrgn",
+    "read_ind_pkl": ".cryodrgn",
+    "read_poses_pkl": ".cryodrgn",
+    "write_ctf_pkl": ".cryodrgn",
+    "write_ind_pkl": ".cryodrgn",
+    "write_poses_pkl": ".cryodrgn",
+    "read_cs": ".cryosparc",
+    "write_cs_subset": ".cryosparc",
+    "CTFParams": ".metadata",
+    "ParticleMetadata": ".metadata",
+    "ParticleSource": ".source",
+    "check_stacks": ".particles",
+    "load_particles": ".particles",
+    "save_converted": ".particles",
+    "ensure_not_input": ".paths",
+    "read_star": ".star",
+    "write_star": ".star",
+}
 
 __all__ = [
     "AtomicModel",
@@ -47,3 +60,15 @@ __all__ = [
     "write_poses_pkl",
     "write_star",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

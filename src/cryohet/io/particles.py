@@ -1,4 +1,5 @@
-"""One entry point for particle sets: :func:`load_particles` (and its config, :class:`ParticleSource`).
+"""One entry point for particle sets: :func:`load_particles` (its config,
+:class:`~cryohet.io.source.ParticleSource`, lives in :mod:`cryohet.io.source`).
 
 Dispatches on the extension of ``path``:
 
@@ -24,11 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
 
-from ..config import StrictModel, validation_message
 from ..console import get_logger
-from ..errors import ConfigError, InputError, file_error
+from ..errors import InputError, file_error
 from .cryodrgn import (
     check_ctf_pkl,
     poses_from_cryodrgn,
@@ -46,7 +45,6 @@ from .paths import resolve_data_path
 from .star import read_star, write_star
 
 __all__ = [
-    "ParticleSource",
     "StackReport",
     "load_particles",
     "read_stack_files",
@@ -58,46 +56,10 @@ __all__ = [
 
 log = get_logger("io.particles")
 
+#: What to do about stacks that are missing or too short: fail, warn, or not look.
 StackCheck = Literal["error", "warn", "skip"]
 PARTICLE_SUFFIXES = (".star", ".cs", ".mrcs", ".mrc", ".txt")
 _PX_TOL = 0.01  # relative pixel-size difference reported as a disagreement
-
-
-class ParticleSource(StrictModel):
-    """Where a particle set comes from (the fields every command that reads particles takes)."""
-
-    path: Path
-    datadir: Path | None = None
-    poses: Path | None = None
-    ctf: Path | None = None
-    ind: Path | None = None
-    passthrough: Path | None = None
-    apix: float | None = Field(default=None, gt=0)
-
-    @classmethod
-    def build(cls, **fields) -> ParticleSource:
-        """Validate fields (e.g. from the CLI); a bad value is a one-line ConfigError."""
-        try:
-            return cls(**fields)
-        except ValidationError as err:
-            raise ConfigError(validation_message(err)) from None
-
-    def files(self) -> list[Path]:
-        """The files named here (particle file and pickles; not the stacks): what an output must not replace."""
-        return [p for p in (self.path, self.poses, self.ctf, self.ind, self.passthrough) if p is not None]
-
-    def load(self, stack_check: StackCheck = "error") -> ParticleMetadata:
-        """:func:`load_particles` with these fields."""
-        return load_particles(
-            self.path,
-            poses=self.poses,
-            ctf=self.ctf,
-            datadir=self.datadir,
-            ind=self.ind,
-            passthrough=self.passthrough,
-            apix=self.apix,
-            stack_check=stack_check,
-        )
 
 
 @dataclass
@@ -188,7 +150,7 @@ def check_stacks(meta: ParticleMetadata, mode: StackCheck = "error") -> StackRep
         return report
     if missing:
         more = f"; {len(missing)} of {len(meta.image_files)} stacks missing" if len(missing) > 1 else ""
-        msg = f"{missing[0]}: stack file not found (named in {src}{more}; use datadir to point to the stacks)"
+        msg = f"{missing[0]}: stack file not found (named in {src}{more}; give --datadir, the folder that holds them)"
         if mode == "error":
             raise InputError(msg)
         warnings.warn(msg, stacklevel=3)
@@ -410,6 +372,4 @@ def save_converted(
             write_ctf_pkl(next(tmp), meta.ctf, meta.box, meta.apix)
         if star_out is not None:
             write_star(next(tmp), meta)
-    for w in outs:
-        log.info("wrote %s", w)
     return outs

@@ -340,12 +340,16 @@ def _check_latents(run: RunDir, z: np.ndarray, n: int | None, zdim: int | None) 
 
 
 def _import_builtin_methods() -> None:
-    """Import the modules whose classes register themselves (the spire package itself is
-    lazy: importing it loads only its config)."""
+    """Import the modules whose classes register themselves (the method packages themselves
+    are lazy: importing one loads only its config)."""
     import importlib
 
     for module in (
-        "cryohet.methods.baselines",
+        "cryohet.methods.baselines.homogeneous",
+        "cryohet.methods.baselines.oracle",
+        "cryohet.methods.baselines.classify3d",
+        "cryohet.methods.baselines.pca",
+        "cryohet.methods.external",
         "cryohet.methods.spire.model",
         "cryohet.methods.drgnai.model",
         "cryohet.methods.sphere.model",

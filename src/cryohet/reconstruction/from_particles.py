@@ -32,9 +32,9 @@ def dataset_pixel_size(dataset: ParticleDataset) -> float:
         if dataset.box == dataset.raw_box:
             raise InputError(
                 f"{src}: the images are {dataset.box}x{dataset.box} pixels, an odd box; cryohet reconstructs "
-                f"on even boxes: pass --box/-D {dataset.box - 1} (Fourier crop) or re-extract at an even box"
+                f"on even boxes: pass -D {dataset.box - 1} (-D/--box, a Fourier crop) or re-extract at an even box"
             )
-        raise InputError(f"{src}: box {dataset.box} is odd; choose an even --box/-D (e.g. {dataset.box - 1})")
+        raise InputError(f"{src}: box {dataset.box} is odd; choose an even -D/--box (e.g. -D {dataset.box - 1})")
     return dataset.meta.pixel_size * dataset.raw_box / dataset.box
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
-from .presets import PRESETS
+from .catalog import PRESETS
 
 __all__ = ["SimulationConfig"]
 

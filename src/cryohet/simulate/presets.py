@@ -23,7 +23,6 @@ and residues 1–230 of chain H) and ``"H:230,H:239"`` (two CA atoms defining th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -31,26 +30,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import AtomicModel, read_atomic_model
+from .catalog import PRESETS, PresetInfo
 from .ensembles import Ensemble, _ca_position, assembly_ensemble, hinge_ensemble, random_hinge_ensemble, single_state
 
 __all__ = ["PRESETS", "PresetInfo", "build_ensemble", "bundled_model_path", "parse_selection"]
 
-
-@dataclass(frozen=True)
-class PresetInfo:
-    name: str
-    model: str | None  # bundled model file name
-    box_A: float | None  # default physical box size
-    default_states: int
-    summary: str
-
-
-PRESETS: dict[str, PresetInfo] = {
-    "igg-1d": PresetInfo("igg-1d", "1hzh.pdb.gz", 384.0, 100, "IgG Fab rotating about the hinge through 360°"),
-    "igg-rl": PresetInfo("igg-rl", "1hzh.pdb.gz", 384.0, 100, "IgG Fab in random hinge configurations"),
-    "assembly": PresetInfo("assembly", "1occ.pdb.gz", 288.0, 10, "cytochrome c oxidase assembly intermediates"),
-    "custom": PresetInfo("custom", None, None, 1, "your own model (single state or hinge motion)"),
-}
 
 #: IgG1 b12 (1HZH): Fab 1 = light chain L + heavy chain H residues <= 230 (Cys230 bonds L Cys214).
 _IGG_MOVING_CHAINS = ("L",)

@@ -149,7 +149,7 @@ def simulate_dataset(cfg: SimulationConfig) -> Path:
     _check_box(ensemble, centre, cfg, apix)
     with staged_folder(out, overwrite=cfg.overwrite, inputs=inputs) as work:
         sigma = _write_dataset(work, cfg, ensemble, weights, centre, rng, device, apix)
-    log.info("wrote %s (noise sigma %.4g)", out, sigma)
+    log.info("done (noise sigma %.4g)", sigma)
     return out
 
 

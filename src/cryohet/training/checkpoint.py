@@ -36,7 +36,8 @@ _PATTERN = re.compile(r"^epoch_(\d{4,})\.pt$")
 
 
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
-    """``RUN/checkpoints/epoch_0007.pt``: the state after ``epoch`` completed epochs."""
+    """``RUN/checkpoints/epoch_0007.pt``: the state after epoch 7, i.e. after 7 completed epochs
+    (epochs are numbered from 1, as on the console and in ``train_log.jsonl``)."""
     return Path(run_dir) / "checkpoints" / f"epoch_{epoch:04d}.pt"
 
 

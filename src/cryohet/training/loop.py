@@ -14,6 +14,12 @@ and a row appended to ``RUN/train_log.jsonl``. With ``resume=True`` the latest
 checkpoint is loaded and training continues with the next epoch, so a killed run
 finishes with the same number of epochs. Data order should be a function of
 ``(seed, epoch)`` so that a resumed run sees what an uninterrupted one would.
+
+Epochs are numbered from 1 wherever a person or a file sees them: the console
+(``epoch 3/10``), the log row (``"epoch": 3``) and the checkpoint (``epoch_0003.pt``,
+the state after 3 epochs) agree. Only ``train_epoch`` receives the 0-based index (``2``
+for epoch 3), which methods use for schedules and seeds. Runs written before this
+numbering (rows and checkpoints from 0) still resume: :func:`epochs_done` tells them apart.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ import torch
 
 from ..console import get_logger
 from ..errors import ConfigError, RunDirError
-from .checkpoint import checkpoint_path, load_latest_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import all_checkpoints, checkpoint_path, load_latest_checkpoint, prune_checkpoints, save_checkpoint
 from .distributed import get_dist
 from .identity import epochs_done_message
 from .rundir import RunDir
 from .snapshots import snapshot_dir, wants_snapshot
 
-__all__ = ["run_epochs", "peak_rss_mb", "gpu_peak_mb"]
+__all__ = ["run_epochs", "epochs_done", "peak_rss_mb", "gpu_peak_mb"]
 
 
 def peak_rss_mb() -> float:
@@ -45,6 +51,44 @@ def gpu_peak_mb(device: torch.device | str | None = None) -> float | None:
     if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
     return None
+
+
+def _legacy_numbering(run: RunDir, state: dict[str, Any] | None = None) -> bool:
+    """Whether the run numbers epochs from 0 (written before epochs were numbered from 1):
+    its checkpoint has no ``epochs_done``, or (without a checkpoint at hand) its log has a row 0."""
+    if state is not None:
+        return "epochs_done" not in state
+    return any(r.get("epoch") == 0 for r in run.read_log())
+
+
+def epochs_done(run: RunDir) -> int:
+    """How many epochs the run's latest checkpoint holds (0 without one), from its file name."""
+    found = all_checkpoints(run.path)
+    if not found:
+        return 0
+    number = int(found[-1].stem.split("_")[1])
+    return number + 1 if _legacy_numbering(run) else number
+
+
+def _epochs_in(state: dict[str, Any]) -> int:
+    """How many epochs a loaded checkpoint holds."""
+    return int(state["epochs_done"]) if "epochs_done" in state else int(state["epoch"]) + 1
+
+
+def _resume_log(run: RunDir, state: dict[str, Any], main: bool) -> int:
+    """Epochs done in a loaded checkpoint; the log cut back to them (rank 0; a run from
+    before 1-based numbering gets its rows renumbered)."""
+    legacy = _legacy_numbering(run, state)
+    done = _epochs_in(state)
+    if main:
+        rows = run.read_log()
+        if legacy:
+            rows = [{**r, "epoch": int(r["epoch"]) + 1} if isinstance(r.get("epoch"), int) else r for r in rows]
+        run.rewrite_log([r for r in rows if int(r.get("epoch", 0)) <= done])
+        row = state.get("log_row")
+        if row and not any(r.get("epoch") == done for r in rows):
+            run.append_log({**row, "epoch": done})  # killed between the checkpoint and its log row
+    return done
 
 
 def run_epochs(
@@ -63,7 +107,7 @@ def run_epochs(
     snapshot: Callable[[RunDir], None] | None = None,
     snapshot_every: int = 0,
 ) -> list[dict[str, Any]]:
-    """Run epochs ``start..n_epochs-1`` with a checkpoint after each; returns the log rows.
+    """Run the epochs not done yet (up to ``n_epochs``) with a checkpoint after each; returns the log rows.
 
     ``is_done`` (checked after restoring a checkpoint and after every epoch) ends training
     early, e.g. when an EM has converged. ``identity`` (run id and config hash,
@@ -82,28 +126,24 @@ def run_epochs(
         state = load_latest_checkpoint(run.path, map_location=device)
         if state is not None:
             _check_identity(run, state, identity)
-            start = int(state["epoch"]) + 1
-            if start > n_epochs:
-                raise ConfigError(f"{run.path}: {epochs_done_message(start, n_epochs, epoch_fields)}")
+            if _epochs_in(state) > n_epochs:
+                raise ConfigError(f"{run.path}: {epochs_done_message(_epochs_in(state), n_epochs, epoch_fields)}")
             set_state(state["state"])
-            if main:
-                run.truncate_log(after_epoch=start - 1)
-                if state.get("log_row") and not any(r.get("epoch") == start - 1 for r in run.read_log()):
-                    run.append_log(dict(state["log_row"]))  # killed between the checkpoint and its log row
-            log.info("resuming from epoch %d of %d", start, n_epochs)
+            start = _resume_log(run, state, main)
+            log.info("resuming after epoch %d/%d", start, n_epochs)
         else:
             log.info("no checkpoint in %s; starting from scratch", run.checkpoints)
     done = is_done or (lambda: False)
     if done():
         log.info("the run had converged; nothing left to train")
         return run.read_log()
-    for epoch in range(start, n_epochs):
+    for epoch in range(start, n_epochs):  # 0-based index; epoch + 1 is its number
         t0 = time.perf_counter()
         stats = train_epoch(epoch)
         seconds = time.perf_counter() - t0
         n_images = int(stats.get("n_images", 0))
         row = {
-            "epoch": epoch,
+            "epoch": epoch + 1,
             **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in stats.items()},
             "seconds": round(seconds, 3),
             "images_per_s": round(n_images / seconds, 2) if seconds > 0 else None,
@@ -114,10 +154,10 @@ def run_epochs(
             row["gpu_peak_mb"] = round(gpu, 1)
         state = get_state()  # every rank (a trainer may gather for it)
         if main:
-            ckpt = {"epoch": epoch, "state": state, "log_row": row}
+            ckpt = {"epoch": epoch + 1, "epochs_done": epoch + 1, "state": state, "log_row": row}
             if identity:
                 ckpt["run"] = dict(identity)
-            save_checkpoint(checkpoint_path(run.path, epoch), ckpt)
+            save_checkpoint(checkpoint_path(run.path, epoch + 1), ckpt)
             prune_checkpoints(run.path, keep_last=keep_checkpoints)
             run.append_log(row)
             if snapshot is not None and wants_snapshot(epoch + 1, n_epochs, snapshot_every):

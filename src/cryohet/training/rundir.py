@@ -273,7 +273,10 @@ class RunDir:
 
     def truncate_log(self, after_epoch: int) -> None:
         """Drop log rows of epochs after ``after_epoch`` (used when resuming)."""
-        rows = [r for r in self.read_log() if int(r.get("epoch", 0)) <= after_epoch]
+        self.rewrite_log([r for r in self.read_log() if int(r.get("epoch", 0)) <= after_epoch])
+
+    def rewrite_log(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``train_log.jsonl`` by ``rows``, atomically."""
         tmp = self.train_log.with_name(".train_log.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, self.train_log)

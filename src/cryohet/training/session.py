@@ -51,7 +51,7 @@ from .checkpoint import all_checkpoints
 from .distributed import barrier, broadcast_object, init_distributed, quiet_non_main
 from .identity import config_hash, epochs_done_message, new_run_id, reconcile_resume
 from .lock import RunLock
-from .loop import run_epochs
+from .loop import epochs_done, run_epochs
 from .rundir import RunDir
 
 __all__ = ["RunSession", "Trainer"]
@@ -278,8 +278,6 @@ class RunSession:
 
     def _check_resume(self, n_epochs: int) -> None:
         """Before anything is written: the run has not done more epochs than asked for."""
-        found = all_checkpoints(self.path)
-        if found:
-            done = int(found[-1].stem.split("_")[1]) + 1
-            if done > n_epochs:
-                raise ConfigError(f"{self.path}: {epochs_done_message(done, n_epochs, self.epoch_fields)}")
+        done = epochs_done(self.run)
+        if done > n_epochs:
+            raise ConfigError(f"{self.path}: {epochs_done_message(done, n_epochs, self.epoch_fields)}")

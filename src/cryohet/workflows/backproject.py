@@ -6,9 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from ..config import StrictModel
 from ..console import get_logger
 from ..data.contrast import decide_invert
 from ..data.dataset import ParticleDataset
@@ -16,29 +13,15 @@ from ..errors import InputError
 from ..evaluation.fsc_report import compare_maps, plot_report, write_report_json
 from ..io.mrc import write_volume
 from ..io.outputs import check_output, staged_files
-from ..io.particles import ParticleSource, input_files
+from ..io.particles import input_files
 from ..metrics.map_checks import skewness
 from ..reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
 from ..reconstruction.half_maps import HalfMapResult
+from .config import BackprojectConfig
 
 __all__ = ["BackprojectConfig", "backproject_to_files", "output_paths"]
 
 log = get_logger("backproject")
-
-
-class BackprojectConfig(StrictModel):
-    """Inputs and options of a homogeneous reconstruction."""
-
-    data: ParticleSource
-    out: Path
-    box: int | None = Field(None, ge=8)
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
-    batch_size: int = Field(256, gt=0)
-    device: str = "cpu"
-    seed: int = 0
-    overwrite: bool = False
 
 
 def output_paths(out: Path) -> dict[str, Path]:

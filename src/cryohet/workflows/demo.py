@@ -30,7 +30,6 @@ from ..config import StrictModel
 from ..console import get_logger
 from ..errors import InputError
 from ..io.outputs import atomic_write
-from ..training.rundir import RunDir
 
 __all__ = ["DemoConfig", "run_demo", "demo_rows"]
 
@@ -76,8 +75,9 @@ def _simulate(cfg: DemoConfig, data: Path) -> None:
 
 
 def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
     from ..methods.baselines import HomogeneousConfig, train_homogeneous
+    from ..training.rundir import RunDir
 
     if RunDir(run).is_complete():
         log.info("reusing %s", run)
@@ -94,9 +94,10 @@ def _train_homogeneous(cfg: DemoConfig, data: Path, run: Path) -> None:
 
 
 def _train_spire(cfg: DemoConfig, data: Path, run: Path) -> None:
-    from ..io.particles import ParticleSource
+    from ..io.source import ParticleSource
     from ..methods.spire import SpireConfig, train_spire
     from ..training.checkpoint import latest_checkpoint
+    from ..training.rundir import RunDir
 
     if RunDir(run).is_complete():
         log.info("reusing %s", run)

@@ -9,18 +9,27 @@ Each has a config (``*Config``, a :class:`~cryohet.config.StrictModel` embedding
 ``data: ParticleSource``), a ``train_*`` API function returning the run directory, and a
 registered :class:`~cryohet.methods.base.TrainedModel` so ``load_run`` works.
 
-Importing this package also registers the wrappers of external programs
-(:mod:`cryohet.methods.external`), since :func:`cryohet.methods.base._import_builtin_methods`
-imports only the built-in method packages.
+Only the configs are imported eagerly (:mod:`.config`, pure pydantic); models and
+``train_*`` load on first use (PEP 562), so the CLI reads the defaults without torch.
+:func:`cryohet.methods.base._import_builtin_methods` imports the modules that register
+themselves (the four baselines and :mod:`cryohet.methods.external`).
 """
 
-from .. import external as _external  # noqa: E402,F401  (registers the 'cryodrgn' wrapper)
-from .classify3d import Classify3DConfig, Classify3DModel, train_classify3d
-from .homogeneous import HomogeneousConfig, HomogeneousModel, train_homogeneous
-from .oracle import OracleConfig, OracleModel, train_oracle
-from .pca import PCAConfig, PCAModel, train_pca
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import BaselineConfig, Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
+
+if TYPE_CHECKING:
+    from .classify3d import Classify3DModel, train_classify3d
+    from .homogeneous import HomogeneousModel, train_homogeneous
+    from .oracle import OracleModel, train_oracle
+    from .pca import PCAModel, train_pca
 
 __all__ = [
+    "BaselineConfig",
     "HomogeneousConfig",
     "HomogeneousModel",
     "train_homogeneous",
@@ -34,3 +43,26 @@ __all__ = [
     "PCAModel",
     "train_pca",
 ]
+
+_LAZY = {
+    "HomogeneousModel": ".homogeneous",
+    "train_homogeneous": ".homogeneous",
+    "OracleModel": ".oracle",
+    "train_oracle": ".oracle",
+    "Classify3DModel": ".classify3d",
+    "train_classify3d": ".classify3d",
+    "PCAModel": ".pca",
+    "train_pca": ".pca",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

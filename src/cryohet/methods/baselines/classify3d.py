@@ -44,11 +44,9 @@ of ``argmax(z)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from ...console import get_logger
 from ...errors import InputError
@@ -61,7 +59,6 @@ from ...training.distributed import all_reduce_sum_, broadcast_object
 from ...training.per_image import gather_rows_into
 from ..base import register_method
 from .common import (
-    BaselineConfig,
     BaselineData,
     BaselineOutputs,
     BaselineTrainer,
@@ -69,33 +66,12 @@ from .common import (
     iter_batches,
     run_baseline,
 )
+from .config import Classify3DConfig
 from .fourier import band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["Classify3DConfig", "Classify3DModel", "train_classify3d"]
 
 log = get_logger("baselines.classify3d")
-
-
-class Classify3DConfig(BaselineConfig):
-    """``cryohet train classify3d``: K-class EM with fixed poses."""
-
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size", "iterations")  # more EM iterations
-
-    method: Literal["classify3d"] = "classify3d"
-    classes: int = Field(4, ge=2, description="number of classes K")
-    iterations: int = Field(15, ge=1, description="EM iterations (at most)")
-    stop_changed: float = Field(
-        0.001, ge=0, lt=1, description="stop early once at most this fraction of images changed class in an iteration"
-    )
-    max_resolution_A: float | None = Field(
-        None, gt=0, description="E-step resolution limit (Å); default: consensus FSC 0.143 + 2 shells"
-    )
-    posterior_floor: float = Field(1e-3, ge=0, lt=1, description="posteriors below this are dropped in the M-step")
-    min_class_fraction: float = Field(0.01, ge=0, lt=1, description="re-seed a class whose share falls below this")
-    init: Literal["pca", "random"] = Field(
-        "pca", description="initial split: k-means of a quick PCA's latents (ours), or random (RELION's)"
-    )
-    init_iterations: int = Field(8, ge=1, description="EM iterations of the initial PCA")
 
 
 def _reconstruct(

@@ -23,13 +23,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ...config import StrictModel
 from ...console import get_logger
 from ...data.batch import ParticleBatch
 from ...data.contrast import decide_invert
@@ -37,7 +35,6 @@ from ...data.dataset import ParticleDataset
 from ...device import resolve_device
 from ...errors import InputError, RunDirError
 from ...io.mrc import write_volume
-from ...io.particles import ParticleSource
 from ...reconstruction.from_particles import dataset_pixel_size
 from ...representations.voxel import resample_volume
 from ...training.checkpoint import load_checkpoint, save_checkpoint
@@ -47,6 +44,7 @@ from ...training.per_image import my_rows
 from ...training.rundir import RunDir, as_run_dir
 from ...training.session import RunSession
 from ..base import TrainedModel, read_run_config, resolved_geometry
+from .config import BaselineConfig
 
 __all__ = [
     "BaselineConfig",
@@ -61,25 +59,6 @@ __all__ = [
 ]
 
 log = get_logger("baselines")
-
-
-class BaselineConfig(StrictModel):
-    """Fields every baseline takes (each method's config derives from this)."""
-
-    #: What ``--resume`` may change besides the device (sums do not depend on the batch size).
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size",)
-
-    method: str
-    method_version: int = 1
-    data: ParticleSource
-    out: str
-    box: int | None = Field(None, gt=1, description="work at this box (Fourier-cropped); default: the data's")
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
-    device: str = "cpu"
-    batch_size: int = Field(256, gt=0, description="images per batch (reading, projection, backprojection)")
-    seed: int = 0
 
 
 class BaselineData:
@@ -194,7 +173,7 @@ def run_baseline(
         cfg = cfg.model_copy(update={"invert": data.invert})  # the contrast decision, kept for resume
         base = {"box": data.box, "apix": data.apix, "n_particles": data.n}
         session.save_config(cfg, base)
-        log.info("%s baseline -> %s", cfg.method, session.path)
+        log.info("%s baseline", cfg.method)
         trainer = trainer_cls(cfg, data)
         session.train(trainer, trainer.n_epochs)
         out = trainer.outputs()  # every rank (the final passes are split across ranks)
@@ -218,7 +197,7 @@ def run_baseline(
         }
         session.save_config(cfg, resolved)
         session.complete()
-        log.info("%s done in %.1f s: %s", cfg.method, seconds, run.path)
+        log.info("%s done in %.1f s", cfg.method, seconds)
     return session.path
 
 

@@ -11,7 +11,6 @@ also holds both half maps (``half1.mrc``, ``half2.mrc``), the full map
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,17 +18,12 @@ import torch
 from ...console import get_logger
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
+from .common import BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
+from .config import HomogeneousConfig
 
 __all__ = ["HomogeneousConfig", "HomogeneousModel", "train_homogeneous", "half_map_resolution_A"]
 
 log = get_logger("baselines.homogeneous")
-
-
-class HomogeneousConfig(BaselineConfig):
-    """``cryohet train homogeneous``: consensus reconstruction (no options of its own)."""
-
-    method: Literal["homogeneous"] = "homogeneous"
 
 
 def half_map_resolution_A(fsc: np.ndarray, box: int, apix: float, threshold: float = 0.143) -> float:

@@ -14,29 +14,21 @@ decoder, a Gaussian mixture with shared parts) can beat it, especially for small
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from ...console import get_logger
 from ...errors import InputError, file_error
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
-from .common import BaselineConfig, BaselineData, BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
+from .common import BaselineData, BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
+from .config import OracleConfig
 from .homogeneous import half_map_resolution_A
 
 __all__ = ["OracleConfig", "OracleModel", "train_oracle", "read_labels"]
 
 log = get_logger("baselines.oracle")
-
-
-class OracleConfig(BaselineConfig):
-    """``cryohet train oracle``: per-state maps from ground-truth labels."""
-
-    method: Literal["oracle"] = "oracle"
-    labels: Path = Field(..., description="(N,) integer state labels (.npy), one per particle of the full set")
 
 
 def read_labels(path: str | Path, data: BaselineData) -> np.ndarray:

@@ -34,11 +34,10 @@ ridge-regularised least-squares fit of its residual by the CTF-projected compone
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from ...console import get_logger
 from ...errors import InputError, RunDirError, file_error
@@ -57,7 +56,6 @@ from ...training.distributed import all_reduce_sum_
 from ...training.per_image import gather_rows_into
 from ..base import TrainedModel, register_method
 from .common import (
-    BaselineConfig,
     BaselineData,
     BaselineOutputs,
     BaselineTrainer,
@@ -66,30 +64,12 @@ from .common import (
     load_state,
     run_baseline,
 )
+from .config import PCAConfig
 from .fourier import band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["PCAConfig", "PCAModel", "train_pca", "fit_pca_latents"]
 
 log = get_logger("baselines.pca")
-
-
-class PCAConfig(BaselineConfig):
-    """``cryohet train pca``: probabilistic PCA of the heterogeneity (3DVA-like)."""
-
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("batch_size", "iterations")  # more EM iterations
-
-    method: Literal["pca"] = "pca"
-    components: int = Field(3, ge=1, description="number of components k (latent dimension)")
-    iterations: int = Field(20, ge=1, description="EM iterations")
-    max_resolution_A: float | None = Field(
-        None, gt=0, description="low-pass limit (Å); default: consensus FSC 0.143 + 2 shells"
-    )
-    mask: Path | None = Field(
-        None, description="real-space mask (.mrc) at the working box; default: from the consensus"
-    )
-    mask_threshold: float = Field(
-        0.05, gt=0, lt=1, description="consensus mask: threshold as a fraction of the maximum"
-    )
 
 
 def _lowpass(vol: torch.Tensor, shell: int) -> torch.Tensor:

@@ -83,7 +83,8 @@ class DrgnaiTrainer:
         self.box = int(self.dataset.box)
         if self.box < 16:
             raise InputError(
-                f"{cfg.data.path}: a box of {self.box} px is too small for the pose grid (use at least 16)"
+                f"{cfg.data.path}: a box of {self.box} px is too small for the pose grid "
+                "(use at least 16: -D/--box 16 or more, or particles extracted larger)"
             )
         self.apix = dataset_pixel_size(self.dataset)
         self.n = len(self.dataset)

@@ -39,8 +39,8 @@ from ...config import StrictModel, load_config, save_config
 from ...errors import InputError, RunDirError, file_error
 from ...io.cryodrgn import poses_from_cryodrgn, read_poses_pkl
 from ...io.mrc import read_volume
-from ...io.particles import ParticleSource
 from ...io.safe_pickle import load_pickle
+from ...io.source import ParticleSource
 from ...representations.voxel import resample_volume
 from ...training.rundir import RunDir
 from ..base import TrainedModel, register_method

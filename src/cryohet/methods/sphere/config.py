@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
-from ...io.particles import ParticleSource
+from ...io.source import ParticleSource
 
 __all__ = ["SphereConfig", "SphereOptimConfig"]
 

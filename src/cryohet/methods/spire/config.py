@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ...config import StrictModel
-from ...io.particles import ParticleSource
+from ...io.source import ParticleSource
 
 __all__ = ["SpireConfig", "StageAConfig", "StageBConfig", "OptimConfig"]
 

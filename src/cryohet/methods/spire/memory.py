@@ -65,7 +65,7 @@ def check_step_memory(batch: int, gaussians: int, box: int, device: torch.device
     if have is None or need <= 0.9 * have:
         return need
     fits = max(b for b in range(0, batch + 1) if b == 0 or step_bytes(b, gaussians, box, **kw) <= 0.9 * have)
-    hint = f"use --batch-size {fits}" if fits >= 1 else "use a smaller box (-D) or fewer Gaussians (--gaussians)"
+    hint = f"use --batch-size {fits}" if fits >= 1 else "use a smaller box (-D/--box) or fewer Gaussians (--gaussians)"
     raise ConfigError(
         f"a training step at batch {batch} with {gaussians} Gaussians at box {box} needs about {need / 2**30:.1f} GB "
         f"but {have / 2**30:.1f} GB are available on {device}; {hint}"

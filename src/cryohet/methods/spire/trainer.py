@@ -416,5 +416,5 @@ def train_spire(cfg: SpireConfig, resume: bool = False, overwrite: bool = False)
             trainer._begin_stage_b()
         write_outputs(trainer)  # every rank computes its share; rank 0 writes
         session.complete(epochs=cfg.total_epochs)
-        log.info("done in %.1f min: %s", session.elapsed_s / 60, session.path)
+        log.info("done in %.1f min", session.elapsed_s / 60)
     return session.path

@@ -1,0 +1,31 @@
+"""Configs of the workflows that the command line builds: :class:`BackprojectConfig`.
+
+Pure pydantic, apart from the workflows themselves, so ``cryohet backproject --help`` reads
+the defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from ..config import StrictModel
+from ..io.source import ParticleSource
+
+__all__ = ["BackprojectConfig"]
+
+
+class BackprojectConfig(StrictModel):
+    """Inputs and options of a homogeneous reconstruction."""
+
+    data: ParticleSource
+    out: Path
+    box: int | None = Field(None, ge=8)
+    invert: bool | None = Field(
+        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
+    )
+    batch_size: int = Field(256, gt=0)
+    device: str = "cpu"
+    seed: int = 0
+    overwrite: bool = False
