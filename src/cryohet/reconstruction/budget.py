@@ -110,7 +110,7 @@ def check_budget(
         )
         raise InputError(
             f"{source}: backprojection at box {box} needs {budget.describe()}, but only "
-            f"{avail / GB:.1f} GB is available{'' if device is None else f' on {device}'}: {hint} "
+            f"{avail / GB:.1f} GB is available{f' on {device}' if str(device).startswith('cuda') else ''}: {hint} "
             "or run on a machine with more memory"
         )
     return budget
