@@ -114,10 +114,12 @@ def test_simulated_reconstruction_and_wrong_conventions_fail(simulated):
     res = _half_maps(sim, 800)
     fsc = shell_fsc(res.full, truth)
     score = float(fsc[1:9].mean())  # shells 1..8 of 16 (to 12 Å at 3 Å/px)
-    assert score > 0.9  # measured 0.97
+    assert score > 0.9  # measured 0.958
     assert _cc(res.full, truth) > 0.95
     assert res.fsc[1:5].min() > 0.9 and res.fsc[-3:].abs().max() < 0.2  # half maps: signal, then noise
-    # Each convention error fails the same threshold (on 400 particles, for speed).
+    # Each convention error stays far below it (on 400 particles, for speed). Measured: transposed
+    # rotations 0.53 (a blurred blob still matching the lowest shells; 0.46 before the maps got
+    # their soft sphere, which removes the box corners' noise), flipped shift 0.14, CTF -0.93.
     wrong = {
         "transposed rotations": {"rot": sim["rot"].transpose(1, 2)},
         "flipped shift sign": {"shifts": -sim["shifts"]},
@@ -125,7 +127,7 @@ def test_simulated_reconstruction_and_wrong_conventions_fail(simulated):
     }
     for name, kw in wrong.items():
         bad = float(shell_fsc(_half_maps(sim, 400, **kw).full, truth)[1:9].mean())
-        assert bad < 0.5, (name, bad)
+        assert bad < 0.6, (name, bad)
 
 
 def test_fsc_wiener_filter_beats_no_regularisation(simulated):
@@ -219,3 +221,99 @@ def test_half_plane_accumulation_equals_full_plane_scatter(box, oversample):
     inner = acc.shell_index() < box // 2 - 1
     assert torch.allclose(num[inner], ref_num[inner], atol=1e-9 * ref_num.abs().max())
     assert torch.allclose(w[inner], ref_w[inner], atol=1e-9 * ref_w.abs().max())
+
+
+# ----------------------------------------------------------------------------- memory layout
+
+
+@pytest.mark.parametrize("box,oversample", [(12, 2), (11, 2), (8, 3)])
+def test_half_space_finalize_equals_full_grid_reconstruction(box, oversample):
+    """The folded half-space grid and its slab-wise half-space inverse FFT give the map of
+    the former full-grid estimator (full-plane scatter on a ``P^3`` grid, ``N / (W + 1/SNR)``,
+    centred inverse FFT, crop, gridding correction) to float64 rounding."""
+    from cryohet.imaging.ctf import compute_ctf_grid
+    from cryohet.imaging.fft import fft2_centered, frequencies_1d
+    from cryohet.imaging.projection import backproject_slices, fourier_to_volume, gridding_kernel
+    from cryohet.imaging.shifts import phase_ramp
+
+    g = torch.Generator().manual_seed(5)
+    n, apix, snr = 40, 2.0, 0.3
+    images = torch.randn(n, box, box, generator=g, dtype=torch.float64)
+    rot = torch.tensor(random_rotations(n, 11))
+    shifts = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    ctf = torch.tensor([[9000.0, 8000.0, 20.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]], dtype=torch.float64).repeat(n, 1)
+    acc = BackprojectionAccumulator(box, apix, oversample=oversample, dtype=torch.float64)
+    for i in range(0, n, 16):  # several batches, as streamed
+        acc.add(images[i : i + 16], rot[i : i + 16], shifts[i : i + 16], ctf[i : i + 16])
+    p = oversample * box
+    assert acc.grid.shape == (p, p, p // 2 + 1, 3)  # half space: ~half the former (P, P, P, 3)
+    rmax = box // 2 - 2  # away from the grid edge, where the two layouts drop different corners
+    got = acc.finalize(snr, max_shell=rmax)
+
+    b = p // 2 - box // 2
+    padded = torch.nn.functional.pad(images, (b, p - box - b, b, p - box - b))
+    k = frequencies_1d(p, dtype=torch.float64)
+    c = compute_ctf_grid(k / apix, k / apix, ctf)
+    num = backproject_slices(fft2_centered(padded) * phase_ramp(k / apix, k / apix, -shifts) * c, rot, p, k, k)
+    w = backproject_slices(c * c, rot, p, k, k)
+    shells = acc.shell_index()
+    vol_ft = num / (w + 1.0 / snr) * (shells <= rmax)
+    want = fourier_to_volume(vol_ft, box) / gridding_kernel(box, p, dtype=torch.float64)
+    assert torch.allclose(got, want, atol=1e-10 * float(want.abs().max()))
+    # The weights per shell from the half space equal those of the full grid.
+    mean_w = torch.stack([w[shells == s].mean() for s in range(box // 2 - 1)])
+    assert torch.allclose(acc.mean_weight_per_shell()[: box // 2 - 1], mean_w, rtol=1e-10)
+
+
+def test_memory_budget_refuses_with_a_smaller_box(monkeypatch):
+    from cryohet.data.dataset import ParticleDataset
+    from cryohet.errors import InputError
+    from cryohet.io.particles import ParticleSource
+    from cryohet.reconstruction import budget
+    from cryohet.reconstruction.from_particles import reconstruct_particles
+
+    b256 = budget.reconstruction_budget(256)
+    assert 1.5e9 < b256.grids_bytes < 1.7e9 and b256.total_bytes < 3e9  # 96 B per voxel plus finalisation
+    assert budget.reconstruction_budget(512).grids_bytes / b256.grids_bytes == pytest.approx(8, rel=0.01)  # O(D^3)
+    with pytest.raises(InputError, match=r"box 512 needs about 1\d\.\d GB") as err:
+        budget.check_budget(512, available=4_000_000_000)
+    suggested = int(str(err.value).split("pass -D ")[1].split()[0])
+    assert 256 <= suggested < 512 and budget.reconstruction_budget(suggested).total_bytes <= 4e9
+
+    from pinned_cases import DATA
+
+    dataset = ParticleDataset(ParticleSource(path=DATA / "particles.star").load(), normalize=False)
+    assert dataset.box == 24
+    fits_16 = budget.reconstruction_budget(16).total_bytes
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda device=None: fits_16)
+    with pytest.raises(InputError) as err:
+        reconstruct_particles(dataset, show_progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "box 24" in msg and "-D 16" in msg
+
+
+def test_backproject_and_homogeneous_report_one_resolution(tmp_path):
+    """``cryohet backproject``, ``train homogeneous`` and ``cryohet fsc`` on the written half
+    maps give the same 0.143 resolution for the same particles."""
+    import yaml
+
+    from cryohet.evaluation.fsc_report import compare_map_files
+    from cryohet.io.particles import ParticleSource
+    from cryohet.methods.baselines import HomogeneousConfig, train_homogeneous
+    from cryohet.simulate.config import SimulationConfig
+    from cryohet.simulate.simulator import simulate_dataset
+    from cryohet.workflows.backproject import BackprojectConfig, backproject_to_files
+
+    data = tmp_path / "sim"  # noisy enough that the FSC crosses 0.143 before Nyquist
+    simulate_dataset(
+        SimulationConfig(preset="assembly", out=data, n_states=1, n_images=120, box=32, apix=7.0, snr=0.02, seed=3)
+    )
+    src = ParticleSource(path=data / "particles.star")
+    summary = backproject_to_files(BackprojectConfig(data=src, out=tmp_path / "bp" / "map.mrc"))
+    run = train_homogeneous(HomogeneousConfig(data=src, out=str(tmp_path / "homog")))
+    homog = float(yaml.safe_load((run / "config.yaml").read_text())["resolved"]["resolution_A"])
+    bp = float(summary["resolution_0143"].split()[0])
+    files = compare_map_files(tmp_path / "bp" / "map_half1.mrc", tmp_path / "bp" / "map_half2.mrc").resolution(0.143)
+    assert bp == pytest.approx(homog, abs=0.006) and files == pytest.approx(homog, rel=1e-4)
+    apix = summary["apix"]
+    assert 2 * apix < homog < 32 * apix  # crosses between Nyquist and the box

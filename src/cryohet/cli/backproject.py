@@ -48,7 +48,10 @@ def backproject(
     """Wiener-filtered, CTF-corrected Fourier backprojection; writes the map, half maps and their FSC.
 
     Outputs: OUT (full map), OUT_half1.mrc, OUT_half2.mrc, OUT_fsc.json and OUT_fsc.png
-    (half-map FSC, resolution at 0.143). Maps carry the images' pixel size.
+    (half-map FSC, resolution at 0.143). Maps carry the images' pixel size and a soft
+    spherical edge (1 to 0.4 D from the centre, 0 at the box edge). The memory needed
+    (about 100 bytes per voxel of the D^3 map) is logged and checked before the first image
+    is read; use -D to reconstruct at a smaller box when it does not fit.
     """
     from ..workflows.backproject import backproject_to_files
 

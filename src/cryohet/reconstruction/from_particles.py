@@ -4,20 +4,30 @@ Streams a :class:`~cryohet.data.dataset.ParticleDataset` (flat memory) into two 
 accumulators: RELION's ``rlnRandomSubset`` when the STAR file has it, otherwise a
 seeded random half split. The Wiener term comes from the half-map FSC
 (:mod:`.half_maps`). Maps are in the dataset's image units and sampling.
+
+Before any image is read, the memory budget (:mod:`.budget`: two half-space grids of
+``2D x 2D x (D+1) x 3`` float32, ~96 bytes per output voxel, plus finalisation) is logged
+and checked against the available memory; a run that would not fit is refused in one line
+that suggests a ``-D`` that fits.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
-from ..console import progress
+from ..console import get_logger, progress
 from ..data.dataset import ParticleDataset
 from ..errors import InputError
 from ..training.distributed import shard
+from .budget import check_budget
 from .half_maps import HalfMapResult, HalfSetReconstructor
 
 __all__ = ["half_set_labels", "reconstruct_particles", "dataset_pixel_size"]
+
+log = get_logger("reconstruction")
 
 
 def dataset_pixel_size(dataset: ParticleDataset) -> float:
@@ -77,12 +87,16 @@ def reconstruct_particles(
         use, w_all = use[keep], w_all[keep]
     if len(use) < 2:
         raise InputError(f"{dataset.meta.source}: need at least 2 particles to reconstruct, got {len(use)}")
+    src = dataset.meta.source or "particles"
+    budget = check_budget(dataset.box, batch_size=batch_size, source=str(src), device=device)
+    log.info("backprojection memory budget at box %d: %s", dataset.box, budget.describe())
     halves = half_set_labels(dataset, seed)
     rec = HalfSetReconstructor(dataset.box, apix, device=device)
     order = np.argsort(use, kind="stable")  # storage order reads fastest
     order = order[shard(len(order))]  # this rank's share (all of them with one process)
     chunks = range(0, len(use), batch_size)
-    it = progress(chunks, description="backprojection", unit="batch") if show_progress else chunks
+    it = progress(chunks, description=f"backprojection (box {dataset.box})", unit="batch") if show_progress else chunks
+    t0 = time.perf_counter()
     for start in it:
         pick = order[start : start + batch_size]
         batch = dataset.get_batch(use[pick])
@@ -97,4 +111,8 @@ def reconstruct_particles(
             ctf = ctf.clone()
             ctf[:, 8] = ctf[:, 8] * sq
         rec.add(images, batch.rotations, batch.shifts_A, ctf, halves[use[pick]])
-    return rec.all_reduce().finalize("fsc")
+    t1 = time.perf_counter()
+    log.info("backprojected %d images in %.2f s (%.4f s per image)", len(order), t1 - t0, (t1 - t0) / len(order))
+    result = rec.all_reduce().finalize("fsc")
+    log.info("half maps, full map and FSC finalised in %.2f s", time.perf_counter() - t1)
+    return result

@@ -1,15 +1,16 @@
 """A simple shell FSC for the reconstruction regulariser.
 
-The CryoBench-protocol FSC used for reporting lives in :mod:`cryohet.metrics`; this one
-only feeds the Wiener filter. Shells are ``round(|k|)`` in Fourier voxels (shell 0 is
-the DC term), up to ``D // 2``.
+The FSC itself is :func:`cryohet.metrics.fsc.fsc_standard` (one rule for the Wiener
+filter, the reported half-map FSC and ``cryohet fsc``); this module gives it as a tensor.
+Shells are ``round(|k|)`` in Fourier voxels (shell 0 is the DC term), up to ``D // 2``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..imaging.fft import fft3_centered, radial_index_3d
+from ..imaging.fft import radial_index_3d
+from ..metrics.fsc import fsc_standard
 
 __all__ = ["shell_average", "shell_fsc"]
 
@@ -25,19 +26,10 @@ def shell_average(values: torch.Tensor, box: int, n_shells: int | None = None) -
 
 
 def shell_fsc(vol1: torch.Tensor, vol2: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """FSC of two ``(D, D, D)`` volumes per shell ``0 .. D//2`` -> ``(D//2 + 1,)``."""
-    if mask is not None:
-        vol1, vol2 = vol1 * mask, vol2 * mask
-    box = vol1.shape[-1]
-    f1, f2 = fft3_centered(vol1), fft3_centered(vol2)
-    n = box // 2 + 1
-    r = radial_index_3d(box, device=vol1.device).reshape(-1)
-    keep = r < n
-    idx = r[keep]
+    """FSC of two ``(D, D, D)`` volumes per shell ``0 .. D//2`` -> ``(D//2 + 1,)`` (volumes' dtype).
 
-    def acc(x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n, device=x.device, dtype=x.dtype).index_add_(0, idx, x.reshape(-1)[keep])
-
-    num = acc((f1 * f2.conj()).real)
-    den = torch.sqrt(acc(f1.abs() ** 2) * acc(f2.abs() ** 2))
-    return num / den.clamp_min(torch.finfo(den.dtype).tiny)
+    cryohet's one conventional FSC, :func:`cryohet.metrics.fsc.fsc_standard` (rounded
+    shells, computed in float64 on the half spectrum); ``mask`` multiplies both maps.
+    """
+    curve = fsc_standard(vol1, vol2, mask)
+    return torch.as_tensor(curve.fsc, dtype=vol1.dtype, device=vol1.device)

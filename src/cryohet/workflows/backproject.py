@@ -91,7 +91,7 @@ def backproject_to_files(cfg: BackprojectConfig) -> dict[str, Any]:
         write_volume(tmp["half2"], result.half2.cpu().numpy(), apix)
         write_report_json(report, tmp["fsc_json"])
         plot_report(report, tmp["fsc_png"])
-    res = report.resolution(0.143)
+    res = result.resolution_A(apix)  # the one rule: == report.resolution(0.143), same FSC
     return {
         "map": paths["map"],
         "n_particles": len(dataset),

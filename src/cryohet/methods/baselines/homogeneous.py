@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ...console import get_logger
+from ...metrics.fsc import shell_resolution_A
 from ...reconstruction.from_particles import reconstruct_particles
 from ..base import register_method
 from .common import BaselineOutputs, BaselineTrainer, MapSetModel, run_baseline
@@ -27,11 +28,11 @@ log = get_logger("baselines.homogeneous")
 
 
 def half_map_resolution_A(fsc: np.ndarray, box: int, apix: float, threshold: float = 0.143) -> float:
-    """Resolution (Å) where the half-map FSC (shells ``0 .. D//2``) first drops below
-    ``threshold``; Nyquist ``2 apix`` when it never does."""
-    below = np.flatnonzero(np.asarray(fsc)[1:] < threshold)
-    shell = (int(below[0]) + 1) if below.size else box // 2
-    return float(box * apix / max(shell, 1))
+    """Resolution (Å) of the half-map FSC (shells ``0 .. D//2``) at ``threshold``: cryohet's one
+    rule (:func:`cryohet.metrics.fsc.resolution_A`, the interpolated first crossing, as
+    ``cryohet backproject`` and ``cryohet fsc`` report it); Nyquist ``2 apix`` when it never
+    crosses."""
+    return shell_resolution_A(fsc, box, apix, threshold)
 
 
 class HomogeneousTrainer(BaselineTrainer):
