@@ -268,7 +268,7 @@ def test_half_space_finalize_equals_full_grid_reconstruction(box, oversample):
 def test_memory_budget_refuses_with_a_smaller_box(monkeypatch):
     from cryohet.data.dataset import ParticleDataset
     from cryohet.errors import InputError
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.reconstruction import budget
     from cryohet.reconstruction.from_particles import reconstruct_particles
 
@@ -298,7 +298,7 @@ def test_backproject_and_homogeneous_report_one_resolution(tmp_path):
     import yaml
 
     from cryohet.evaluation.fsc_report import compare_map_files
-    from cryohet.io.particles import ParticleSource
+    from cryohet.io.source import ParticleSource
     from cryohet.methods.baselines import HomogeneousConfig, train_homogeneous
     from cryohet.simulate.config import SimulationConfig
     from cryohet.simulate.simulator import simulate_dataset
