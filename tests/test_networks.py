@@ -56,7 +56,7 @@ def test_residual_mlp_structure():
 def test_image_encoder_shapes_crop_and_kl():
     """cryoSPHERE's amortised encoder: (mean, std > 0) per image; its Fourier crop keeps the
     image's low frequencies (a band-limited image is resampled exactly); KL is 0 at N(0, I)."""
-    from cryohet.networks.encoders import ImageEncoder, _fourier_crop, kl_standard_normal, reparameterise
+    from cryohet.networks.encoders import ImageEncoder, fourier_crop, kl_standard_normal, reparameterise
 
     torch.manual_seed(0)
     enc = ImageEncoder(box=48, zdim=3, input_box=24)
@@ -64,7 +64,7 @@ def test_image_encoder_shapes_crop_and_kl():
     assert mean.shape == std.shape == (5, 3) and bool((std > 0).all())
     k = torch.arange(48, dtype=torch.float64)
     img = torch.cos(2 * torch.pi * 3 * k / 48)[None, :].expand(48, 48)[None]  # 3 cycles per box
-    small = _fourier_crop(img, 24)
+    small = fourier_crop(img, 24)
     k2 = torch.arange(24, dtype=torch.float64)
     assert torch.allclose(small[0], torch.cos(2 * torch.pi * 3 * k2 / 24)[None, :].expand(24, 24), atol=1e-10)
     assert torch.allclose(kl_standard_normal(torch.zeros(2, 3), torch.ones(2, 3)), torch.zeros(2))

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ImageEncoder", "reparameterise", "kl_standard_normal"]
+__all__ = ["ImageEncoder", "fourier_crop", "reparameterise", "kl_standard_normal"]
 
 
-def _fourier_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+def fourier_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Centred Fourier crop ``(B, D, D) -> (B, size, size)`` (the same physical box, coarser pixels)."""
     d = images.shape[-1]
     if size >= d:
@@ -50,7 +50,7 @@ class ImageEncoder(nn.Module):
         self.raw_std = nn.Linear(n, zdim)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _fourier_crop(images.to(self.mask.dtype), self.input_box) * self.mask
+        x = fourier_crop(images.to(self.mask.dtype), self.input_box) * self.mask
         h = self.body(x.flatten(1))
         return self.mean(h), F.elu(self.raw_std(h)) + 1.0
 

@@ -16,17 +16,9 @@ from pydantic import Field, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
+from ...representations.field_config import FieldConfig
 
 __all__ = ["DrgnaiConfig", "FieldConfig", "SearchConfig", "OptimConfig"]
-
-
-class FieldConfig(StrictModel):
-    """The neural-field hypervolume V(k, z) (DRGN-AI's defaults)."""
-
-    hidden: int = Field(256, gt=0)
-    blocks: int = Field(3, ge=0, description="residual blocks")
-    features: int = Field(192, gt=0, description="Gaussian Fourier features of the 3D frequency")
-    sigma: float = Field(0.5, gt=0, description="their scale (times D/2)")
 
 
 class SearchConfig(StrictModel):

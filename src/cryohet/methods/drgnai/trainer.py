@@ -47,13 +47,13 @@ from ...latents.table import LatentTable
 from ...pose.search import SearchSchedule, search_poses, shift_extent_px
 from ...pose.table import PoseTable
 from ...reconstruction.from_particles import dataset_pixel_size
+from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
 from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
 from .config import DrgnaiConfig
-from .envelope import data_envelope
 from .outputs import write_model_files, write_outputs
 
 __all__ = ["DrgnaiTrainer", "train_drgnai"]

@@ -1,4 +1,5 @@
-"""The starting amplitude of the field per frequency shell, from the images themselves.
+"""The starting amplitude of a neural field per frequency shell, from the images themselves
+(shared by the methods that decode with :class:`~cryohet.representations.neural_field.NeuralField`).
 
 Fourier amplitudes of a map fall by orders of magnitude from low to high frequency; the
 field predicts a dimensionless value times a per-shell envelope
@@ -13,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...data.dataset import ParticleDataset
-from ...imaging.bands import FourierBand
+from ..data.dataset import ParticleDataset
+from ..imaging.bands import FourierBand
 
 __all__ = ["data_envelope"]
 
