@@ -72,3 +72,30 @@ def test_image_encoder_shapes_crop_and_kl():
     z = reparameterise(mean, std)
     z.sum().backward()
     assert enc.mean.weight.grad is not None and enc.raw_std.weight.grad is not None
+
+
+def test_pose_conformation_encoder_heads_rotations_and_gradients():
+    """The HetACUMN/cryoSPIN encoder: H proper rotations and bounded shifts per image, a
+    Gaussian over z, a head picked per image, and gradients to every parameter."""
+    from cryohet.geometry.rotations import is_rotation
+    from cryohet.networks.pose_encoder import PoseConformationEncoder
+
+    torch.manual_seed(0)
+    enc = PoseConformationEncoder(box=48, apix=4.0, zdim=3, heads=4, input_box=32)
+    images = torch.randn(5, 48, 48)
+    out = enc(images)
+    assert out.rotations.shape == (5, 4, 3, 3) and out.shifts_A.shape == (5, 4, 2) and out.heads == 4
+    assert out.z_mean.shape == (5, 3) and out.z_logvar.shape == (5, 3)
+    assert is_rotation(out.rotations.detach().numpy().reshape(-1, 3, 3)).all()
+    assert float(out.shifts_A.detach().abs().max()) <= enc.max_shift_A == pytest.approx(0.15 * 48 * 4.0)
+    # the heads start apart: different rotations for the same image
+    r = out.rotations[0].detach()
+    assert float((r[0] - r[1]).abs().max()) > 0.1
+    head = torch.tensor([0, 3, 1, 2, 0])
+    rot, shifts = out.pick(head)
+    assert torch.equal(rot[1], out.rotations[1, 3]) and torch.equal(shifts[3], out.shifts_A[3, 2])
+    loss = rot.sum() + shifts.sum() + out.z_mean.sum() + out.z_logvar.sum()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+    pose_only = PoseConformationEncoder(box=48, apix=4.0, zdim=0)(images)
+    assert pose_only.z_mean.shape == (5, 0) and pose_only.heads == 1
