@@ -48,6 +48,7 @@ __all__ = [
     "shutdown_distributed",
     "barrier",
     "all_reduce_sum_",
+    "average_gradients",
     "all_gather_rows",
     "broadcast_tensor",
     "broadcast_object",
@@ -326,3 +327,17 @@ def quiet_non_main() -> None:
         return
     get_logger().setLevel(logging.WARNING)
     set_progress_enabled(False)
+
+
+def average_gradients(parameters) -> None:
+    """Mean of every parameter's gradient over ranks, in place (zeros where a rank had none:
+    every rank takes part in the same collectives). No-op with one process. For methods
+    that run a network more than once per step (which DDP's hooks do not allow)."""
+    dist = get_dist()
+    if not dist.enabled:
+        return
+    for p in parameters:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        all_reduce_sum_(p.grad)
+        p.grad /= dist.world_size

@@ -45,7 +45,7 @@ from ...reconstruction.model_fit import ModelMapFit, check_model_in_map
 from ...representations.render import model_images, prepare_batch
 from ...representations.residue_model import ResidueModel
 from ...representations.voxel import resample_volume
-from ...training.distributed import all_reduce_sum_, get_dist
+from ...training.distributed import all_reduce_sum_, average_gradients, get_dist
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
@@ -219,11 +219,7 @@ class SphereTrainer:
 
     def _average_gradients(self) -> None:
         """Mean of every parameter's gradient over ranks (zeros where a rank had none)."""
-        for p in self.net.parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            all_reduce_sum_(p.grad)
-            p.grad /= self.dist.world_size
+        average_gradients(self.net.parameters())
 
     # -- after training -------------------------------------------------------------------
     @torch.no_grad()
