@@ -43,7 +43,7 @@ from .config import ExportConfig
 from .runinfo import run_particle_source
 from .select import passthrough_output, write_passthrough_subset
 
-__all__ = ["Export", "export_poses"]
+__all__ = ["Export", "export_poses", "cs_pose_fields"]
 
 log = get_logger("analysis.export")
 
@@ -58,7 +58,7 @@ class Export:
     extra_files: tuple[Path, ...] = ()
 
 
-def _cs_fields(meta, rotations: np.ndarray, shifts_A: np.ndarray) -> dict[str, np.ndarray]:
+def cs_pose_fields(meta, rotations: np.ndarray, shifts_A: np.ndarray) -> dict[str, np.ndarray]:
     """``alignments3D/pose``, ``shift`` and ``psize_A`` of the rows of ``meta``: the pixel size of
     the shifts is the one the source's shifts were read at (``alignments3D/psize_A`` of the main
     file or its passthrough, else the image pixel size), written to the main file too (the same
@@ -131,7 +131,7 @@ def export_poses(cfg: ExportConfig) -> Export:
                 log.warning("%s: the run's CTF or pixel size did not come from %s; writing the run's", out, meta.source)
             write_star(tmps[0], posed, source_columns=keep)
         elif suffix == ".cs":
-            write_cs_subset(tmps[0], cs_path, meta.original_index, fields=_cs_fields(meta, rotations, shifts_A))
+            write_cs_subset(tmps[0], cs_path, meta.original_index, fields=cs_pose_fields(meta, rotations, shifts_A))
             if pt_out is not None:
                 write_passthrough_subset(tmps[1], cs_path, pt_path, meta.original_index, protected)
         else:

@@ -64,6 +64,7 @@ COMMAND_MODULES = (
     "analyze",
     "select",
     "export",
+    "infer",
     "demo",
 )
 

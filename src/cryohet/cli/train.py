@@ -28,7 +28,7 @@ train_app = typer.Typer(
 )
 
 #: Modules that add subcommands to ``cryohet train``.
-TRAIN_MODULES = ("train_spire", "train_drgnai", "train_sphere", "train_baselines")
+TRAIN_MODULES = ("train_spire", "train_drgnai", "train_sphere", "train_hetacumn", "train_baselines")
 
 
 def register(app: typer.Typer) -> None:

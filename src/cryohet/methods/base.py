@@ -353,6 +353,7 @@ def _import_builtin_methods() -> None:
         "cryohet.methods.spire.model",
         "cryohet.methods.drgnai.model",
         "cryohet.methods.sphere.model",
+        "cryohet.methods.hetacumn.model",
     ):
         try:
             importlib.import_module(module)

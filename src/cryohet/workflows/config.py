@@ -1,4 +1,5 @@
-"""Configs of the workflows that the command line builds: :class:`BackprojectConfig`.
+"""Configs of the workflows that the command line builds: :class:`BackprojectConfig`,
+:class:`InferConfig`.
 
 Pure pydantic, apart from the workflows themselves, so ``cryohet backproject --help`` reads
 the defaults without importing torch.
@@ -13,7 +14,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..io.source import ParticleSource
 
-__all__ = ["BackprojectConfig"]
+__all__ = ["BackprojectConfig", "InferConfig"]
 
 
 class BackprojectConfig(StrictModel):
@@ -29,3 +30,15 @@ class BackprojectConfig(StrictModel):
     device: str = "cpu"
     seed: int = 0
     overwrite: bool = False
+
+
+class InferConfig(StrictModel):
+    """Which run encodes which particles, and where the result goes."""
+
+    run: Path
+    data: ParticleSource
+    out: Path
+    batch_size: int = Field(256, gt=0, description="images per encoder batch")
+    device: str = "cpu"
+    allow_unfinished: bool = Field(False, description="use a run that is still training or was killed")
+    overwrite: bool = Field(False, description="replace an existing output folder (as a whole)")

@@ -1,0 +1,72 @@
+"""``cryohet infer RUN PARTICLES --out DIR``: an amortised run's encoder on new particles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..io.source import ParticleSource
+from ..workflows.config import InferConfig
+from .options import absolute_path, build_config, build_source, config_option, examples
+
+__all__ = ["register"]
+
+
+def infer(
+    run: Path = typer.Argument(..., help="Run directory of an amortised method (cryohet train hetacumn)."),
+    particles: Path = typer.Argument(..., help="Particles: .star, .cs, or .mrcs with --ctf ctf.pkl."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: a run directory of these particles."),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    ind: Optional[Path] = config_option(ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: only these particles."),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
+    ),
+    batch_size: int = config_option(InferConfig, "batch_size", "--batch-size", "-b"),
+    device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    overwrite: bool = config_option(InferConfig, "overwrite", "--overwrite", help="Replace DIR as a whole."),
+    allow_unfinished: bool = config_option(
+        InferConfig, "allow_unfinished", "--allow-unfinished", help="Use a run that is still training or was killed."
+    ),
+) -> None:
+    """Latents and poses of particles the run never saw, by its encoder (no training).
+
+    DIR becomes a run directory of these particles: latents.npy (input
+    order), poses.npz, particles.star (or .cs for a cryoSPARC input: its rows
+    with the predicted poses), model.pt and config.yaml. volumes, analyze,
+    select and export take DIR as they take a run.
+    """
+    from ..workflows.infer import infer_particles
+
+    cfg = build_config(
+        InferConfig,
+        run=run,
+        data=build_source(
+            path=absolute_path(particles),
+            ctf=absolute_path(ctf),
+            datadir=absolute_path(datadir),
+            ind=absolute_path(ind),
+            apix=apix,
+        ),
+        out=out,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+        allow_unfinished=allow_unfinished,
+    )
+    folder, n, rate = infer_particles(cfg)
+    typer.echo(f"wrote {folder} ({n} particles, encoder at {rate:.0f} images/s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "infer",
+        epilog=examples(
+            "cryohet infer runs/hetacumn new_particles.star --out runs/hetacumn_new",
+            "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
+        ),
+    )(infer)

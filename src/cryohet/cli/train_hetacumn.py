@@ -1,0 +1,112 @@
+"""``cryohet train hetacumn PARTICLES --out RUN``: HetACUMN (amortised pose and conformation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from ..io.source import ParticleSource
+from ..methods.hetacumn.config import HetacumnConfig
+from .options import (
+    config_error,
+    config_option,
+    contrast_choice,
+    examples,
+    invert_option,
+    particle_source,
+    resume_config,
+    uninvert_data_option,
+)
+
+__all__ = ["register"]
+
+
+def hetacumn(
+    particles: Path = typer.Argument(..., help="Particles with CTF: .star, .cs (poses optional), or .mrcs with --ctf."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+    poses: Optional[Path] = config_option(ParticleSource, "poses", "--poses", help="cryoDRGN poses.pkl (fixed)."),
+    ctf: Optional[Path] = config_option(ParticleSource, "ctf", "--ctf", help="cryoDRGN ctf.pkl."),
+    datadir: Optional[Path] = config_option(
+        ParticleSource, "datadir", "--datadir", help="Folder holding the image stacks."
+    ),
+    ind: Optional[Path] = config_option(
+        ParticleSource, "ind", "--ind", help="cryoDRGN ind.pkl: train on these particles (infer the rest later)."
+    ),
+    apix: Optional[float] = config_option(
+        ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
+    ),
+    poses_mode: str = config_option(HetacumnConfig, "poses_mode", "--poses-mode"),
+    zdim: int = config_option(HetacumnConfig, "zdim", "--zdim", help="Latent dimension."),
+    box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
+    epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
+    heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
+    pose_task: float = config_option(
+        HetacumnConfig, "pose_task.weight", "--pose-task", help="Weight of task 2 (0: the ablation without it)."
+    ),
+    beta: float = config_option(HetacumnConfig, "optim.beta", "--beta", help="Weight of the KL term."),
+    batch_size: int = config_option(HetacumnConfig, "optim.batch_size", "--batch-size", "-b"),
+    invert: Optional[bool] = invert_option(HetacumnConfig),
+    uninvert_data: bool = uninvert_data_option(),
+    device: str = config_option(HetacumnConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
+    snapshot_every: int = config_option(
+        HetacumnConfig,
+        "snapshot_every",
+        "--snapshot-every",
+        "--checkpoint",
+        help="Keep model, latents and poses after every N-th epoch in RUN/epochs/ (0: none; the last always).",
+    ),  # fmt: skip
+    num_workers: int = config_option(HetacumnConfig, "num_workers", "--num-workers", help="Data-loading processes."),
+    seed: int = config_option(HetacumnConfig, "seed", "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous run in --out."),
+) -> None:
+    """HetACUMN: an encoder predicts each image's pose and conformation, a neural field decodes
+    them, and images rendered at random poses teach the encoder to keep pose out of the latent.
+
+    New particles are encoded without training by cryohet infer RUN PARTICLES --out DIR.
+    """
+    from ..methods.base import check_train_out
+    from ..methods.hetacumn.trainer import train_hetacumn
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    try:
+        cfg = HetacumnConfig(
+            data=particle_source(particles, poses, ctf, datadir, ind, apix),
+            out=str(out.expanduser().resolve()),
+            poses_mode=poses_mode,
+            zdim=zdim,
+            box=box,
+            epochs=epochs,
+            encoder={"heads": heads},
+            pose_task={"weight": pose_task},
+            optim={"beta": beta, "batch_size": batch_size},
+            invert=contrast_choice(invert, uninvert_data),
+            device=device,
+            snapshot_every=snapshot_every,
+            num_workers=num_workers,
+            seed=seed,
+        )
+    except ValidationError as err:
+        raise config_error(err, HetacumnConfig, {ParticleSource: "data."}) from None
+    check_train_out(cfg.out, cfg.data.files(), "hetacumn", resume)
+    if resume:
+        cfg = resume_config(out, cfg, hetacumn)
+    run = train_hetacumn(cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"wrote {run}")
+
+
+EXAMPLES = examples(
+    "cryohet train hetacumn particles.star --out runs/hetacumn --zdim 8",
+    "cryohet train hetacumn refined.star -o runs/het --poses-mode fixed",
+    "cryohet train hetacumn particles.star -o runs/het --ind train25.pkl",
+    "cryohet train hetacumn particles.star -o runs/het --resume --epochs 60",
+)
+
+
+def register(train_app: typer.Typer) -> None:
+    train_app.command("hetacumn", epilog=EXAMPLES)(hetacumn)

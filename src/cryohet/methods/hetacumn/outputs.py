@@ -1,0 +1,56 @@
+"""What a finished HetACUMN run leaves in its run directory (besides config and log).
+
+* ``model.pt`` — weights only: ``field`` (the hypervolume) and ``encoder`` (pose + latent);
+* ``latents.npy`` — ``(N, zdim)``: the encoder's latent means of every particle;
+* ``poses.npz`` — the given poses (``fixed``) or the encoder's (``abinit``);
+* ``map.mrc`` — the map at the mean latent;
+* ``extras/encoder.npz`` — per particle the chosen pose head and its data term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...io.mrc import write_volume
+from ...training.checkpoint import save_checkpoint
+from .inference import EncodedDataset, encode_dataset
+
+__all__ = ["write_model_files", "write_outputs"]
+
+
+def write_model_files(trainer, run) -> EncodedDataset:
+    """``model.pt``, ``latents.npy`` and ``poses.npz`` into ``run`` (a run directory or a
+    view of one epoch); returns the encoder's pass over the particles. The networks are
+    left in the mode they were in."""
+    modes = trainer.field.training, trainer.encoder.training
+    weights = {
+        "field": {k: v.detach().cpu() for k, v in trainer.field.state_dict().items()},
+        "encoder": {k: v.detach().cpu() for k, v in trainer.encoder.state_dict().items()},
+    }
+    save_checkpoint(run.model, weights)
+    enc = encode_dataset(trainer.encoder, trainer.field, trainer.band, trainer.likelihood, trainer.dataset,
+                         trainer.device)  # fmt: skip
+    trainer.field.train(modes[0])
+    trainer.encoder.train(modes[1])
+    run.save_latents(enc.z)
+    meta = trainer.dataset.meta
+    if trainer.cfg.poses_mode == "fixed":
+        shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
+        run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
+    else:
+        run.save_poses(enc.rotations, enc.shifts_A)
+    return enc
+
+
+def write_outputs(trainer, session) -> None:
+    """Final weights, latents, poses, the map at the mean latent and the encoder's extras (rank 0)."""
+    if not session.is_main:
+        return
+    run = session.run
+    enc = write_model_files(trainer, run)
+    run.save_extra("encoder", head=enc.head, score=enc.score)
+    with torch.no_grad():
+        z_mean = torch.as_tensor(enc.z.mean(axis=0, keepdims=True), device=trainer.device)
+        vol = trainer.field.eval().to_volume(trainer.box, trainer.apix, z_mean).cpu().numpy().astype(np.float32)
+    write_volume(run.path / "map.mrc", vol, trainer.apix)

@@ -1,0 +1,77 @@
+"""``cryohet infer RUN PARTICLES --out DIR``: an amortised run's encoder on particles it never saw.
+
+``DIR`` becomes a run directory of the new particles (no training): the run's
+``config.yaml`` with ``data`` pointing at them (``_inferred_from`` names the run),
+``model.pt`` copied, ``latents.npy`` (one row per particle, input order), ``poses.npz``
+(RELION ``A``, origins in Å) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
+source's rows with the predicted poses, as ``cryohet export`` writes them). So
+``volumes``, ``analyze``, ``select`` and ``export`` accept ``DIR`` as they accept a run.
+Written into a temporary folder that replaces ``DIR`` at the end (never a mix of old and new).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from ..console import get_logger
+from ..errors import InputError
+from ..io.outputs import check_output, run_dir_inputs, staged_folder
+from .config import InferConfig
+
+__all__ = ["InferConfig", "infer_particles"]
+
+log = get_logger("infer")
+
+
+def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
+    """Encode ``cfg.data`` with ``cfg.run``'s encoder into ``cfg.out`` (module doc); returns the
+    folder, the number of particles and the encoder's images/s."""
+    from ..analysis.export import cs_pose_fields
+    from ..io.cryosparc import write_cs_subset
+    from ..io.particles import input_files
+    from ..io.star import write_star
+    from ..methods.base import load_run, read_run_header
+    from ..training.rundir import RunDir
+
+    run = Path(cfg.run)
+    model = load_run(run, device=cfg.device, allow_unfinished=cfg.allow_unfinished)
+    if not hasattr(model, "encode_particles"):
+        raise InputError(
+            f"{run}: a '{model.method}' run has no encoder for new particles; cryohet infer needs an amortised "
+            "method's run (cryohet train hetacumn)"
+        )
+    meta = cfg.data.load()
+    out = Path(cfg.out)
+    protected = [*input_files(meta), *run_dir_inputs(run)]
+    check_output(out, protected, overwrite=cfg.overwrite, folder=True)
+    start = time.perf_counter()
+    enc = model.encode_particles(meta, cfg.batch_size)
+    rate = len(meta) / max(time.perf_counter() - start, 1e-9)
+    raw = read_run_header(run)
+    raw = {k: v for k, v in raw.items() if not k.startswith("_")}
+    raw["data"] = cfg.data.model_dump(mode="json")
+    raw["out"] = str(out.resolve())
+    raw["_inferred_from"] = str(run.resolve())  # provenance: not a config field
+    raw.setdefault("resolved", {})["n_particles"] = len(meta)
+    with staged_folder(out, overwrite=cfg.overwrite, inputs=protected) as work:
+        target = RunDir(work)
+        (work / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        shutil.copyfile(model.run.model, target.model)
+        target.save_latents(enc.z)
+        target.save_poses(enc.rotations, enc.shifts_A)
+        target.save_extra("encoder", head=enc.head, score=enc.score)
+        posed = replace(meta, rotations=enc.rotations.astype(float), shifts_A=enc.shifts_A.astype(float))
+        if meta.source_format == "cs" and meta.extras.get("cs_path") is not None:
+            fields = cs_pose_fields(meta, posed.rotations, posed.shifts_A)
+            write_cs_subset(work / "particles.cs", meta.extras["cs_path"], meta.original_index, fields=fields)
+        else:
+            keep = meta.source_format == "star" and meta.optics is not None
+            write_star(work / "particles.star", posed, source_columns=keep)
+        target.mark_complete({"inferred": len(meta), "images_per_s": round(rate, 1)})
+    log.info("encoded %d particles at %.0f images/s", len(meta), rate)
+    return out, len(meta), rate
