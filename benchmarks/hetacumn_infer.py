@@ -1,0 +1,71 @@
+"""Amortised inference speed of HetACUMN's encoder (``cryohet infer``'s core): images/s on a
+particle stack, reading included, one CPU thread by default.
+
+    python benchmarks/hetacumn_infer.py --particles sim/igg1d/particles.star [--threads 1] [--device cpu]
+
+Prints a table (images/s, s/image, peak RSS, GPU memory) for the default encoder (one pose
+head; with several heads every image's heads are also scored against the field) and the
+machine's load. The weights are untrained: the cost does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--particles", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--heads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("-n", type=int, default=4000, help="images encoded (the first n)")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from cryohet.data.dataset import ParticleDataset
+    from cryohet.imaging.bands import FourierBand
+    from cryohet.imaging.likelihood import WeightedL2
+    from cryohet.io.source import ParticleSource
+    from cryohet.methods.hetacumn.config import HetacumnConfig
+    from cryohet.methods.hetacumn.inference import encode_dataset
+    from cryohet.methods.hetacumn.trainer import build_networks
+
+    meta = ParticleSource(path=args.particles).load()
+    meta = meta.subset(np.arange(min(args.n, len(meta))))
+    dataset = ParticleDataset(meta, normalize=True)
+    cfg = HetacumnConfig(data=ParticleSource(path=args.particles), out="/tmp/unused", encoder={"heads": args.heads})
+    apix = float(np.median(dataset.apix))
+    field, encoder = build_networks(cfg, dataset.box, apix)
+    dev = torch.device(args.device)
+    field, encoder = field.to(dev), encoder.to(dev)
+    band = FourierBand.disc(dataset.box, apix, device=dev)
+    encode_dataset(encoder, field, band, WeightedL2.white_noise(band), dataset.__class__(meta.subset(np.arange(64)),
+                   normalize=True), dev, args.batch_size)  # warm-up  # fmt: skip
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    encode_dataset(encoder, field, band, WeightedL2.white_noise(band), dataset, dev, args.batch_size)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else float("nan")
+    load = os.getloadavg()
+    print(f"# {len(dataset)} images, box {dataset.box}, {args.threads} thread(s), {args.device}, heads {args.heads}; "
+          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
+    print("| tool | images/s | s/image | peak RSS MB | GPU MB |")
+    print("|---|---|---|---|---|")
+    print(f"| cryohet infer (encoder) | {len(dataset) / seconds:.0f} | {seconds / len(dataset):.2e} | {rss:.0f} "
+          f"| {gpu:.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
