@@ -161,8 +161,11 @@ def run_epochs(
             prune_checkpoints(run.path, keep_last=keep_checkpoints)
             run.append_log(row)
             if snapshot is not None and wants_snapshot(epoch + 1, n_epochs, snapshot_every):
-                snapshot_dir(run.path, epoch + 1).mkdir(parents=True, exist_ok=True)
+                folder = snapshot_dir(run.path, epoch + 1)
+                folder.mkdir(parents=True, exist_ok=True)
                 snapshot(RunDir(run.path, epoch=epoch + 1))
+                if not any(folder.iterdir()):  # the method had nothing to keep yet (CryoSPIRE's stage A)
+                    folder.rmdir()
         shown = ", ".join(f"{k}={v:.5g}" for k, v in row.items() if isinstance(v, float) and k not in ("epoch",))
         log.info("epoch %d/%d: %s", epoch + 1, n_epochs, shown)
         if done():
