@@ -4,39 +4,23 @@ Every representation answers central slices on a Fourier band (:mod:`.base`); CT
 and likelihood are composed around that call in one place (:mod:`.render`).
 """
 
-from __future__ import annotations
+from .base import Representation, SliceSource
+from .gaussian_mixture import GaussianMixture, peak_from_mass
+from .neural_field import NeuralField
+from .render import BandBatch, model_images, prepare_batch, render, score_batch
+from .voxel import VoxelVolume, resample_volume
 
-import importlib
-from typing import Any
-
-#: Public name -> submodule, imported on first use (PEP 562): the command line reads
-#: :mod:`.field_config` (pydantic only) as it starts without importing torch.
-_LAZY = {
-    "Representation": ".base",
-    "SliceSource": ".base",
-    "FieldConfig": ".field_config",
-    "GaussianMixture": ".gaussian_mixture",
-    "peak_from_mass": ".gaussian_mixture",
-    "NeuralField": ".neural_field",
-    "BandBatch": ".render",
-    "model_images": ".render",
-    "prepare_batch": ".render",
-    "render": ".render",
-    "score_batch": ".render",
-    "VoxelVolume": ".voxel",
-    "resample_volume": ".voxel",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = [
+    "BandBatch",
+    "GaussianMixture",
+    "NeuralField",
+    "Representation",
+    "SliceSource",
+    "VoxelVolume",
+    "model_images",
+    "peak_from_mass",
+    "prepare_batch",
+    "render",
+    "resample_volume",
+    "score_batch",
+]

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
-from ...representations.field_config import FieldConfig
+from ..field_config import FieldConfig
 
 __all__ = ["DrgnaiConfig", "FieldConfig", "SearchConfig", "OptimConfig"]
 

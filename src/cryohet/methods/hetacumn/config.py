@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
-from ...representations.field_config import FieldConfig
+from ..field_config import FieldConfig
 
 __all__ = ["HetacumnConfig", "EncoderConfig", "PoseTaskConfig", "HetacumnOptimConfig"]
 

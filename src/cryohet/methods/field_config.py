@@ -1,5 +1,6 @@
-"""The typed options of a :class:`~cryohet.representations.neural_field.NeuralField`
-(pydantic only, so the command line reads them without importing torch)."""
+"""The typed options of a :class:`~cryohet.representations.neural_field.NeuralField`, shared
+by the methods that decode with one (DRGN-AI, HetACUMN). Pydantic only, so the command line
+reads them without importing torch (the representations package imports torch)."""
 
 from __future__ import annotations
 
