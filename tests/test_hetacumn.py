@@ -96,3 +96,56 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     resumed = train_hetacumn(_config(tmp_path / "part", epochs=4, snapshot_every=1), resume=True)
     np.testing.assert_allclose(np.load(resumed / "latents.npy"), np.load(whole / "latents.npy"), atol=1e-5)
     assert sorted(p.name for p in (resumed / "epochs").iterdir()) == [f"epoch_{e:04d}" for e in (1, 2, 3, 4)]
+
+
+def _asymmetric_volume(d: int = 24):
+    """Six Gaussian blobs of different heights at random places: no symmetry."""
+    import torch
+
+    g = np.random.default_rng(5)
+    c = np.arange(d) - d // 2
+    zz, yy, xx = np.meshgrid(c, c, c, indexing="ij")
+    vol = np.zeros((d, d, d), np.float32)
+    for _ in range(6):
+        p, a = g.uniform(-6, 6, 3), g.uniform(0.5, 1.5)
+        vol += a * np.exp(-((zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2) / (2 * 1.5**2))
+    return torch.as_tensor(vol)
+
+
+def _train_pose_task(heads: int, steps: int) -> float:
+    """Task 2 alone on noiseless renders of a known volume: median rotation error (degrees) of
+    the head the decoder prefers (the rendered image closest to the image), on new renders."""
+    import torch
+
+    from cryohet.geometry.rotations import rotation_angle_deg
+    from cryohet.imaging.bands import FourierBand
+    from cryohet.imaging.projection import volume_to_fourier
+    from cryohet.methods.hetacumn.pose_task import pose_task_loss, render_at_random_poses
+    from cryohet.networks.pose_encoder import PoseConformationEncoder
+
+    torch.manual_seed(0)
+    source = volume_to_fourier(_asymmetric_volume(), 2)
+    band = FourierBand.full_plane(24, 14.0)
+    enc = PoseConformationEncoder(24, 14.0, 0, heads=heads, input_box=24, channels=(16, 32, 64), hidden=128)
+    opt = torch.optim.Adam(enc.parameters(), 1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        images, rot, shifts = render_at_random_poses(source, band, 64, rng)
+        loss, _ = pose_task_loss(enc(images), rot, shifts, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    images, rot, _ = render_at_random_poses(source, band, 400, rng)
+    with torch.no_grad():
+        out = enc(images)
+        misfit = torch.stack(
+            [((band.to_images(source.slices(out.rotations[:, h], band)) - images) ** 2).sum((-2, -1))
+             for h in range(heads)], dim=1,
+        )  # fmt: skip
+        chosen, _ = out.pick(misfit.argmin(dim=1))
+    return float(np.median(rotation_angle_deg(chosen.numpy(), rot.numpy())))
+
+
+def test_the_pose_task_recovers_poses_on_noiseless_renders():
+    """Measured: 4 heads 4.2 deg median, 1 head 18 deg (2 500 steps): several heads pay."""
+    assert _train_pose_task(heads=4, steps=2500) < 10.0

@@ -33,7 +33,6 @@ from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...errors import InputError
-from ...geometry.rotations import random_rotations
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import WeightedL2
 from ...networks.encoders import kl_standard_normal
@@ -47,6 +46,7 @@ from ...training.session import RunSession
 from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
+from .pose_task import pose_task_loss, render_at_random_poses
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -168,21 +168,15 @@ class HetacumnTrainer:
         pt = self.cfg.pose_task
         n = max(1, int(round(pt.images * len(z_batch))))
         pick = torch.as_tensor(rng.integers(0, len(z_batch), n), device=self.device)
-        with torch.no_grad():  # the decoder's gradients are stopped
-            z = z_batch[pick].clone()
-            prior = torch.as_tensor(rng.random(n) < pt.prior_fraction, device=self.device)
-            z[prior] = torch.randn(int(prior.sum()), z.shape[1], device=self.device)
-            rot = torch.as_tensor(random_rotations(n, rng), dtype=torch.float32, device=self.device)
-            limit = 0.5 * self.encoder.max_shift_A  # within the encoder's range, not at its edge
-            shifts = torch.as_tensor(rng.uniform(-limit, limit, (n, 2)), dtype=torch.float32, device=self.device)
-            slices = self.field.slices(rot, self.full, z)
-            images = self.full.to_images(slices * self.full.filters(b.ctf_params[pick], shifts))
-            images = images + self.noise_std * torch.randn_like(images)
-        enc = self.encoder(images)
-        frob = ((enc.rotations - rot[:, None]) ** 2).sum(dim=(-2, -1))  # (n, H)
-        shift = (((enc.shifts_A - shifts[:, None]) / limit) ** 2).sum(-1)
-        rot_err = (frob + pt.shift_weight * shift).min(dim=1).values.mean()
-        lat_err = ((enc.z_mean - z) ** 2).sum(-1).mean()
+        z = z_batch[pick].clone()
+        prior = torch.as_tensor(rng.random(n) < pt.prior_fraction, device=self.device)
+        z[prior] = torch.randn(int(prior.sum()), z.shape[1], device=self.device)
+        limit = 0.5 * self.encoder.max_shift_A  # within the encoder's range, not at its edge
+        images, rot, shifts = render_at_random_poses(
+            self.field, self.full, n, rng, ctf_params=b.ctf_params[pick], z=z, max_shift_A=limit,
+            noise_std=self.noise_std,
+        )  # fmt: skip
+        rot_err, lat_err = pose_task_loss(self.encoder(images), rot, shifts, limit, z, pt.shift_weight)
         return rot_err, lat_err, n
 
     # -- outputs and state ----------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Task 2 of HetACUMN: images rendered at random poses, and the encoder's error on them.
+
+:func:`render_at_random_poses` draws uniform rotations (Haar on SO(3)) and uniform shifts,
+renders a slice source (the run's field at latents ``z``, or any representation) through
+the render seam's filters (CTF x shift phase) on a full-plane band, and adds white noise;
+it runs under ``no_grad`` (the decoder's gradients are stopped). :func:`pose_task_loss`
+scores the encoder on them: squared Frobenius rotation error plus the shift error in units
+of ``shift_scale_A``, for the best head of each image, and the squared latent error.
+Rotations are RELION ``A``; shifts are origins in Å.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...geometry.rotations import random_rotations
+
+__all__ = ["render_at_random_poses", "pose_task_loss"]
+
+
+@torch.no_grad()
+def render_at_random_poses(
+    source,
+    band,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    ctf_params: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    max_shift_A: float = 0.0,
+    noise_std: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images (n, D, D), rotations (n, 3, 3), shifts_A (n, 2))`` (module doc)."""
+    device = band.kx_per_A.device
+    rot = torch.as_tensor(random_rotations(n, rng), dtype=torch.float32, device=device)
+    shifts = torch.as_tensor(rng.uniform(-max_shift_A, max_shift_A, (n, 2)), dtype=torch.float32, device=device)
+    slices = source.slices(rot, band, z) if z is not None else source.slices(rot, band)
+    filters = band.filters(ctf_params, shifts if max_shift_A > 0 else None)
+    images = band.to_images(slices if filters is None else slices * filters)
+    if noise_std > 0:
+        images = images + noise_std * torch.randn_like(images)
+    return images, rot, shifts
+
+
+def pose_task_loss(
+    encoded,
+    rotations: torch.Tensor,
+    shifts_A: torch.Tensor,
+    shift_scale_A: float,
+    z: torch.Tensor | None = None,
+    shift_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean pose error (best head of each image) and mean latent error (0 without ``z``) of
+    the encoder's answer ``encoded`` on images rendered at ``rotations``/``shifts_A``."""
+    frob = ((encoded.rotations - rotations[:, None]) ** 2).sum(dim=(-2, -1))  # (n, H)
+    shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)
+    pose = (frob + shift_weight * shift).min(dim=1).values.mean()
+    latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=frob.device)
+    return pose, latent
