@@ -98,6 +98,19 @@ class _Parser(HTMLParser):
             self.out.title += data
 
 
+#: Chromium flags of every headless run: no GPU, network, sync, extensions or first-run UI.
+_HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+)
+
+
 def parse_report(path: str | Path) -> ReportHTML:
     """Parse ``path`` (UTF-8 HTML)."""
     p = _Parser()
@@ -176,14 +189,7 @@ def screenshot(
     with tempfile.TemporaryDirectory(prefix="cryohet-chromium-") as profile:
         cmd = [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-extensions",
+            *_HEADLESS,
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
             f"--screenshot={out}",
@@ -206,14 +212,7 @@ def dump_dom(
     with tempfile.TemporaryDirectory(prefix="cryohet-chromium-") as profile:
         cmd = [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-extensions",
+            *_HEADLESS,
             f"--user-data-dir={profile}",
             f"--virtual-time-budget={int(budget_ms)}",
             "--dump-dom",
