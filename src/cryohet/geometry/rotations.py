@@ -149,8 +149,12 @@ def random_rotations(n: int, rng: np.random.Generator | int | None = None) -> np
     return quaternion_to_matrix(q).reshape(n, 3, 3)
 
 
-def rotation_angle_deg(R1: np.ndarray, R2: np.ndarray) -> np.ndarray:
-    """Geodesic angle in degrees between rotations, ``arccos((tr(R1^T R2) - 1) / 2)``."""
+def rotation_angle_deg(R1, R2):
+    """Geodesic angle in degrees between rotations ``(..., 3, 3)``, ``arccos((tr(R1^T R2) - 1) / 2)``
+    (broadcast; torch tensors in, a tensor out, on their device; otherwise numpy)."""
+    if isinstance(R1, torch.Tensor) and isinstance(R2, torch.Tensor):
+        tr = (R1 * R2).sum(dim=(-2, -1))
+        return torch.rad2deg(torch.arccos(((tr - 1.0) / 2.0).clamp(-1.0, 1.0)))
     tr = np.einsum("...ij,...ij->...", np.asarray(R1), np.asarray(R2))
     return np.rad2deg(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
 

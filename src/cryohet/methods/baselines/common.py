@@ -30,12 +30,9 @@ import torch
 
 from ...console import get_logger
 from ...data.batch import ParticleBatch
-from ...data.contrast import decide_invert
-from ...data.dataset import ParticleDataset
 from ...device import resolve_device
 from ...errors import InputError, RunDirError
 from ...io.mrc import write_volume
-from ...reconstruction.from_particles import dataset_pixel_size
 from ...representations.voxel import resample_volume
 from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.identity import config_input_paths
@@ -44,6 +41,7 @@ from ...training.per_image import my_rows
 from ...training.rundir import RunDir, as_run_dir
 from ...training.session import RunSession
 from ..base import TrainedModel, read_run_config, resolved_geometry
+from ..particles import open_particles
 from .config import BaselineConfig
 
 __all__ = [
@@ -65,16 +63,10 @@ class BaselineData:
     """The particle dataset of a baseline run, with its working box and pixel size (Å)."""
 
     def __init__(self, cfg: BaselineConfig, device: torch.device | None = None) -> None:
-        meta = cfg.data.load()
-        if not meta.has_poses:
-            raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs poses (a refined .star/.cs or --poses)")
-        if meta.ctf is None:
-            raise InputError(f"{cfg.data.path}: the {cfg.method} baseline needs CTF parameters (a .star/.cs or --ctf)")
-        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=False, invert=self.invert, seed=cfg.seed)
-        self.box = int(self.dataset.box)
-        self.apix = float(dataset_pixel_size(self.dataset))
-        self.n = len(self.dataset)
+        opened = open_particles(cfg, f"the {cfg.method} baseline", normalize=False,
+                                poses_needed="needs poses (a refined .star/.cs or --poses)")  # fmt: skip
+        self.invert, self.contrast, self.dataset = opened.invert, opened.contrast, opened.dataset
+        self.box, self.apix, self.n = opened.box, opened.apix, opened.n
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
 
     @property

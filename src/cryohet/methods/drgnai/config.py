@@ -17,47 +17,9 @@ from pydantic import Field, model_validator
 from ...config import StrictModel
 from ...io.source import ParticleSource
 from ..field_config import FieldConfig
+from ..search_config import SearchConfig
 
 __all__ = ["DrgnaiConfig", "FieldConfig", "SearchConfig", "OptimConfig"]
-
-
-class SearchConfig(StrictModel):
-    """The hierarchical pose search of the search epochs."""
-
-    base_level: int = Field(2, ge=0, le=4, description="SO(3) grid level of the first round (2: 4 608 rotations)")
-    rounds: int = Field(4, ge=0, description="refinement rounds (each one level finer)")
-    keep: int = Field(8, gt=0, description="poses kept per image between rounds")
-    shift_extent_px: float | None = Field(
-        None, ge=0, description="shifts searched within +- this many pixels (default: 0.15 x the box, at most 20)"
-    )
-    shift_n: int = Field(14, gt=0, description="shift grid points per axis in the first round")
-    radius_start_px: float | None = Field(
-        None, gt=0, description="band radius of the first search round (default: the box's 32 Å resolution, "
-        "box x apix / 32 Å, at least 6 px: DRGN-AI's 12 px at 128 px and ~2.7 Å/px; below 6 px a search from a blob "
-        "did not converge at D=32. A fixed 6 px at D=64 and 6 Å/px (64 Å) missed the best pose of 20 % of the images "
-        "by > 30° even against the true map; 10 px: none)",
-    )  # fmt: skip
-    radius_end_px: float | None = Field(
-        None,
-        gt=0,
-        description="band radius the search epochs march to (default: the box's 12 Å resolution, box x apix / 12 Å, "
-        "at least start + 6 px, at most Nyquist - 1: DRGN-AI's 32 px at 128 px and ~3 Å/px)",
-    )
-    clusters: int = Field(
-        8, gt=0,
-        description="heterogeneous search (ours): images are scored against the field at the centre of their "
-        "latent's k-means cluster (one cached Fourier grid per cluster) instead of at their own latent",
-    )  # fmt: skip
-    refresh_batches: int = Field(
-        4, gt=0, description="re-cache the field's Fourier grids every this many batches and search their images "
-        "together: the search sees the field as trained so far (DRGN-AI queries its decoder for every batch; once "
-        "per epoch did not converge; every 1 or 4 batches converged alike at D=32, 4.3 vs 5.0 deg)",
-    )  # fmt: skip
-    grid_oversample: int = Field(2, ge=1, le=2, description="sampling of the cached Fourier grid (2: half-voxel)")
-    chunk_images: int | None = Field(
-        None, gt=0, description="images scored at once in the first round (memory: chunk x rotations x shifts "
-        "x 4 bytes, 116 MB per 32 images at level 2); default 32 on a CPU, 256 on a GPU",
-    )  # fmt: skip
 
 
 class OptimConfig(StrictModel):
@@ -129,22 +91,20 @@ class DrgnaiConfig(StrictModel):
         return self
 
     def search_radii_px(self, box: int, apix: float) -> tuple[float, float]:
-        """The search's start and end band radii (Fourier px) at ``box`` pixels of ``apix`` Å:
-        by default the radii of 32 Å and 12 Å resolution (``box * apix / resolution``)."""
-        extent_A = box * float(apix)
-        s = self.search
-        start = s.radius_start_px if s.radius_start_px is not None else max(6.0, extent_A / 32.0)
-        end = s.radius_end_px if s.radius_end_px is not None else max(extent_A / 12.0, start + 6.0)
-        top = box / 2 - 1
-        return min(start, top), min(max(end, start), top)
+        """The search's start and end band radii (Fourier px): :meth:`SearchConfig.radii_px`."""
+        return self.search.radii_px(box, apix)
 
     def search_epochs(self, n_images: int) -> int:
         """Search epochs for ``n_images`` (none in fixed and refine modes)."""
-        if self.poses_mode != "abinit" or self.search_images == 0:
+        if self.poses_mode != "abinit":
             return 0
-        return max(2, -(-self.search_images // max(1, n_images)))
+        from ...pose.abinit_schedule import count_epochs
+
+        return count_epochs(self.search_images, n_images, 2)
 
     def pretrain_epochs(self, n_images: int) -> int:
-        if self.poses_mode != "abinit" or self.pretrain_images == 0:
+        if self.poses_mode != "abinit":
             return 0
-        return max(1, -(-self.pretrain_images // max(1, n_images)))
+        from ...pose.abinit_schedule import count_epochs
+
+        return count_epochs(self.pretrain_images, n_images, 1)

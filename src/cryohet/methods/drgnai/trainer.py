@@ -26,33 +26,29 @@ tables synchronised by their updated rows, rank 0 writes.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from ...console import get_logger, progress
-from ...data.contrast import decide_invert
-from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
-from ...errors import InputError
 from ...geometry.rotations import random_rotations
 from ...imaging.likelihood import WeightedL2
 from ...imaging.shifts import phase_ramp
 from ...latents.table import LatentTable
-from ...pose.search import SearchSchedule, search_poses, shift_extent_px
+from ...pose.abinit_schedule import AbinitSchedule
+from ...pose.field_search import field_sources, latent_cluster_centres, search_against_field
 from ...pose.table import PoseTable
-from ...reconstruction.from_particles import dataset_pixel_size
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
-from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
+from ...training.distributed import all_reduce_sum_, get_dist, wrap_ddp
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
+from ..particles import open_particles
 from .config import DrgnaiConfig
 from .outputs import write_model_files, write_outputs
 
@@ -68,26 +64,19 @@ class DrgnaiTrainer:
         self.cfg = cfg
         self.dist = get_dist()
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
-        meta = cfg.data.load()
-        if meta.ctf is None:
-            raise InputError(f"{cfg.data.path}: DRGN-AI needs CTF parameters (a .star/.cs, or --ctf ctf.pkl)")
-        if cfg.poses_mode != "abinit" and not meta.has_poses:
-            raise InputError(
-                f"{cfg.data.path}: --poses-mode {cfg.poses_mode} needs input poses (a refined .star/.cs or --poses); "
+        opened = open_particles(
+            cfg, "DRGN-AI", min_box=16,
+            poses_needed=None if cfg.poses_mode == "abinit" else (
+                f"with --poses-mode {cfg.poses_mode} needs input poses (a refined .star/.cs or --poses); "
                 "use --poses-mode abinit to estimate them"
-            )
+            ),
+            box_advice="for the pose grid: use at least {min_box}, -D/--box {min_box} or more, or particles "
+            "extracted larger",
+        )  # fmt: skip
+        meta = opened.meta
         self.poses_given = bool(meta.has_poses)
-        invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
-        self.invert = bool(invert)
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
-        self.box = int(self.dataset.box)
-        if self.box < 16:
-            raise InputError(
-                f"{cfg.data.path}: a box of {self.box} px is too small for the pose grid "
-                "(use at least 16: -D/--box 16 or more, or particles extracted larger)"
-            )
-        self.apix = dataset_pixel_size(self.dataset)
-        self.n = len(self.dataset)
+        self.invert, self.contrast, self.dataset = opened.invert, opened.contrast, opened.dataset
+        self.box, self.apix, self.n = opened.box, opened.apix, opened.n
         self.band = _disc(self.box, self.apix, self.device)
         self.likelihood = WeightedL2.white_noise(self.band)
         self.loader = BatchedParticleLoader(
@@ -127,31 +116,20 @@ class DrgnaiTrainer:
         self.n_pretrain = cfg.pretrain_epochs(self.n)
         self.n_search = cfg.search_epochs(self.n)
         self.total_epochs = self.n_pretrain + self.n_search + cfg.epochs_sgd
-        s = cfg.search
-        extent = s.shift_extent_px if s.shift_extent_px is not None else shift_extent_px(self.box)
-        self.radius_start_px, self.radius_end_px = cfg.search_radii_px(self.box, self.apix)
-        self.schedule = SearchSchedule(s.base_level, s.rounds, s.keep, 8, extent, s.shift_n, self.radius_start_px,
-                                       self.radius_end_px)  # fmt: skip
+        self.schedule = cfg.search.schedule(self.box, self.apix)
+        self.radius_start_px, self.radius_end_px = self.schedule.radius_start_px, self.schedule.radius_end_px
+        self.epochs = AbinitSchedule(self.n_pretrain, self.n_search, cfg.epochs_sgd, self.radius_start_px,
+                                     self.radius_end_px, self.box)  # fmt: skip
 
     # -- schedule -------------------------------------------------------------------------
     def phase(self, epoch: int) -> str:
-        if epoch < self.n_pretrain:
-            return "pretrain"
-        if epoch < self.n_pretrain + self.n_search:
-            return "search"
-        return "sgd"
+        return self.epochs.phase(epoch)
 
     def radius(self, epoch: int) -> float:
         """Band radius (Fourier px) of the data term in ``epoch`` and of the search's last round:
         the search's start radius in pretraining, marching to its end radius over the search
         epochs (frequency marching), Nyquist in the joint descent."""
-        if self.phase(epoch) == "pretrain":
-            return self.radius_start_px
-        if self.phase(epoch) == "search":
-            i = epoch - self.n_pretrain
-            r0, r1 = self.radius_start_px, self.radius_end_px
-            return r0 + (r1 - r0) * (i + 1) / self.n_search
-        return self.box / 2
+        return self.epochs.radius(epoch)
 
     # -- epochs ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
@@ -255,45 +233,26 @@ class DrgnaiTrainer:
     # -- search -----------------------------------------------------------------------------
     def _cluster_centres(self) -> np.ndarray | None:
         """k-means centres of the latents (rank 0 decides, every rank gets them); None when homogeneous."""
-        if self.latents is None:
-            return None
-        centres = None
-        if self.dist.is_main:
-            z = self.latents.z.cpu().numpy().astype(np.float64)
-            k = int(min(self.cfg.search.clusters, len(z)))
-            centres = KMeans(n_clusters=k, n_init=2, random_state=self.cfg.seed).fit(z).cluster_centers_
-        return np.asarray(broadcast_object(centres), dtype=np.float32)
+        z = self.latents.z if self.latents is not None else None
+        return latent_cluster_centres(z, self.cfg.search.clusters, self.cfg.seed)
 
-    @torch.no_grad()
     def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
-        r = min(radius, self.box / 2 - 1) + 2
-        amp = self.cfg.amp and self.device.type == "cuda"  # bf16 network, float32 phases and values
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
-            if centres is None:
-                return [self.field.fourier_grid(r, None, oversample=self.cfg.search.grid_oversample)], None
-            c = torch.as_tensor(centres, device=self.device)
-            grids = [self.field.fourier_grid(r, c[i : i + 1], oversample=self.cfg.search.grid_oversample)
-                     for i in range(len(c))]  # fmt: skip
-        return grids, c
+        return field_sources(self.field, radius, self.box, centres, oversample=self.cfg.search.grid_oversample,
+                             amp=self.cfg.amp)  # fmt: skip
 
     @torch.no_grad()
     def _search_batches(self, batches: list, sources, radius: float) -> None:
         """Search the images of ``batches`` together; their poses go into the pose table."""
-        grids, centres = sources
         seen = [self._observe(b, self.box / 2) for b in batches]
         index = torch.cat([s[0] for s in seen])
         if not len(index):
             return
         observed = torch.cat([s[2] for s in seen])
         ctf = torch.cat([s[3] for s in seen])
-        if centres is None:
-            groups = torch.zeros(len(index), dtype=torch.long, device=self.device)
-        else:
-            groups = torch.cdist(self.latents.z[index], centres).argmin(dim=1)
-        schedule = replace(self.schedule, radius_end_px=max(radius, self.schedule.radius_start_px))
+        z = self.latents.z[index] if self.latents is not None else None
         chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
-        res = search_poses(observed, ctf, groups, grids, self.likelihood, schedule, chunk)
+        res = search_against_field(observed, ctf, z, sources, self.likelihood, self.schedule, radius, chunk)
         self.poses.set(index, res.rotations, res.shifts_A)
         self.poses.sync_rows(index)
         self.best_scores[index] = res.scores

@@ -30,8 +30,6 @@ import numpy as np
 import torch
 
 from ...console import get_logger, progress
-from ...data.contrast import decide_invert
-from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...errors import InputError
@@ -40,7 +38,7 @@ from ...imaging.likelihood import WeightedL2
 from ...io.atomic import AtomicModel
 from ...io.mrc import read_volume
 from ...latents.table import LatentTable
-from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from ...reconstruction.from_particles import reconstruct_particles
 from ...reconstruction.model_fit import ModelMapFit, check_model_in_map
 from ...representations.render import model_images, prepare_batch
 from ...representations.residue_model import ResidueModel
@@ -49,6 +47,7 @@ from ...training.distributed import all_reduce_sum_, average_gradients, get_dist
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
+from ..particles import open_particles
 from .build import build_network, load_residues
 from .config import SphereConfig
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
@@ -67,19 +66,12 @@ class SphereTrainer:
         self.cfg = cfg
         self.dist = get_dist()
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
-        meta = cfg.data.load()
-        if meta.ctf is None:
-            raise InputError(f"{cfg.data.path}: cryoSPHERE needs CTF parameters (a .star/.cs, or --ctf ctf.pkl)")
-        if not meta.has_poses:
-            raise InputError(
-                f"{cfg.data.path}: cryoSPHERE needs poses (a refined .star/.cs or --poses); without them run "
-                "`cryohet train drgnai` first and `cryohet export` its poses"
-            )
-        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
-        self.box = int(self.dataset.box)
-        self.apix = dataset_pixel_size(self.dataset)
-        self.n = len(self.dataset)
+        opened = open_particles(
+            cfg, "cryoSPHERE", poses_needed="needs poses (a refined .star/.cs or --poses); without them run "
+            "`cryohet train drgnai` first and `cryohet export` its poses",
+        )  # fmt: skip
+        self.invert, self.contrast, self.dataset = opened.invert, opened.contrast, opened.dataset
+        self.box, self.apix, self.n = opened.box, opened.apix, opened.n
         self.residues = load_residues(cfg, self.box, self.apix)
         self.fit = self._check_model()
         self.band = FourierBand.disc(self.box, self.apix, device=self.device)

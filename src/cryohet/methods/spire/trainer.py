@@ -23,14 +23,12 @@ import numpy as np
 import torch
 
 from ...console import get_logger, progress
-from ...data.contrast import decide_invert
-from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...errors import InputError
 from ...io.mrc import read_volume, write_volume
 from ...latents.table import LatentTable
-from ...reconstruction.from_particles import dataset_pixel_size, reconstruct_particles
+from ...reconstruction.from_particles import reconstruct_particles
 from ...representations.gaussian_seeding import auto_gaussian_count, seed_from_map
 from ...representations.render import BandBatch, prepare_batch, score_batch
 from ...training.distributed import all_reduce_sum_, broadcast_object, get_dist, wrap_ddp
@@ -38,6 +36,7 @@ from ...training.identity import config_input_paths
 from ...training.per_image import my_rows
 from ...training.rundir import RunDir
 from ...training.session import RunSession
+from ..particles import open_particles
 from .config import SpireConfig
 from .latent_init import regional_latents
 from .latent_search import search_latents
@@ -83,16 +82,9 @@ class SpireTrainer:
         self.run = RunDir(cfg.out)
         self.dist = get_dist()
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
-        meta = cfg.data.load()
-        if not meta.has_poses:
-            raise InputError(f"{cfg.data.path}: CryoSPIRE needs poses (give a refined .star/.cs or --poses)")
-        if meta.ctf is None:
-            raise InputError(f"{cfg.data.path}: CryoSPIRE needs CTF parameters (give a .star/.cs or --ctf)")
-        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
-        self.box = int(self.dataset.box)
-        self.apix = dataset_pixel_size(self.dataset)
-        self.n = len(self.dataset)
+        opened = open_particles(cfg, "CryoSPIRE", poses_needed="needs poses (give a refined .star/.cs or --poses)")
+        self.invert, self.contrast, self.dataset = opened.invert, opened.contrast, opened.dataset
+        self.box, self.apix, self.n = opened.box, opened.apix, opened.n
         self.band = data_band(self.box, self.apix, device=self.device)
         self.likelihood = data_likelihood(self.band)
         self.loader = BatchedParticleLoader(
