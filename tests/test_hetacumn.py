@@ -149,3 +149,22 @@ def _train_pose_task(heads: int, steps: int) -> float:
 def test_the_pose_task_recovers_poses_on_noiseless_renders():
     """Measured: 4 heads 4.2 deg median, 1 head 18 deg (2 500 steps): several heads pay."""
     assert _train_pose_task(heads=4, steps=2500) < 10.0
+
+
+def test_task_two_renders_stop_at_the_trained_band():
+    """With ``radius_px`` the rendered images have no power beyond it (a field is noise
+    outside the band it was trained on), on a half-plane band as the trainer renders."""
+    import torch
+
+    from cryohet.imaging.bands import FourierBand
+    from cryohet.imaging.projection import volume_to_fourier
+    from cryohet.methods.hetacumn.pose_task import render_at_random_poses
+
+    source = volume_to_fourier(_asymmetric_volume(), 2)
+    band = FourierBand.half_plane(24, 14.0)
+    images, _, _ = render_at_random_poses(source, band, 8, np.random.default_rng(0), radius_px=6.0)
+    power = torch.fft.fftshift(torch.fft.fft2(images), dim=(-2, -1)).abs() ** 2
+    c = torch.arange(24) - 12
+    r = torch.sqrt(c[None, :] ** 2 + c[:, None] ** 2)
+    assert float(power[:, r > 6.5].max()) < 1e-8 * float(power.max())
+    assert float(power[:, (r > 3) & (r <= 6)].mean()) > 1e-3 * float(power.max())

@@ -44,6 +44,18 @@ def hetacumn(
     box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
     epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
     heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
+    pretrain_images: int = config_option(
+        HetacumnConfig, "warm_start.pretrain_images", "--pretrain-images", help="Images of the pretraining pass."
+    ),
+    search_images: int = config_option(
+        HetacumnConfig,
+        "warm_start.search_images",
+        "--search-images",
+        help="Image-searches of the ab initio warm start (0: none).",
+    ),  # fmt: skip
+    encoder_steps: int = config_option(
+        HetacumnConfig, "warm_start.encoder_steps", "--encoder-steps", help="Steps of the warm start's encoder epoch."
+    ),
     pose_task: float = config_option(
         HetacumnConfig, "pose_task.weight", "--pose-task", help="Weight of task 2 (0: the ablation without it)."
     ),
@@ -67,6 +79,10 @@ def hetacumn(
     """HetACUMN: an encoder predicts each image's pose and conformation, a neural field decodes
     them, and images rendered at random poses teach the encoder to keep pose out of the latent.
 
+    Ab initio (the default), a warm start comes first: the pose search against the field as
+    it learns (--search-images), then an epoch that teaches the encoder those poses
+    (--encoder-steps); the --epochs amortised epochs follow.
+
     New particles are encoded without training by cryohet infer RUN PARTICLES --out DIR.
     """
     from ..methods.base import check_train_out
@@ -83,6 +99,11 @@ def hetacumn(
             box=box,
             epochs=epochs,
             encoder={"heads": heads},
+            warm_start={
+                "pretrain_images": pretrain_images,
+                "search_images": search_images,
+                "encoder_steps": encoder_steps,
+            },  # fmt: skip
             pose_task={"weight": pose_task},
             optim={"beta": beta, "batch_size": batch_size},
             invert=contrast_choice(invert, uninvert_data),
@@ -104,6 +125,7 @@ EXAMPLES = examples(
     "cryohet train hetacumn particles.star --out runs/hetacumn --zdim 8",
     "cryohet train hetacumn refined.star -o runs/het --poses-mode fixed",
     "cryohet train hetacumn particles.star -o runs/het --ind train25.pkl",
+    "cryohet train hetacumn particles.star -o het --search-images 40000",
     "cryohet train hetacumn particles.star -o runs/het --resume --epochs 60",
 )
 

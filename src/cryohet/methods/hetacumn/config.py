@@ -16,8 +16,9 @@ from pydantic import Field
 from ...config import StrictModel
 from ...io.source import ParticleSource
 from ..field_config import FieldConfig
+from ..search_config import SearchConfig
 
-__all__ = ["HetacumnConfig", "EncoderConfig", "PoseTaskConfig", "HetacumnOptimConfig"]
+__all__ = ["HetacumnConfig", "EncoderConfig", "PoseTaskConfig", "HetacumnOptimConfig", "WarmStartConfig"]
 
 
 class EncoderConfig(StrictModel):
@@ -45,6 +46,30 @@ class PoseTaskConfig(StrictModel):
     shift_weight: float = Field(1.0, ge=0, description="weight of the shift error (in units of the shift range)")
 
 
+class WarmStartConfig(StrictModel):
+    """Ab initio warm start (ours; the paper has none): the shared pose search finds each
+    image's pose against the field as trained so far, the field learns at those poses and
+    the encoder learns to predict them; then the encoder's poses take over (amortised)."""
+
+    pretrain_images: int = Field(
+        10000, ge=0, description="images of the pretraining pass (random poses: the field learns the rotational "
+        "average; DRGN-AI's 10k)"
+    )  # fmt: skip
+    search_images: int = Field(
+        20000, ge=0, description="image-searches in all (epochs: max(2, ceil(search_images / N))); 0: no search, "
+        "the encoder alone from a blank field (the paper's training, which did not converge on the test set: "
+        "median pose error 123 deg)"
+    )  # fmt: skip
+    distill_weight: float = Field(
+        1.0, ge=0, description="weight of the encoder's error on the searched poses (squared Frobenius + shift)"
+    )
+    encoder_steps: int = Field(
+        2000, ge=0, description="steps of the encoder epoch after the search epochs (field frozen; images rendered "
+        "at random poses plus the real images at their searched poses)"
+    )  # fmt: skip
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+
 class HetacumnOptimConfig(StrictModel):
     batch_size: int = Field(64, gt=0)
     lr_encoder: float = Field(1e-3, gt=0)
@@ -66,14 +91,17 @@ class HetacumnConfig(StrictModel):
     data: ParticleSource
     out: str
     poses_mode: Literal["abinit", "fixed"] = Field(
-        "abinit", description="abinit: the encoder predicts the poses (given ones ignored); fixed: keep the given poses"
+        "abinit",
+        description="abinit: the encoder predicts the poses (given ones ignored), after the warm start; "
+        "fixed: keep the given poses",
     )
     zdim: int = Field(8, ge=1, description="latent dimension")
     box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
-    epochs: int = Field(30, ge=0)
+    epochs: int = Field(30, ge=0, description="amortised epochs (after the warm start's pretraining and search epochs)")
     field: FieldConfig = Field(default_factory=FieldConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     pose_task: PoseTaskConfig = Field(default_factory=PoseTaskConfig)
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     optim: HetacumnOptimConfig = Field(default_factory=HetacumnOptimConfig)
     snapshot_every: int = Field(
         1, ge=0, description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
@@ -85,3 +113,12 @@ class HetacumnConfig(StrictModel):
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+
+    def warm_start_epochs(self, n_images: int) -> tuple[int, int]:
+        """Pretraining and search epochs for ``n_images`` (none with fixed poses)."""
+        if self.poses_mode != "abinit":
+            return 0, 0
+        from ...pose.abinit_schedule import count_epochs
+
+        w = self.warm_start
+        return count_epochs(w.pretrain_images, n_images, 1), count_epochs(w.search_images, n_images, 2)

@@ -30,12 +30,18 @@ def render_at_random_poses(
     z: torch.Tensor | None = None,
     max_shift_A: float = 0.0,
     noise_std: float = 0.0,
+    radius_px: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(images (n, D, D), rotations (n, 3, 3), shifts_A (n, 2))`` (module doc)."""
+    """``(images (n, D, D), rotations (n, 3, 3), shifts_A (n, 2))`` (module doc); with
+    ``radius_px`` the slices are zero beyond that many Fourier pixels (a field is only
+    trained inside the band its data term sees: beyond it, its values are noise of its own)."""
     device = band.kx_per_A.device
     rot = torch.as_tensor(random_rotations(n, rng), dtype=torch.float32, device=device)
     shifts = torch.as_tensor(rng.uniform(-max_shift_A, max_shift_A, (n, 2)), dtype=torch.float32, device=device)
     slices = source.slices(rot, band, z) if z is not None else source.slices(rot, band)
+    if radius_px is not None:
+        k_px = torch.sqrt(band.kx_per_px[None, :] ** 2 + band.ky_per_px[:, None] ** 2) * band.box  # (Ny, Nx)
+        slices = slices * (k_px <= radius_px)
     filters = band.filters(ctf_params, shifts if max_shift_A > 0 else None)
     images = band.to_images(slices if filters is None else slices * filters)
     if noise_std > 0:

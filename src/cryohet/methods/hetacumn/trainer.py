@@ -1,11 +1,15 @@
-"""HetACUMN training: one run directory, every epoch the two tasks on every batch.
+"""HetACUMN training: one run directory; ab initio, a warm start (:mod:`.warm_start`:
+pretraining, then search epochs) before the amortised epochs; every epoch the two tasks
+on every batch.
 
 * **Task 1** (reconstruction): the encoder gives each image its pose(s) and a Gaussian over
   ``z``; the neural field's central slice at that pose and a draw of ``z``, times the
   image's CTF and shift phase, is scored by the shared likelihood
   (:class:`~cryohet.imaging.likelihood.WeightedL2`, unit pixel noise on the Nyquist disc),
   plus ``beta * KL(q(z|image) || N(0, I))``. With several pose heads the best-scoring head
-  of each image is trained on it (winner takes all). ``fixed`` keeps the given poses.
+  of each image is trained on it (winner takes all). ``fixed`` keeps the given poses; in
+  the warm start's search epochs the field learns at the searched poses and the encoder's
+  error on them is a third term (``warm_start.distill_weight``).
 * **Task 2** (the paper's auxiliary conditional pose task): images are rendered from the
   field at uniform random rotations and random shifts, from the batch's latents (the
   encoder's means) or prior draws, with the batch's CTFs and white noise at the data's
@@ -22,31 +26,33 @@ the encoder runs twice a step, which DDP's hooks do not allow), rank 0 writes.
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...console import get_logger, progress
-from ...data.contrast import decide_invert
-from ...data.dataset import ParticleDataset
 from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
-from ...errors import InputError
+from ...geometry.rotations import random_rotations, rotation_angle_deg
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import WeightedL2
 from ...networks.encoders import kl_standard_normal
 from ...networks.pose_encoder import PoseConformationEncoder
-from ...reconstruction.from_particles import dataset_pixel_size
+from ...pose.abinit_schedule import AbinitSchedule
+from ...pose.table import PoseTable
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
 from ...training.distributed import all_reduce_sum_, average_gradients, get_dist
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
+from ..particles import open_particles
 from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
+from .warm_start import fit_encoder, search_window
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -72,23 +78,17 @@ class HetacumnTrainer:
         self.cfg = cfg
         self.dist = get_dist()
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
-        meta = cfg.data.load()
-        if meta.ctf is None:
-            raise InputError(f"{cfg.data.path}: HetACUMN needs CTF parameters (a .star/.cs, or --ctf ctf.pkl)")
-        if cfg.poses_mode == "fixed" and not meta.has_poses:
-            raise InputError(
-                f"{cfg.data.path}: --poses-mode fixed needs input poses (a refined .star/.cs or --poses); "
+        opened = open_particles(
+            cfg, "HetACUMN", min_box=16,
+            poses_needed=None if cfg.poses_mode != "fixed" else (
+                "with --poses-mode fixed needs input poses (a refined .star/.cs or --poses); "
                 "use --poses-mode abinit to let the encoder predict them"
-            )
-        self.invert, self.contrast = decide_invert(meta, cfg.invert, cfg.box, cfg.seed)
-        self.dataset = ParticleDataset(meta, box=cfg.box, normalize=True, invert=self.invert, seed=cfg.seed)
-        self.box = int(self.dataset.box)
-        if self.box < 16:
-            raise InputError(f"{cfg.data.path}: a box of {self.box} px is too small (use at least 16, -D/--box)")
-        self.apix = dataset_pixel_size(self.dataset)
-        self.n = len(self.dataset)
+            ),
+        )  # fmt: skip
+        self.invert, self.contrast, self.dataset = opened.invert, opened.contrast, opened.dataset
+        self.box, self.apix, self.n = opened.box, opened.apix, opened.n
         self.band = FourierBand.disc(self.box, self.apix, device=self.device)
-        self.full = FourierBand.full_plane(self.box, self.apix, device=self.device)
+        self.render_band = FourierBand.half_plane(self.box, self.apix, device=self.device)  # task 2 (real images)
         self.likelihood = WeightedL2.white_noise(self.band)
         self.loader = BatchedParticleLoader(
             self.dataset, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
@@ -106,50 +106,107 @@ class HetacumnTrainer:
             ]
         )
         self.noise_std = background_std(self.dataset, seed=cfg.seed)
+        self.schedule = cfg.warm_start.search.schedule(self.box, self.apix)
+        n_pretrain, n_search = cfg.warm_start_epochs(self.n)
+        self.encoder_epoch = n_pretrain + n_search if n_search and cfg.warm_start.encoder_steps else None
+        later = cfg.epochs + (self.encoder_epoch is not None)
+        self.epochs = AbinitSchedule(n_pretrain, n_search, later, self.schedule.radius_start_px,
+                                     self.schedule.radius_end_px, self.box, later="amortised")  # fmt: skip
+        self.first_amortised_epoch = n_pretrain + n_search + (self.encoder_epoch is not None)
+        self.searched = PoseTable(self.n, device=self.device)  # the search epochs' poses (the encoder's targets)
         log.info("white noise of the rendered images (task 2): %.3g per pixel (normalised units)", self.noise_std)
 
     # -- epochs ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
+        phase, radius = self.epochs.phase(epoch), self.epochs.radius(epoch)
         self.loader.set_epoch(epoch)
         # the draws of an epoch depend on (seed, epoch, rank) only: a resumed run repeats them
         torch.manual_seed((self.cfg.seed * 1_000_003 + epoch * 7_919 + self.dist.rank) % 2**63)
         rng = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank])
         self.field.train()
         self.encoder.train()
-        totals = torch.zeros(6, dtype=torch.float64)
-        for batch in progress(self.loader, total=len(self.loader), description=f"epoch {epoch + 1}", unit="batch"):
-            totals += self.train_step(batch, rng)
+        if epoch == self.encoder_epoch:
+            return fit_encoder(self, rng, self.cfg.warm_start.encoder_steps)
+        if self.epochs.search_epochs and epoch == self.first_amortised_epoch:
+            # Adam's moments of the warm start belong to other losses (the encoder's were of
+            # pose errors ~1, the data term's gradients are ~1000x larger): its first steps
+            # would be ~1000x too long and wreck the encoder's poses in one epoch
+            self.opt.state.clear()
+        window_size = self.cfg.warm_start.search.refresh_batches if phase == "search" else 1
+        budget = self.cfg.warm_start.pretrain_images if phase == "pretrain" else None
+        totals = torch.zeros(8, dtype=torch.float64)
+        batches = iter(progress(self.loader, total=len(self.loader), description=f"{phase} epoch {epoch + 1}",
+                                unit="batch"))  # fmt: skip
+        while budget is None or float(totals[4]) * self.dist.world_size < budget:
+            window = list(islice(batches, window_size))
+            if not window:
+                break
+            found = search_window(self, window, radius) if phase == "search" else None
+            if found is not None:
+                index = torch.cat([b.index for b in window]).to(self.device)
+                self.searched.set(index, torch.cat(found.rotations), torch.cat(found.shifts_A))
+                self.searched.sync_rows(index)
+            for i, batch in enumerate(window):
+                targets = None if found is None else (found.rotations[i], found.shifts_A[i])
+                totals += self.train_step(batch, rng, phase, radius, targets)
         if self.dist.enabled:
             all_reduce_sum_(totals)
         n, m = max(1.0, float(totals[4])), max(1.0, float(totals[5]))
-        return {
+        stats = {
+            "phase": phase,
+            "radius_px": radius,
             "data": float(totals[0]) / n,
             "kl": float(totals[1]) / n,
             "task2_rotation_error": float(totals[2]) / m,
             "task2_latent_error": float(totals[3]) / m,
             "n_images": int(totals[4]),
         }
+        if phase == "search":
+            stats["encoder_vs_search_deg"] = float(totals[6]) / n
+            stats["distill_error"] = float(totals[7]) / n
+        return stats
 
-    def train_step(self, batch, rng: np.random.Generator) -> torch.Tensor:
-        """Both tasks on one batch, one optimiser step; returns the sums for the epoch's log."""
+    def train_step(self, batch, rng: np.random.Generator, phase: str = "amortised", radius: float | None = None,
+                   targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """Both tasks on one batch, one optimiser step; returns the sums for the epoch's log.
+        ``phase`` is the schedule's (pretrain: random rotations and no task 2; search: the
+        field at the searched poses ``targets``, which the encoder learns); the data term is
+        on the band of ``radius`` px (default Nyquist)."""
         cfg = self.cfg
         b = batch.to(self.device, non_blocking=True)
-        observed = self.band.observed(b.images)
-        ctf = self.band.filters(b.ctf_params, None)
+        sub = self.band if radius is None or radius >= self.box / 2 else self.band.lowpass(radius / (self.box / 2))
+        observed = sub.observed(b.images)
+        ctf = sub.filters(b.ctf_params, None)
         enc = self.encoder(b.images)
         std = torch.exp(0.5 * enc.z_logvar)
-        z = enc.z_mean + std * torch.randn_like(std)
+        warm = phase in ("pretrain", "search") and cfg.poses_mode != "fixed"
+        # the warm start's field is homogeneous (z = 0): a latent learnt beside the searched
+        # poses took up the viewing direction and led the search astray (module doc)
+        z = torch.zeros_like(std) if warm else enc.z_mean + std * torch.randn_like(std)
         if cfg.poses_mode == "fixed":
             rot, shifts = b.rotations[:, None], b.shifts_A[:, None]
+        elif phase == "pretrain":
+            draws = random_rotations(len(b.images), rng)
+            rot = torch.as_tensor(draws, dtype=torch.float32, device=self.device)[:, None]
+            shifts = torch.zeros(len(b.images), 1, 2, device=self.device)
+        elif phase == "search":
+            rot, shifts = targets[0][:, None], targets[1][:, None]
         else:
             rot, shifts = enc.rotations, enc.shifts_A
-        terms = data_terms(self.field, self.band, self.likelihood, observed, ctf, rot, shifts, z)  # (B, H)
+        terms = data_terms(self.field, sub, self.likelihood.on(sub), observed, ctf, rot, shifts, z)  # (B, H)
         data = terms.min(dim=1).values  # the best head of each image is trained on it
-        kl = kl_standard_normal(enc.z_mean, std)
+        kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
         loss = (data + cfg.optim.beta * kl).mean()
+        agree = distill = torch.zeros((), device=self.device)
+        if phase == "search":
+            distill, _ = pose_task_loss(enc, targets[0], targets[1], self.encoder.max_shift_A, None,
+                                        cfg.pose_task.shift_weight)  # fmt: skip
+            loss = loss + cfg.warm_start.distill_weight * distill
+            with torch.no_grad():
+                agree = rotation_angle_deg(enc.rotations, targets[0][:, None]).min(dim=1).values.mean()
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
-        if cfg.pose_task.weight > 0:
+        if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
             rot_err, lat_err, n2 = self._pose_task(b, enc.z_mean.detach(), rng)
             loss = loss + cfg.pose_task.weight * (rot_err + cfg.pose_task.latent_weight * lat_err)
         self.opt.zero_grad(set_to_none=True)
@@ -159,7 +216,8 @@ class HetacumnTrainer:
         n = len(b.images)
         return torch.tensor(
             [float(data.detach().sum()), float(kl.detach().sum()), float(rot_err.detach()) * n2,
-             float(lat_err.detach()) * n2, float(n), float(n2)], dtype=torch.float64,
+             float(lat_err.detach()) * n2, float(n), float(n2), float(agree) * n, float(distill.detach()) * n],
+            dtype=torch.float64,
         )  # fmt: skip
 
     def _pose_task(self, b, z_batch: torch.Tensor, rng: np.random.Generator):
@@ -173,8 +231,8 @@ class HetacumnTrainer:
         z[prior] = torch.randn(int(prior.sum()), z.shape[1], device=self.device)
         limit = 0.5 * self.encoder.max_shift_A  # within the encoder's range, not at its edge
         images, rot, shifts = render_at_random_poses(
-            self.field, self.full, n, rng, ctf_params=b.ctf_params[pick], z=z, max_shift_A=limit,
-            noise_std=self.noise_std,
+            self.field, self.render_band, n, rng, ctf_params=b.ctf_params[pick], z=z, max_shift_A=limit,
+            noise_std=self.noise_std, radius_px=self.box / 2,
         )  # fmt: skip
         rot_err, lat_err = pose_task_loss(self.encoder(images), rot, shifts, limit, z, pt.shift_weight)
         return rot_err, lat_err, n
@@ -189,12 +247,15 @@ class HetacumnTrainer:
             "field": self.field.state_dict(),
             "encoder": self.encoder.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "searched": self.searched.state_dict(),
         }
 
     def set_state(self, state: dict) -> None:
         self.field.load_state_dict(state["field"])
         self.encoder.load_state_dict(state["encoder"])
         self.opt.load_state_dict(state["optimizer"])
+        if "searched" in state:
+            self.searched.load_state_dict(state["searched"])
 
 
 def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -210,11 +271,14 @@ def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = 
         resolved.box = trainer.box
         resolved.invert = trainer.invert
         info = {"apix": trainer.apix, "n_particles": trainer.n, "image_std": float(trainer.dataset.std),
-                "noise_std": trainer.noise_std}  # fmt: skip
+                "noise_std": trainer.noise_std, "pretrain_epochs": trainer.epochs.pretrain_epochs,
+                "search_epochs": trainer.epochs.search_epochs}  # fmt: skip
         session.save_config(resolved, info)
-        log.info("%d particles at box %d (%.3g Å/px), %d epochs, poses %s", trainer.n, trainer.box, trainer.apix,
+        log.info("%d particles at box %d (%.3g Å/px): %d pretrain, %d search and %d amortised epochs, poses %s",
+                 trainer.n, trainer.box, trainer.apix, trainer.epochs.pretrain_epochs, trainer.epochs.search_epochs,
                  cfg.epochs, "given" if cfg.poses_mode == "fixed" else "predicted")  # fmt: skip
-        session.train(trainer, cfg.epochs)
+        info_epochs = trainer.epochs
+        session.train(trainer, info_epochs.total_epochs)
         write_outputs(trainer, session)
-        session.complete(epochs=cfg.epochs)
+        session.complete(epochs=info_epochs.total_epochs)
     return session.path

@@ -1,0 +1,122 @@
+"""HetACUMN's ab initio warm start (ours): the shared pose search gives the first poses.
+
+An encoder cannot learn poses from a field that knows no structure, and a field cannot
+learn structure from an encoder that knows no poses: trained together from scratch they
+settled on a wrong, blurred solution (median pose error 123° on the test set). The warm
+start breaks the circle the way DRGN-AI does, with the shared pieces
+(:mod:`cryohet.pose.abinit_schedule`, :mod:`cryohet.pose.field_search`):
+
+* **pretrain** epochs: random rotations, zero shifts, the field learns the rotational average;
+* **search** epochs: each window of batches is searched against the field cached as a
+  Fourier grid, on a band marching from 32 Å to 12 Å resolution; the field learns at the
+  found poses and the encoder learns to predict them (best head, squared Frobenius +
+  shift error);
+* one **encoder** epoch: the field frozen, the encoder trained for ``encoder_steps`` steps
+  on images rendered from it at random poses (task 2, from the field cached as a grid, so
+  a step costs about what the encoder does) and on the real images at their searched
+  poses: an encoder needs thousands of steps to learn poses, far more than the search
+  epochs give.
+
+The warm start's field is homogeneous (``z = 0``, no KL, no task 2 in the search epochs):
+with the encoder's latent in the field, the latent took up the viewing direction (the
+encoder's trunk was learning poses) and the search against the latent clusters went
+astray (one state, D=32: median error of the searched poses 94° against 3° with the
+homogeneous field). Heterogeneity is learnt in the amortised epochs, where task 2 keeps
+the viewing direction out of the latent.
+
+Then the encoder's poses take over: the amortised epochs never search again, and new
+particles are inferred by the encoder alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...console import progress
+from ...pose.field_search import field_sources, search_against_field
+from ...training.distributed import average_gradients
+from .pose_task import pose_task_loss, render_at_random_poses
+
+__all__ = [
+    "SearchedPoses",
+    "fit_encoder",
+    "search_window",
+]
+
+
+class SearchedPoses:
+    """Poses found for the batches of one window: ``rotations (B, 3, 3)`` RELION ``A`` and
+    origins ``shifts_A (B, 2)`` per batch, in the batches' order."""
+
+    def __init__(self, rotations: list[torch.Tensor], shifts_A: list[torch.Tensor]) -> None:
+        self.rotations, self.shifts_A = rotations, shifts_A
+
+
+@torch.no_grad()
+def search_window(trainer, batches: list, radius_px: float) -> SearchedPoses:
+    """Search the images of ``batches`` together against ``trainer``'s field at ``z = 0`` as
+    it is now (cached once for the window)."""
+    cfg = trainer.cfg.warm_start.search
+    sources = field_sources(trainer.field, radius_px, trainer.box, _homogeneous(trainer),
+                            oversample=cfg.grid_oversample)  # fmt: skip
+    seen = [b.to(trainer.device, non_blocking=True) for b in batches]
+    sizes = [len(b.images) for b in seen]
+    images = torch.cat([b.images for b in seen])
+    ctf_params = torch.cat([b.ctf_params for b in seen])
+    band = trainer.band
+    chunk = cfg.chunk_images or (256 if trainer.device.type == "cuda" else 32)
+    res = search_against_field(
+        band.observed(images), band.filters(ctf_params, None), None, sources, trainer.likelihood, trainer.schedule,
+        radius_px, chunk,
+    )  # fmt: skip
+    return SearchedPoses(list(res.rotations.split(sizes)), list(res.shifts_A.split(sizes)))
+
+
+def _homogeneous(trainer) -> np.ndarray:
+    """The one 'cluster centre' of the warm start: ``z = 0``."""
+    return np.zeros((1, trainer.cfg.zdim), np.float32)
+
+
+def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
+    """The warm start's last epoch: the field frozen (at ``z = 0``, cached as a Fourier grid
+    out to the search's end radius), the encoder trained for ``steps`` steps on images
+    rendered from it at random poses (task 2's pose error) and on the real images at their
+    searched poses. Returns the epoch's log."""
+    cfg = trainer.cfg
+    ws, pt = cfg.warm_start, cfg.pose_task
+    grids, _ = field_sources(trainer.field, trainer.schedule.radius_end_px, trainer.box, _homogeneous(trainer),
+                             oversample=ws.search.grid_oversample)  # fmt: skip
+    limit = 0.5 * trainer.encoder.max_shift_A
+    real = _cycle(trainer.loader)
+    trainer.encoder.train()
+    totals = np.zeros(4)
+    for _ in progress(range(steps), total=steps, description="encoder fit", unit="step"):
+        b = next(real).to(trainer.device, non_blocking=True)
+        n = max(1, int(round(pt.images * len(b.images))))
+        pick = torch.as_tensor(rng.integers(0, len(b.images), n), device=trainer.device)
+        images, rot, shifts = render_at_random_poses(
+            grids[0], trainer.render_band, n, rng, ctf_params=b.ctf_params[pick], max_shift_A=limit,
+            noise_std=trainer.noise_std,
+        )  # fmt: skip
+        rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
+        found_rot, found_shift = trainer.searched.poses(b.index)
+        distill, _ = pose_task_loss(trainer.encoder(b.images), found_rot, found_shift, trainer.encoder.max_shift_A,
+                                    None, pt.shift_weight)  # fmt: skip
+        loss = rot_err + pt.latent_weight * lat_err + ws.distill_weight * distill
+        trainer.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(list(trainer.encoder.parameters()))
+        trainer.opt.step()
+        totals += [float(rot_err.detach()), float(lat_err), float(distill.detach()), 1.0]
+    s = max(1.0, totals[3])
+    return {"phase": "encoder", "task2_rotation_error": totals[0] / s, "distill_error": totals[2] / s,
+            "steps": int(totals[3])}  # fmt: skip
+
+
+def _cycle(loader):
+    epoch = 10_000
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
