@@ -11,22 +11,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
 
-from ..errors import ConfigError
 from ..io.source import ParticleSource
 from ..methods.baselines import Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 from ..methods.baselines.config import BaselineConfig
 from .options import (
     build_source,
-    config_error,
     config_option,
     contrast_choice,
     examples,
     invert_option,
-    resume_config,
     uninvert_data_option,
 )
+from .training import run_training
 
 __all__ = ["register"]
 
@@ -54,18 +51,7 @@ def _common(
 def _run(
     config_cls, train: Callable, fields: dict[str, Any], overwrite: bool, resume: bool = False, command=None
 ) -> None:
-    from ..methods.base import check_train_out
-
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    try:
-        cfg = config_cls(**fields)
-    except ValidationError as err:
-        raise config_error(err, config_cls, {ParticleSource: "data."}) from None
-    check_train_out(cfg.out, cfg.data.files(), cfg.method, resume)  # --out not an input; a run this cryohet reads
-    if resume:  # a moved run resumes where it now is
-        cfg = resume_config(cfg.out, cfg, command)
-    typer.echo(f"wrote {train(cfg, resume=resume, overwrite=overwrite)}")
+    run_training(config_cls, lambda: config_cls(**fields), train, resume=resume, overwrite=overwrite, command=command)
 
 
 # Shared options (typer needs them spelt out per command; these keep them identical).

@@ -6,22 +6,19 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 
-from ..errors import ConfigError
 from ..io.source import ParticleSource
 from ..methods.drgnai.config import DrgnaiConfig
 from .options import (
     absolute_path,
-    config_error,
     config_option,
     contrast_choice,
     examples,
     invert_option,
     particle_source,
-    resume_config,
     uninvert_data_option,
 )
+from .training import run_training
 
 __all__ = ["register"]
 
@@ -89,15 +86,11 @@ def drgnai(
 ) -> None:
     """Train DRGN-AI: pretrain -> hierarchical pose search epochs -> joint gradient descent on
     poses, latents and a neural-field hypervolume. Input poses are not needed (abinit)."""
-    from ..methods.base import check_train_out
     from ..methods.drgnai import train_drgnai
 
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-
-    try:
+    def build() -> DrgnaiConfig:
         source = particle_source(particles, poses, ctf, datadir, ind, apix)
-        cfg = DrgnaiConfig(
+        return DrgnaiConfig(
             data=source,
             out=str(out.expanduser().resolve()),
             poses_mode=poses_mode,
@@ -122,13 +115,8 @@ def drgnai(
             num_workers=num_workers,
             seed=seed,
         )
-    except ValidationError as err:
-        raise config_error(err, DrgnaiConfig, {ParticleSource: "data."}) from None
-    check_train_out(cfg.out, cfg.data.files(), "drgnai", resume)
-    if resume:
-        cfg = resume_config(out, cfg, drgnai)
-    run = train_drgnai(cfg, resume=resume, overwrite=overwrite)
-    typer.echo(f"wrote {run}")
+
+    run_training(DrgnaiConfig, build, train_drgnai, resume=resume, overwrite=overwrite, command=drgnai)
 
 
 EXAMPLES = examples(

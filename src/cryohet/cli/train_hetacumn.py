@@ -6,21 +6,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 
-from ..errors import ConfigError
 from ..io.source import ParticleSource
 from ..methods.hetacumn.config import HetacumnConfig
 from .options import (
-    config_error,
     config_option,
     contrast_choice,
     examples,
     invert_option,
     particle_source,
-    resume_config,
     uninvert_data_option,
 )
+from .training import run_training
 
 __all__ = ["register"]
 
@@ -85,13 +82,10 @@ def hetacumn(
 
     New particles are encoded without training by cryohet infer RUN PARTICLES --out DIR.
     """
-    from ..methods.base import check_train_out
     from ..methods.hetacumn.trainer import train_hetacumn
 
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    try:
-        cfg = HetacumnConfig(
+    def build() -> HetacumnConfig:
+        return HetacumnConfig(
             data=particle_source(particles, poses, ctf, datadir, ind, apix),
             out=str(out.expanduser().resolve()),
             poses_mode=poses_mode,
@@ -112,13 +106,8 @@ def hetacumn(
             num_workers=num_workers,
             seed=seed,
         )
-    except ValidationError as err:
-        raise config_error(err, HetacumnConfig, {ParticleSource: "data."}) from None
-    check_train_out(cfg.out, cfg.data.files(), "hetacumn", resume)
-    if resume:
-        cfg = resume_config(out, cfg, hetacumn)
-    run = train_hetacumn(cfg, resume=resume, overwrite=overwrite)
-    typer.echo(f"wrote {run}")
+
+    run_training(HetacumnConfig, build, train_hetacumn, resume=resume, overwrite=overwrite, command=hetacumn)
 
 
 EXAMPLES = examples(

@@ -6,22 +6,20 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io.source import ParticleSource
 from ..methods.sphere.config import SphereConfig
 from .options import (
     absolute_path,
-    config_error,
     config_option,
     contrast_choice,
     examples,
     invert_option,
     particle_source,
-    resume_config,
     uninvert_data_option,
 )
+from .training import run_training
 
 __all__ = ["register"]
 
@@ -95,15 +93,11 @@ def sphere(
     chains, and per-image rigid segment motions decoded from a latent. The model must sit in
     the frame of the particles' consensus map (fit it into `cryohet backproject`'s map in
     ChimeraX); it is checked against that map before training."""
-    from ..methods.base import check_train_out
     from ..methods.sphere import train_sphere
 
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-
-    try:
+    def build() -> SphereConfig:
         source = particle_source(particles, poses, ctf, datadir, ind, apix)
-        cfg = SphereConfig(
+        return SphereConfig(
             data=source,
             out=str(out.expanduser().resolve()),
             model=str(absolute_path(model)),
@@ -124,15 +118,17 @@ def sphere(
             num_workers=num_workers,
             seed=seed,
         )
-    except ValidationError as err:
-        raise config_error(err, SphereConfig, {ParticleSource: "data."}) from None
+
+    run_training(
+        SphereConfig, build, train_sphere, resume=resume, overwrite=overwrite, command=sphere, more_inputs=_model_file
+    )
+
+
+def _model_file(cfg: SphereConfig) -> list[Path]:
+    """The atomic model, an input ``--out`` must not be; a missing one is refused."""
     if not Path(cfg.model).is_file():
         raise ConfigError(f"{cfg.model}: model file not found")
-    check_train_out(cfg.out, [*cfg.data.files(), Path(cfg.model)], "sphere", resume)
-    if resume:
-        cfg = resume_config(out, cfg, sphere)
-    run = train_sphere(cfg, resume=resume, overwrite=overwrite)
-    typer.echo(f"wrote {run}")
+    return [Path(cfg.model)]
 
 
 EXAMPLES = examples(

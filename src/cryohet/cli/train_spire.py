@@ -6,21 +6,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
 
-from ..errors import ConfigError
 from ..io.source import ParticleSource
 from ..methods.spire.config import SpireConfig
 from .options import (
-    config_error,
     config_option,
     contrast_choice,
     examples,
     invert_option,
     particle_source,
-    resume_config,
     uninvert_data_option,
 )
+from .training import run_training
 
 __all__ = ["register"]
 
@@ -110,17 +107,14 @@ def spire(
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty run directory."),
 ) -> None:
     """Train CryoSPIRE: consensus -> stage A (features, part discovery) -> stage B (part-aware mixture)."""
-    from ..methods.base import check_train_out
     from ..methods.spire import train_spire
 
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    try:
+    def build() -> SpireConfig:
         source = particle_source(particles, poses, ctf, datadir, ind, apix)
         stage_b: dict[str, Any] = {"gaussians": gaussians, "epochs": epochs_b, "decoder": decoder}
         if no_anchor_motion:  # the flag only switches it off; unset, the config's default holds
             stage_b["anchor_motion"] = False
-        cfg = SpireConfig(
+        return SpireConfig(
             data=source,
             out=str(out.expanduser().resolve()),
             box=box,
@@ -143,13 +137,16 @@ def spire(
             num_workers=num_workers,
             seed=seed,
         )
-    except ValidationError as err:
-        raise config_error(err, SpireConfig, {ParticleSource: "data."}) from None
-    check_train_out(cfg.out, cfg.data.files(), "spire", resume)  # --out not an input; a run this cryohet reads
-    if resume:
-        cfg = resume_config(out, cfg, spire, {"no_anchor_motion": "stage_b.anchor_motion"})
-    run = train_spire(cfg, resume=resume, overwrite=overwrite)
-    typer.echo(f"wrote {run}")
+
+    run_training(
+        SpireConfig,
+        build,
+        train_spire,
+        resume=resume,
+        overwrite=overwrite,
+        command=spire,
+        renamed={"no_anchor_motion": "stage_b.anchor_motion"},
+    )
 
 
 EXAMPLES = examples(
