@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cryohet"
 #: Bottom up. Top-level modules (errors, config, console, device) and the bundled data
 #: (resources) are the core, level 0.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "config", "console", "device", "resources"),
+    ("errors", "config", "console", "device", "lazy", "resources"),
     ("io", "geometry", "networks"),
     ("imaging",),
     ("metrics", "data", "representations"),

@@ -17,9 +17,9 @@ themselves (the four baselines and :mod:`cryohet.methods.external`).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ...lazy import lazy_exports
 from .config import BaselineConfig, Classify3DConfig, HomogeneousConfig, OracleConfig, PCAConfig
 
 if TYPE_CHECKING:
@@ -55,14 +55,4 @@ _LAZY = {
     "train_pca": ".pca",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -8,9 +8,9 @@ CLI can read its defaults without the trainer.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ...lazy import lazy_exports
 from .config import DrgnaiConfig, FieldConfig, OptimConfig, SearchConfig
 
 if TYPE_CHECKING:
@@ -21,14 +21,4 @@ __all__ = ["DrgnaiConfig", "FieldConfig", "SearchConfig", "OptimConfig", "Drgnai
 
 _LAZY = {"DrgnaiModel": ".model", "train_drgnai": ".trainer"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

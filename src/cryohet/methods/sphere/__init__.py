@@ -10,9 +10,9 @@ model is shared (:mod:`cryohet.representations.residue_model`), as are the encod
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ...lazy import lazy_exports
 from .config import SphereConfig, SphereOptimConfig
 
 if TYPE_CHECKING:
@@ -23,14 +23,4 @@ __all__ = ["SphereConfig", "SphereOptimConfig", "SphereModel", "train_sphere"]
 
 _LAZY = {"SphereModel": ".model", "train_sphere": ".trainer"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -9,9 +9,9 @@ use (PEP 562), so the CLI can read ``SpireConfig``'s defaults without the traine
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ...lazy import lazy_exports
 from .config import OptimConfig, SpireConfig, StageAConfig, StageBConfig
 
 if TYPE_CHECKING:
@@ -22,14 +22,4 @@ __all__ = ["SpireConfig", "StageAConfig", "StageBConfig", "OptimConfig", "SpireM
 
 _LAZY = {"SpireModel": ".model", "train_spire": ".trainer"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
