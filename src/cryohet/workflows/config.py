@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..io.source import ParticleSource
+from ..methods.run_fields import invert_field
 
 __all__ = ["BackprojectConfig", "InferConfig"]
 
@@ -23,9 +24,7 @@ class BackprojectConfig(StrictModel):
     data: ParticleSource
     out: Path
     box: int | None = Field(None, ge=8)
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
+    invert: bool | None = invert_field()
     batch_size: int = Field(256, gt=0)
     device: str = "cpu"
     seed: int = 0

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
+from ..run_fields import invert_field
 
 __all__ = ["BaselineConfig", "HomogeneousConfig", "OracleConfig", "Classify3DConfig", "PCAConfig"]
 
@@ -28,9 +29,7 @@ class BaselineConfig(StrictModel):
     data: ParticleSource
     out: str
     box: int | None = Field(None, gt=1, description="work at this box (Fourier-cropped); default: the data's")
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
+    invert: bool | None = invert_field()
     device: str = "cpu"
     batch_size: int = Field(256, gt=0, description="images per batch (reading, projection, backprojection)")
     seed: int = 0

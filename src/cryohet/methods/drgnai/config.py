@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from ...config import StrictModel
 from ...io.source import ParticleSource
 from ..field_config import FieldConfig
+from ..run_fields import invert_field, load_field, snapshot_every_field
 from ..search_config import SearchConfig
 
 __all__ = ["DrgnaiConfig", "FieldConfig", "SearchConfig", "OptimConfig"]
@@ -65,20 +66,9 @@ class DrgnaiConfig(StrictModel):
     field: FieldConfig = Field(default_factory=FieldConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
-    snapshot_every: int = Field(
-        1,
-        ge=0,
-        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
-        "the last; 0: none), for --epoch in analyze, volumes and select",
-    )
-    load: str | None = Field(
-        None,
-        description="start the network from another run's weights (its run directory or model.pt; same "
-        "network options)",
-    )
+    invert: bool | None = invert_field()
+    snapshot_every: int = snapshot_every_field()
+    load: str | None = load_field()
     device: str = "cpu"
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the field on CUDA")
     num_workers: int = Field(0, ge=0)

@@ -16,6 +16,7 @@ from pydantic import Field
 from ...config import StrictModel
 from ...io.source import ParticleSource
 from ..field_config import FieldConfig
+from ..run_fields import invert_field, snapshot_every_field
 from ..search_config import SearchConfig
 
 __all__ = ["HetacumnConfig", "EncoderConfig", "PoseTaskConfig", "HetacumnOptimConfig", "WarmStartConfig"]
@@ -103,13 +104,8 @@ class HetacumnConfig(StrictModel):
     pose_task: PoseTaskConfig = Field(default_factory=PoseTaskConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     optim: HetacumnOptimConfig = Field(default_factory=HetacumnOptimConfig)
-    snapshot_every: int = Field(
-        1, ge=0, description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
-        "the last; 0: none), for --epoch in analyze, volumes and select"
-    )  # fmt: skip
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
+    snapshot_every: int = snapshot_every_field()
+    invert: bool | None = invert_field()
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0

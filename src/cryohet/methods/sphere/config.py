@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
+from ..run_fields import invert_field, load_field, snapshot_every_field
 
 __all__ = ["SphereConfig", "SphereOptimConfig"]
 
@@ -73,20 +74,9 @@ class SphereConfig(StrictModel):
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )
     optim: SphereOptimConfig = Field(default_factory=SphereOptimConfig)
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
-    snapshot_every: int = Field(
-        1,
-        ge=0,
-        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
-        "the last; 0: none), for --epoch in analyze, volumes and select",
-    )
-    load: str | None = Field(
-        None,
-        description="start the network from another run's weights (its run directory or model.pt; same "
-        "network options)",
-    )
+    invert: bool | None = invert_field()
+    snapshot_every: int = snapshot_every_field()
+    load: str | None = load_field()
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0

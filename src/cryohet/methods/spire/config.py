@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
+from ..run_fields import invert_field, snapshot_every_field
 
 __all__ = ["SpireConfig", "StageAConfig", "StageBConfig", "OptimConfig"]
 
@@ -148,15 +149,8 @@ class SpireConfig(StrictModel):
     stage_a: StageAConfig = Field(default_factory=StageAConfig)
     stage_b: StageBConfig = Field(default_factory=StageBConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    invert: bool | None = Field(
-        None, description="multiply images by -1; default: decided from the data's contrast (protein must be bright)"
-    )
-    snapshot_every: int = Field(
-        1,
-        ge=0,
-        description="keep the model, latents and poses after every N-th epoch in RUN/epochs/ (and after "
-        "the last; 0: none), for --epoch in analyze, volumes and select",
-    )
+    invert: bool | None = invert_field()
+    snapshot_every: int = snapshot_every_field()
     device: str = "cpu"
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the networks on CUDA")
     num_workers: int = Field(0, ge=0)
