@@ -30,6 +30,19 @@ def shared_fixtures() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def one_state_igg(tmp_path_factory) -> Path:
+    """The ab initio tests' set (DRGN-AI, HetACUMN, map alignment): one IgG state, 300 images
+    at D=32 (12 Å/px), SNR 1, seed 2, simulated once per test process. Its STAR file has the
+    true poses (ab initio runs ignore them); ``gt/`` holds the map and mask. Read only."""
+    from cryohet.simulate.config import SimulationConfig
+    from cryohet.simulate.simulator import simulate_dataset
+
+    out = tmp_path_factory.mktemp("one_state_igg") / "data"
+    simulate_dataset(SimulationConfig(preset="igg-1d", out=out, n_states=1, n_images=300, box=32, snr=1.0, seed=2))
+    return out
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -15,19 +15,15 @@ from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.metrics.pose_error import rotation_errors
-from cryohet.simulate.config import SimulationConfig
-from cryohet.simulate.simulator import simulate_dataset
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def homogeneous(tmp_path_factory):
+def homogeneous(one_state_igg):
     """One IgG state, 300 images at D=32 (12 Å/px), SNR 1; the STAR file has the true poses,
     which abinit ignores."""
-    out = tmp_path_factory.mktemp("homo") / "data"
-    simulate_dataset(SimulationConfig(preset="igg-1d", out=out, n_states=1, n_images=300, box=32, snr=1.0, seed=2))
-    return out
+    return one_state_igg
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,6 @@ from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
 from cryohet.methods.drgnai.trainer import DrgnaiTrainer
 from cryohet.metrics.pose_error import rotation_errors
 from cryohet.pose.search import SearchSchedule, search_poses
-from cryohet.simulate.config import SimulationConfig
-from cryohet.simulate.simulator import simulate_dataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -81,10 +79,9 @@ def test_search_score_is_the_training_loss_on_cuda(tmp_path):
     assert torch.allclose(res.scores.double(), loss.double(), rtol=2e-4, atol=1e-3)
 
 
-def test_cuda_abinit_with_autocast_recovers_poses_and_map(tmp_path):
+def test_cuda_abinit_with_autocast_recovers_poses_and_map(tmp_path, one_state_igg):
     """The CPU test's run (tests/test_drgnai_abinit.py) on CUDA with bf16 autocast."""
-    data = tmp_path / "data"
-    simulate_dataset(SimulationConfig(preset="igg-1d", out=data, n_states=1, n_images=300, box=32, snr=1.0, seed=2))
+    data = one_state_igg
     run = tmp_path / "abinit"
     cfg = DrgnaiConfig(
         data=ParticleSource(path=data / "particles.star"),

@@ -97,7 +97,7 @@ def test_mask_restricts_correlation():
 
 
 @pytest.mark.slow
-def test_a_true_pose_consensus_of_a_pseudo_symmetric_molecule_aligns_to_the_identity(tmp_path):
+def test_a_true_pose_consensus_of_a_pseudo_symmetric_molecule_aligns_to_the_identity(tmp_path, one_state_igg):
     """A single IgG (pseudo-2-fold: two Fabs) reconstructed with its true poses is already in
     the ground truth's frame: the alignment must find the identity, not the mirrored
     pseudo-symmetric match (150° off, correlation 0.78 instead of 0.97) that the search
@@ -105,11 +105,8 @@ def test_a_true_pose_consensus_of_a_pseudo_symmetric_molecule_aligns_to_the_iden
     import mrcfile
 
     from cryohet.cli.app import main
-    from cryohet.simulate.config import SimulationConfig
-    from cryohet.simulate.simulator import simulate_dataset
 
-    data = tmp_path / "data"
-    simulate_dataset(SimulationConfig(preset="igg-1d", out=data, n_states=1, n_images=300, box=32, snr=1.0, seed=2))
+    data = one_state_igg
     assert main(["train", "homogeneous", str(data / "particles.star"), "-o", str(tmp_path / "cons")]) == 0
     ref = mrcfile.read(data / "gt" / "state_000.mrc").astype(np.float32)
     mask = mrcfile.read(data / "gt" / "mask.mrc").astype(np.float32)
