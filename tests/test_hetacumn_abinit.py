@@ -130,3 +130,38 @@ def test_a_killed_ab_initio_run_resumes_in_every_phase(tiny_whole, tmp_path, mon
     np.testing.assert_allclose(np.load(run / "latents.npy"), np.load(tiny_whole / "latents.npy"), atol=1e-5)
     a, b = np.load(run / "poses.npz"), np.load(tiny_whole / "poses.npz")
     np.testing.assert_allclose(a["rotations"], b["rotations"], atol=1e-5)
+
+
+def test_semi_amortised_refines_the_searched_poses_and_resumes(tiny_whole, tmp_path, monkeypatch):
+    """task1_poses=searched: the amortised epoch trains the field at the searched poses and
+    refines them (the encoder-mode run keeps them as searched), logs how far the encoder is
+    from them, and a run killed before it resumes to the same table and latents."""
+    from cryohet.methods.hetacumn import trainer as trainer_module
+
+    def semi(out: Path) -> HetacumnConfig:
+        cfg = _tiny_abinit(out, epochs=1)
+        return cfg.model_copy(update={"warm_start": cfg.warm_start.model_copy(update={"task1_poses": "searched"})})
+
+    whole = train_hetacumn(semi(tmp_path / "semi"))
+    last = _rows(whole)[-1]
+    assert last["phase"] == "amortised" and 0.0 <= last["encoder_vs_search_deg"] <= 180.0
+    refined = np.load(whole / "extras" / "searched_poses.npz")
+    searched = np.load(tiny_whole / "extras" / "searched_poses.npz")  # same search, not refined after it
+    moved = np.abs(refined["rotations"] - searched["rotations"]).max()
+    assert 1e-6 < moved < 0.5, moved
+
+    original = trainer_module.HetacumnTrainer.train_epoch
+
+    def dying(self, epoch):
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_hetacumn(semi(tmp_path / "killed"))
+    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", original)
+    resumed = train_hetacumn(semi(tmp_path / "killed"), resume=True)
+    again = np.load(resumed / "extras" / "searched_poses.npz")
+    np.testing.assert_allclose(again["rotations"], refined["rotations"], atol=1e-5)
+    np.testing.assert_allclose(np.load(resumed / "latents.npy"), np.load(whole / "latents.npy"), atol=1e-5)

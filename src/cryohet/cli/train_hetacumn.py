@@ -53,6 +53,13 @@ def hetacumn(
     encoder_steps: int = config_option(
         HetacumnConfig, "warm_start.encoder_steps", "--encoder-steps", help="Steps of the warm start's encoder epoch."
     ),
+    task1_poses: str = config_option(
+        HetacumnConfig,
+        "warm_start.task1_poses",
+        "--task1-poses",
+        help="Poses of task 1 after the warm start: encoder (amortised) or searched (semi-amortised: the searched "
+        "poses refined, the encoder learns them).",
+    ),
     pose_task: float = config_option(
         HetacumnConfig, "pose_task.weight", "--pose-task", help="Weight of task 2 (0: the ablation without it)."
     ),
@@ -97,6 +104,7 @@ def hetacumn(
                 "pretrain_images": pretrain_images,
                 "search_images": search_images,
                 "encoder_steps": encoder_steps,
+                "task1_poses": task1_poses,
             },  # fmt: skip
             pose_task={"weight": pose_task},
             optim={"beta": beta, "batch_size": batch_size},

@@ -69,6 +69,15 @@ class WarmStartConfig(StrictModel):
         "at random poses plus the real images at their searched poses)"
     )  # fmt: skip
     search: SearchConfig = Field(default_factory=SearchConfig)
+    task1_poses: Literal["encoder", "searched"] = Field(
+        "encoder", description="poses of task 1 in the amortised epochs: the encoder's (amortised, the paper's) or "
+        "the searched ones, refined by gradient descent as DRGN-AI's (semi-amortised: the field learns at them, "
+        "the encoder learns to predict them; new particles are still inferred by the encoder alone)"
+    )  # fmt: skip
+    lr_rotations: float = Field(
+        1e-3, gt=0, description="Adam on the searched poses' 6D rotations (task1_poses=searched)"
+    )
+    lr_shifts_px: float = Field(1e-3, gt=0, description="Adam on the searched poses' shifts, px per step")
 
 
 class HetacumnOptimConfig(StrictModel):

@@ -4,7 +4,9 @@
 * ``latents.npy`` — ``(N, zdim)``: the encoder's latent means of every particle;
 * ``poses.npz`` — the given poses (``fixed``) or the encoder's (``abinit``);
 * ``map.mrc`` — the map at the mean latent;
-* ``extras/encoder.npz`` — per particle the chosen pose head and its data term.
+* ``extras/encoder.npz`` — per particle the chosen pose head and its data term;
+* ``extras/searched_poses.npz`` — ab initio: the warm start's searched poses (``rotations``,
+  ``shifts_A``), refined through the amortised epochs with ``task1_poses=searched``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def write_outputs(trainer, session) -> None:
     run = session.run
     enc = write_model_files(trainer, run)
     run.save_extra("encoder", head=enc.head, score=enc.score)
+    if trainer.epochs.search_epochs:
+        rotations, shifts_A = trainer.searched.poses()
+        run.save_extra("searched_poses", rotations=rotations.cpu().numpy(), shifts_A=shifts_A.cpu().numpy())
     with torch.no_grad():
         z_mean = torch.as_tensor(enc.z.mean(axis=0, keepdims=True), device=trainer.device)
         vol = trainer.field.eval().to_volume(trainer.box, trainer.apix, z_mean).cpu().numpy().astype(np.float32)

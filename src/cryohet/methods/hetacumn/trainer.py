@@ -114,6 +114,8 @@ class HetacumnTrainer:
                                      self.schedule.radius_end_px, self.box, later="amortised")  # fmt: skip
         self.first_amortised_epoch = n_pretrain + n_search + (self.encoder_epoch is not None)
         self.searched = PoseTable(self.n, device=self.device)  # the search epochs' poses (the encoder's targets)
+        # semi-amortised: task 1 at the searched poses (refined), the encoder distilled to them
+        self.semi_amortised = cfg.warm_start.task1_poses == "searched" and n_search > 0
         log.info("white noise of the rendered images (task 2): %.3g per pixel (normalised units)", self.noise_std)
 
     # -- epochs ---------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class HetacumnTrainer:
             "task2_latent_error": float(totals[3]) / m,
             "n_images": int(totals[4]),
         }
-        if phase == "search":
+        if phase == "search" or (phase == "amortised" and self.semi_amortised):
             stats["encoder_vs_search_deg"] = float(totals[6]) / n
             stats["distill_error"] = float(totals[7]) / n
         return stats
@@ -180,6 +182,7 @@ class HetacumnTrainer:
         enc = self.encoder(b.images)
         std = torch.exp(0.5 * enc.z_logvar)
         warm = phase in ("pretrain", "search") and cfg.poses_mode != "fixed"
+        rows = None
         # the warm start's field is homogeneous (z = 0): a latent learnt beside the searched
         # poses took up the viewing direction and led the search astray (module doc)
         z = torch.zeros_like(std) if warm else enc.z_mean + std * torch.randn_like(std)
@@ -191,6 +194,12 @@ class HetacumnTrainer:
             shifts = torch.zeros(len(b.images), 1, 2, device=self.device)
         elif phase == "search":
             rot, shifts = targets[0][:, None], targets[1][:, None]
+        elif self.semi_amortised:  # the searched poses, refined (the encoder learns them below)
+            index = b.index.to(self.device)
+            rows = self.searched.batch(index)
+            table_rot, table_shifts = PoseTable.unpack(rows)
+            targets = (table_rot.detach(), table_shifts.detach())
+            rot, shifts = table_rot[:, None], table_shifts[:, None]
         else:
             rot, shifts = enc.rotations, enc.shifts_A
         terms = data_terms(self.field, sub, self.likelihood.on(sub), observed, ctf, rot, shifts, z)  # (B, H)
@@ -198,7 +207,7 @@ class HetacumnTrainer:
         kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
         loss = (data + cfg.optim.beta * kl).mean()
         agree = distill = torch.zeros((), device=self.device)
-        if phase == "search":
+        if targets is not None:
             distill, _ = pose_task_loss(enc, targets[0], targets[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight)  # fmt: skip
             loss = loss + cfg.warm_start.distill_weight * distill
@@ -213,6 +222,10 @@ class HetacumnTrainer:
         loss.backward()
         average_gradients([*self.field.parameters(), *self.encoder.parameters()])
         self.opt.step()
+        if rows is not None:
+            ws = cfg.warm_start
+            self.searched.step(index, rows.grad, ws.lr_rotations, ws.lr_shifts_px * self.apix)
+            self.searched.sync_rows(index)
         n = len(b.images)
         return torch.tensor(
             [float(data.detach().sum()), float(kl.detach().sum()), float(rot_err.detach()) * n2,
