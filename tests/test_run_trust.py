@@ -134,6 +134,48 @@ def test_cli_resume_takes_the_runs_config_and_refuses_changed_data_or_an_edited_
     assert _epochs(run) == [1, 2, 3] and np.load(run / "latents.npy").shape == (160, 2)
 
 
+def test_a_run_started_before_a_field_was_added_resumes(tmp_path, monkeypatch):
+    """A config field added to a method after a run started (absent from its config.yaml,
+    taking its default) does not make the run's own config look edited; a changed value
+    still does."""
+    from cryohet.training import session
+    from cryohet.training.identity import config_hash, flatten
+
+    def without_seed(config, keys=None):  # an older cryohet, whose PCAConfig had no `seed`
+        keys = flatten(config.model_dump(mode="json")) if keys is None else keys
+        return config_hash(config, [k for k in keys if k != "seed"])
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _kill_at(m, 1)
+        m.setattr(session, "config_hash", without_seed)
+        with pytest.raises(_Killed):
+            main(["train", "pca", STAR, "-o", str(run), "--k", "2", "--iterations", "3"])
+    config = run / "config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    assert saved["seed"] == 0 and PCAConfig.model_fields["seed"].default == 0
+    original = config.read_text()
+    del saved["seed"]
+    config.write_text(yaml.safe_dump(saved, sort_keys=False))
+    with monkeypatch.context() as m:
+        _kill_at(m, 2)
+        with pytest.raises(_Killed):
+            main(["train", "pca", STAR, "-o", str(run), "--resume"])
+    resumed = yaml.safe_load(config.read_text())
+    assert resumed["seed"] == 0 and resumed["_run"]["unhashed"] == ["seed"]  # whole again, and says so
+    assert main(["train", "pca", STAR, "-o", str(run), "--resume"]) == 0  # and again
+    assert _epochs(run) == [1, 2, 3]
+
+    with monkeypatch.context() as m:  # the same run edited: refused
+        _kill_at(m, 1)
+        m.setattr(session, "config_hash", without_seed)
+        with pytest.raises(_Killed):
+            main(["train", "pca", STAR, "-o", str(tmp_path / "edited"), "--k", "2", "--iterations", "3"])
+    edited = tmp_path / "edited" / "config.yaml"
+    edited.write_text(original.replace("components: 2", "components: 3").replace(str(run), str(edited.parent)))
+    assert main(["train", "pca", STAR, "-o", str(edited.parent), "--resume"]) == 1
+
+
 def test_readers_require_a_finished_run(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     train_pca(_cfg(run, iterations=2))

@@ -54,10 +54,19 @@ def resumable_fields(config: BaseModel) -> tuple[str, ...]:
     return ALWAYS_RESUMABLE + tuple(getattr(type(config), "RESUMABLE", ()))
 
 
-def config_hash(config: BaseModel) -> str:
-    """SHA-256 (16 hex digits) of the config's fields that define the run (resumable ones excluded)."""
+def config_hash(config: BaseModel, keys: Iterable[str] | None = None) -> str:
+    """SHA-256 (16 hex digits) of the config's fields that define the run (resumable ones excluded).
+
+    ``keys``: only these dotted fields (a resumed run's: those its ``config.yaml`` has), so
+    that a field added to the method since the run started, which takes its default, the
+    behaviour the run had, does not make the run's own config look edited."""
     skip = set(resumable_fields(config))
-    flat = {k: v for k, v in flatten(config.model_dump(mode="json")).items() if k not in skip}
+    wanted = None if keys is None else set(keys)
+    flat = {
+        k: v
+        for k, v in flatten(config.model_dump(mode="json")).items()
+        if k not in skip and (wanted is None or k in wanted)
+    }
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

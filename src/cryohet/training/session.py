@@ -49,7 +49,7 @@ from ..console import attach_run_log, detach_handler, get_logger
 from ..errors import ConfigError, CryohetError, Interrupted, RunDirError
 from .checkpoint import all_checkpoints
 from .distributed import barrier, broadcast_object, init_distributed, quiet_non_main
-from .identity import config_hash, epochs_done_message, new_run_id, reconcile_resume
+from .identity import config_hash, epochs_done_message, flatten, new_run_id, reconcile_resume
 from .lock import RunLock
 from .loop import epochs_done, run_epochs
 from .rundir import RunDir
@@ -217,8 +217,15 @@ class RunSession:
         derived from the data: box, pixel size, counts, timings), the run's identity
         (``_run``) and provenance (``_provenance``: the command that started the run;
         ``_resumes``: each resume, with the changes it applied)."""
-        chash = config_hash(config)
         saved_run = self._saved.get("_run") or {}
+        unhashed: list[str] = []
+        basis = None
+        if saved_run.get("config_hash"):
+            # a resumed run is hashed over the fields it started with: fields added to the
+            # method since then take their defaults (the run's behaviour) and are listed
+            basis = set(flatten(self._saved)) - set(saved_run.get("unhashed") or ())
+            unhashed = sorted(set(flatten(config.model_dump(mode="json"))) - basis)
+        chash = config_hash(config, basis)
         if saved_run.get("config_hash") and saved_run["config_hash"] != chash:
             raise RunDirError(
                 f"{self.run.config}: the run's config was edited since it started (hash {saved_run['config_hash']}, "
@@ -229,7 +236,7 @@ class RunSession:
         if self.dist.enabled:
             extra["resolved"].update(world_size=self.dist.world_size, backend=self.dist.backend)
         created = saved_run.get("created") or _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        extra["_run"] = {**self._identity, "created": created}
+        extra["_run"] = {**self._identity, "created": created, **({"unhashed": unhashed} if unhashed else {})}
         if self._saved.get("_provenance"):
             extra["_provenance"] = self._saved["_provenance"]
             if not hasattr(self, "_resume_entry"):
