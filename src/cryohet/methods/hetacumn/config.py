@@ -45,6 +45,10 @@ class PoseTaskConfig(StrictModel):
     )  # fmt: skip
     latent_weight: float = Field(1.0, ge=0, description="weight of |E_z(rendered) - z|^2 in task 2")
     shift_weight: float = Field(1.0, ge=0, description="weight of the shift error (in units of the shift range)")
+    noise_start: float = Field(
+        1.0, ge=0, le=1, description="noise of the rendered images at the start of the warm start's encoder epoch, "
+        "as a fraction of the data's; it rises linearly to the data's over the epoch's first half (1: none)"
+    )  # fmt: skip
 
 
 class WarmStartConfig(StrictModel):
@@ -94,7 +98,7 @@ class HetacumnOptimConfig(StrictModel):
 class HetacumnConfig(StrictModel):
     """Everything that defines a HetACUMN run (the resolved ``config.yaml``)."""
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
     method_version: int = 1

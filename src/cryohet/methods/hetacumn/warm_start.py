@@ -91,13 +91,15 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     real = _cycle(trainer.loader)
     trainer.encoder.train()
     totals = np.zeros(4)
-    for _ in progress(range(steps), total=steps, description="encoder fit", unit="step"):
+    for step in progress(range(steps), total=steps, description="encoder fit", unit="step"):
+        # a curriculum: the poses of clean renders first, then the data's noise level
+        noise_scale = pt.noise_start + (1.0 - pt.noise_start) * min(1.0, 2.0 * step / max(1, steps))
         b = next(real).to(trainer.device, non_blocking=True)
         n = max(1, int(round(pt.images * len(b.images))))
         pick = torch.as_tensor(rng.integers(0, len(b.images), n), device=trainer.device)
         images, rot, shifts = render_at_random_poses(
             grids[0], trainer.render_band, n, rng, ctf_params=b.ctf_params[pick], max_shift_A=limit,
-            noise_std=trainer.noise_std,
+            noise_std=trainer.noise_std * noise_scale,
         )  # fmt: skip
         rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
