@@ -7,6 +7,7 @@ reason when the folder is absent (a user's clone) and run in CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,6 +42,29 @@ def one_state_igg(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one_state_igg") / "data"
     simulate_dataset(SimulationConfig(preset="igg-1d", out=out, n_states=1, n_images=300, box=32, snr=1.0, seed=2))
     return out
+
+
+@pytest.fixture
+def killed_at_epoch(monkeypatch):
+    """``with killed_at_epoch(Trainer, epoch): train(cfg)`` -- the trainer class's
+    ``train_epoch`` raises ``KeyboardInterrupt`` when asked for ``epoch`` (0-based), as a kill
+    during that epoch would; the block expects it, and the class is whole again after it."""
+
+    @contextlib.contextmanager
+    def kill(trainer_cls, epoch: int):
+        original = trainer_cls.train_epoch
+
+        def dying(self, e, *args, **kwargs):
+            if e == epoch:
+                raise KeyboardInterrupt
+            return original(self, e, *args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(trainer_cls, "train_epoch", dying)
+            with pytest.raises(KeyboardInterrupt):
+                yield
+
+    return kill
 
 
 @pytest.fixture

@@ -63,23 +63,14 @@ def test_run_directory_contract(whole):
 
 
 @pytest.mark.parametrize("kill_at", [0, 2, 3], ids=["pretrain", "search", "sgd"])
-def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, monkeypatch, kill_at):
+def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, killed_at_epoch, kill_at):
     from cryohet.methods.drgnai import trainer as trainer_module
 
     run = tmp_path / "killed"
-    original = trainer_module.DrgnaiTrainer.train_epoch
-
-    def dying(self, epoch):
-        if epoch == kill_at:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer_module.DrgnaiTrainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(trainer_module.DrgnaiTrainer, kill_at):
         train_drgnai(_config(run))
     last = latest_checkpoint(run)
     assert (last is None) if kill_at == 0 else last.name == f"epoch_{kill_at:04d}.pt"
-    monkeypatch.setattr(trainer_module.DrgnaiTrainer, "train_epoch", original)
     train_drgnai(_config(run), resume=True)
     assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4]
     assert [r["data"] for r in _rows(run)] == pytest.approx([r["data"] for r in _rows(whole)], rel=1e-5)

@@ -104,24 +104,15 @@ def _rows(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("kill_at", [1, 3, 4], ids=["search", "encoder", "amortised"])
-def test_a_killed_ab_initio_run_resumes_in_every_phase(tiny_whole, tmp_path, monkeypatch, kill_at):
+def test_a_killed_ab_initio_run_resumes_in_every_phase(tiny_whole, tmp_path, killed_at_epoch, kill_at):
     """pretrain, 2 search epochs, the encoder epoch, 1 amortised epoch: killed at the start
     of a phase, the run resumes to the same log, latents and poses."""
     from cryohet.methods.hetacumn import trainer as trainer_module
 
     assert [r["phase"] for r in _rows(tiny_whole)] == ["pretrain", "search", "search", "encoder", "amortised"]
     run = tmp_path / "killed"
-    original = trainer_module.HetacumnTrainer.train_epoch
-
-    def dying(self, epoch):
-        if epoch == kill_at:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(trainer_module.HetacumnTrainer, kill_at):
         train_hetacumn(_tiny_abinit(run, epochs=1))
-    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", original)
     train_hetacumn(_tiny_abinit(run, epochs=1), resume=True)
     assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4, 5]
     for key in ("data", "distill_error"):
@@ -132,7 +123,7 @@ def test_a_killed_ab_initio_run_resumes_in_every_phase(tiny_whole, tmp_path, mon
     np.testing.assert_allclose(a["rotations"], b["rotations"], atol=1e-5)
 
 
-def test_semi_amortised_refines_the_searched_poses_and_resumes(tiny_whole, tmp_path, monkeypatch):
+def test_semi_amortised_refines_the_searched_poses_and_resumes(tiny_whole, tmp_path, killed_at_epoch):
     """task1_poses=searched: the amortised epoch trains the field at the searched poses and
     refines them (the encoder-mode run keeps them as searched), logs how far the encoder is
     from them, and a run killed before it resumes to the same table and latents."""
@@ -150,17 +141,8 @@ def test_semi_amortised_refines_the_searched_poses_and_resumes(tiny_whole, tmp_p
     moved = np.abs(refined["rotations"] - searched["rotations"]).max()
     assert 1e-6 < moved < 0.5, moved
 
-    original = trainer_module.HetacumnTrainer.train_epoch
-
-    def dying(self, epoch):
-        if epoch == 4:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(trainer_module.HetacumnTrainer, 4):
         train_hetacumn(semi(tmp_path / "killed"))
-    monkeypatch.setattr(trainer_module.HetacumnTrainer, "train_epoch", original)
     resumed = train_hetacumn(semi(tmp_path / "killed"), resume=True)
     again = np.load(resumed / "extras" / "searched_poses.npz")
     np.testing.assert_allclose(again["rotations"], refined["rotations"], atol=1e-5)

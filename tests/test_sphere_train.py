@@ -116,7 +116,7 @@ def test_run_directory_and_the_common_commands(hinge, capsys):
     assert (root / "vols" / "vol_000.mrc").exists()
 
 
-def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, killed_at_epoch):
     from cryohet.io.source import ParticleSource
     from cryohet.methods.sphere import SphereConfig, train_sphere
     from cryohet.methods.sphere import trainer as trainer_module
@@ -128,18 +128,9 @@ def test_a_killed_run_resumes_to_the_same_end(hinge, tmp_path, monkeypatch):
                             segments=4, zdim=2, epochs=3)  # fmt: skip
 
     whole = train_sphere(cfg(tmp_path / "whole"))
-    original = trainer_module.SphereTrainer.train_epoch
-
-    def dying(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer_module.SphereTrainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(trainer_module.SphereTrainer, 2):
         train_sphere(cfg(tmp_path / "killed"))
     assert latest_checkpoint(tmp_path / "killed").name == "epoch_0002.pt"  # 2 epochs done
-    monkeypatch.setattr(trainer_module.SphereTrainer, "train_epoch", original)
     killed = train_sphere(cfg(tmp_path / "killed"), resume=True)
     rows = [json.loads(x) for x in (Path(killed) / "train_log.jsonl").read_text().splitlines()]
     ref = [json.loads(x) for x in (Path(whole) / "train_log.jsonl").read_text().splitlines()]

@@ -86,23 +86,14 @@ def test_run_directory_contract(trained):
     assert all(r["images_per_s"] > 0 for r in rows)
 
 
-def test_killed_run_resumes_and_finishes(two_states, tmp_path, monkeypatch):
+def test_killed_run_resumes_and_finishes(two_states, tmp_path, killed_at_epoch):
     from cryohet.methods.spire import trainer as trainer_module
 
     run = tmp_path / "killed"
     cfg = _config(two_states, run, 2, 2)
-    original = trainer_module.SpireTrainer.train_epoch
-
-    def dying(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt  # killed during the first stage-B epoch... of the second
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer_module.SpireTrainer, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(trainer_module.SpireTrainer, 3):  # killed during the first stage-B epoch... of the second
         train_spire(cfg)
     assert latest_checkpoint(run).name == "epoch_0003.pt"  # 3 epochs done
-    monkeypatch.setattr(trainer_module.SpireTrainer, "train_epoch", original)
     train_spire(cfg, resume=True)
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
