@@ -74,9 +74,11 @@ class WarmStartConfig(StrictModel):
     )  # fmt: skip
     search: SearchConfig = Field(default_factory=SearchConfig)
     task1_poses: Literal["encoder", "searched"] = Field(
-        "encoder", description="poses of task 1 in the amortised epochs: the encoder's (amortised, the paper's) or "
-        "the searched ones, refined by gradient descent as DRGN-AI's (semi-amortised: the field learns at them, "
-        "the encoder learns to predict them; new particles are still inferred by the encoder alone)"
+        "searched", description="poses of task 1 in the amortised epochs: the searched ones, refined by gradient "
+        "descent as DRGN-AI's (semi-amortised: the field learns at them, the encoder learns to predict them; new "
+        "particles are still inferred by the encoder alone) or the encoder's (amortised, the paper's). From one warm "
+        "start on simulated assembly (2 000 images, SNR 0.1, D=32, 12 epochs): k-means ARI of the encoder's "
+        "latents 0.25 searched, 0.04 encoder"
     )  # fmt: skip
     lr_rotations: float = Field(
         1e-3, gt=0, description="Adam on the searched poses' 6D rotations (task1_poses=searched)"
