@@ -19,14 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-def _max_abs_corr(z, rotations) -> float:
-    """max over latent dimensions and view-vector axes of |Pearson r| (the viewing
-    direction is the third row of RELION's ``A``)."""
-    import numpy as np
-
-    views = np.asarray(rotations)[:, 2, :]
-    return max(abs(float(np.corrcoef(z[:, i], views[:, j])[0, 1])) for i in range(z.shape[1]) for j in range(3))
+from latent_classification import max_abs_corr  # beside this script
 
 
 def main() -> None:
@@ -89,7 +82,7 @@ def main() -> None:
         aligned = alignment.apply(rot)
         err = float(np.median(rotation_angle_deg(aligned, gt[idx])))
         ari = adjusted_rand_score(bins[idx], km.predict(z))
-        rows[name] = (len(idx), err, ari, _max_abs_corr(z, gt[idx]))
+        rows[name] = (len(idx), err, ari, max_abs_corr(z, gt[idx]))
     print(f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}")
     k = args.clusters
     print(f"| subset | particles | median rotation error (deg) | ARI (k={k}) | max abs corr(latent, view) |")

@@ -18,7 +18,8 @@ import argparse
 from pathlib import Path
 
 
-def _max_abs_corr(z, rotations) -> float:
+def max_abs_corr(z, rotations) -> float:
+    """max over latent dimensions and view-vector axes of |Pearson r|."""
     import numpy as np
 
     views = np.asarray(rotations)[:, 2, :]  # viewing direction: third row of RELION's A
@@ -51,7 +52,7 @@ def main() -> None:
         z = np.load(run / "latents.npy")
         ari = adjusted_rand_score(bins, KMeans(args.clusters, n_init=5, random_state=0).fit_predict(z))
         err = rotation_errors(np.load(run / args.poses)["rotations"], gt).rotation_deg
-        print(f"| {run.name} | {ari:.3f} | {_max_abs_corr(z, gt):.3f} | {np.median(err):.1f} "
+        print(f"| {run.name} | {ari:.3f} | {max_abs_corr(z, gt):.3f} | {np.median(err):.1f} "
               f"| {np.mean(err < 10):.2f} | {np.mean(err > 170):.2f} |")  # fmt: skip
 
 
