@@ -134,6 +134,21 @@ def test_cli_resume_takes_the_runs_config_and_refuses_changed_data_or_an_edited_
     assert _epochs(run) == [1, 2, 3] and np.load(run / "latents.npy").shape == (160, 2)
 
 
+def test_a_run_the_api_made_with_a_relative_path_resumes_from_the_cli(tmp_path, monkeypatch):
+    """The API keeps 'data/particles.star' as given, the CLI passes the absolute path: the
+    same file, so not a change of data; another file still is (the test above)."""
+    monkeypatch.chdir(DATA.parent)
+    run = tmp_path / "run"
+    cfg = _cfg(run, iterations=3).model_copy(update={"data": ParticleSource(path=Path("data/particles.star"))})
+    with monkeypatch.context() as m:
+        _kill_at(m, 1)
+        with pytest.raises(_Killed):
+            train_pca(cfg)
+    assert main(["train", "pca", STAR, "-o", str(run), "--resume"]) == 0
+    assert _epochs(run) == [1, 2, 3]
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"] == "data/particles.star"
+
+
 def test_a_run_started_before_a_field_was_added_resumes(tmp_path, monkeypatch):
     """A config field added to a method after a run started (absent from its config.yaml,
     taking its default) does not make the run's own config look edited; a changed value

@@ -87,7 +87,11 @@ def reconcile_resume(saved: M, requested: M | None) -> tuple[M, list[str]]:
     old = flatten(saved.model_dump(mode="json"))
     new = flatten(requested.model_dump(mode="json"))
     allowed = set(resumable_fields(saved))
-    changed = {k: (old.get(k), v) for k, v in new.items() if v is not None and old.get(k) != v}
+    changed = {
+        k: (old.get(k), v)
+        for k, v in new.items()
+        if v is not None and old.get(k) != v and not _same_file(old.get(k), v)
+    }
     refused = sorted(k for k in changed if k not in allowed)
     if refused:
         shown = "; ".join(f"{k}: {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused[:4])
@@ -101,6 +105,18 @@ def reconcile_resume(saved: M, requested: M | None) -> tuple[M, list[str]]:
         _set(data, k, v)
     merged = type(saved).model_validate(data)
     return merged, [f"{k}: {changed[k][0]} -> {changed[k][1]}" for k in sorted(changed) if k != "out"]
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    """Two strings that name the same existing file or folder ('data/p.star' given to the
+    Python API, its absolute path given by the CLI): the same input, not a change."""
+    if not (isinstance(a, str) and isinstance(b, str) and a and b):
+        return False
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    except OSError:
+        return False
 
 
 def epochs_done_message(done: int, total: int, fields: Iterable[str]) -> str:
