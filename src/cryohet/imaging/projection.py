@@ -111,6 +111,8 @@ def trilinear_gather(grid: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """
     multi = grid.ndim == 4
     size = grid.shape[-2] if multi else grid.shape[-1]
+    if not (torch.is_grad_enabled() and (grid.requires_grad or coords.requires_grad)):
+        return _gather_no_grad(grid, coords, size, multi)
     # index_select on the flat (complex) grid: several times faster than advanced indexing.
     flat = grid.reshape(-1, grid.shape[-1]) if multi else grid.reshape(-1)
     base, corners = _trilinear_cells(coords, size)
@@ -119,6 +121,33 @@ def trilinear_gather(grid: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         v = flat.index_select(0, base + off)
         term = v * (w[:, None] if multi else w)
         out = term if out is None else out + term
+    return out.reshape(*coords.shape[:-1], *((grid.shape[-1],) if multi else ()))
+
+
+def _gather_no_grad(grid: torch.Tensor, coords: torch.Tensor, size: int, multi: bool) -> torch.Tensor:
+    """:func:`trilinear_gather` where no gradient is needed (the pose search's slices):
+    torch's native trilinear ``grid_sample``, 2-3x faster on a CPU than the 8 gathers, with
+    the same edge rule (a point whose cell leaves the grid is 0). Equal to the
+    differentiable path to rounding (index error ~ ``size`` x machine epsilon)."""
+    if grid.is_complex():
+        channels = torch.view_as_real(grid).permute(3, 0, 1, 2)
+    elif multi:
+        channels = grid.permute(3, 0, 1, 2)
+    else:
+        channels = grid[None]
+    c = coords.reshape(-1, 3).to(channels.dtype)
+    inside = ((c >= 0) & (c < size - 1)).all(dim=-1)  # floor(c) in [0, size - 2]
+    # align_corners=True: -1 and +1 are the centres of indices 0 and size - 1; grid (x, y, z)
+    # addresses (W, H, D), the order of the flat index (z P + y) P + x
+    unit = c * (2.0 / (size - 1)) - 1.0
+    out = F.grid_sample(
+        channels[None], unit.view(1, -1, 1, 1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0, :, :, 0, 0]  # (C, N)
+    out = (out * inside.to(out.dtype)).t()
+    if grid.is_complex():
+        out = torch.view_as_complex(out.contiguous())
+    elif not multi:
+        out = out[:, 0]
     return out.reshape(*coords.shape[:-1], *((grid.shape[-1],) if multi else ()))
 
 
