@@ -14,12 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CRYOHET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # two xdist workers on two cores
+    # Two xdist workers on two cores: one thread each in every pool (torch's, and numpy's and
+    # scipy's OpenBLAS, which torch.set_num_threads does not reach), and in the processes the
+    # tests start. Two-thread pools beside a busy worker spin against it: the sphere hinge
+    # fixture took 205 s instead of 32 s with the other core busy, with two torch threads.
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_per_worker():
+    """Every test starts with the worker's one torch thread, whatever a test before it in
+    the same worker left (a library that resets OpenMP's count; see test_umap_...)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
 
 
 @pytest.fixture(scope="session")

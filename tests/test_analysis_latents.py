@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cryohet.analysis import clustering, embedding
 from cryohet.analysis.clustering import (
@@ -132,7 +133,15 @@ def test_umap_is_installed_and_separates_states():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(400, 4)).astype(np.float32)
     z[:200] += 6.0
-    emb = umap_embed(z)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        emb = umap_embed(z)
+        # numba's OpenMP reset the count torch shares with it; a run after an analysis in
+        # the same process kept it, not every core
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert emb is not None and emb.shape == (400, 2)
     labels = (emb[:, 0] > np.median(emb[:, 0])).astype(int)
     truth = np.r_[np.zeros(200, int), np.ones(200, int)]

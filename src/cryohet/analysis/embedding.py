@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +128,22 @@ def umap_embed(latents: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.
         return None
     nn = int(min(n_neighbors, len(z) - 1))
     log.info("UMAP of %d points (single-threaded for a fixed seed; the first use compiles numba code)", len(z))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _torch_threads_kept():
         warnings.simplefilter("ignore")  # n_jobs/random_state notice, spectral init on tiny sets
         reducer = umap.UMAP(n_components=2, n_neighbors=nn, random_state=seed, min_dist=0.1)
         return np.asarray(reducer.fit_transform(z), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """Keep torch's thread count across UMAP: its numba code resets the OpenMP thread count
+    it shares with torch (to every core), so torch work after an analysis in the same
+    process ran in teams the caller had not asked for (9x slower beside another busy
+    process). Torch is not imported for this."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
