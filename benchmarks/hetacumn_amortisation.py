@@ -4,7 +4,8 @@ ones: median rotation error (one global alignment fitted on the trained particle
 to both) and the k-means ARI of the latent against the true states.
 
     python benchmarks/hetacumn_amortisation.py --data sim/igg1d --out runs/amort --train-share 0.25 \\
-        [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10] [--ablate-task2]
+        [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
+        [--ablate-task2]
 
 Prints one table row per subset (particles, median rotation error, ARI, |corr(latent, view)|)
 and the ratios unseen / trained that the issue bounds by 1.2. Pass ``--ablate-task2`` for
@@ -32,7 +33,9 @@ def main() -> None:
     ap.add_argument("--pretrain-images", type=int, default=2000)
     ap.add_argument("--encoder-steps", type=int, default=2000)
     ap.add_argument("--zdim", type=int, default=8)
+    ap.add_argument("--box", type=int, default=None, help="train at this box (Fourier-cropped), as `train --box`")
     ap.add_argument("--clusters", type=int, default=10, help="k-means k; true states are binned into k groups")
+    ap.add_argument("--heads", type=int, default=None, help="pose heads (`train --heads`; the default 1)")
     ap.add_argument("--ablate-task2", action="store_true")
     args = ap.parse_args()
 
@@ -65,6 +68,10 @@ def main() -> None:
     ]  # fmt: skip
     if args.ablate_task2:
         train_cmd += ["--pose-task", "0"]
+    if args.box:
+        train_cmd += ["--box", str(args.box)]
+    if args.heads:
+        train_cmd += ["--heads", str(args.heads)]
     env = dict(os.environ)
     subprocess.run(train_cmd, check=True, env=env)
     subprocess.run(cli + ["infer", str(run), str(data / "particles.star"), "--ind", str(out / "rest.pkl"),
@@ -83,7 +90,7 @@ def main() -> None:
         err = float(np.median(rotation_angle_deg(aligned, gt[idx])))
         ari = adjusted_rand_score(bins[idx], km.predict(z))
         rows[name] = (len(idx), err, ari, max_abs_corr(z, gt[idx]))
-    print(f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}")
+    print(f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}; heads {args.heads or 1}")
     k = args.clusters
     print(f"| subset | particles | median rotation error (deg) | ARI (k={k}) | max abs corr(latent, view) |")
     print("|---|---|---|---|---|")
