@@ -168,3 +168,45 @@ def test_task_two_renders_stop_at_the_trained_band():
     r = torch.sqrt(c[None, :] ** 2 + c[:, None] ** 2)
     assert float(power[:, r > 6.5].max()) < 1e-8 * float(power.max())
     assert float(power[:, (r > 3) & (r <= 6)].mean()) > 1e-3 * float(power.max())
+
+
+def test_held_out_particles_are_a_fixed_share_the_encoder_never_learns():
+    """warm_start.holdout: a fixed share of the rows (the same on every call), whose searched
+    poses give the distillation no gradient, so their disagreement shows generalisation."""
+    import torch
+
+    from cryohet.geometry.rotations import random_rotations
+    from cryohet.methods.hetacumn.pose_task import pose_task_loss
+    from cryohet.methods.hetacumn.warm_start import held_out
+    from cryohet.networks.pose_encoder import EncodedImages
+
+    rows = torch.arange(20000)
+    held = held_out(rows, 0.05)
+    assert 0.045 < float(held.float().mean()) < 0.055 and torch.equal(held, held_out(rows.flip(0), 0.05).flip(0))
+    assert not held_out(rows, 0.0).any()
+    index = torch.arange(64)
+    mask = ~held_out(index, 0.3)
+    assert 0 < int((~mask).sum()) < 64
+    rot = torch.as_tensor(random_rotations(64, 1), dtype=torch.float32)
+    encoded = EncodedImages(rot[:, None].clone().requires_grad_(True), torch.zeros(64, 1, 2), torch.zeros(64, 0),
+                            torch.zeros(64, 0))  # fmt: skip
+    target = torch.as_tensor(random_rotations(64, 2), dtype=torch.float32)
+    loss, _ = pose_task_loss(encoded, target, torch.zeros(64, 2), 10.0, None, 1.0, mask)
+    loss.backward()
+    moved = encoded.rotations.grad.abs().sum(dim=(1, 2, 3)) > 0
+    assert torch.equal(moved, mask)
+
+
+def test_an_encoder_that_does_not_generalise_is_reported(caplog):
+    import logging
+
+    from cryohet.methods.hetacumn.trainer import _report_generalisation
+
+    rows = [{"epoch": 1, "encoder_vs_search_deg": 19.5, "encoder_vs_search_heldout_deg": 123.7}]
+    with caplog.at_level(logging.INFO, logger="cryohet"):
+        _report_generalisation(rows)
+    assert "does not generalise" in caplog.text and "124 deg" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cryohet"):
+        _report_generalisation([{"encoder_vs_search_deg": 12.0, "encoder_vs_search_heldout_deg": 15.0}])
+    assert "does not generalise" not in caplog.text and "15.0 deg on held-out" in caplog.text

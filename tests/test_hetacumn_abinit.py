@@ -133,6 +133,7 @@ def test_semi_amortised_refines_the_searched_poses(tiny_whole, tmp_path):
     )
     last = _rows(tiny_whole)[-1]
     assert last["phase"] == "amortised" and 0.0 <= last["encoder_vs_search_deg"] <= 180.0
+    assert 0.0 <= last["encoder_vs_search_heldout_deg"] <= 180.0  # 5 % held out (warm_start.holdout)
     assert "encoder_vs_search_deg" not in _rows(plain)[-1]
     refined = np.load(tiny_whole / "extras" / "searched_poses.npz")
     searched = np.load(plain / "extras" / "searched_poses.npz")  # the same search, not refined after it

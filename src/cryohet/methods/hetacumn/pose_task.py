@@ -56,11 +56,16 @@ def pose_task_loss(
     shift_scale_A: float,
     z: torch.Tensor | None = None,
     shift_weight: float = 1.0,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean pose error (best head of each image) and mean latent error (0 without ``z``) of
-    the encoder's answer ``encoded`` on images rendered at ``rotations``/``shifts_A``."""
+    the encoder's answer ``encoded`` on images rendered at ``rotations``/``shifts_A``;
+    ``mask (n,)`` bool: the pose error of these images only (0 when none)."""
     frob = ((encoded.rotations - rotations[:, None]) ** 2).sum(dim=(-2, -1))  # (n, H)
     shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)
-    pose = (frob + shift_weight * shift).min(dim=1).values.mean()
+    each = (frob + shift_weight * shift).min(dim=1).values
+    if mask is not None:
+        each = each[mask] if bool(mask.any()) else each[:0]
+    pose = each.mean() if each.numel() else each.sum()
     latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=frob.device)
     return pose, latent

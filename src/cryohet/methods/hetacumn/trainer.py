@@ -52,7 +52,7 @@ from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
-from .warm_start import fit_encoder, search_window
+from .warm_start import fit_encoder, held_out, search_window
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -136,7 +136,7 @@ class HetacumnTrainer:
             self.opt.state.clear()
         window_size = self.cfg.warm_start.search.refresh_batches if phase == "search" else 1
         budget = self.cfg.warm_start.pretrain_images if phase == "pretrain" else None
-        totals = torch.zeros(8, dtype=torch.float64)
+        totals = torch.zeros(10, dtype=torch.float64)
         batches = iter(progress(self.loader, total=len(self.loader), description=f"{phase} epoch {epoch + 1}",
                                 unit="batch"))  # fmt: skip
         while budget is None or float(totals[4]) * self.dist.world_size < budget:
@@ -164,8 +164,11 @@ class HetacumnTrainer:
             "n_images": int(totals[4]),
         }
         if phase == "search" or (phase == "amortised" and self.semi_amortised):
-            stats["encoder_vs_search_deg"] = float(totals[6]) / n
-            stats["distill_error"] = float(totals[7]) / n
+            learnt = max(1.0, float(totals[4] - totals[9]))
+            stats["encoder_vs_search_deg"] = float(totals[6]) / learnt
+            stats["distill_error"] = float(totals[7]) / learnt
+            if float(totals[9]) > 0:  # the particles the encoder never learns (warm_start.holdout)
+                stats["encoder_vs_search_heldout_deg"] = float(totals[8]) / float(totals[9])
         return stats
 
     def train_step(self, batch, rng: np.random.Generator, phase: str = "amortised", radius: float | None = None,
@@ -206,13 +209,17 @@ class HetacumnTrainer:
         data = terms.min(dim=1).values  # the best head of each image is trained on it
         kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
         loss = (data + cfg.optim.beta * kl).mean()
-        agree = distill = torch.zeros((), device=self.device)
+        agree = distill = agree_held = torch.zeros((), device=self.device)
+        n_held = 0
         if targets is not None:
+            held = held_out(b.index, cfg.warm_start.holdout).to(self.device)
+            n_held = int(held.sum())
             distill, _ = pose_task_loss(enc, targets[0], targets[1], self.encoder.max_shift_A, None,
-                                        cfg.pose_task.shift_weight)  # fmt: skip
+                                        cfg.pose_task.shift_weight, ~held)  # fmt: skip
             loss = loss + cfg.warm_start.distill_weight * distill
             with torch.no_grad():
-                agree = rotation_angle_deg(enc.rotations, targets[0][:, None]).min(dim=1).values.mean()
+                angles = rotation_angle_deg(enc.rotations, targets[0][:, None]).min(dim=1).values
+                agree, agree_held = angles[~held].sum(), angles[held].sum()
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
@@ -229,7 +236,8 @@ class HetacumnTrainer:
         n = len(b.images)
         return torch.tensor(
             [float(data.detach().sum()), float(kl.detach().sum()), float(rot_err.detach()) * n2,
-             float(lat_err.detach()) * n2, float(n), float(n2), float(agree) * n, float(distill.detach()) * n],
+             float(lat_err.detach()) * n2, float(n), float(n2), float(agree), float(distill.detach()) * (n - n_held),
+             float(agree_held), float(n_held)],
             dtype=torch.float64,
         )  # fmt: skip
 
@@ -291,7 +299,24 @@ def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = 
                  trainer.n, trainer.box, trainer.apix, trainer.epochs.pretrain_epochs, trainer.epochs.search_epochs,
                  cfg.epochs, "given" if cfg.poses_mode == "fixed" else "predicted")  # fmt: skip
         info_epochs = trainer.epochs
-        session.train(trainer, info_epochs.total_epochs)
+        rows = session.train(trainer, info_epochs.total_epochs)
+        _report_generalisation(rows)
         write_outputs(trainer, session)
         session.complete(epochs=info_epochs.total_epochs)
     return session.path
+
+
+def _report_generalisation(rows: list[dict]) -> None:
+    """Log how far the encoder's poses are from the search's on the particles it learnt and
+    on the held-out ones (``warm_start.holdout``), and warn when it does not generalise."""
+    last = next((r for r in reversed(rows) if "encoder_vs_search_heldout_deg" in r), None)
+    if last is None:
+        return
+    learnt, held = float(last["encoder_vs_search_deg"]), float(last["encoder_vs_search_heldout_deg"])
+    log.info("encoder vs search: %.1f deg on the particles it learnt, %.1f deg on held-out ones", learnt, held)
+    if held > max(2.0 * learnt, learnt + 20.0):
+        log.warning(
+            "the encoder does not generalise: its poses are %.0f deg from the search's on particles it did not learn "
+            "(%.0f deg on those it did); `cryohet infer` on new particles will be unreliable: train on more particles",
+            held, learnt,
+        )  # fmt: skip

@@ -78,6 +78,16 @@ def _homogeneous(trainer) -> np.ndarray:
     return np.zeros((1, trainer.cfg.zdim), np.float32)
 
 
+def held_out(index: torch.Tensor, share: float) -> torch.Tensor:
+    """Which particles (``index (B,)``, rows of the dataset) the encoder never learns poses
+    from: a fixed pseudo-random ``share`` of the rows, the same on every rank, epoch and
+    resume (Knuth's multiplicative hash of the row)."""
+    if share <= 0:
+        return torch.zeros(index.shape, dtype=torch.bool, device=index.device)
+    h = (index.to(torch.int64) * 2654435761) % 4294967296
+    return h.to(torch.float64) / 4294967296.0 < share
+
+
 def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     """The warm start's last epoch: the field frozen (at ``z = 0``, cached as a Fourier grid
     out to the search's end radius), the encoder trained for ``steps`` steps on images
@@ -103,8 +113,9 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
         )  # fmt: skip
         rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
+        learnt = ~held_out(b.index, ws.holdout).to(trainer.device)
         distill, _ = pose_task_loss(trainer.encoder(b.images), found_rot, found_shift, trainer.encoder.max_shift_A,
-                                    None, pt.shift_weight)  # fmt: skip
+                                    None, pt.shift_weight, learnt)  # fmt: skip
         loss = rot_err + pt.latent_weight * lat_err + ws.distill_weight * distill
         trainer.opt.zero_grad(set_to_none=True)
         loss.backward()
