@@ -41,8 +41,6 @@ def test_scores_equal_the_likelihood_at_every_pose():
     ctf = band.filters(CTF.repeat(3, 1), None)
     y = _images(src, rot, torch.zeros(3, 2), CTF.repeat(3, 1), band, noise=0.5)
     terms = image_terms(y, ctf, lik)
-    # the half-disc band's corners (and DC) have weight 0: scored without them, same scores
-    assert terms.pixels is not None and 0.7 < len(terms.pixels) / band.weights.numel() < 0.85
     cand = torch.as_tensor(random_rotations(5, 1), dtype=torch.float32)
     shifts = torch.tensor([[0.0, 0.0], [4.0, -8.0], [-2.5, 1.0]])
     shared = score_shared(terms, src.slices(cand, band), shifts)  # (3, 3 shifts, 5 rotations)

@@ -40,9 +40,6 @@ class ImageTerms:
         wcc: real ``(B, P)``: ``W C^2``.
         wyy: real ``(B,)``: ``sum W |y|^2``.
         kx_per_A, ky_per_A: ``(P,)`` frequencies of the flattened pixels (1/Å).
-        pixels: ``(P,)`` positions of these pixels among the band's flattened ``Ny x Nx``
-            (those of non-zero weight: a band's corners outside its disc cost nothing), or
-            None for all of them; slices are cut to them before scoring.
     """
 
     wyc: torch.Tensor
@@ -50,17 +47,12 @@ class ImageTerms:
     wyy: torch.Tensor
     kx_per_A: torch.Tensor
     ky_per_A: torch.Tensor
-    pixels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.wyc.shape[0])
 
     def rows(self, sel: torch.Tensor) -> ImageTerms:
-        return ImageTerms(self.wyc[sel], self.wcc[sel], self.wyy[sel], self.kx_per_A, self.ky_per_A, self.pixels)
-
-    def cut(self, slices: torch.Tensor) -> torch.Tensor:
-        """Flattened slices ``(..., Ny x Nx)`` -> ``(..., P)`` on these terms' pixels."""
-        return slices if self.pixels is None else slices.index_select(-1, self.pixels)
+        return ImageTerms(self.wyc[sel], self.wcc[sel], self.wyy[sel], self.kx_per_A, self.ky_per_A)
 
 
 def image_terms(observed: torch.Tensor, ctf: torch.Tensor | None, likelihood: ImageLikelihood) -> ImageTerms:
@@ -73,13 +65,7 @@ def image_terms(observed: torch.Tensor, ctf: torch.Tensor | None, likelihood: Im
     wcc = (w * c * c).flatten(-2)
     wyy = (w * (observed.real**2 + observed.imag**2)).sum(dim=(-2, -1))
     ky, kx = torch.meshgrid(band.ky_per_A.to(observed.device), band.kx_per_A.to(observed.device), indexing="ij")
-    kx, ky = kx.reshape(-1), ky.reshape(-1)
-    weighted = torch.broadcast_to(w, observed.shape[-2:]).reshape(-1) != 0
-    if bool(weighted.all()):
-        return ImageTerms(wyc, wcc, wyy, kx, ky)
-    # zero-weight pixels add nothing to any term: dropped (exactly the same scores)
-    keep = torch.nonzero(weighted).reshape(-1)
-    return ImageTerms(wyc[..., keep], wcc[..., keep], wyy, kx[keep], ky[keep], keep)
+    return ImageTerms(wyc, wcc, wyy, kx.reshape(-1), ky.reshape(-1))
 
 
 def _shift_phases(terms: ImageTerms, shifts_A: torch.Tensor) -> torch.Tensor:
@@ -100,8 +86,8 @@ def _as_real_cols(s: torch.Tensor) -> torch.Tensor:
 
 def score_shared(terms: ImageTerms, slices: torch.Tensor, shifts_A: torch.Tensor) -> torch.Tensor:
     """Scores ``(B, T, M)`` of every image at every shift ``(T, 2)`` Å and every slice of one
-    bank shared by the images (``slices`` complex ``(M, Ny, Nx)``, or ``(M, Ny x Nx)`` flattened)."""
-    s = terms.cut(slices.flatten(-2) if slices.dim() == 3 else slices)
+    bank shared by the images (``slices`` complex ``(M, Ny, Nx)`` or ``(M, P)``)."""
+    s = slices.flatten(-2) if slices.dim() == 3 else slices
     cols = _as_real_cols(s.to(terms.wyc.dtype))  # (2P, M)
     norm = terms.wcc @ (s.real**2 + s.imag**2).transpose(0, 1)  # (B, M)
     phases = _shift_phases(terms, shifts_A.to(terms.wcc))  # (T, P)
@@ -119,8 +105,8 @@ def score_shared(terms: ImageTerms, slices: torch.Tensor, shifts_A: torch.Tensor
 
 def score_each(terms: ImageTerms, slices: torch.Tensor, shifts_A: torch.Tensor) -> torch.Tensor:
     """Scores ``(B, T, M)`` of each image at its own shifts ``(B, T, 2)`` Å and its own slices
-    (complex ``(B, M, Ny, Nx)``, or ``(B, M, Ny x Nx)`` flattened)."""
-    s = terms.cut(slices.flatten(-2) if slices.dim() == 4 else slices)
+    (complex ``(B, M, Ny, Nx)`` or ``(B, M, P)``)."""
+    s = slices.flatten(-2) if slices.dim() == 4 else slices
     norm = torch.einsum("bp,bmp->bm", terms.wcc, s.real**2 + s.imag**2)
     a = terms.wyc[:, None, :] * _shift_phases(terms, shifts_A.to(terms.wcc))  # (B, T, P)
     cross = torch.bmm(_as_real_rows(a), _as_real_cols(s.to(terms.wyc.dtype)))  # (B, T, M)
