@@ -65,7 +65,7 @@ def pose_task_loss(
     shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)
     each = (frob + shift_weight * shift).min(dim=1).values
     if mask is not None:
-        each = each[mask] if bool(mask.any()) else each[:0]
+        each = each[mask]
     pose = each.mean() if each.numel() else each.sum()
     latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=frob.device)
     return pose, latent
