@@ -11,7 +11,7 @@ import torch
 from cryohet.geometry.rotations import matrix_to_sixd, random_rotations, sixd_to_matrix
 from cryohet.imaging.bands import FourierBand
 from cryohet.imaging.fft import fft2_centered, ifft3_centered
-from cryohet.imaging.projection import FourierVolume, project
+from cryohet.imaging.projection import FourierVolume, project, volume_to_fourier
 from cryohet.representations import NeuralField, Representation, SliceSource, model_images
 
 APIX = 1.5
@@ -254,6 +254,42 @@ def test_fourier_grid_matches_direct_slices():
     got = grid.data[nodes[:2, 2], nodes[:2, 1], nodes[:2, 0]]
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
     assert grid.data[nodes[2, 2], nodes[2, 1], nodes[2, 0]] == 0  # 5 Fourier pixels + margin < 5.5
+
+
+def test_a_grid_filled_from_the_map_is_as_close_to_the_field_for_far_fewer_network_evaluations():
+    """``from_map``: the network on the field's own lattice, to its map, then the voxel path
+    (padded, gridding-corrected transform). Measured (D = 24, |k| < D/2 - 1): 1.0 % against
+    the field's slices, against 0.84 % for the network at every half-voxel node, with an
+    eighth of the network evaluations (3 562 against 28 010); at a small radius (5 px) the
+    4 px margin keeps the lattice's truncation away from the band (0.96 % against 0.86 %)."""
+    box = 24
+    f = _field(box)
+    rot = torch.tensor(random_rotations(8, 3), dtype=torch.float32)
+    band = FourierBand.full_plane(box, APIX)
+    with torch.no_grad():
+        s = f.slices(rot, band)
+    points = []
+    values = f.values
+
+    def counted(k, z=None):
+        points.append(len(k))
+        return values(k, z)
+
+    f.values = counted
+    errs = {}
+    for from_map in (False, True):
+        points.clear()
+        grid = f.fourier_grid(box / 2 - 1, oversample=2, from_map=from_map)
+        assert isinstance(grid, FourierVolume) and grid.box == box and grid.padded == 2 * box
+        errs[from_map] = (_rel(grid.slices(rot, band), s, _disc_mask(box, box / 2 - 1)), sum(points))
+    assert errs[True][0] < 0.02 and errs[True][0] < 1.5 * errs[False][0], errs
+    assert errs[True][1] < errs[False][1] / 5, errs
+    small = f.fourier_grid(5.0, oversample=2, from_map=True)
+    assert _rel(small.slices(rot, band), s, _disc_mask(box, 5.0)) < 0.02
+    # It is the voxel path of the field's own map.
+    want = volume_to_fourier(f.to_volume(box, APIX), 2).data
+    got = f.fourier_grid(box / 2 - 1, oversample=2, from_map=True).data
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
 
 
 def test_envelope_sets_the_scale_of_the_field():

@@ -56,6 +56,19 @@ def drgnai(
         DrgnaiConfig, "search.clusters", "--search-clusters", help="Latent clusters the search scores against."
     ),
     base_level: int = config_option(DrgnaiConfig, "search.base_level", "--base-level"),
+    search_grid: str = config_option(
+        DrgnaiConfig,
+        "search.grid_from",
+        "--search-grid",
+        help="How the search's cached Fourier grids are filled: map (the field's voxel lattice, to its map, the "
+        "voxel path: 8x fewer network evaluations) or network (every half-voxel node).",
+    ),
+    grid_oversample: int = config_option(
+        DrgnaiConfig,
+        "search.grid_oversample",
+        "--grid-oversample",
+        help="Sampling of the search's cached grids: 2 (half-voxel) or 1 (the field's voxel).",
+    ),
     radius_start: Optional[float] = config_option(
         DrgnaiConfig, "search.radius_start_px", "--radius-start", help="First search band radius, Fourier px."
     ),
@@ -103,6 +116,8 @@ def drgnai(
             search={
                 "clusters": clusters,
                 "base_level": base_level,
+                "grid_from": search_grid,
+                "grid_oversample": grid_oversample,
                 "radius_start_px": radius_start,
                 "radius_end_px": radius_end,
             },

@@ -7,7 +7,7 @@ line reads them without importing torch; :meth:`SearchConfig.schedule` builds th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -52,12 +52,18 @@ class SearchConfig(StrictModel):
         "per epoch did not converge; every 1 or 4 batches converged alike at D=32, 4.3 vs 5.0 deg)",
     )  # fmt: skip
     grid_oversample: int = Field(
-        2, ge=1, le=2, description="sampling of the cached Fourier grid (2: half-voxel; 1: the field's voxel, 8x fewer "
-        "network evaluations per cached grid, which were ~80 % of a heterogeneous search at D=64: 0.09 s per image "
-        "against 0.27 s, the same scores after 2 epochs and the tiny test set's poses; but on simulated assembly "
-        "(2 000 images, SNR 0.1, trained at D=32), after 7 search epochs, 41 % of the poses at 2 sat at the 180 deg "
-        "mate of the truth (the structure found, up to the dimer's pseudo-2-fold) against 2 % at 1, whose search "
-        "never found it: 112 deg median error after 10 search epochs)"
+        2, ge=1, le=2, description="sampling of the cached Fourier grids (2: half-voxel; 1: the field's voxel). "
+        "At 1 with grid_from network, on simulated assembly (2 000 images, SNR 0.1, D=32) the search never found the "
+        "structure (112 deg median error after 10 search epochs), where at 2 41 % of the poses sat at the dimer's "
+        "180 deg mate after 7, i.e. found it"
+    )  # fmt: skip
+    grid_from: Literal["map", "network"] = Field(
+        "map", description="how the cached grids are filled. map: the network on the field's own voxel lattice "
+        "only, inverse-transformed to its real-space map, then padded and transformed with the gridding correction "
+        "(the voxel volume's path): grid_oversample^3 fewer network evaluations, which were ~80 % of a "
+        "heterogeneous search at D=64, for the same error against the field's own slices (trained field, D=32: "
+        "4.0 % against 3.95 % at grid_oversample 2). network: the network at every node of the oversampled grid "
+        "(the default before 2026-12-05)"
     )  # fmt: skip
     chunk_images: int | None = Field(
         None, gt=0, description="images scored at once in the first round (memory: chunk x rotations x shifts "

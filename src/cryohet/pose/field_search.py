@@ -42,18 +42,26 @@ def latent_cluster_centres(z: torch.Tensor | None, clusters: int, seed: int = 0)
 
 @torch.no_grad()
 def field_sources(
-    field, radius_px: float, box: int, centres: np.ndarray | None, *, oversample: int = 2, amp: bool = False
+    field,
+    radius_px: float,
+    box: int,
+    centres: np.ndarray | None,
+    *,
+    oversample: int = 2,
+    from_map: bool = True,
+    amp: bool = False,
 ) -> tuple[list, torch.Tensor | None]:
     """The field cached as Fourier grids out to ``radius_px + 2`` (below Nyquist): one per
-    centre ``(k, zdim)``, or one for a homogeneous field; ``amp`` runs the network under
-    bf16 autocast (CUDA only; phases and values stay float32)."""
+    centre ``(k, zdim)``, or one for a homogeneous field, filled as ``from_map`` says
+    (:meth:`~cryohet.representations.NeuralField.fourier_grid`); ``amp`` runs the network
+    under bf16 autocast (CUDA only; phases and values stay float32)."""
     device = next(field.parameters()).device
     r = min(radius_px, box / 2 - 1) + 2
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
         if centres is None:
-            return [field.fourier_grid(r, None, oversample=oversample)], None
+            return [field.fourier_grid(r, None, oversample=oversample, from_map=from_map)], None
         c = torch.as_tensor(centres, device=device)
-        grids = [field.fourier_grid(r, c[i : i + 1], oversample=oversample) for i in range(len(c))]
+        grids = [field.fourier_grid(r, c[i : i + 1], oversample=oversample, from_map=from_map) for i in range(len(c))]
     return grids, c
 
 

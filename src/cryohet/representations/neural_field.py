@@ -72,7 +72,7 @@ from torch import nn
 
 from ..imaging.bands import FourierBand
 from ..imaging.fft import ifft3_centered
-from ..imaging.projection import FourierVolume
+from ..imaging.projection import FourierVolume, volume_to_fourier
 from ..networks import GaussianFourierFeatures, ResidualMLP
 from .base import Representation
 from .voxel import resample_volume
@@ -369,20 +369,36 @@ class NeuralField(nn.Module, Representation):
         return resample_volume(vol, self.apix, int(box), float(apix))
 
     @torch.no_grad()
-    def fourier_grid(self, radius_px: float, z: torch.Tensor | None = None, oversample: int = 1) -> FourierVolume:
+    def fourier_grid(
+        self, radius_px: float, z: torch.Tensor | None = None, oversample: int = 1, from_map: bool = False
+    ) -> FourierVolume:
         """The field cached on a ``P = oversample * D`` grid, for fast approximate slices.
 
-        Node ``j`` holds ``V((j - P // 2) / P)`` (cycles/px, the
+        Node ``j`` holds the field at ``(j - P // 2) / P`` cycles/px (the
         :class:`~cryohet.imaging.projection.FourierVolume` convention, so
-        ``FourierVolume.slices`` interpolates it trilinearly at ``A.T @ (kx, ky, 0)``), filled
-        for ``|k| <= radius_px + sqrt(3) / oversample`` Fourier pixels (every interpolation
-        cell of a point within ``radius_px`` is filled) and 0 beyond. Unlike a voxel
-        volume's transform, no gridding correction (there is no real-space map to divide):
-        the error is that of trilinear interpolation of the field itself (tests: ~1-5 % at
-        ``oversample = 2``). ``P^3`` complex values (8 bytes each at float32).
+        ``FourierVolume.slices`` interpolates it trilinearly at ``A.T @ (kx, ky, 0)``).
+        ``P^3`` complex values (8 bytes each at float32). Two ways to fill it:
+
+        * ``from_map=False``: the network at every node with ``|k| <= radius_px +
+          sqrt(3) / oversample`` Fourier pixels (every interpolation cell of a point within
+          ``radius_px`` is filled), 0 beyond. No gridding correction (there is no real-space
+          map to divide): the error is that of trilinear interpolation of the field itself
+          (tests: ~1-5 % at ``oversample = 2``).
+        * ``from_map=True``: the network on the field's own ``D^3`` lattice only, out to
+          ``radius_px + 4`` (at most ``D / 2``), inverse-transformed to its real-space map,
+          then zero-padded to ``P`` and transformed with the gridding correction
+          (:func:`~cryohet.imaging.projection.volume_to_fourier`, the voxel volume's path):
+          ``oversample^3`` times fewer network evaluations, for the same error against the
+          field's own slices at ``oversample = 2`` (measured on a trained field at D = 32:
+          4.0 % against 3.95 %; 11 % at ``oversample = 1`` without it). Nodes beyond the
+          radius hold the padded map's transform, not 0.
         """
         if oversample < 1:
             raise ValueError(f"oversample must be >= 1, got {oversample}")
+        if from_map:
+            lattice = self._grid(self.box, min(float(radius_px) + 4.0, self.box / 2), True, z)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                return volume_to_fourier(ifft3_centered(lattice).real, int(oversample), gridding=True)
         side = int(oversample) * self.box
         radius_idx = (float(radius_px) + math.sqrt(3.0) / oversample) * oversample
         return FourierVolume(self._grid(side, radius_idx, False, z), self.box)

@@ -239,7 +239,7 @@ class DrgnaiTrainer:
     def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
         return field_sources(self.field, radius, self.box, centres, oversample=self.cfg.search.grid_oversample,
-                             amp=self.cfg.amp)  # fmt: skip
+                             from_map=self.cfg.search.grid_from == "map", amp=self.cfg.amp)  # fmt: skip
 
     @torch.no_grad()
     def _search_batches(self, batches: list, sources, radius: float) -> None:
