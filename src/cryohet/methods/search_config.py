@@ -33,7 +33,10 @@ class SearchConfig(StrictModel):
         None, gt=0, description="band radius of the first search round (default: the box's 32 Å resolution, "
         "box x apix / 32 Å, at least 6 px: DRGN-AI's 12 px at 128 px and ~2.7 Å/px; below 6 px a search from a blob "
         "did not converge at D=32. A fixed 6 px at D=64 and 6 Å/px (64 Å) missed the best pose of 20 % of the images "
-        "by > 30° even against the true map; 10 px: none)",
+        "by > 30° even against the true map; 10 px: none. On simulated assembly (2 000 images, SNR 0.1, D=32, "
+        "9 Å/px) 10 search epochs from the default 9 px found the structure (50 % within 10°, 38 % at the dimer's "
+        "180° mate), from 5 px they did not (96° median); on 300 images of one IgG at D=32 and 12 Å/px, where 32 Å "
+        "is 12 of 16 px, 6 px converged for every seed tried and 12 px not always)",
     )  # fmt: skip
     radius_end_px: float | None = Field(
         None,
