@@ -6,7 +6,8 @@ dataset, warms the field up with a few pretraining steps, then times each piece 
 epoch on real batches of that dataset:
 
 * ``cache``: the field's Fourier grids for the search, one per latent cluster (once per
-  search window of ``refresh_batches`` batches in a run);
+  search window of ``refresh_batches`` batches in a run), filled as the run fills them
+  (``search.grid_from``) and, for comparison, the other way;
 * ``search``: the hierarchical search of one window's images (``_search_batches``), at the
   first search epoch's band and at the last one's; ``window`` = images searched together;
 * ``step``: one training step (forward, backward, Adam, table updates) at the pretraining
@@ -137,16 +138,20 @@ def main() -> None:
           f"search band {t.radius_start_px:.1f} -> {t.radius_end_px:.1f} px, base level {cfg.search.base_level}",
           flush=True)  # fmt: skip
     print(f"first-round chunk: {cfg.search.chunk_images or (256 if device.type == 'cuda' else 32)} images")
+    fills = (cfg.search.grid_from, "network" if cfg.search.grid_from == "map" else "map")
     for radius, tag in ((first_r, "first"), (last_r, "last")):
-        sec, gpu = timer(lambda r=radius: t._search_sources(r, centres))
-        add(
-            f"cache grids ({tag} search band)",
-            1,
-            sec,
-            gpu,
-            radius_px=radius,
-            clusters=1 if centres is None else len(centres),
-        )
+        for fill in fills:  # the run's way of filling the grids first, then the other for comparison
+            t.cfg.search.grid_from = fill
+            sec, gpu = timer(lambda r=radius: t._search_sources(r, centres))
+            add(
+                f"cache grids ({tag} search band, from {fill})",
+                1,
+                sec,
+                gpu,
+                radius_px=radius,
+                clusters=1 if centres is None else len(centres),
+            )
+        t.cfg.search.grid_from = fills[0]
         sources = t._search_sources(radius, centres)
         for w in windows:
             win = batches[:w]
