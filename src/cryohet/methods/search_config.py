@@ -82,6 +82,11 @@ class SearchConfig(StrictModel):
         top = box / 2 - 1
         return min(start, top), min(max(end, start), top)
 
+    def grid_options(self) -> dict:
+        """How the cached grids are made: the keyword arguments of
+        :func:`~cryohet.pose.field_search.field_sources` (``oversample``, ``from_map``)."""
+        return {"oversample": self.grid_oversample, "from_map": self.grid_from == "map"}
+
     def schedule(self, box: int, apix: float) -> SearchSchedule:
         """The search's schedule at ``box`` pixels of ``apix`` Å (8 finer neighbours per kept pose)."""
         from ..pose.search import SearchSchedule, shift_extent_px

@@ -347,6 +347,11 @@ class NeuralField(nn.Module, Representation):
         self._node_cache[key] = nodes
         return nodes
 
+    def _map(self, radius_px: float, z: torch.Tensor | None) -> torch.Tensor:
+        """The real-space map ``(D, D, D)`` of the field's own lattice within ``|k| < radius_px``
+        (the inverse centred DFT of :meth:`_grid`; ``radius_px = D / 2`` gives :meth:`to_volume`'s)."""
+        return ifft3_centered(self._grid(self.box, radius_px, True, z)).real
+
     @torch.no_grad()
     def spectrum(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """The map's centred 3D DFT on the field's own ``D^3`` grid: complex ``(D, D, D)``
@@ -365,7 +370,7 @@ class NeuralField(nn.Module, Representation):
         (:func:`~cryohet.representations.voxel.resample_volume`: the field's box is the
         map's extent, zero beyond it). Evaluated without autograd.
         """
-        vol = ifft3_centered(self.spectrum(z)).real
+        vol = self._map(self.box / 2, z)
         return resample_volume(vol, self.apix, int(box), float(apix))
 
     @torch.no_grad()
@@ -396,9 +401,9 @@ class NeuralField(nn.Module, Representation):
         if oversample < 1:
             raise ValueError(f"oversample must be >= 1, got {oversample}")
         if from_map:
-            lattice = self._grid(self.box, min(float(radius_px) + 4.0, self.box / 2), True, z)
+            vol = self._map(min(float(radius_px) + 4.0, self.box / 2), z)
             with torch.autocast(device_type=self.device.type, enabled=False):
-                return volume_to_fourier(ifft3_centered(lattice).real, int(oversample), gridding=True)
+                return volume_to_fourier(vol, int(oversample), gridding=True)
         side = int(oversample) * self.box
         radius_idx = (float(radius_px) + math.sqrt(3.0) / oversample) * oversample
         return FourierVolume(self._grid(side, radius_idx, False, z), self.box)

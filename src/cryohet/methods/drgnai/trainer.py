@@ -238,8 +238,7 @@ class DrgnaiTrainer:
 
     def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
-        return field_sources(self.field, radius, self.box, centres, oversample=self.cfg.search.grid_oversample,
-                             from_map=self.cfg.search.grid_from == "map", amp=self.cfg.amp)  # fmt: skip
+        return field_sources(self.field, radius, self.box, centres, **self.cfg.search.grid_options(), amp=self.cfg.amp)
 
     @torch.no_grad()
     def _search_batches(self, batches: list, sources, radius: float) -> None:

@@ -58,8 +58,7 @@ def search_window(trainer, batches: list, radius_px: float) -> SearchedPoses:
     """Search the images of ``batches`` together against ``trainer``'s field at ``z = 0`` as
     it is now (cached once for the window)."""
     cfg = trainer.cfg.warm_start.search
-    sources = field_sources(trainer.field, radius_px, trainer.box, _homogeneous(trainer),
-                            oversample=cfg.grid_oversample, from_map=cfg.grid_from == "map")  # fmt: skip
+    sources = field_sources(trainer.field, radius_px, trainer.box, _homogeneous(trainer), **cfg.grid_options())
     seen = [b.to(trainer.device, non_blocking=True) for b in batches]
     sizes = [len(b.images) for b in seen]
     images = torch.cat([b.images for b in seen])
@@ -96,8 +95,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     cfg = trainer.cfg
     ws, pt = cfg.warm_start, cfg.pose_task
     grids, _ = field_sources(trainer.field, trainer.schedule.radius_end_px, trainer.box, _homogeneous(trainer),
-                             oversample=ws.search.grid_oversample,
-                             from_map=ws.search.grid_from == "map")  # fmt: skip
+                             **ws.search.grid_options())  # fmt: skip
     limit = 0.5 * trainer.encoder.max_shift_A
     real = _cycle(trainer.loader)
     trainer.encoder.train()
