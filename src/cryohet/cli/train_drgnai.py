@@ -75,6 +75,13 @@ def drgnai(
     radius_end: Optional[float] = config_option(
         DrgnaiConfig, "search.radius_end_px", "--radius-end", help="Search band radius reached at the end, Fourier px."
     ),
+    local_step: Optional[float] = config_option(
+        DrgnaiConfig,
+        "search.local_step_deg",
+        "--local-step",
+        help="Joint epochs: refine poses by a local search from this rotation step (degrees; 0: gradient only; "
+        "default 2 with --poses-mode refine, 0 in abinit).",
+    ),
     lr_field: float = config_option(DrgnaiConfig, "optim.lr_field", "--lr-field", help="Adam rate of the field."),
     batch_size: int = config_option(DrgnaiConfig, "optim.batch_size", "--batch-size", "-b"),
     invert: Optional[bool] = invert_option(DrgnaiConfig),
@@ -120,6 +127,7 @@ def drgnai(
                 "grid_oversample": grid_oversample,
                 "radius_start_px": radius_start,
                 "radius_end_px": radius_end,
+                "local_step_deg": local_step,
             },
             optim={"batch_size": batch_size, "lr_field": lr_field},
             invert=contrast_choice(invert, uninvert_data),

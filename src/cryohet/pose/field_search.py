@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from ..training.distributed import broadcast_object, get_dist
+from .local_search import LocalSchedule, local_search
 from .search import SearchResult, SearchSchedule, search_poses
 
-__all__ = ["latent_cluster_centres", "field_sources", "search_against_field"]
+__all__ = ["latent_cluster_centres", "field_sources", "search_against_field", "local_search_against_field"]
 
 
 def latent_cluster_centres(z: torch.Tensor | None, clusters: int, seed: int = 0) -> np.ndarray | None:
@@ -80,10 +81,33 @@ def search_against_field(
     ``sources`` (:func:`field_sources`), each against the grid of the centre nearest its
     latent ``z`` (all against the one grid when ``z`` or the centres are None); the last
     round's band is ``radius_px`` (at least the schedule's start radius)."""
-    grids, centres = sources
-    if centres is None or z is None:
-        groups = torch.zeros(len(observed), dtype=torch.long, device=observed.device)
-    else:
-        groups = torch.cdist(z.to(centres.dtype), centres).argmin(dim=1)
+    groups = _nearest_centre(observed, z, sources)
     schedule = replace(schedule, radius_end_px=max(radius_px, schedule.radius_start_px))
-    return search_poses(observed, ctf, groups, grids, likelihood, schedule, chunk_images)
+    return search_poses(observed, ctf, groups, sources[0], likelihood, schedule, chunk_images)
+
+
+@torch.no_grad()
+def local_search_against_field(
+    observed: torch.Tensor,
+    ctf: torch.Tensor,
+    z: torch.Tensor | None,
+    sources: tuple[list, torch.Tensor | None],
+    likelihood,
+    rotations: torch.Tensor,
+    shifts_A: torch.Tensor,
+    schedule: LocalSchedule,
+) -> SearchResult:
+    """Refine the poses ``rotations`` (RELION ``A``) and ``shifts_A`` (Å) of the images
+    ``observed`` by a local search (:func:`~cryohet.pose.local_search.local_search`) against
+    ``sources``, each image against the grid of the centre nearest its latent ``z``, on
+    ``likelihood``'s band."""
+    groups = _nearest_centre(observed, z, sources)
+    return local_search(observed, ctf, groups, sources[0], likelihood, rotations, shifts_A, schedule)
+
+
+def _nearest_centre(observed: torch.Tensor, z: torch.Tensor | None, sources: tuple[list, torch.Tensor | None]):
+    """Index of each image's grid: the centre nearest its latent (0 when homogeneous)."""
+    centres = sources[1]
+    if centres is None or z is None:
+        return torch.zeros(len(observed), dtype=torch.long, device=observed.device)
+    return torch.cdist(z.to(centres.dtype), centres).argmin(dim=1)

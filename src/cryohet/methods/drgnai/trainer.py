@@ -39,8 +39,13 @@ from ...geometry.rotations import random_rotations
 from ...imaging.likelihood import WeightedL2
 from ...imaging.shifts import phase_ramp
 from ...latents.table import LatentTable
-from ...pose.abinit_schedule import AbinitSchedule
-from ...pose.field_search import field_sources, latent_cluster_centres, search_against_field
+from ...pose.abinit_schedule import AbinitSchedule, count_epochs
+from ...pose.field_search import (
+    field_sources,
+    latent_cluster_centres,
+    local_search_against_field,
+    search_against_field,
+)
 from ...pose.table import PoseTable
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
@@ -117,6 +122,7 @@ class DrgnaiTrainer:
         self.n_search = cfg.search_epochs(self.n)
         self.total_epochs = self.n_pretrain + self.n_search + cfg.epochs_sgd
         self.schedule = cfg.search.schedule(self.box, self.apix)
+        self.local_schedule = cfg.search.local_schedule(refine=cfg.poses_mode == "refine")
         self.radius_start_px, self.radius_end_px = self.schedule.radius_start_px, self.schedule.radius_end_px
         self.epochs = AbinitSchedule(self.n_pretrain, self.n_search, cfg.epochs_sgd, self.radius_start_px,
                                      self.radius_end_px, self.box)  # fmt: skip
@@ -131,13 +137,25 @@ class DrgnaiTrainer:
         epochs (frequency marching), Nyquist in the joint descent."""
         return self.epochs.radius(epoch)
 
+    def _local_refinement(self, epoch: int) -> bool:
+        """Whether the poses of ``epoch`` are refined by a local search: joint epochs with a
+        local step, after the search epochs (abinit) or once the field has been fitted to the
+        given poses by ``search.local_after_images`` images of gradient-only joint epochs
+        (refine: a local search against an untrained field makes poses worse)."""
+        if self.phase(epoch) != "sgd" or self.cfg.poses_mode == "fixed" or self.local_schedule is None:
+            return False
+        if self.cfg.poses_mode == "abinit":
+            return True
+        return epoch >= self.n_pretrain + self.n_search + count_epochs(self.cfg.search.local_after_images, self.n, 1)
+
     # -- epochs ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
         phase = self.phase(epoch)
         radius = self.radius(epoch)
         self.loader.set_epoch(epoch)
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
-        centres = self._cluster_centres() if phase == "search" else None
+        local = self._local_refinement(epoch)
+        centres = self._cluster_centres() if phase == "search" or local else None
         refresh = max(1, self.cfg.search.refresh_batches)
         totals = torch.zeros(3, dtype=torch.float64)
         budget = self.cfg.pretrain_images if phase == "pretrain" else None
@@ -146,13 +164,15 @@ class DrgnaiTrainer:
         )
         step = 0
         while budget is None or float(totals[1]) * self.dist.world_size < budget:
-            window = list(islice(batches, refresh if phase == "search" else 1))
+            window = list(islice(batches, refresh if phase == "search" or local else 1))
             if not window:
                 break
             if phase == "search":
                 # the field re-cached as it is trained so far (online), then the window's
                 # images searched together (each cluster's base-grid slices made once)
                 self._search_batches(window, self._search_sources(radius, centres), radius)
+            elif local:  # the window's poses refined locally against the field as it is now
+                self._local_batches(window, self._search_sources(radius, centres))
             for batch in window:
                 gsize = None if sizes is None else sizes[step]
                 data = self.train_step(batch, radius, phase, gsize, seed=epoch * 100003 + step)
@@ -252,6 +272,23 @@ class DrgnaiTrainer:
         z = self.latents.z[index] if self.latents is not None else None
         chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
         res = search_against_field(observed, ctf, z, sources, self.likelihood, self.schedule, radius, chunk)
+        self.poses.set(index, res.rotations, res.shifts_A)
+        self.poses.sync_rows(index)
+        self.best_scores[index] = res.scores
+        self._sync_scores(index)
+
+    @torch.no_grad()
+    def _local_batches(self, batches: list, sources) -> None:
+        """Refine the poses of the images of ``batches`` by a local search on the full band."""
+        seen = [self._observe(b, self.box / 2) for b in batches]
+        index = torch.cat([s[0] for s in seen])
+        if not len(index):
+            return
+        observed = torch.cat([s[2] for s in seen])
+        ctf = torch.cat([s[3] for s in seen])
+        z = self.latents.z[index] if self.latents is not None else None
+        rot, shifts = self.poses.poses(index)
+        res = local_search_against_field(observed, ctf, z, sources, self.likelihood, rot, shifts, self.local_schedule)
         self.poses.set(index, res.rotations, res.shifts_A)
         self.poses.sync_rows(index)
         self.best_scores[index] = res.scores
