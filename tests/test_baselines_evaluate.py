@@ -135,6 +135,8 @@ def test_evaluate_reports_per_state(evals, method):
         assert block["auc_median"] == pytest.approx(np.median(list(block["per_state"].values())))
     # fixed-pose methods keep the given poses: zero error (float32 storage)
     assert r["poses"]["rotation_deg_mean"] < 0.05 and r["poses"]["rmse_px"] < 1e-3
+    # the assembly dimer's two-fold (gt/meta.json): none of the true poses is at its mate
+    assert r["poses"]["rotation_deg_modulo_symmetry_median"] < 0.05 and r["poses"]["symmetry_mate_fraction"] == 0.0
     assert -0.1 < r["clustering"]["ari"] <= 1.0
     assert r["parts"] is None  # voxel baselines have no part-labelled Gaussians
 

@@ -16,6 +16,7 @@ from cryohet.metrics.pose_error import (
     class_average,
     rotation_errors,
     rotation_errors_per_class,
+    symmetry_mate_errors,
     translation_errors,
 )
 
@@ -116,3 +117,25 @@ def test_align_rotations_input_checks():
     with pytest.raises(ValueError):
         align_rotations(R[:, :2], R)
     assert rotation_angle_deg(align_rotations(R, R, n_anchors=3).Q, np.eye(3)) < 1e-6
+
+
+def test_errors_modulo_a_pseudo_symmetry():
+    """Images given the pose of the true pose's symmetry mate (A S^T) are right modulo S: after
+    the global alignment (by the majority), their plain error is ~180 deg and their error
+    modulo S small; poses that are simply wrong stay wrong."""
+    n = 400
+    R_gt = random_rotations(n, rng=3)
+    S = axis_angle_to_matrix(np.array([0.3, -0.8, 0.52]) / np.linalg.norm([0.3, -0.8, 0.52]) * np.pi)
+    jitter = axis_angle_to_matrix(np.random.default_rng(4).normal(scale=np.radians(1.0), size=(n, 3)))
+    pred = jitter @ R_gt
+    mates = np.arange(n) % 3 == 0  # a third at the mate
+    pred[mates] = pred[mates] @ S.T
+    wrong = np.arange(n) % 10 == 1
+    pred[wrong] = random_rotations(int(wrong.sum()), rng=5)
+    G = random_rotations(1, rng=6)[0]
+    e = rotation_errors(pred @ G.T, R_gt)  # in another frame: the alignment finds it
+    ok = ~mates & ~wrong
+    assert np.median(e.rotation_deg[ok]) < 3.0 and np.median(e.rotation_deg[mates & ~wrong]) > 170.0
+    err, mate = symmetry_mate_errors(e.alignment.aligned, R_gt, S[None])
+    assert np.median(err[~wrong]) < 3.0 and np.all(mate[mates & ~wrong] == 1) and np.all(mate[ok] == 0)
+    assert np.median(err[wrong]) > 20.0

@@ -60,11 +60,33 @@ def test_presets_build_distinct_states(preset, n):
         assert ens.populations.max() / ens.populations.min() > 5
 
 
+def test_the_assembly_dimer_two_fold_maps_the_complex_onto_itself():
+    """The assembly preset records the cytochrome c oxidase dimer's two-fold: a 180 deg
+    rotation S with S X + t = X (as a set) for the complete dimer, so that images at poses
+    A and A S^T differ by a shift only (RELION A acts on the model frame)."""
+    from scipy.spatial import cKDTree
+
+    from cryohet.geometry.rotations import rotation_angle_deg
+
+    ens = build_ensemble("assembly", 10, np.random.default_rng(0))
+    (S,) = ens.pseudo_symmetry
+    assert rotation_angle_deg(S[None], np.eye(3)[None])[0] == pytest.approx(180.0, abs=1.0)
+    dimer = next(s for s in ens.states if s.present.all())
+    ca = dimer.coords_A[ens.model.atom_names == "CA"]
+    turned = ca @ S.T
+    t = ca.mean(0) - turned.mean(0)
+    dist, _ = cKDTree(ca).query(turned + t)
+    assert np.median(dist) < 0.5 and np.percentile(dist, 95) < 1.5  # CA atoms onto CA atoms
+    far, _ = cKDTree(ca).query(ca @ np.diag([1.0, -1.0, -1.0]).T + t)  # not any 180 deg turn
+    assert np.median(far) > 3.0
+
+
 def test_small_simulation_writes_a_consistent_dataset(tmp_path):
     out = tmp_path / "sim"
     cfg = SimulationConfig(preset="assembly", out=out, n_images=120, box=32, apix=9.0, snr=0.1, n_states=4, seed=3)
     simulate_dataset(cfg)
     meta = json.loads((out / "meta.json").read_text())
+    assert np.asarray(meta["pseudo_symmetry"]).shape == (1, 3, 3)  # the dimer's two-fold
     labels = np.load(out / "gt" / "labels.npy")
     assert labels.shape == (120,) and set(labels) <= set(range(4))
     assert np.bincount(labels, minlength=4).tolist() == meta["counts"]

@@ -52,6 +52,12 @@ def evaluation_table(result: dict[str, Any]) -> Table:
     if result.get("poses"):
         p = result["poses"]
         t.add_row("rotation error mean / median (°)", f"{p['rotation_deg_mean']:.3f} / {p['rotation_deg_median']:.3f}")
+        if "rotation_deg_modulo_symmetry_median" in p:
+            t.add_row(
+                "  modulo the pseudo-symmetry (°); at a mate",
+                f"{p['rotation_deg_modulo_symmetry_mean']:.3f} / {p['rotation_deg_modulo_symmetry_median']:.3f}; "
+                f"{p['symmetry_mate_fraction']:.0%}",
+            )
         t.add_row("translation error RMSE (px)", f"{p['rmse_px']:.3f}")
     else:
         t.add_row("pose errors", "n/a (no poses in the run or the ground truth)")

@@ -44,7 +44,7 @@ from ..errors import InputError, RunDirError
 from ..io.outputs import run_dir_inputs, staged_folder
 from ..metrics.clustering import kmeans_scores, latent_spread
 from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
-from ..metrics.pose_error import rotation_errors, translation_errors
+from ..metrics.pose_error import rotation_errors, symmetry_mate_errors, translation_errors
 from .ground_truth import GroundTruth, load_ground_truth
 
 __all__ = ["evaluate_run", "decode_states", "write_evaluation", "evaluation_inputs"]
@@ -169,7 +169,14 @@ def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None) -> dict[str, Any
     apix = float(gt.particles_apix or gt.apix)
     rerr = rotation_errors(rot, rot_gt)
     terr = translation_errors(sh / apix, sh_gt / apix, rot_pred=rot)
-    return {**{k: float(v) for k, v in rerr.summary().items()}, **{k: float(v) for k, v in terr.summary().items()}}
+    out = {**{k: float(v) for k, v in rerr.summary().items()}, **{k: float(v) for k, v in terr.summary().items()}}
+    if gt.pseudo_symmetry is not None:  # a symmetry mate of the true pose is a right answer too
+        aligned = rerr.alignment.aligned if rerr.alignment is not None else rot
+        err, mate = symmetry_mate_errors(aligned, rot_gt, gt.pseudo_symmetry)
+        out["rotation_deg_modulo_symmetry_mean"] = float(np.mean(err))
+        out["rotation_deg_modulo_symmetry_median"] = float(np.median(err))
+        out["symmetry_mate_fraction"] = float(np.mean(mate > 0))
+    return out
 
 
 def _part_metrics(model, latents: np.ndarray, chosen: dict[int, int], gt: GroundTruth) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ class GroundTruth:
     rotations: np.ndarray | None = None
     shifts_A: np.ndarray | None = None
     particles_apix: float | None = None
+    #: (K, 3, 3) volume-frame rotations of a pseudo-symmetry of the particle (``gt/meta.json``'s
+    #: ``pseudo_symmetry``): poses ``A`` and ``A S^T`` give the same image
+    pseudo_symmetry: np.ndarray | None = None
     _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -96,6 +100,22 @@ def _true_poses(dataset: Path | None, n: int) -> tuple[np.ndarray | None, np.nda
     return meta.rotations, shifts, float(np.median(meta.apix))
 
 
+def _pseudo_symmetry(meta_path: Path) -> np.ndarray | None:
+    """The ``pseudo_symmetry`` rotations ``(K, 3, 3)`` of a simulation's ``meta.json``, if any."""
+    if not meta_path.exists():
+        return None
+    try:
+        ops = json.loads(meta_path.read_text()).get("pseudo_symmetry")
+    except (OSError, ValueError, AttributeError):
+        raise file_error(meta_path, "not a readable JSON object") from None
+    if ops is None:
+        return None
+    arr = np.asarray(ops, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (3, 3):
+        raise file_error(meta_path, f"pseudo_symmetry must be a list of 3x3 rotations, got shape {arr.shape}")
+    return arr
+
+
 def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
     """Read labels, find the state maps and the mask, read the true poses (one-line errors)."""
     gt, dataset = _gt_folder(Path(gt_dir))
@@ -131,6 +151,7 @@ def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
         rotations=rot,
         shifts_A=shifts,
         particles_apix=p_apix,
+        pseudo_symmetry=_pseudo_symmetry(gt / "meta.json"),
     )
     out._cache[min(paths)] = vol
     return out

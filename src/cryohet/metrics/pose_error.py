@@ -49,6 +49,7 @@ __all__ = [
     "align_rotations",
     "rotation_errors",
     "rotation_errors_per_class",
+    "symmetry_mate_errors",
     "class_average",
     "translation_errors",
 ]
@@ -234,3 +235,24 @@ def translation_errors(
         offset_px=u,
         corrected_px=corrected,
     )
+
+
+def symmetry_mate_errors(
+    aligned: np.ndarray, rot_gt: np.ndarray, operators: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation errors (degrees) modulo a (pseudo-)symmetry of the particle.
+
+    If the particle's density satisfies ``V(S x + t) ≈ V(x)`` for a volume-frame rotation
+    ``S`` (RELION ``A`` acts on volume coordinates, ``x_img = A x_vol``), the image at pose
+    ``A`` is the image at ``A S^T`` up to a shift, so both are right answers. Returns each
+    image's smallest error to ``rot_gt`` or to any ``rot_gt @ S^T`` for ``S`` in
+    ``operators (K, 3, 3)``, and the index of the mate it is nearest (0: the pose itself,
+    ``k``: operator ``k - 1``). ``aligned`` are predicted rotations after the global alignment.
+    """
+    A = _rots(aligned, "aligned")
+    G = _rots(rot_gt, "rot_gt")
+    ops = np.asarray(operators, dtype=np.float64).reshape(-1, 3, 3)
+    mates = np.concatenate([np.eye(3)[None], ops], axis=0)  # (K + 1, 3, 3)
+    errs = np.stack([rotation_angle_deg(A, G @ S.T) for S in mates], axis=1)  # (N, K + 1)
+    nearest = np.argmin(errs, axis=1)
+    return errs[np.arange(len(A)), nearest], nearest

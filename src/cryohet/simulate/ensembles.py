@@ -54,6 +54,9 @@ class Ensemble:
     description: str
     moving_atoms: np.ndarray | None = None  # (A,) bool: atoms that move/appear between states
     variable_names: tuple[str, ...] = ()
+    #: (K, 3, 3) rotations ``S`` of the model frame with ``X ≈ S X + t`` for the complete
+    #: complex (a pseudo-symmetry: poses ``A`` and ``A S^T`` give the same image)
+    pseudo_symmetry: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         p = np.asarray(self.populations, dtype=np.float64)
@@ -73,6 +76,32 @@ class Ensemble:
 def _rotate_about(points: np.ndarray, pivot: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
     R = axis_angle_to_matrix(rotvec)
     return (points - pivot) @ R.T + pivot
+
+
+def chain_superposition(model: AtomicModel, chains_from: str, chains_to: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The rigid motion ``x_to ≈ R x_from + t`` that superposes the CA atoms of the chains
+    ``chains_from`` onto those of ``chains_to`` (paired by position in the two strings, atoms
+    by residue number): ``R (3, 3)``, ``t (3,)`` Å and the RMSD (Å) of the fit."""
+    import torch
+
+    from ..geometry.rigid import kabsch
+
+    src, dst = [], []
+    for a, b in zip(chains_from, chains_to, strict=True):
+        ca_a = (model.chain_ids == a) & (model.atom_names == "CA")
+        ca_b = (model.chain_ids == b) & (model.atom_names == "CA")
+        res_a = dict(zip(model.residue_numbers[ca_a].tolist(), model.coords_A[ca_a]))
+        res_b = dict(zip(model.residue_numbers[ca_b].tolist(), model.coords_A[ca_b]))
+        for r in sorted(set(res_a) & set(res_b)):
+            src.append(res_a[r])
+            dst.append(res_b[r])
+    if len(src) < 3:
+        raise InputError(f"{model.source}: chains {chains_from} and {chains_to} share fewer than 3 CA atoms")
+    x, y = np.asarray(src), np.asarray(dst)
+    rot, t = kabsch(torch.as_tensor(x)[None], torch.as_tensor(y)[None], torch.ones(1, len(x), dtype=torch.float64))
+    R, t = rot[0].numpy(), t[0].numpy()
+    rmsd = float(np.sqrt(np.mean(np.sum((x @ R.T + t - y) ** 2, axis=1))))
+    return R, t, rmsd
 
 
 def _ca_position(model: AtomicModel, chain: str, residue: int) -> np.ndarray:
@@ -181,8 +210,10 @@ def assembly_ensemble(
     chain_sets: list[tuple[str, ...]],
     populations: np.ndarray,
     description: str = "assembly states",
+    pseudo_symmetry: np.ndarray | None = None,
 ) -> Ensemble:
-    """States that contain only the listed chains, with the given relative populations."""
+    """States that contain only the listed chains, with the given relative populations (and
+    the complete complex's pseudo-symmetry rotations, if it has any)."""
     if len(chain_sets) != len(populations):
         raise ValueError("one population per chain set")
     known = set(model.chains)
@@ -201,4 +232,5 @@ def assembly_ensemble(
         description,
         moving_atoms=varying,
         variable_names=("state",),
+        pseudo_symmetry=pseudo_symmetry,
     )

@@ -31,7 +31,15 @@ import numpy as np
 from ..errors import InputError
 from ..io.atomic import AtomicModel, read_atomic_model
 from .catalog import PRESETS, PresetInfo
-from .ensembles import Ensemble, _ca_position, assembly_ensemble, hinge_ensemble, random_hinge_ensemble, single_state
+from .ensembles import (
+    Ensemble,
+    _ca_position,
+    assembly_ensemble,
+    chain_superposition,
+    hinge_ensemble,
+    random_hinge_ensemble,
+    single_state,
+)
 
 __all__ = ["PRESETS", "PresetInfo", "build_ensemble", "bundled_model_path", "parse_selection"]
 
@@ -150,4 +158,8 @@ def build_ensemble(
     # assembly
     if n > len(_ASSEMBLY_STATES):
         raise InputError(f"preset 'assembly' has {len(_ASSEMBLY_STATES)} states; asked for {n}")
-    return assembly_ensemble(model, _ASSEMBLY_STATES[:n], _ASSEMBLY_POPULATIONS[:n], info.summary)
+    # the dimer's two-fold: monomer 2 onto monomer 1 (and, being a two-fold, back)
+    two_fold, _, _ = chain_superposition(model, _M2, _M1)
+    return assembly_ensemble(
+        model, _ASSEMBLY_STATES[:n], _ASSEMBLY_POPULATIONS[:n], info.summary, pseudo_symmetry=two_fold[None]
+    )

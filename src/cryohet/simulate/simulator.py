@@ -249,6 +249,8 @@ def _write_dataset(out: Path, cfg: SimulationConfig, ensemble, weights, centre, 
         "contrast": "protein bright (RELION convention, CTF(0) = +amplitude contrast)",
         "config": cfg.model_dump(mode="json"),
     }
+    if ensemble.pseudo_symmetry is not None:  # volume-frame rotations S: poses A and A S^T are alike
+        info["pseudo_symmetry"] = np.asarray(ensemble.pseudo_symmetry).tolist()
     if ensemble.moving_atoms is not None:
         info["moving_atom_fraction"] = float(np.average(ensemble.moving_atoms, weights=weights))
     for target in (out / "meta.json", out / "gt" / "meta.json"):
