@@ -260,39 +260,44 @@ class DrgnaiTrainer:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
         return field_sources(self.field, radius, self.box, centres, **self.cfg.search.grid_options(), amp=self.cfg.amp)
 
-    @torch.no_grad()
-    def _search_batches(self, batches: list, sources, radius: float) -> None:
-        """Search the images of ``batches`` together; their poses go into the pose table."""
+    def _window(self, batches: list):
+        """The images of ``batches`` together on the full band: (index, DFTs, CTFs, latents),
+        or None when the window is empty (a rank's empty share)."""
         seen = [self._observe(b, self.box / 2) for b in batches]
         index = torch.cat([s[0] for s in seen])
         if not len(index):
-            return
-        observed = torch.cat([s[2] for s in seen])
-        ctf = torch.cat([s[3] for s in seen])
+            return None
         z = self.latents.z[index] if self.latents is not None else None
-        chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
-        res = search_against_field(observed, ctf, z, sources, self.likelihood, self.schedule, radius, chunk)
+        return index, torch.cat([s[2] for s in seen]), torch.cat([s[3] for s in seen]), z
+
+    def _store(self, index: torch.Tensor, res) -> None:
+        """Found poses and scores into the tables (every rank gets every rank's rows)."""
         self.poses.set(index, res.rotations, res.shifts_A)
         self.poses.sync_rows(index)
         self.best_scores[index] = res.scores
         self._sync_scores(index)
 
     @torch.no_grad()
+    def _search_batches(self, batches: list, sources, radius: float) -> None:
+        """Search the images of ``batches`` together; their poses go into the pose table."""
+        window = self._window(batches)
+        if window is None:
+            return
+        index, observed, ctf, z = window
+        chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
+        res = search_against_field(observed, ctf, z, sources, self.likelihood, self.schedule, radius, chunk)
+        self._store(index, res)
+
+    @torch.no_grad()
     def _local_batches(self, batches: list, sources) -> None:
         """Refine the poses of the images of ``batches`` by a local search on the full band."""
-        seen = [self._observe(b, self.box / 2) for b in batches]
-        index = torch.cat([s[0] for s in seen])
-        if not len(index):
+        window = self._window(batches)
+        if window is None:
             return
-        observed = torch.cat([s[2] for s in seen])
-        ctf = torch.cat([s[3] for s in seen])
-        z = self.latents.z[index] if self.latents is not None else None
+        index, observed, ctf, z = window
         rot, shifts = self.poses.poses(index)
         res = local_search_against_field(observed, ctf, z, sources, self.likelihood, rot, shifts, self.local_schedule)
-        self.poses.set(index, res.rotations, res.shifts_A)
-        self.poses.sync_rows(index)
-        self.best_scores[index] = res.scores
-        self._sync_scores(index)
+        self._store(index, res)
 
     def _sync_scores(self, index: torch.Tensor) -> None:
         if self.dist.enabled:
