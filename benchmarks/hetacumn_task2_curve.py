@@ -12,8 +12,9 @@ involved, so the curve isolates the encoder's side of task 2::
     .venv/bin/python benchmarks/hetacumn_task2_curve.py --data igg4k --noise 1.0 --steps 30000
 
 Measured on igg-1d (4 000 images, D=64, SNR 0.1) at box 32, one thread: 117 deg on real
-images after 3 000 steps, 87 deg after 30 000 at the data's noise; trained at 0.3 x the
-noise, 39 deg on renders but 105 deg on real images.
+images after 3 000 steps, 87 deg after 30 000 and 74 deg after 100 000 (51 deg on new
+renders; 35 min) at the data's noise; trained at 0.3 x the noise, 39 deg on renders but
+105 deg on real images.
 """
 
 from __future__ import annotations
