@@ -20,17 +20,18 @@ PINNED = Path(__file__).parent / "data" / "pinned" / "data"
 
 
 def _config(out: Path) -> DrgnaiConfig:
-    """160 images at D=24: 1 pretrain epoch, 2 search epochs, 1 joint epoch; a small field."""
+    """160 images at D=24: 1 pretrain epoch, 2 search epochs, 2 joint epochs with local pose
+    searches; a small field."""
     return DrgnaiConfig(
         data=ParticleSource(path=PINNED / "particles.star"),
         out=str(out),
         zdim=2,
         pretrain_images=160,
         search_images=320,
-        epochs_sgd=1,
+        epochs_sgd=2,
         field={"hidden": 32, "blocks": 1, "features": 32},
         search={"base_level": 0, "rounds": 2, "keep": 2, "shift_n": 4, "radius_start_px": 6, "radius_end_px": 10,
-                "clusters": 2},
+                "clusters": 2, "local_step_deg": 2.0},
         optim={"batch_size": 40},
     )  # fmt: skip
 
@@ -49,7 +50,7 @@ def whole(tmp_path_factory) -> Path:
 def test_run_directory_contract(whole):
     for name in ("config.yaml", "model.pt", "latents.npy", "poses.npz", "map.mrc", "run.log", "train_log.jsonl"):
         assert (whole / name).exists(), name
-    assert [r["phase"] for r in _rows(whole)] == ["pretrain", "search", "search", "sgd"]
+    assert [r["phase"] for r in _rows(whole)] == ["pretrain", "search", "search", "sgd", "sgd"]
     model = load_run(whole)
     assert model.latents.shape == (160, 2)
     rot, shifts = model.poses()
@@ -62,7 +63,7 @@ def test_run_directory_contract(whole):
     assert vol.shape == (24, 24, 24) and np.isfinite(vol).all()
 
 
-@pytest.mark.parametrize("kill_at", [0, 2, 3], ids=["pretrain", "search", "sgd"])
+@pytest.mark.parametrize("kill_at", [0, 2, 4], ids=["pretrain", "search", "sgd"])
 def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, killed_at_epoch, kill_at):
     from cryohet.methods.drgnai import trainer as trainer_module
 
@@ -72,7 +73,7 @@ def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, killed_at
     last = latest_checkpoint(run)
     assert (last is None) if kill_at == 0 else last.name == f"epoch_{kill_at:04d}.pt"
     train_drgnai(_config(run), resume=True)
-    assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4, 5]
     assert [r["data"] for r in _rows(run)] == pytest.approx([r["data"] for r in _rows(whole)], rel=1e-5)
     assert np.allclose(load_run(run).latents, load_run(whole).latents, atol=1e-5)
     assert np.allclose(np.load(run / "poses.npz")["rotations"], np.load(whole / "poses.npz")["rotations"], atol=1e-5)
