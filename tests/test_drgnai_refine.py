@@ -68,3 +68,14 @@ def _aligned_errors(rot: np.ndarray, rot_true: np.ndarray) -> tuple[np.ndarray, 
     u, _, vt = np.linalg.svd((np.swapaxes(rot, 1, 2) @ rot_true).sum(0))
     q = u @ vt
     return rotation_angle_deg(rot @ q, rot_true), float(rotation_angle_deg(q[None], np.eye(3)[None])[0])
+
+
+def test_hetacumn_refuses_the_local_search_it_does_not_run(tmp_path):
+    from pydantic import ValidationError
+
+    from cryohet.methods.hetacumn import HetacumnConfig
+
+    source = ParticleSource(path=tmp_path / "particles.star")
+    with pytest.raises(ValidationError, match="HetACUMN does not use it"):
+        HetacumnConfig(data=source, out=str(tmp_path / "r"), warm_start={"search": {"local_step_deg": 2.0}})
+    HetacumnConfig(data=source, out=str(tmp_path / "r"), warm_start={"search": {"local_step_deg": 0}})

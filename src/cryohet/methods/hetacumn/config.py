@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
@@ -139,6 +139,12 @@ class HetacumnConfig(StrictModel):
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_search(self) -> HetacumnConfig:
+        if self.warm_start.search.local_step_deg:  # shared options that only DRGN-AI's joint epochs use
+            raise ValueError("search.local_step_deg refines poses in DRGN-AI's joint epochs; HetACUMN does not use it")
+        return self
 
     def warm_start_epochs(self, n_images: int) -> tuple[int, int]:
         """Pretraining and search epochs for ``n_images`` (none with fixed poses)."""
