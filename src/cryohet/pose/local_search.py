@@ -98,7 +98,7 @@ def local_search(
     band = likelihood.band
     dev = observed.device
     apix = band.apix
-    terms = image_terms(observed, None if ctf is None else ctf, likelihood)
+    terms = image_terms(observed, ctf, likelihood)
     n = len(rotations)
     rot = rotations.to(dev, torch.float32).clone()
     shift = shifts_A.to(dev, torch.float32).clone()
@@ -116,7 +116,8 @@ def local_search(
             sel = act[groups[act] == g]
             for c in range(0, len(sel), max(1, chunk_images)):
                 part = sel[c : c + max(1, chunk_images)]
-                steps = step_deg[part.cpu().numpy()]
+                rows_np = part.cpu().numpy()
+                steps = step_deg[rows_np]
                 cand_rot = perturbations(steps, dev) @ rot[part][:, None]  # (b, 27, 3, 3)
                 step_A = torch.as_tensor(steps * ratio_px * apix, dtype=torch.float32, device=dev)
                 cand_shift = shift[part][:, None] + offsets[None] * step_A[:, None, None]  # (b, 9, 2)
@@ -124,14 +125,14 @@ def local_search(
                 slices = slices.reshape(len(part), 27, *slices.shape[-2:])
                 scores = score_each(terms.rows(part), slices, cand_shift).reshape(len(part), -1)  # (b, 9 * 27)
                 val, flat = scores.min(dim=1)
-                stay = (flat == _CENTRE) | (val >= scores[:, _CENTRE])
+                stay = val >= scores[:, _CENTRE]  # ties keep the current pose
                 flat = torch.where(stay, torch.full_like(flat, _CENTRE), flat)
                 t_i, m_i = flat // 27, flat % 27
                 rows = torch.arange(len(part), device=dev)
                 rot[part] = _orthonormal(cand_rot[rows, m_i])
                 shift[part] = cand_shift[rows, t_i]
                 best[part] = scores[rows, flat]
-                step_deg[part.cpu().numpy()[stay.cpu().numpy()]] /= 2.0
+                step_deg[rows_np[stay.cpu().numpy()]] /= 2.0
     return SearchResult(rot, shift, best)
 
 
