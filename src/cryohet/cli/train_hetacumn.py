@@ -41,6 +41,13 @@ def hetacumn(
     box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
     epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
     heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
+    rotation_grid: str = config_option(
+        HetacumnConfig,
+        "encoder.rotation_grid_level",
+        "--rotation-grid",
+        help="Classify rotations over the HEALPix grid of this level (0, 1 or 2: 72, 576 or 4 608 rotations); "
+        "'none' regresses them (the 6D parametrisation).",
+    ),
     pretrain_images: int = config_option(
         HetacumnConfig, "warm_start.pretrain_images", "--pretrain-images", help="Images of the pretraining pass."
     ),
@@ -99,7 +106,10 @@ def hetacumn(
             zdim=zdim,
             box=box,
             epochs=epochs,
-            encoder={"heads": heads},
+            encoder={
+                "heads": heads,
+                "rotation_grid_level": None if str(rotation_grid).lower() == "none" else rotation_grid,
+            },
             warm_start={
                 "pretrain_images": pretrain_images,
                 "search_images": search_images,

@@ -9,7 +9,7 @@ of the latent. No code or settings were published: the weights below are cryohet
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,12 @@ class EncoderConfig(StrictModel):
         "7 260 images/s; (32, 64, 128, 256) ran 1 490, below the 2 000 inference needs)"
     )  # fmt: skip
     hidden: int = Field(256, gt=0, description="width of the layer before the heads")
+    rotation_grid_level: int | None = Field(
+        1, ge=0, le=2, description="classify each image's rotation over the HEALPix grid of this level (72 x 8^level "
+        "rotations; the heads are the highest peaks, refined below the grid spacing); None regresses the 6D "
+        "parametrisation. Task 2 alone from the true maps of simulated igg-1d (SNR 0.1, box 32, 15 000 steps): "
+        "median error on real images 24.5 deg at level 1 against 105 deg regressed"
+    )  # fmt: skip
 
 
 class PoseTaskConfig(StrictModel):
@@ -118,7 +124,8 @@ class HetacumnConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
-    method_version: int = 1
+    method_version: int = Field(2, description="2: the encoder classifies rotations by default (version-1 runs "
+                                "regress them and are read as such)")  # fmt: skip
     data: ParticleSource
     out: str
     poses_mode: Literal["abinit", "fixed"] = Field(
@@ -139,6 +146,15 @@ class HetacumnConfig(StrictModel):
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data: Any) -> Any:
+        """Runs written before version 2 regressed rotations (no ``rotation_grid_level``)."""
+        if isinstance(data, dict) and data.get("method_version") == 1:
+            encoder = data.get("encoder") if isinstance(data.get("encoder"), dict) else {}
+            data = {**data, "encoder": {"rotation_grid_level": None, **encoder}}
+        return data
 
     @model_validator(mode="after")
     def _check_search(self) -> HetacumnConfig:

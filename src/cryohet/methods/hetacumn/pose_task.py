@@ -4,8 +4,10 @@
 renders a slice source (the run's field at latents ``z``, or any representation) through
 the render seam's filters (CTF x shift phase) on a full-plane band, and adds white noise;
 it runs under ``no_grad`` (the decoder's gradients are stopped). :func:`pose_task_loss`
-scores the encoder on them: squared Frobenius rotation error plus the shift error in units
-of ``shift_scale_A``, for the best head of each image, and the squared latent error.
+scores the encoder on them: the rotation error (squared Frobenius for the best head of each
+image when the encoder regresses rotations; the cross-entropy against soft targets on its
+grid when it classifies them, :meth:`~cryohet.networks.pose_encoder.EncodedImages.rotation_nll`)
+plus the shift error in units of ``shift_scale_A``, and the squared latent error.
 Rotations are RELION ``A``; shifts are origins in Å.
 """
 
@@ -61,11 +63,14 @@ def pose_task_loss(
     """Mean pose error (best head of each image) and mean latent error (0 without ``z``) of
     the encoder's answer ``encoded`` on images rendered at ``rotations``/``shifts_A``;
     ``mask (n,)`` bool: the pose error of these images only (0 when none)."""
-    frob = ((encoded.rotations - rotations[:, None]) ** 2).sum(dim=(-2, -1))  # (n, H)
-    shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)
-    each = (frob + shift_weight * shift).min(dim=1).values
+    shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)  # (n, H)
+    if encoded.rotation_logits is not None:  # classified: the heads share one shift
+        each = encoded.rotation_nll(rotations) + shift_weight * shift[:, 0]
+    else:
+        frob = ((encoded.rotations - rotations[:, None]) ** 2).sum(dim=(-2, -1))  # (n, H)
+        each = (frob + shift_weight * shift).min(dim=1).values
     if mask is not None:
         each = each[mask]
     pose = each.mean() if each.numel() else each.sum()
-    latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=frob.device)
+    latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=shift.device)
     return pose, latent

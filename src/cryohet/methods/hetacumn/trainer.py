@@ -66,7 +66,14 @@ def build_networks(cfg: HetacumnConfig, box: int, apix: float) -> tuple[NeuralFi
         box, apix, cfg.zdim, hidden=f.hidden, blocks=f.blocks, features=f.features, sigma=f.sigma, seed=cfg.seed
     )
     encoder = PoseConformationEncoder(
-        box, apix, cfg.zdim, heads=e.heads, input_box=e.input_box, channels=tuple(e.channels), hidden=e.hidden
+        box,
+        apix,
+        cfg.zdim,
+        heads=e.heads,
+        input_box=e.input_box,
+        channels=tuple(e.channels),
+        hidden=e.hidden,
+        rotation_grid_level=e.rotation_grid_level,
     )
     return field, encoder
 
