@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--box", type=int, default=None, help="train at this box (Fourier-cropped), as `train --box`")
     ap.add_argument("--clusters", type=int, default=10, help="k-means k; true states are binned into k groups")
     ap.add_argument("--heads", type=int, default=None, help="pose heads (`train --heads`; the default 1)")
+    ap.add_argument("--distill-weight", type=float, default=None, help="`train --distill-weight` (default 1)")
     ap.add_argument("--ablate-task2", action="store_true")
     args = ap.parse_args()
 
@@ -72,6 +73,8 @@ def main() -> None:
         train_cmd += ["--box", str(args.box)]
     if args.heads:
         train_cmd += ["--heads", str(args.heads)]
+    if args.distill_weight is not None:
+        train_cmd += ["--distill-weight", str(args.distill_weight)]
     env = dict(os.environ)
     subprocess.run(train_cmd, check=True, env=env)
     subprocess.run(cli + ["infer", str(run), str(data / "particles.star"), "--ind", str(out / "rest.pkl"),
@@ -90,7 +93,10 @@ def main() -> None:
         err = float(np.median(rotation_angle_deg(aligned, gt[idx])))
         ari = adjusted_rand_score(bins[idx], km.predict(z))
         rows[name] = (len(idx), err, ari, max_abs_corr(z, gt[idx]))
-    print(f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}; heads {args.heads or 1}")
+    print(
+        f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}; heads {args.heads or 1}; "
+        f"distill weight {1.0 if args.distill_weight is None else args.distill_weight}"
+    )
     k = args.clusters
     print(f"| subset | particles | median rotation error (deg) | ARI (k={k}) | max abs corr(latent, view) |")
     print("|---|---|---|---|---|")

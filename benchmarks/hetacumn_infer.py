@@ -4,7 +4,8 @@ particle stack, reading included, one CPU thread by default.
     python benchmarks/hetacumn_infer.py --particles sim/igg1d/particles.star [--threads 1] [--device cpu]
 
 Prints a table (images/s, s/image, peak RSS, GPU memory) for the default encoder (one pose
-head; with several heads every image's heads are also scored against the field) and the
+head, rotations classified over the level-1 grid; ``--rotation-grid none`` regresses them;
+with several heads every image's heads are also scored against the field) and the
 machine's load. The weights are untrained: the cost does not depend on them.
 """
 
@@ -22,6 +23,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--heads", type=int, default=1)
+    ap.add_argument("--rotation-grid", default="1", help="encoder.rotation_grid_level ('none': regressed rotations)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("-n", type=int, default=4000, help="images encoded (the first n)")
     args = ap.parse_args()
@@ -41,7 +43,14 @@ def main() -> None:
     meta = ParticleSource(path=args.particles).load()
     meta = meta.subset(np.arange(min(args.n, len(meta))))
     dataset = ParticleDataset(meta, normalize=True)
-    cfg = HetacumnConfig(data=ParticleSource(path=args.particles), out="/tmp/unused", encoder={"heads": args.heads})
+    cfg = HetacumnConfig(
+        data=ParticleSource(path=args.particles),
+        out="/tmp/unused",
+        encoder={
+            "heads": args.heads,
+            "rotation_grid_level": None if args.rotation_grid == "none" else int(args.rotation_grid),
+        },
+    )
     apix = float(np.median(dataset.apix))
     field, encoder = build_networks(cfg, dataset.box, apix)
     dev = torch.device(args.device)
@@ -59,7 +68,8 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else float("nan")
     load = os.getloadavg()
-    print(f"# {len(dataset)} images, box {dataset.box}, {args.threads} thread(s), {args.device}, heads {args.heads}; "
+    print(f"# {len(dataset)} images, box {dataset.box}, {args.threads} thread(s), {args.device}, heads {args.heads}, "
+          f"rotation grid {args.rotation_grid}; "
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     print("| tool | images/s | s/image | peak RSS MB | GPU MB |")
     print("|---|---|---|---|---|")

@@ -60,6 +60,13 @@ def hetacumn(
     encoder_steps: int = config_option(
         HetacumnConfig, "warm_start.encoder_steps", "--encoder-steps", help="Steps of the warm start's encoder epoch."
     ),
+    distill_weight: float = config_option(
+        HetacumnConfig,
+        "warm_start.distill_weight",
+        "--distill-weight",
+        help="Weight of the encoder's error on the searched poses of the particles it trains on (0: it learns poses "
+        "from task 2 alone).",
+    ),
     task1_poses: str = config_option(
         HetacumnConfig,
         "warm_start.task1_poses",
@@ -115,6 +122,7 @@ def hetacumn(
                 "search_images": search_images,
                 "encoder_steps": encoder_steps,
                 "task1_poses": task1_poses,
+                "distill_weight": distill_weight,
             },  # fmt: skip
             pose_task={"weight": pose_task},
             optim={"beta": beta, "batch_size": batch_size},

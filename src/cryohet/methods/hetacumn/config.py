@@ -72,7 +72,10 @@ class WarmStartConfig(StrictModel):
         "median pose error 123 deg)"
     )  # fmt: skip
     distill_weight: float = Field(
-        1.0, ge=0, description="weight of the encoder's error on the searched poses (squared Frobenius + shift)"
+        1.0,
+        ge=0,
+        description="weight of the encoder's error on the searched poses (its pose-task loss: "
+        "cross-entropy or squared Frobenius, + shift)",
     )
     holdout: float = Field(
         0.05, ge=0, le=0.5, description="share of the particles (chosen by index) whose searched poses the encoder "
