@@ -17,7 +17,9 @@ involved, so the curve isolates the encoder's side of task 2::
 Measured on igg-1d (4 000 images, D=64, SNR 0.1) at box 32, one thread, load 3-4, median
 error on real images after 5 000 / 15 000 / 30 000 steps, every state rendered:
 
-* rotations classified over the level-1 grid (the default): 40.4 / 24.5 / 22.0 deg;
+* rotations classified over the level-1 grid (the default): 33.1 / 18.5 / 15.7 deg (40.4 /
+  24.5 / 22.0 with the best grid rotation unrefined); at level 2: 48.8 / 21.2 / 15.6 deg;
+* two classified heads: 18.7 deg at 15 000 steps, 16.0 at 25 000 (one head: 18.5, 16.1);
 * regressed (``--rotation-grid none``): 112.8 / 105.2 / 79.5 deg.
 
 Rendering state 0 only, regressed: 87 deg after 30 000 steps and 74 after 100 000 (51 on new

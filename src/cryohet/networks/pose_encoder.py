@@ -17,9 +17,9 @@ Rotations come out one of two ways:
   the grid spacing by the chordal mean of the grid rotations within 1.5 spacings of it,
   weighted by their softmax (differentiable in the logits). A distribution over SO(3)
   keeps several modes where regression averages them: on simulated igg-1d (SNR 0.1,
-  box 32, task 2 alone from the true maps, 15 000 steps) the median error on real images
-  was 24.5 deg classified (level 1) against 105 deg regressed
-  (``benchmarks/hetacumn_task2_curve.py``).
+  box 32, task 2 alone from the true maps, 30 000 steps) the median error on real images
+  was 15.7 deg classified at level 1 (22.0 with the best grid rotation unrefined; 15.6 at
+  level 2) against 79.5 deg regressed (``benchmarks/hetacumn_task2_curve.py``).
 
 The trunk: the image Fourier-cropped to ``input_box`` pixels (the same physical box,
 coarser pixels, a low-pass), masked by a disc, then strided 3x3 convolutions with
