@@ -230,3 +230,18 @@ def test_version_1_runs_are_read_with_regressed_rotations(tmp_path):
     assert old.encoder.rotation_grid_level is None and old.method_version == 1
     save_config(tmp_path / "config.yaml", old)
     assert load_config(tmp_path / "config.yaml", HetacumnConfig).encoder.rotation_grid_level is None
+
+
+def test_rotation_grid_option_sets_the_encoder(tmp_path, capsys):
+    """``--rotation-grid none`` regresses rotations, a level classifies them, and anything
+    else is refused in one line naming the flag."""
+    import yaml
+
+    quick = ["--epochs", "0", "--pretrain-images", "0", "--search-images", "0", "--encoder-steps", "0"]
+    for value, level in (("none", None), ("2", 2)):
+        out = tmp_path / f"grid_{value}"
+        assert main(["train", "hetacumn", str(STAR), "-o", str(out), "--rotation-grid", value, *quick]) == 0
+        assert yaml.safe_load((out / "config.yaml").read_text())["encoder"]["rotation_grid_level"] == level
+    capsys.readouterr()
+    assert main(["train", "hetacumn", str(STAR), "-o", str(tmp_path / "bad"), "--rotation-grid", "fine", *quick]) != 0
+    assert "--rotation-grid" in _one_error(capsys)
