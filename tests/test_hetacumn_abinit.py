@@ -143,3 +143,14 @@ def test_semi_amortised_refines_the_searched_poses(tiny_whole, tmp_path):
     searched = np.load(plain / "extras" / "searched_poses.npz")  # the same search, not refined after it
     moved = np.abs(refined["rotations"] - searched["rotations"]).max()
     assert 1e-6 < moved < 0.5, moved
+
+
+def test_without_task_two_the_encoder_epoch_learns_the_searched_poses_only(tiny_whole, tmp_path):
+    """The ablation (``--pose-task 0``) drops task 2 from the warm start's encoder epoch too:
+    no rendered images, only the searched poses (the full run's epoch has both)."""
+    cfg = _tiny_abinit(tmp_path / "ablated", epochs=1)
+    ablated = train_hetacumn(cfg.model_copy(update={"pose_task": cfg.pose_task.model_copy(update={"weight": 0.0})}))
+    (encoder_epoch,) = [r for r in _rows(ablated) if r.get("phase") == "encoder"]
+    assert encoder_epoch["task2_rotation_error"] == 0.0 and encoder_epoch["distill_error"] > 0.0
+    (full,) = [r for r in _rows(tiny_whole) if r.get("phase") == "encoder"]
+    assert full["task2_rotation_error"] > 0.0

@@ -90,8 +90,8 @@ def held_out(index: torch.Tensor, share: float) -> torch.Tensor:
 def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     """The warm start's last epoch: the field frozen (at ``z = 0``, cached as a Fourier grid
     out to the search's end radius), the encoder trained for ``steps`` steps on images
-    rendered from it at random poses (task 2's pose error) and on the real images at their
-    searched poses. Returns the epoch's log."""
+    rendered from it at random poses (task 2's pose error; none when task 2's weight is 0,
+    the ablation) and on the real images at their searched poses. Returns the epoch's log."""
     cfg = trainer.cfg
     ws, pt = cfg.warm_start, cfg.pose_task
     grids, _ = field_sources(trainer.field, trainer.schedule.radius_end_px, trainer.box, _homogeneous(trainer),
@@ -104,13 +104,15 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
         # a curriculum: the poses of clean renders first, then the data's noise level
         noise_scale = pt.noise_start + (1.0 - pt.noise_start) * min(1.0, 2.0 * step / max(1, steps))
         b = next(real).to(trainer.device, non_blocking=True)
-        n = max(1, int(round(pt.images * len(b.images))))
-        pick = torch.as_tensor(rng.integers(0, len(b.images), n), device=trainer.device)
-        images, rot, shifts = render_at_random_poses(
-            grids[0], trainer.render_band, n, rng, ctf_params=b.ctf_params[pick], max_shift_A=limit,
-            noise_std=trainer.noise_std * noise_scale,
-        )  # fmt: skip
-        rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
+        rot_err = lat_err = torch.zeros((), device=trainer.device)
+        if pt.weight > 0:  # --pose-task 0 (the ablation): the encoder learns the searched poses only
+            n = max(1, int(round(pt.images * len(b.images))))
+            pick = torch.as_tensor(rng.integers(0, len(b.images), n), device=trainer.device)
+            images, rot, shifts = render_at_random_poses(
+                grids[0], trainer.render_band, n, rng, ctf_params=b.ctf_params[pick], max_shift_A=limit,
+                noise_std=trainer.noise_std * noise_scale,
+            )  # fmt: skip
+            rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
         learnt = ~held_out(b.index, ws.holdout).to(trainer.device)
         distill, _ = pose_task_loss(trainer.encoder(b.images), found_rot, found_shift, trainer.encoder.max_shift_A,
