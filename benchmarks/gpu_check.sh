@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, as one prepared script for a lent GPU machine (the device tool): the
 # CUDA tests, DRGN-AI throughput at D=128 with and without bf16 autocast, a timed D=128
-# run, and the D=64 accuracy runs of issue 15 (homogeneous and igg-1d ab initio, igg-1d
+# run, HetACUMN's inference images/s at D=128, and the D=64 accuracy runs of issue 15 (homogeneous and igg-1d ab initio, igg-1d
 # with fixed poses, the true-pose consensus), each evaluated after alignment.
 #
 # Usage (repository root, Python with torch+CUDA; missing packages as wheels in .whl/):
@@ -58,6 +58,10 @@ stamp "a timed D=128 run: 4096 images, 1 pretrain + 2 search + 2 joint epochs, z
 timeout $(( $(left) > 120 ? 120 : $(left) )) $CH train drgnai $W/igg128/particles.star -o $W/run128 --zdim 8 \
   --pretrain-images $N128 --search-images $((2 * N128)) --epochs-sgd 2 --device $DEV --num-workers 4
 echo "run128 rc=$?"
+stamp "HetACUMN amortised inference at D=128 (issue 17; untrained weights, the cost does not depend on them)"
+timeout $(( $(left) > 60 ? 60 : $(left) )) python3 benchmarks/hetacumn_infer.py --particles $W/igg128/particles.star \
+  --device $DEV -n $N128 --batch-size 1024
+echo "infer128 rc=$?"
 wait $SIMS  # (a bare wait would also wait for the tee above)
 stamp "D=64 sets ready"; ls $W
 
