@@ -48,7 +48,7 @@ def main() -> None:
         out="/tmp/unused",
         encoder={
             "heads": args.heads,
-            "rotation_grid_level": None if args.rotation_grid == "none" else int(args.rotation_grid),
+            "rotation_grid_level": args.rotation_grid,
         },
     )
     apix = float(np.median(dataset.apix))

@@ -80,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     encoder = {
         "heads": args.heads,
-        "rotation_grid_level": None if args.rotation_grid == "none" else int(args.rotation_grid),
+        "rotation_grid_level": args.rotation_grid,
     }
     if args.channels:
         encoder["channels"] = tuple(int(c) for c in args.channels.split(","))

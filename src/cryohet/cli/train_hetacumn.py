@@ -113,10 +113,7 @@ def hetacumn(
             zdim=zdim,
             box=box,
             epochs=epochs,
-            encoder={
-                "heads": heads,
-                "rotation_grid_level": None if str(rotation_grid).lower() == "none" else rotation_grid,
-            },
+            encoder={"heads": heads, "rotation_grid_level": rotation_grid},
             warm_start={
                 "pretrain_images": pretrain_images,
                 "search_images": search_images,

@@ -72,7 +72,7 @@ class EncodedImages:
         if self.rotation_logits is None or self.rotation_grid is None:
             raise ValueError("rotation_nll needs an encoder that classifies rotations (rotation_grid_level)")
         with torch.no_grad():
-            cos = (torch.einsum("bij,nij->bn", rotations.to(self.rotation_grid), self.rotation_grid) - 1) / 2
+            cos = grid_cosines(rotations.to(self.rotation_grid), self.rotation_grid)
             target = torch.softmax(-(torch.arccos(cos.clamp(-1.0, 1.0)) ** 2) / (2 * self.grid_sigma_rad**2), dim=1)
         return -(target * torch.log_softmax(self.rotation_logits, dim=1)).sum(dim=1)
 
@@ -169,15 +169,20 @@ def grid_peaks(logits: torch.Tensor, grid: torch.Tensor, spacing_rad: float, hea
     spacings of it (and not near a higher peak), weighted by their softmax, orthonormalised by Gram-Schmidt of its
     first two columns; differentiable in ``logits``.
     """
-    flat = grid.reshape(len(grid), 9)
     taken = torch.zeros_like(logits, dtype=torch.bool)
     near_cos, apart_cos = math.cos(1.5 * spacing_rad), math.cos(2.0 * spacing_rad)
     out = []
     for _ in range(heads):
         peak = logits.detach().masked_fill(taken, float("-inf")).argmax(dim=1)  # (B,)
-        cos = (flat[peak] @ flat.T - 1) / 2  # (B, N): cosine of the angle from the peak
+        cos = grid_cosines(grid[peak], grid)  # (B, N): cosine of the angle from the peak
         w = torch.softmax(logits.masked_fill((cos < near_cos) | taken, float("-inf")), dim=1)
-        mean = (w @ flat).reshape(-1, 3, 3)
+        mean = (w @ grid.reshape(len(grid), 9)).reshape(-1, 3, 3)
         out.append(sixd_to_matrix(mean[..., :, :2].transpose(-1, -2).reshape(-1, 6)))
         taken = taken | (cos > apart_cos)
     return torch.stack(out, dim=1)
+
+
+def grid_cosines(rotations: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``(B, N)``: the cosine of the angle between each of ``rotations (B, 3, 3)`` and each
+    of ``grid (N, 3, 3)``, ``(tr(R^T G) - 1) / 2``."""
+    return (rotations.reshape(-1, 9) @ grid.reshape(len(grid), 9).T - 1) / 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
 from ...io.source import ParticleSource
@@ -41,6 +41,12 @@ class EncoderConfig(StrictModel):
         "parametrisation. Task 2 alone from the true maps of simulated igg-1d (SNR 0.1, box 32, 30 000 steps): "
         "median error on real images 15.7 deg at level 1, 15.6 at level 2 (inference ~20 % slower), 79.5 regressed"
     )  # fmt: skip
+
+    @field_validator("rotation_grid_level", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        """``"none"`` (the CLI's and the benchmarks' word for regressed rotations) is None."""
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
 
 class PoseTaskConfig(StrictModel):
