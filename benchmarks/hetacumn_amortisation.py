@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--clusters", type=int, default=10, help="k-means k; true states are binned into k groups")
     ap.add_argument("--heads", type=int, default=None, help="pose heads (`train --heads`; the default 1)")
     ap.add_argument("--distill-weight", type=float, default=None, help="`train --distill-weight` (default 1)")
+    ap.add_argument("--in-plane", choices=("on", "off"), default=None, help="`train --[no-]in-plane-augment`")
     ap.add_argument("--ablate-task2", action="store_true")
     args = ap.parse_args()
 
@@ -75,6 +76,8 @@ def main() -> None:
         train_cmd += ["--heads", str(args.heads)]
     if args.distill_weight is not None:
         train_cmd += ["--distill-weight", str(args.distill_weight)]
+    if args.in_plane:
+        train_cmd += ["--in-plane-augment" if args.in_plane == "on" else "--no-in-plane-augment"]
     env = dict(os.environ)
     subprocess.run(train_cmd, check=True, env=env)
     subprocess.run(cli + ["infer", str(run), str(data / "particles.star"), "--ind", str(out / "rest.pkl"),
@@ -95,7 +98,8 @@ def main() -> None:
         rows[name] = (len(idx), err, ari, max_abs_corr(z, gt[idx]))
     print(
         f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}; heads {args.heads or 1}; "
-        f"distill weight {1.0 if args.distill_weight is None else args.distill_weight}"
+        f"distill weight {1.0 if args.distill_weight is None else args.distill_weight}; "
+        f"in-plane {args.in_plane or 'default'}"
     )
     k = args.clusters
     print(f"| subset | particles | median rotation error (deg) | ARI (k={k}) | max abs corr(latent, view) |")

@@ -216,32 +216,43 @@ def test_an_encoder_that_does_not_generalise_is_reported(caplog):
     assert "does not generalise" not in caplog.text and "15.0 deg on held-out" in caplog.text
 
 
-def test_version_1_runs_are_read_with_regressed_rotations(tmp_path):
+def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     """Runs written before rotations were classified (method_version 1, no
-    ``encoder.rotation_grid_level``) keep the encoder their weights were trained with."""
+    ``encoder.rotation_grid_level``) keep their regressed rotations; runs written before the
+    in-plane augmentation (versions 1 and 2, no ``warm_start.in_plane_augment``) keep
+    learning from the images as they are."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 2 and cfg.encoder.rotation_grid_level == 1
-    raw = cfg.model_dump(mode="json")
-    raw["method_version"] = 1
-    del raw["encoder"]["rotation_grid_level"]
-    old = HetacumnConfig.model_validate(raw)
-    assert old.encoder.rotation_grid_level is None and old.method_version == 1
-    save_config(tmp_path / "config.yaml", old)
-    assert load_config(tmp_path / "config.yaml", HetacumnConfig).encoder.rotation_grid_level is None
+    assert cfg.method_version == 3 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    for version, level in ((1, None), (2, 1)):
+        raw = cfg.model_dump(mode="json")
+        raw["method_version"] = version
+        del raw["warm_start"]["in_plane_augment"]
+        if version == 1:
+            del raw["encoder"]["rotation_grid_level"]
+        old = HetacumnConfig.model_validate(raw)
+        assert old.encoder.rotation_grid_level == level and old.method_version == version
+        assert old.warm_start.in_plane_augment is False
+        save_config(tmp_path / f"config_{version}.yaml", old)
+        again = load_config(tmp_path / f"config_{version}.yaml", HetacumnConfig)
+        assert again.encoder.rotation_grid_level == level and again.warm_start.in_plane_augment is False
 
 
 def test_rotation_grid_option_sets_the_encoder(tmp_path, capsys):
     """``--rotation-grid none`` regresses rotations, a level classifies them, and anything
-    else is refused in one line naming the flag."""
+    else is refused in one line naming the flag; ``--no-in-plane-augment`` turns the
+    augmentation off."""
     import yaml
 
     quick = ["--epochs", "0", "--pretrain-images", "0", "--search-images", "0", "--encoder-steps", "0"]
     for value, level in (("none", None), ("2", 2)):
         out = tmp_path / f"grid_{value}"
-        assert main(["train", "hetacumn", str(STAR), "-o", str(out), "--rotation-grid", value, *quick]) == 0
-        assert yaml.safe_load((out / "config.yaml").read_text())["encoder"]["rotation_grid_level"] == level
+        plain = ["--no-in-plane-augment"] if value == "2" else []
+        assert main(["train", "hetacumn", str(STAR), "-o", str(out), "--rotation-grid", value, *plain, *quick]) == 0
+        written = yaml.safe_load((out / "config.yaml").read_text())
+        assert written["encoder"]["rotation_grid_level"] == level
+        assert written["warm_start"]["in_plane_augment"] is not bool(plain)
     capsys.readouterr()
     assert main(["train", "hetacumn", str(STAR), "-o", str(tmp_path / "bad"), "--rotation-grid", "fine", *quick]) != 0
     assert "--rotation-grid" in _one_error(capsys)

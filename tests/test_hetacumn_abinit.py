@@ -38,14 +38,15 @@ def abinit_run(homogeneous, tmp_path_factory):
         epochs=4,
         field={"hidden": 64, "features": 64},
         encoder={"input_box": 32, "channels": (16, 32, 64), "hidden": 128},
-        # 20 search epochs (10 left the search at 118 deg), 2 000 encoder steps; the band from
+        # 20 search epochs (10 left the search at 118 deg), 6 000 encoder steps (with the
+        # in-plane augmentation, 2 000 left the held-out particles at 72 deg); the band from
         # 6 px as in the DRGN-AI ab initio test: from the default 12 px the encoder's median
         # error was 94, 18, 27 and 20 deg for seeds 0-3 (the search found the structure late,
         # or not), from 6 px 19, 20 and 17 deg for seeds 0, 2 and 3
         warm_start={
             "pretrain_images": 0,
             "search_images": 6000,
-            "encoder_steps": 2000,
+            "encoder_steps": 6000,
             "search": {"base_level": 1, "shift_n": 7, "radius_start_px": 6},
         },  # fmt: skip
         optim={"batch_size": 16},
@@ -55,17 +56,22 @@ def abinit_run(homogeneous, tmp_path_factory):
     return run
 
 
-def _median_error(rotations, homogeneous) -> float:
-    star = ParticleSource(path=homogeneous / "particles.star").load()
-    return float(np.median(rotation_errors(rotations, np.asarray(star.rotations)).rotation_deg))
-
-
 def test_the_encoder_predicts_the_poses_ab_initio(homogeneous, abinit_run):
+    """Also on the 5 % of particles whose searched poses it never learnt (warm_start.holdout):
+    the in-plane augmentation (the default) is what makes it generalise to them."""
+    import torch
+
+    from cryohet.methods.hetacumn.warm_start import held_out
+
     rot, _ = load_run(abinit_run).poses()
-    err = _median_error(rot, homogeneous)
-    # 6.1 deg measured with rotations classified over the level-1 grid (the default); 25.5 deg with
-    # them regressed (6D), 123 deg without the warm start
-    assert err < 12.0, err
+    star = ParticleSource(path=homogeneous / "particles.star").load()
+    errors = rotation_errors(rot, np.asarray(star.rotations)).rotation_deg
+    held = held_out(torch.arange(len(errors)), 0.05).numpy()
+    # measured (6 000 encoder steps): 10.0 deg on the learnt particles and 16.4 on the 16
+    # held-out ones with the augmentation; 6.3 and 141 deg (chance) without it. Rotations
+    # regressed (6D, no augmentation, 2 000 steps): 25.5 deg; without the warm start: 123 deg
+    assert np.median(errors[~held]) < 14.0, np.median(errors[~held])
+    assert np.median(errors[held]) < 30.0, np.median(errors[held])
     phases = [json.loads(line).get("phase") for line in (abinit_run / "train_log.jsonl").read_text().splitlines()]
     assert phases == ["search"] * 20 + ["encoder"] + ["amortised"] * 4
 

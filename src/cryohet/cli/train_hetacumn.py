@@ -67,6 +67,13 @@ def hetacumn(
         help="Weight of the encoder's error on the searched poses of the particles it trains on (0: it learns poses "
         "from task 2 alone).",
     ),
+    in_plane: bool = config_option(
+        HetacumnConfig,
+        "warm_start.in_plane_augment",
+        "--in-plane-augment/--no-in-plane-augment",
+        help="Show the encoder each real image turned in plane by a random angle (its searched pose turned with "
+        "it), so it cannot memorise the particles it trains on.",
+    ),
     task1_poses: str = config_option(
         HetacumnConfig,
         "warm_start.task1_poses",
@@ -120,6 +127,7 @@ def hetacumn(
                 "encoder_steps": encoder_steps,
                 "task1_poses": task1_poses,
                 "distill_weight": distill_weight,
+                "in_plane_augment": in_plane,
             },  # fmt: skip
             pose_task={"weight": pose_task},
             optim={"beta": beta, "batch_size": batch_size},

@@ -86,6 +86,13 @@ class WarmStartConfig(StrictModel):
         description="weight of the encoder's error on the searched poses (its pose-task loss: "
         "cross-entropy or squared Frobenius, + shift)",
     )
+    in_plane_augment: bool = Field(
+        True, description="the encoder learns each real image's searched pose from the image turned in plane by a "
+        "random angle, the pose turned with it (a particle never looks the same twice, so the encoder cannot "
+        "memorise it). Trained on 1 000 of 4 000 simulated igg-1d particles (SNR 0.1, box 32, 30 000 encoder "
+        "steps), the encoder's median pose error on the 3 000 it never saw was 20.7 deg with it against 33.3 "
+        "without (12.7 and 10.7 deg on the particles it learnt)"
+    )  # fmt: skip
     holdout: float = Field(
         0.05, ge=0, le=0.5, description="share of the particles (chosen by index) whose searched poses the encoder "
         "never learns, to show whether it generalises: the log's encoder_vs_search_heldout_deg is its disagreement "
@@ -136,8 +143,9 @@ class HetacumnConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
-    method_version: int = Field(2, description="2: the encoder classifies rotations by default (version-1 runs "
-                                "regress them and are read as such)")  # fmt: skip
+    method_version: int = Field(3, description="3: the encoder learns the searched poses from images turned in "
+                                "plane (version-2 runs did not and are read as such); 2: the encoder classifies "
+                                "rotations by default (version-1 runs regress them and are read as such)")  # fmt: skip
     data: ParticleSource
     out: str
     poses_mode: Literal["abinit", "fixed"] = Field(
@@ -161,12 +169,17 @@ class HetacumnConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_version_1(cls, data: Any) -> Any:
-        """Runs written before version 2 regressed rotations (no ``rotation_grid_level``)."""
-        if isinstance(data, dict) and data.get("method_version") == 1:
+    def _read_older_versions(cls, data: Any) -> Any:
+        """Runs written before version 2 regressed rotations (no ``rotation_grid_level``);
+        runs written before version 3 showed the encoder the images as they are (no
+        ``warm_start.in_plane_augment``)."""
+        if not isinstance(data, dict) or data.get("method_version") not in (1, 2):
+            return data
+        if data.get("method_version") == 1:
             encoder = data.get("encoder") if isinstance(data.get("encoder"), dict) else {}
             data = {**data, "encoder": {"rotation_grid_level": None, **encoder}}
-        return data
+        warm = data.get("warm_start") if isinstance(data.get("warm_start"), dict) else {}
+        return {**data, "warm_start": {"in_plane_augment": False, **warm}}
 
     @model_validator(mode="after")
     def _check_search(self) -> HetacumnConfig:

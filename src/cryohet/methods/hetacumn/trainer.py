@@ -37,6 +37,7 @@ from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...geometry.rotations import random_rotations, rotation_angle_deg
 from ...imaging.bands import FourierBand
+from ...imaging.in_plane import rotate_poses_in_plane
 from ...imaging.likelihood import WeightedL2
 from ...networks.encoders import kl_standard_normal
 from ...networks.pose_encoder import PoseConformationEncoder
@@ -52,7 +53,7 @@ from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
-from .warm_start import fit_encoder, held_out, search_window
+from .warm_start import fit_encoder, held_out, in_plane_views, search_window
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -189,7 +190,11 @@ class HetacumnTrainer:
         sub = self.band if radius is None or radius >= self.box / 2 else self.band.lowpass(radius / (self.box / 2))
         observed = sub.observed(b.images)
         ctf = sub.filters(b.ctf_params, None)
-        enc = self.encoder(b.images)
+        angles = None  # the encoder sees each image turned in plane by a random angle (warm_start)
+        enc_images = b.images
+        if cfg.warm_start.in_plane_augment and cfg.poses_mode != "fixed" and phase != "pretrain":
+            enc_images, angles = in_plane_views(b.images, rng)
+        enc = self.encoder(enc_images)
         std = torch.exp(0.5 * enc.z_logvar)
         warm = phase in ("pretrain", "search") and cfg.poses_mode != "fixed"
         rows = None
@@ -210,8 +215,10 @@ class HetacumnTrainer:
             table_rot, table_shifts = PoseTable.unpack(rows)
             targets = (table_rot.detach(), table_shifts.detach())
             rot, shifts = table_rot[:, None], table_shifts[:, None]
-        else:
+        else:  # the encoder's poses, turned back to the image as it is
             rot, shifts = enc.rotations, enc.shifts_A
+            if angles is not None:
+                rot, shifts = rotate_poses_in_plane(rot, shifts, -angles[:, None])
         terms = data_terms(self.field, sub, self.likelihood.on(sub), observed, ctf, rot, shifts, z)  # (B, H)
         data = terms.min(dim=1).values  # the best head of each image is trained on it
         kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
@@ -221,12 +228,13 @@ class HetacumnTrainer:
         if targets is not None:
             held = held_out(b.index, cfg.warm_start.holdout).to(self.device)
             n_held = int(held.sum())
-            distill, _ = pose_task_loss(enc, targets[0], targets[1], self.encoder.max_shift_A, None,
+            seen = targets if angles is None else rotate_poses_in_plane(targets[0], targets[1], angles)
+            distill, _ = pose_task_loss(enc, seen[0], seen[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight, ~held)  # fmt: skip
             loss = loss + cfg.warm_start.distill_weight * distill
             with torch.no_grad():
-                angles = rotation_angle_deg(enc.rotations, targets[0][:, None]).min(dim=1).values
-                agree, agree_held = angles[~held].sum(), angles[held].sum()
+                errors = rotation_angle_deg(enc.rotations, seen[0][:, None]).min(dim=1).values
+                agree, agree_held = errors[~held].sum(), errors[held].sum()
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch

@@ -14,8 +14,9 @@ start breaks the circle the way DRGN-AI does, with the shared pieces
 * one **encoder** epoch: the field frozen, the encoder trained for ``encoder_steps`` steps
   on images rendered from it at random poses (task 2, from the field cached as a grid, so
   a step costs about what the encoder does) and on the real images at their searched
-  poses: an encoder needs thousands of steps to learn poses, far more than the search
-  epochs give.
+  poses (each turned in plane by a random angle, its pose with it, when
+  ``in_plane_augment``): an encoder needs thousands of steps to learn poses, far more
+  than the search epochs give.
 
 The warm start's field is homogeneous (``z = 0``, no KL, no task 2 in the search epochs):
 with the encoder's latent in the field, the latent took up the viewing direction (the
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from ...console import progress
+from ...imaging.in_plane import rotate_images, rotate_poses_in_plane
 from ...pose.field_search import field_sources, search_against_field
 from ...training.distributed import average_gradients
 from .pose_task import pose_task_loss, render_at_random_poses
@@ -41,6 +43,7 @@ from .pose_task import pose_task_loss, render_at_random_poses
 __all__ = [
     "SearchedPoses",
     "fit_encoder",
+    "in_plane_views",
     "search_window",
 ]
 
@@ -87,6 +90,15 @@ def held_out(index: torch.Tensor, share: float) -> torch.Tensor:
     return h.to(torch.float64) / 4294967296.0 < share
 
 
+def in_plane_views(images: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images rotated in plane, angles_rad (B,))``: each image turned by a uniform random
+    angle (:mod:`cryohet.imaging.in_plane`), so the encoder sees a particle at a new pose
+    every time it meets it; its target pose turns with it
+    (:func:`~cryohet.imaging.in_plane.rotate_poses_in_plane`)."""
+    angles = torch.as_tensor(rng.uniform(0.0, 2 * np.pi, len(images)), dtype=images.dtype, device=images.device)
+    return rotate_images(images, angles), angles
+
+
 def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     """The warm start's last epoch: the field frozen (at ``z = 0``, cached as a Fourier grid
     out to the search's end radius), the encoder trained for ``steps`` steps on images
@@ -114,8 +126,12 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
             )  # fmt: skip
             rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, None, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
+        real_images = b.images
+        if ws.in_plane_augment:
+            real_images, angles = in_plane_views(b.images, rng)
+            found_rot, found_shift = rotate_poses_in_plane(found_rot, found_shift, angles)
         learnt = ~held_out(b.index, ws.holdout).to(trainer.device)
-        distill, _ = pose_task_loss(trainer.encoder(b.images), found_rot, found_shift, trainer.encoder.max_shift_A,
+        distill, _ = pose_task_loss(trainer.encoder(real_images), found_rot, found_shift, trainer.encoder.max_shift_A,
                                     None, pt.shift_weight, learnt)  # fmt: skip
         loss = rot_err + pt.latent_weight * lat_err + ws.distill_weight * distill
         trainer.opt.zero_grad(set_to_none=True)
