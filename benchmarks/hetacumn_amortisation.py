@@ -107,7 +107,9 @@ def main() -> None:
     for name, (count, err, ari, corr) in rows.items():
         print(f"| {name} | {count} | {err:.2f} | {ari:.3f} | {corr:.3f} |")
     t, u = rows["trained"], rows["unseen"]
-    print(f"unseen / trained: rotation error {u[1] / max(t[1], 1e-9):.2f}x, ARI {u[2] / max(t[2], 1e-9):.2f}x")
+    # an ARI ratio means nothing when the trained particles' latent does not classify either
+    ari = f"{u[2] / t[2]:.2f}x" if t[2] >= 0.05 else f"n/a (trained ARI {t[2]:.3f} < 0.05)"
+    print(f"unseen / trained: rotation error {u[1] / max(t[1], 1e-9):.2f}x, ARI {ari}")
 
 
 if __name__ == "__main__":
