@@ -85,6 +85,29 @@ def test_infer_gives_the_poses_without_training(homogeneous, abinit_run, tmp_pat
     np.testing.assert_allclose(poses["shifts_A"], shifts, atol=1e-3)
 
 
+def test_infer_refines_the_poses_by_a_local_search_against_the_field(homogeneous, abinit_run, tmp_path):
+    """``--refine-step-deg``: the encoder's poses, refined against the run's field, come closer
+    to the truth on every share of the particles (the learnt ones and the held-out ones)."""
+    import torch
+
+    from cryohet.methods.hetacumn.warm_start import held_out
+
+    out = tmp_path / "refined"
+    star_path = homogeneous / "particles.star"
+    assert main(["infer", str(abinit_run), str(star_path), "--out", str(out), "--refine-step-deg", "16"]) == 0
+    truth = np.asarray(ParticleSource(path=star_path).load().rotations)
+    encoder_rot, _ = load_run(abinit_run).poses()
+    refined_rot = np.load(out / "poses.npz")["rotations"]
+    before = rotation_errors(encoder_rot, truth).rotation_deg
+    after = rotation_errors(refined_rot, truth).rotation_deg
+    held = held_out(torch.arange(len(truth)), 0.05).numpy()
+    record = json.loads((out / "COMPLETED").read_text())
+    assert record["refine_step_deg"] == 16.0 and record["refine_images_per_s"] > 0
+    print("encoder", np.median(before), np.median(before[held]), "refined", np.median(after), np.median(after[held]))
+    assert np.median(after) < 0.6 * np.median(before), (np.median(after), np.median(before))
+    assert np.median(after[held]) < 0.6 * np.median(before[held]), (np.median(after[held]), np.median(before[held]))
+
+
 def _tiny_abinit(out: Path, epochs: int) -> HetacumnConfig:
     return HetacumnConfig(
         data=ParticleSource(path=PINNED / "particles.star"),

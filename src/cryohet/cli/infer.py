@@ -27,6 +27,7 @@ def infer(
         ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
     ),
     batch_size: int = config_option(InferConfig, "batch_size", "--batch-size", "-b"),
+    refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
     device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     overwrite: bool = config_option(InferConfig, "overwrite", "--overwrite", help="Replace DIR as a whole."),
     allow_unfinished: bool = config_option(
@@ -38,7 +39,9 @@ def infer(
     DIR becomes a run directory of these particles: latents.npy (input
     order), poses.npz, particles.star (or .cs for a cryoSPARC input: its rows
     with the predicted poses), model.pt and config.yaml. volumes, analyze,
-    select and export take DIR as they take a run.
+    select and export take DIR as they take a run. --refine-step-deg refines
+    the encoder's poses by a local search against the run's field (slower,
+    closer to the search's accuracy).
     """
     from ..workflows.infer import infer_particles
 
@@ -54,6 +57,7 @@ def infer(
         ),
         out=out,
         batch_size=batch_size,
+        refine_step_deg=refine_step_deg,
         device=device,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,
@@ -68,5 +72,6 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "cryohet infer runs/hetacumn new_particles.star --out runs/hetacumn_new",
             "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
+            "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest_refined --refine-step-deg 16",
         ),
     )(infer)

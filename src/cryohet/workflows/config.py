@@ -38,6 +38,16 @@ class InferConfig(StrictModel):
     data: ParticleSource
     out: Path
     batch_size: int = Field(256, gt=0, description="images per encoder batch")
+    refine_step_deg: float = Field(
+        0.0,
+        ge=0.0,
+        le=45.0,
+        description=(
+            "refine the encoder's poses by a local search against the run's field, starting at this step "
+            "(degrees; 16 suits an encoder ~20 deg off); 0: the encoder's poses as they are (thousands of "
+            "images/s; refined: tens to hundreds)"
+        ),
+    )
     device: str = "cpu"
     allow_unfinished: bool = Field(False, description="use a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace an existing output folder (as a whole)")

@@ -3,7 +3,8 @@
 ``DIR`` becomes a run directory of the new particles (no training): the run's
 ``config.yaml`` with ``data`` pointing at them (``_inferred_from`` names the run),
 ``model.pt`` copied, ``latents.npy`` (one row per particle, input order), ``poses.npz``
-(RELION ``A``, origins in Å) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
+(RELION ``A``, origins in Å; the encoder's, or with ``refine_step_deg`` refined by a local
+search against the run's field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
 source's rows with the predicted poses, as ``cryohet export`` writes them). So
 ``volumes``, ``analyze``, ``select`` and ``export`` accept ``DIR`` as they accept a run.
 Written into a temporary folder that replaces ``DIR`` at the end (never a mix of old and new).
@@ -40,7 +41,7 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
 
     run = Path(cfg.run)
     model = load_run(run, device=cfg.device, allow_unfinished=cfg.allow_unfinished)
-    if not hasattr(model, "encode_particles"):
+    if not hasattr(model, "encode_particles") or (cfg.refine_step_deg and not hasattr(model, "refine_poses")):
         raise InputError(
             f"{run}: a '{model.method}' run has no encoder for new particles; cryohet infer needs an amortised "
             "method's run (cryohet train hetacumn)"
@@ -52,6 +53,13 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     start = time.perf_counter()
     enc = model.encode_particles(meta, cfg.batch_size)
     rate = len(meta) / max(time.perf_counter() - start, 1e-9)
+    record = {"inferred": len(meta), "images_per_s": round(rate, 1)}
+    if cfg.refine_step_deg:
+        start = time.perf_counter()
+        enc = model.refine_poses(meta, enc, cfg.refine_step_deg, cfg.batch_size)
+        record["refine_step_deg"] = cfg.refine_step_deg
+        record["refine_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
+        log.info("refined the poses by a local search at %.1f images/s", record["refine_images_per_s"])
     raw = read_run_header(run)
     raw = {k: v for k, v in raw.items() if not k.startswith("_")}
     raw["data"] = cfg.data.model_dump(mode="json")
@@ -72,6 +80,6 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         else:
             keep = meta.source_format == "star" and meta.optics is not None
             write_star(work / "particles.star", posed, source_columns=keep)
-        target.mark_complete({"inferred": len(meta), "images_per_s": round(rate, 1)})
+        target.mark_complete(record)
     log.info("encoded %d particles at %.0f images/s", len(meta), rate)
     return out, len(meta), rate

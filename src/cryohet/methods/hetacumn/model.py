@@ -67,11 +67,60 @@ class HetacumnModel(TrainedModel):
         input order). The images are Fourier-cropped to the run's box, inverted as the run's
         were and scaled by the run's image std; particles that do not reach the run's pixel
         size at its box are refused in one line."""
+        from .inference import encode_dataset
+
+        dataset, band, likelihood = self._particles(meta)
+        return encode_dataset(self.encoder, self.field, band, likelihood, dataset, self.device, batch_size)
+
+    def refine_poses(self, meta, encoded, step_deg: float, batch_size: int = 256):
+        """The encoder's poses ``encoded`` (:meth:`encode_particles`) refined by a local search
+        against the run's field (:func:`~cryohet.pose.field_search.local_search_against_field`):
+        the field cached as Fourier grids at the k-means centres of the run's latents
+        (``warm_start.search.clusters`` of them), each image scored against the centre
+        nearest its latent by the training likelihood on the full band. The search starts
+        at ``step_deg`` degrees (shift step ``min(1, step_deg / 4)`` px) and halves its steps
+        down to about a pixel's arc at the box edge (at most 1°). Latents are kept; the
+        score becomes the refined pose's data term."""
+        from dataclasses import replace
+
+        from ...console import progress
+        from ...pose.field_search import field_sources, latent_cluster_centres, local_search_against_field
+        from ...pose.local_search import LocalSchedule
+
+        dataset, band, likelihood = self._particles(meta)
+        search = self.cfg.warm_start.search
+        z_run = torch.as_tensor(np.load(self.run.latents)) if self.cfg.zdim else None
+        centres = latent_cluster_centres(z_run, search.clusters)
+        with torch.no_grad():
+            sources = field_sources(self.field, self.box / 2, self.box, centres, **search.grid_options())
+        schedule = LocalSchedule(
+            step_deg=float(step_deg), shift_step_px=min(1.0, float(step_deg) / 4.0),
+            min_step_deg=min(1.0, float(np.degrees(1.0 / self.box))),
+        )  # fmt: skip
+        rotations, shifts_A = encoded.rotations.copy(), encoded.shifts_A.copy()
+        score = np.empty(len(dataset), np.float32)
+        starts = range(0, len(dataset), batch_size)
+        for start in progress(starts, total=len(starts), description="local pose refinement", unit="batch"):
+            rows = np.arange(start, min(len(dataset), start + batch_size))
+            b = dataset.get_batch(rows).to(self.device)
+            z = torch.as_tensor(encoded.z[rows], device=self.device) if self.cfg.zdim else None
+            start_rot = torch.as_tensor(rotations[rows], device=self.device)
+            start_shift = torch.as_tensor(shifts_A[rows], device=self.device)
+            found = local_search_against_field(
+                band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood, start_rot,
+                start_shift, schedule,
+            )  # fmt: skip
+            rotations[rows] = found.rotations.cpu().numpy()
+            shifts_A[rows] = found.shifts_A.cpu().numpy()
+            score[rows] = found.scores.cpu().numpy()
+        return replace(encoded, rotations=rotations, shifts_A=shifts_A, score=score)
+
+    def _particles(self, meta):
+        """``(dataset, band, likelihood)`` of ``meta`` as the run saw its own particles."""
         from ...data.dataset import ParticleDataset
         from ...errors import InputError
         from ...imaging.bands import FourierBand
         from ...imaging.likelihood import WeightedL2
-        from .inference import encode_dataset
 
         apix = float(np.median(np.asarray(meta.apix, dtype=np.float64)))
         src = meta.source or "particles"
@@ -85,9 +134,7 @@ class HetacumnModel(TrainedModel):
             meta, box=self.box, normalize=True, std=self.image_std, invert=bool(self.cfg.invert)
         )  # fmt: skip
         band = FourierBand.disc(self.box, self.apix, device=self.device)
-        return encode_dataset(
-            self.encoder, self.field, band, WeightedL2.white_noise(band), dataset, self.device, batch_size
-        )  # fmt: skip
+        return dataset, band, WeightedL2.white_noise(band)
 
     def describe(self) -> dict:
         d = super().describe()

@@ -37,7 +37,6 @@ from ...data.loader import BatchedParticleLoader
 from ...device import resolve_device
 from ...geometry.rotations import random_rotations, rotation_angle_deg
 from ...imaging.bands import FourierBand
-from ...imaging.in_plane import rotate_poses_in_plane
 from ...imaging.likelihood import WeightedL2
 from ...networks.encoders import kl_standard_normal
 from ...networks.pose_encoder import PoseConformationEncoder
@@ -227,8 +226,8 @@ class HetacumnTrainer:
                 # the poses are learnt from the images turned in plane (a second pass: the
                 # latent and task 1 keep the images as they are; turned, the latent's
                 # classification of simulated assembly fell from ARI 0.43 to 0.20)
-                turned, angles = in_plane_views(b.images, rng)
-                posed, seen = self.encoder(turned), rotate_poses_in_plane(targets[0], targets[1], angles)
+                turned, *seen = in_plane_views(b.images, targets[0], targets[1], rng)
+                posed = self.encoder(turned)
             distill, _ = pose_task_loss(posed, seen[0], seen[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight, ~held)  # fmt: skip
             loss = loss + cfg.warm_start.distill_weight * distill

@@ -90,13 +90,17 @@ def held_out(index: torch.Tensor, share: float) -> torch.Tensor:
     return h.to(torch.float64) / 4294967296.0 < share
 
 
-def in_plane_views(images: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images rotated in plane, angles_rad (B,))``: each image turned by a uniform random
-    angle (:mod:`cryohet.imaging.in_plane`), so the encoder sees a particle at a new pose
-    every time it meets it; its target pose turns with it
-    (:func:`~cryohet.imaging.in_plane.rotate_poses_in_plane`)."""
+def in_plane_views(
+    images: torch.Tensor, rotations: torch.Tensor, shifts_A: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images turned, rotations turned, shifts_A turned)``: each image ``(B, D, D)`` turned
+    in plane by a uniform random angle (:mod:`cryohet.imaging.in_plane`) and its pose
+    (RELION ``A (B, 3, 3)``, origin ``shifts_A (B, 2)`` in Å) turned with it
+    (:func:`~cryohet.imaging.in_plane.rotate_poses_in_plane`), so the encoder meets a
+    particle at a new pose every time it learns it."""
     angles = torch.as_tensor(rng.uniform(0.0, 2 * np.pi, len(images)), dtype=images.dtype, device=images.device)
-    return rotate_images(images, angles), angles
+    turned_rotations, turned_shifts_A = rotate_poses_in_plane(rotations, shifts_A, angles)
+    return rotate_images(images, angles), turned_rotations, turned_shifts_A
 
 
 def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
@@ -128,8 +132,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
         found_rot, found_shift = trainer.searched.poses(b.index)
         real_images = b.images
         if ws.in_plane_augment:
-            real_images, angles = in_plane_views(b.images, rng)
-            found_rot, found_shift = rotate_poses_in_plane(found_rot, found_shift, angles)
+            real_images, found_rot, found_shift = in_plane_views(b.images, found_rot, found_shift, rng)
         learnt = ~held_out(b.index, ws.holdout).to(trainer.device)
         distill, _ = pose_task_loss(trainer.encoder(real_images), found_rot, found_shift, trainer.encoder.max_shift_A,
                                     None, pt.shift_weight, learnt)  # fmt: skip
