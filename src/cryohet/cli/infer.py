@@ -72,6 +72,6 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "cryohet infer runs/hetacumn new_particles.star --out runs/hetacumn_new",
             "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
-            "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest_refined --refine-step-deg 16",
+            "cryohet infer runs/het new.star -o runs/new_refined --refine-step-deg 16",
         ),
     )(infer)
