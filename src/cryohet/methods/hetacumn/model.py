@@ -79,7 +79,7 @@ class HetacumnModel(TrainedModel):
         (``warm_start.search.clusters`` of them), each image scored against the centre
         nearest its latent by the training likelihood on the full band. The search starts
         at ``step_deg`` degrees (shift step ``min(1, step_deg / 4)`` px) and halves its steps
-        down to about a pixel's arc at the box edge (at most 1°). Latents are kept; the
+        down to half a pixel's arc at the box edge (``1 / D`` rad; at most 1°). Latents are kept; the
         score becomes the refined pose's data term."""
         from dataclasses import replace
 
