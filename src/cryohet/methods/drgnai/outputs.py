@@ -54,7 +54,7 @@ def write_outputs(trainer, session) -> None:
     with torch.no_grad():
         vol = field.to_volume(trainer.box, apix, z_mean).cpu().numpy().astype(np.float32)
     write_volume(run.path / "map.mrc", vol, apix)
-    best = trainer.best_scores.cpu().numpy()
+    best = trainer.tables.best_scores.cpu().numpy()
     finite = np.isfinite(best)
     score_z = np.full_like(best, np.nan)
     if finite.any():

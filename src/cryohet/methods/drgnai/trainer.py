@@ -38,14 +38,9 @@ from ...device import resolve_device
 from ...geometry.rotations import random_rotations
 from ...imaging.likelihood import WeightedL2
 from ...imaging.shifts import phase_ramp
-from ...latents.table import LatentTable
 from ...pose.abinit_schedule import AbinitSchedule, count_epochs
-from ...pose.field_search import (
-    field_sources,
-    latent_cluster_centres,
-    local_search_against_field,
-    search_against_field,
-)
+from ...pose.field_search import field_sources
+from ...pose.search_tables import SearchTables
 from ...pose.table import PoseTable
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
@@ -111,13 +106,13 @@ class DrgnaiTrainer:
             log.info("field weights from %s", path)
         self.ddp = wrap_ddp(self.field, self.device)
         self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.optim.lr_field)
-        self.latents = LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device) if cfg.zdim else None
-        self.poses = PoseTable(self.n, device=self.device)
+        # per-image poses, latents and best scores, outside DDP (shared with HetACUMN's warm start)
+        self.tables = SearchTables(self.n, cfg.zdim, seed=cfg.seed, device=self.device)
+        self.poses, self.latents = self.tables.poses, self.tables.latents
         if cfg.poses_mode != "abinit":
             shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((self.n, 2))
             rot = torch.tensor(np.array(meta.rotations, dtype=np.float32))
             self.poses.set(torch.arange(self.n, device=self.device), rot, torch.tensor(np.array(shifts, np.float32)))
-        self.best_scores = torch.full((self.n,), float("nan"), device=self.device)
         self.n_pretrain = cfg.pretrain_epochs(self.n)
         self.n_search = cfg.search_epochs(self.n)
         self.total_epochs = self.n_pretrain + self.n_search + cfg.epochs_sgd
@@ -182,8 +177,9 @@ class DrgnaiTrainer:
             all_reduce_sum_(totals)
         n = max(1, int(totals[1]))
         stats = {"phase": phase, "radius_px": radius, "data": float(totals[0]) / n, "n_images": n}
-        if phase != "pretrain" and torch.isfinite(self.best_scores).any():
-            stats["search_score_median"] = float(self.best_scores[torch.isfinite(self.best_scores)].median())
+        median = self.tables.median_score() if phase != "pretrain" else None
+        if median is not None:
+            stats["search_score_median"] = median
         return stats
 
     def _observe(self, batch, radius: float):
@@ -242,8 +238,7 @@ class DrgnaiTrainer:
         data = torch.cat(parts)
         self.opt.step()
         if z is not None:
-            self.latents.step(index, z.grad / world if world > 1 else z.grad, cfg.optim.lr_latents)
-            self.latents.sync_rows(index)
+            self.tables.step_latents(index, z.grad, cfg.optim.lr_latents, world)
         if rows is not None:
             grad = rows.grad / world if world > 1 else rows.grad
             self.poses.step(index, grad, cfg.optim.lr_rotations, cfg.optim.lr_shifts_px * self.apix)
@@ -253,29 +248,20 @@ class DrgnaiTrainer:
     # -- search -----------------------------------------------------------------------------
     def _cluster_centres(self) -> np.ndarray | None:
         """k-means centres of the latents (rank 0 decides, every rank gets them); None when homogeneous."""
-        z = self.latents.z if self.latents is not None else None
-        return latent_cluster_centres(z, self.cfg.search.clusters, self.cfg.seed)
+        return self.tables.cluster_centres(self.cfg.search.clusters, self.cfg.seed)
 
     def _search_sources(self, radius: float, centres: np.ndarray | None) -> tuple[list, torch.Tensor | None]:
         """The field cached as Fourier grids for the search: one per latent cluster centre."""
         return field_sources(self.field, radius, self.box, centres, **self.cfg.search.grid_options(), amp=self.cfg.amp)
 
     def _window(self, batches: list):
-        """The images of ``batches`` together on the full band: (index, DFTs, CTFs, latents),
-        or None when the window is empty (a rank's empty share)."""
+        """The images of ``batches`` together on the full band: (index, DFTs, CTFs), or None
+        when the window is empty (a rank's empty share)."""
         seen = [self._observe(b, self.box / 2) for b in batches]
         index = torch.cat([s[0] for s in seen])
         if not len(index):
             return None
-        z = self.latents.z[index] if self.latents is not None else None
-        return index, torch.cat([s[2] for s in seen]), torch.cat([s[3] for s in seen]), z
-
-    def _store(self, index: torch.Tensor, res) -> None:
-        """Found poses and scores into the tables (every rank gets every rank's rows)."""
-        self.poses.set(index, res.rotations, res.shifts_A)
-        self.poses.sync_rows(index)
-        self.best_scores[index] = res.scores
-        self._sync_scores(index)
+        return index, torch.cat([s[2] for s in seen]), torch.cat([s[3] for s in seen])
 
     @torch.no_grad()
     def _search_batches(self, batches: list, sources, radius: float) -> None:
@@ -283,10 +269,8 @@ class DrgnaiTrainer:
         window = self._window(batches)
         if window is None:
             return
-        index, observed, ctf, z = window
         chunk = self.cfg.search.chunk_images or (256 if self.device.type == "cuda" else 32)
-        res = search_against_field(observed, ctf, z, sources, self.likelihood, self.schedule, radius, chunk)
-        self._store(index, res)
+        self.tables.search(*window, sources, self.likelihood, self.schedule, radius, chunk)
 
     @torch.no_grad()
     def _local_batches(self, batches: list, sources) -> None:
@@ -294,18 +278,7 @@ class DrgnaiTrainer:
         window = self._window(batches)
         if window is None:
             return
-        index, observed, ctf, z = window
-        rot, shifts = self.poses.poses(index)
-        res = local_search_against_field(observed, ctf, z, sources, self.likelihood, rot, shifts, self.local_schedule)
-        self._store(index, res)
-
-    def _sync_scores(self, index: torch.Tensor) -> None:
-        if self.dist.enabled:
-            from ...training.distributed import all_gather_rows
-
-            rows = all_gather_rows(index)
-            vals = all_gather_rows(self.best_scores[index])
-            self.best_scores[rows] = vals
+        self.tables.refine(*window, sources, self.likelihood, self.local_schedule)
 
     def snapshot(self, run) -> None:
         """The run's model files as they are after this epoch (:mod:`cryohet.training.snapshots`)."""
@@ -313,24 +286,14 @@ class DrgnaiTrainer:
 
     # -- state ----------------------------------------------------------------------------
     def get_state(self) -> dict:
-        state = {
-            "field": self.field.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "poses": self.poses.state_dict(),
-            "best_scores": self.best_scores.cpu(),
-            "invert": self.invert,
-        }
-        if self.latents is not None:
-            state["latents"] = self.latents.state_dict()
+        state = {"field": self.field.state_dict(), "optimizer": self.opt.state_dict(), "invert": self.invert}
+        state.update(self.tables.state_dict())  # poses, best_scores, latents
         return state
 
     def set_state(self, state: dict) -> None:
         self.field.load_state_dict(state["field"])
         self.opt.load_state_dict(state["optimizer"])
-        self.poses.load_state_dict(state["poses"])
-        self.best_scores = state["best_scores"].to(self.device)
-        if self.latents is not None:
-            self.latents.load_state_dict(state["latents"])
+        self.tables.load_state_dict(state)
 
 
 def _band_points(band, radius_px: float) -> int:
