@@ -220,23 +220,28 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     """Runs written before rotations were classified (method_version 1, no
     ``encoder.rotation_grid_level``) keep their regressed rotations; runs written before the
     in-plane augmentation (versions 1 and 2, no ``warm_start.in_plane_augment``) keep
-    learning from the images as they are."""
+    learning from the images as they are; runs written before the warm start's latent table
+    (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 3 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
-    for version, level in ((1, None), (2, 1)):
+    assert cfg.method_version == 4 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.warm_start.search_latents
+    for version, level in ((1, None), (2, 1), (3, 1)):
         raw = cfg.model_dump(mode="json")
         raw["method_version"] = version
-        del raw["warm_start"]["in_plane_augment"]
+        del raw["warm_start"]["search_latents"]
+        if version < 3:
+            del raw["warm_start"]["in_plane_augment"]
         if version == 1:
             del raw["encoder"]["rotation_grid_level"]
         old = HetacumnConfig.model_validate(raw)
         assert old.encoder.rotation_grid_level == level and old.method_version == version
-        assert old.warm_start.in_plane_augment is False
+        assert old.warm_start.in_plane_augment is (version == 3) and old.warm_start.search_latents is False
         save_config(tmp_path / f"config_{version}.yaml", old)
         again = load_config(tmp_path / f"config_{version}.yaml", HetacumnConfig)
-        assert again.encoder.rotation_grid_level == level and again.warm_start.in_plane_augment is False
+        assert again.encoder.rotation_grid_level == level and again.warm_start.in_plane_augment is (version == 3)
+        assert again.warm_start.search_latents is False
 
 
 def test_rotation_grid_option_sets_the_encoder(tmp_path, capsys):

@@ -108,6 +108,29 @@ def test_infer_refines_the_poses_by_a_local_search_against_the_field(homogeneous
     assert np.median(after[held]) < 0.6 * np.median(before[held]), (np.median(after[held]), np.median(before[held]))
 
 
+def test_infer_poses_search_finds_the_poses_without_the_encoders(homogeneous, abinit_run, tmp_path):
+    """``--poses search``: the run's pose search against its field poses the particles as well
+    as the warm start's search did, whatever the encoder's poses (the latents stay the encoder's)."""
+    import torch
+
+    from cryohet.methods.hetacumn.warm_start import held_out
+
+    out = tmp_path / "searched"
+    star_path = homogeneous / "particles.star"
+    assert main(["infer", str(abinit_run), str(star_path), "--out", str(out), "--poses", "search"]) == 0
+    truth = np.asarray(ParticleSource(path=star_path).load().rotations)
+    encoder_rot, _ = load_run(abinit_run).poses()
+    before = rotation_errors(encoder_rot, truth).rotation_deg
+    after = rotation_errors(np.load(out / "poses.npz")["rotations"], truth).rotation_deg
+    held = held_out(torch.arange(len(truth)), 0.05).numpy()
+    record = json.loads((out / "COMPLETED").read_text())
+    assert record["poses"] == "search" and record["search_images_per_s"] > 0
+    np.testing.assert_allclose(np.load(out / "latents.npy"), np.load(abinit_run / "latents.npy"), atol=1e-4)
+    print("encoder", np.median(before), np.median(before[held]), "searched", np.median(after), np.median(after[held]))
+    assert np.median(after) < 0.6 * np.median(before), (np.median(after), np.median(before))
+    assert np.median(after[held]) < 0.6 * np.median(before[held]), (np.median(after[held]), np.median(before[held]))
+
+
 def _tiny_abinit(out: Path, epochs: int) -> HetacumnConfig:
     return HetacumnConfig(
         data=ParticleSource(path=PINNED / "particles.star"),

@@ -27,6 +27,7 @@ def infer(
         ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
     ),
     batch_size: int = config_option(InferConfig, "batch_size", "--batch-size", "-b"),
+    poses: str = config_option(InferConfig, "poses", "--poses", help="encoder or search."),
     refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
     device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     overwrite: bool = config_option(InferConfig, "overwrite", "--overwrite", help="Replace DIR as a whole."),
@@ -41,7 +42,9 @@ def infer(
     with the predicted poses), model.pt and config.yaml. volumes, analyze,
     select and export take DIR as they take a run. --refine-step-deg refines
     the encoder's poses by a local search against the run's field (slower,
-    closer to the search's accuracy).
+    closer to the search's accuracy). --poses search finds the poses by the
+    run's pose search against its field instead (not amortised: for particles
+    the encoder cannot pose).
     """
     from ..workflows.infer import infer_particles
 
@@ -57,6 +60,7 @@ def infer(
         ),
         out=out,
         batch_size=batch_size,
+        poses=poses,
         refine_step_deg=refine_step_deg,
         device=device,
         overwrite=overwrite,
@@ -73,5 +77,6 @@ def register(app: typer.Typer) -> None:
             "cryohet infer runs/hetacumn new_particles.star --out runs/hetacumn_new",
             "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
             "cryohet infer runs/het new.star -o runs/new_refined --refine-step-deg 16",
+            "cryohet infer runs/het new.star -o runs/new_searched --poses search",
         ),
     )(infer)

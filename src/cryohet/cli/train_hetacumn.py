@@ -74,6 +74,13 @@ def hetacumn(
         help="Show the encoder each real image turned in plane by a random angle (its searched pose turned with "
         "it), so it cannot memorise the particles it trains on.",
     ),
+    search_latents: bool = config_option(
+        HetacumnConfig,
+        "warm_start.search_latents",
+        "--search-latents/--no-search-latents",
+        help="Learn a latent per image with the searched poses and search each image against the field at its "
+        "latent's cluster (as DRGN-AI); off: a homogeneous warm start, which fails on compositional data.",
+    ),
     task1_poses: str = config_option(
         HetacumnConfig,
         "warm_start.task1_poses",
@@ -128,6 +135,7 @@ def hetacumn(
                 "task1_poses": task1_poses,
                 "distill_weight": distill_weight,
                 "in_plane_augment": in_plane,
+                "search_latents": search_latents,
             },  # fmt: skip
             pose_task={"weight": pose_task},
             optim={"beta": beta, "batch_size": batch_size},

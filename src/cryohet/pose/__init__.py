@@ -5,6 +5,7 @@ from .field_search import field_sources, latent_cluster_centres, search_against_
 from .local_search import LocalSchedule, local_search
 from .scoring import ImageTerms, image_terms, score_each, score_shared
 from .search import SearchResult, SearchSchedule, search_poses, shift_extent_px
+from .search_tables import SearchTables
 from .table import PoseTable
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "PoseTable",
     "SearchResult",
     "SearchSchedule",
+    "SearchTables",
     "field_sources",
     "image_terms",
     "latent_cluster_centres",

@@ -8,6 +8,7 @@ the defaults without importing torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,6 +39,14 @@ class InferConfig(StrictModel):
     data: ParticleSource
     out: Path
     batch_size: int = Field(256, gt=0, description="images per encoder batch")
+    poses: Literal["encoder", "search"] = Field(
+        "encoder",
+        description=(
+            "encoder: the encoder's poses (amortised: thousands of images/s); search: the run's pose search "
+            "against its field, each image at its encoder latent's cluster (for particles the encoder cannot "
+            "pose; tens of images/s on a CPU)"
+        ),
+    )
     refine_step_deg: float = Field(
         0.0,
         ge=0.0,

@@ -3,8 +3,9 @@
 ``DIR`` becomes a run directory of the new particles (no training): the run's
 ``config.yaml`` with ``data`` pointing at them (``_inferred_from`` names the run),
 ``model.pt`` copied, ``latents.npy`` (one row per particle, input order), ``poses.npz``
-(RELION ``A``, origins in Å; the encoder's, or with ``refine_step_deg`` refined by a local
-search against the run's field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
+(RELION ``A``, origins in Å; the encoder's, or with ``poses: search`` found by the run's
+pose search against its field; with ``refine_step_deg`` then refined by a local search against
+the field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
 source's rows with the predicted poses, as ``cryohet export`` writes them). So
 ``volumes``, ``analyze``, ``select`` and ``export`` accept ``DIR`` as they accept a run.
 Written into a temporary folder that replaces ``DIR`` at the end (never a mix of old and new).
@@ -41,7 +42,10 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
 
     run = Path(cfg.run)
     model = load_run(run, device=cfg.device, allow_unfinished=cfg.allow_unfinished)
-    if not hasattr(model, "encode_particles") or (cfg.refine_step_deg and not hasattr(model, "refine_poses")):
+    needs = (
+        ["encode_particles"] + ["search_poses"] * (cfg.poses == "search") + ["refine_poses"] * bool(cfg.refine_step_deg)
+    )
+    if not all(hasattr(model, name) for name in needs):
         raise InputError(
             f"{run}: a '{model.method}' run has no encoder for new particles; cryohet infer needs an amortised "
             "method's run (cryohet train hetacumn)"
@@ -53,7 +57,12 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     start = time.perf_counter()
     enc = model.encode_particles(meta, cfg.batch_size)
     rate = len(meta) / max(time.perf_counter() - start, 1e-9)
-    record = {"inferred": len(meta), "images_per_s": round(rate, 1)}
+    record = {"inferred": len(meta), "images_per_s": round(rate, 1), "poses": cfg.poses}
+    if cfg.poses == "search":
+        start = time.perf_counter()
+        enc = model.search_poses(meta, enc, cfg.batch_size)
+        record["search_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
+        log.info("found the poses by the pose search at %.1f images/s", record["search_images_per_s"])
     if cfg.refine_step_deg:
         start = time.perf_counter()
         enc = model.refine_poses(meta, enc, cfg.refine_step_deg, cfg.batch_size)

@@ -21,7 +21,7 @@ class HetacumnModel(TrainedModel):
     """The field (maps at any latent) and the encoder (pose and latent of any image)."""
 
     method = "hetacumn"
-    version = 3
+    version = 4
 
     def __init__(self, run: RunDir, cfg: HetacumnConfig, field, encoder, box: int, apix: float, device: str) -> None:
         super().__init__(run, box, apix)
@@ -72,44 +72,80 @@ class HetacumnModel(TrainedModel):
         dataset, band, likelihood = self._particles(meta)
         return encode_dataset(self.encoder, self.field, band, likelihood, dataset, self.device, batch_size)
 
-    def refine_poses(self, meta, encoded, step_deg: float, batch_size: int = 256):
-        """The encoder's poses ``encoded`` (:meth:`encode_particles`) refined by a local search
-        against the run's field (:func:`~cryohet.pose.field_search.local_search_against_field`):
-        the field cached as Fourier grids at the k-means centres of the run's latents
-        (``warm_start.search.clusters`` of them), each image scored against the centre
-        nearest its latent by the training likelihood on the full band. The search starts
-        at ``step_deg`` degrees (shift step ``min(1, step_deg / 4)`` px) and halves its steps
-        down to half a pixel's arc at the box edge (``1 / D`` rad; at most 1°). Latents are kept; the
-        score becomes the refined pose's data term."""
-        from dataclasses import replace
+    def search_poses(self, meta, encoded, batch_size: int = 256):
+        """Poses of the particles by the shared hierarchical pose search against the run's
+        field (:func:`~cryohet.pose.field_search.search_against_field`, the warm start's search
+        schedule, its last round on the band of ``warm_start.search.radius_end_px``), each image
+        against the field at the centre nearest its encoder latent (:meth:`_field_grids`):
+        not amortised (tens of images/s on a CPU) but independent of the encoder's poses, for
+        particles the encoder cannot pose. Latents are kept; the score becomes the found
+        pose's data term on the search's last band."""
+        schedule = self.cfg.warm_start.search.schedule(self.box, self.apix)
+        search = self.cfg.warm_start.search
+        chunk = search.chunk_images or (256 if torch.device(self.device).type == "cuda" else 32)
 
-        from ...console import progress
-        from ...pose.field_search import field_sources, latent_cluster_centres, local_search_against_field
+        def find(observed, ctf, z, sources, likelihood, rows, rotations, shifts_A):
+            from ...pose.field_search import search_against_field
+
+            return search_against_field(observed, ctf, z, sources, likelihood, schedule, schedule.radius_end_px, chunk)
+
+        return self._pose_pass(meta, encoded, batch_size, schedule.radius_end_px, find, "global pose search")
+
+    def refine_poses(self, meta, encoded, step_deg: float, batch_size: int = 256):
+        """The poses of ``encoded`` (:meth:`encode_particles` or :meth:`search_poses`) refined
+        by a local search against the run's field
+        (:func:`~cryohet.pose.field_search.local_search_against_field`) on the full band, each
+        image against the field at the centre nearest its latent (:meth:`_field_grids`). The
+        search starts at ``step_deg`` degrees (shift step ``min(1, step_deg / 4)`` px) and
+        halves its steps down to half a pixel's arc at the box edge (``1 / D`` rad; at most
+        1°). Latents are kept; the score becomes the refined pose's data term."""
         from ...pose.local_search import LocalSchedule
 
-        dataset, band, likelihood = self._particles(meta)
-        search = self.cfg.warm_start.search
-        z_run = torch.as_tensor(np.load(self.run.latents)) if self.cfg.zdim else None
-        centres = latent_cluster_centres(z_run, search.clusters)
-        with torch.no_grad():
-            sources = field_sources(self.field, self.box / 2, self.box, centres, **search.grid_options())
         schedule = LocalSchedule(
             step_deg=float(step_deg), shift_step_px=min(1.0, float(step_deg) / 4.0),
             min_step_deg=min(1.0, float(np.degrees(1.0 / self.box))),
         )  # fmt: skip
+
+        def refine(observed, ctf, z, sources, likelihood, rows, rotations, shifts_A):
+            from ...pose.field_search import local_search_against_field
+
+            start_rot = torch.as_tensor(rotations[rows], device=self.device)
+            start_shift = torch.as_tensor(shifts_A[rows], device=self.device)
+            return local_search_against_field(observed, ctf, z, sources, likelihood, start_rot, start_shift, schedule)
+
+        return self._pose_pass(meta, encoded, batch_size, self.box / 2, refine, "local pose refinement")
+
+    def _field_grids(self, radius_px: float):
+        """The run's field cached as Fourier grids out to ``radius_px`` at the k-means centres
+        of the run's latents (``warm_start.search.clusters`` of them; one grid when homogeneous)."""
+        from ...pose.field_search import field_sources, latent_cluster_centres
+
+        search = self.cfg.warm_start.search
+        z_run = torch.as_tensor(np.load(self.run.latents)) if self.cfg.zdim else None
+        centres = latent_cluster_centres(z_run, search.clusters)
+        with torch.no_grad():
+            return field_sources(self.field, radius_px, self.box, centres, **search.grid_options())
+
+    def _pose_pass(self, meta, encoded, batch_size: int, radius_px: float, find, description: str):
+        """``encoded`` with the poses and scores that ``find(observed, ctf, z, sources,
+        likelihood, rows, rotations, shifts_A)`` returns batch by batch (a
+        :class:`~cryohet.pose.search.SearchResult`)."""
+        from dataclasses import replace
+
+        from ...console import progress
+
+        dataset, band, likelihood = self._particles(meta)
+        sources = self._field_grids(radius_px)
         rotations, shifts_A = encoded.rotations.copy(), encoded.shifts_A.copy()
         score = np.empty(len(dataset), np.float32)
         starts = range(0, len(dataset), batch_size)
-        for start in progress(starts, total=len(starts), description="local pose refinement", unit="batch"):
+        for start in progress(starts, total=len(starts), description=description, unit="batch"):
             rows = np.arange(start, min(len(dataset), start + batch_size))
             b = dataset.get_batch(rows).to(self.device)
             z = torch.as_tensor(encoded.z[rows], device=self.device) if self.cfg.zdim else None
-            start_rot = torch.as_tensor(rotations[rows], device=self.device)
-            start_shift = torch.as_tensor(shifts_A[rows], device=self.device)
-            found = local_search_against_field(
-                band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood, start_rot,
-                start_shift, schedule,
-            )  # fmt: skip
+            with torch.no_grad():
+                found = find(band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood, rows,
+                             rotations, shifts_A)  # fmt: skip
             rotations[rows] = found.rotations.cpu().numpy()
             shifts_A[rows] = found.shifts_A.cpu().numpy()
             score[rows] = found.scores.cpu().numpy()

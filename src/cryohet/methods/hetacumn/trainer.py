@@ -41,6 +41,7 @@ from ...imaging.likelihood import WeightedL2
 from ...networks.encoders import kl_standard_normal
 from ...networks.pose_encoder import PoseConformationEncoder
 from ...pose.abinit_schedule import AbinitSchedule
+from ...pose.search_tables import SearchTables
 from ...pose.table import PoseTable
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
@@ -52,7 +53,7 @@ from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
-from .warm_start import fit_encoder, held_out, in_plane_views, search_window
+from .warm_start import fit_encoder, held_out, in_plane_views, latent_distill_loss, search_centres, search_window
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -120,7 +121,10 @@ class HetacumnTrainer:
         self.epochs = AbinitSchedule(n_pretrain, n_search, later, self.schedule.radius_start_px,
                                      self.schedule.radius_end_px, self.box, later="amortised")  # fmt: skip
         self.first_amortised_epoch = n_pretrain + n_search + (self.encoder_epoch is not None)
-        self.searched = PoseTable(self.n, device=self.device)  # the search epochs' poses (the encoder's targets)
+        # the search epochs' poses (the encoder's targets) and latents (search_latents), outside DDP
+        zdim_table = cfg.zdim if n_search and cfg.warm_start.search_latents else 0
+        self.tables = SearchTables(self.n, zdim_table, seed=cfg.seed, device=self.device)
+        self.searched = self.tables.poses
         # semi-amortised: task 1 at the searched poses (refined), the encoder distilled to them
         self.semi_amortised = cfg.warm_start.task1_poses == "searched" and n_search > 0
         log.info("white noise of the rendered images (task 2): %.3g per pixel (normalised units)", self.noise_std)
@@ -143,18 +147,15 @@ class HetacumnTrainer:
             self.opt.state.clear()
         window_size = self.cfg.warm_start.search.refresh_batches if phase == "search" else 1
         budget = self.cfg.warm_start.pretrain_images if phase == "pretrain" else None
-        totals = torch.zeros(10, dtype=torch.float64)
+        totals = torch.zeros(11, dtype=torch.float64)
+        centres = search_centres(self) if phase == "search" else None  # once an epoch, as DRGN-AI's
         batches = iter(progress(self.loader, total=len(self.loader), description=f"{phase} epoch {epoch + 1}",
                                 unit="batch"))  # fmt: skip
         while budget is None or float(totals[4]) * self.dist.world_size < budget:
             window = list(islice(batches, window_size))
             if not window:
                 break
-            found = search_window(self, window, radius) if phase == "search" else None
-            if found is not None:
-                index = torch.cat([b.index for b in window]).to(self.device)
-                self.searched.set(index, torch.cat(found.rotations), torch.cat(found.shifts_A))
-                self.searched.sync_rows(index)
+            found = search_window(self, window, radius, centres) if phase == "search" else None
             for i, batch in enumerate(window):
                 targets = None if found is None else (found.rotations[i], found.shifts_A[i])
                 totals += self.train_step(batch, rng, phase, radius, targets)
@@ -174,6 +175,8 @@ class HetacumnTrainer:
             learnt = max(1.0, float(totals[4] - totals[9]))
             stats["encoder_vs_search_deg"] = float(totals[6]) / learnt
             stats["distill_error"] = float(totals[7]) / learnt
+            if phase == "search" and self.tables.latents is not None:
+                stats["latent_distill_error"] = float(totals[10]) / max(1.0, float(totals[4]))
             if float(totals[9]) > 0:  # the particles the encoder never learns (warm_start.holdout)
                 stats["encoder_vs_search_heldout_deg"] = float(totals[8]) / float(totals[9])
         return stats
@@ -193,9 +196,13 @@ class HetacumnTrainer:
         std = torch.exp(0.5 * enc.z_logvar)
         warm = phase in ("pretrain", "search") and cfg.poses_mode != "fixed"
         rows = None
-        # the warm start's field is homogeneous (z = 0): a latent learnt beside the searched
-        # poses took up the viewing direction and led the search astray (module doc)
-        z = torch.zeros_like(std) if warm else enc.z_mean + std * torch.randn_like(std)
+        # the warm start's field takes the table's latents (or z = 0); the encoder's latent in
+        # the field took up the viewing direction and led the search astray (.warm_start doc)
+        table = self.tables.latents if warm else None
+        if warm:
+            z = torch.zeros_like(std) if table is None else self.tables.latents.batch(b.index.to(self.device))
+        else:
+            z = enc.z_mean + std * torch.randn_like(std)
         if cfg.poses_mode == "fixed":
             rot, shifts = b.rotations[:, None], b.shifts_A[:, None]
         elif phase == "pretrain":
@@ -216,7 +223,7 @@ class HetacumnTrainer:
         data = terms.min(dim=1).values  # the best head of each image is trained on it
         kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
         loss = (data + cfg.optim.beta * kl).mean()
-        agree = distill = agree_held = torch.zeros((), device=self.device)
+        agree = distill = agree_held = latent_distill = torch.zeros((), device=self.device)
         n_held = 0
         if targets is not None:
             held = held_out(b.index, cfg.warm_start.holdout).to(self.device)
@@ -230,7 +237,10 @@ class HetacumnTrainer:
                 posed = self.encoder(turned)
             distill, _ = pose_task_loss(posed, seen[0], seen[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight, ~held)  # fmt: skip
-            loss = loss + cfg.warm_start.distill_weight * distill
+            ws = cfg.warm_start
+            if table is not None and ws.latent_distill_weight > 0:  # the table's latents, from the images as they are
+                latent_distill = latent_distill_loss(enc.z_mean, z)
+            loss = loss + ws.distill_weight * distill + ws.latent_distill_weight * latent_distill
             with torch.no_grad():
                 errors = rotation_angle_deg(posed.rotations, seen[0][:, None]).min(dim=1).values
                 agree, agree_held = errors[~held].sum(), errors[held].sum()
@@ -243,6 +253,8 @@ class HetacumnTrainer:
         loss.backward()
         average_gradients([*self.field.parameters(), *self.encoder.parameters()])
         self.opt.step()
+        if table is not None:
+            self.tables.step_latents(b.index.to(self.device), z.grad, cfg.warm_start.lr_latents)
         if rows is not None:
             ws = cfg.warm_start
             self.searched.step(index, rows.grad, ws.lr_rotations, ws.lr_shifts_px * self.apix)
@@ -251,7 +263,7 @@ class HetacumnTrainer:
         return torch.tensor(
             [float(data.detach().sum()), float(kl.detach().sum()), float(rot_err.detach()) * n2,
              float(lat_err.detach()) * n2, float(n), float(n2), float(agree), float(distill.detach()) * (n - n_held),
-             float(agree_held), float(n_held)],
+             float(agree_held), float(n_held), float(latent_distill.detach()) * n],
             dtype=torch.float64,
         )  # fmt: skip
 
@@ -283,6 +295,7 @@ class HetacumnTrainer:
             "encoder": self.encoder.state_dict(),
             "optimizer": self.opt.state_dict(),
             "searched": self.searched.state_dict(),
+            **({"search_latents": self.tables.latents.state_dict()} if self.tables.latents is not None else {}),
         }
 
     def set_state(self, state: dict) -> None:
@@ -291,6 +304,8 @@ class HetacumnTrainer:
         self.opt.load_state_dict(state["optimizer"])
         if "searched" in state:
             self.searched.load_state_dict(state["searched"])
+        if self.tables.latents is not None:
+            self.tables.latents.load_state_dict(state["search_latents"])
 
 
 def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = False) -> Path:
