@@ -5,12 +5,13 @@ to both) and the k-means ARI of the latent against the true states.
 
     python benchmarks/hetacumn_amortisation.py --data sim/igg1d --out runs/amort --train-share 0.25 \\
         [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
-        [--ablate-task2] [--refine-step-deg 16 --reuse]
+        [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse]
 
 Prints one table row per subset (particles, median rotation error, ARI, |corr(latent, view)|)
 and the ratios unseen / trained that the issue bounds by 1.2. Pass ``--ablate-task2`` for
 the same run without task 2 (the latent--view correlation is the disentanglement check);
-``--refine-step-deg`` also infers both subsets with the local pose refinement, and ``--reuse``
+``--refine-step-deg`` also infers both subsets with the local pose refinement (``--search``: with
+the run's pose search against its field, then refined when a step is given), and ``--reuse``
 keeps a finished OUT/run instead of training again.
 """
 
@@ -47,6 +48,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="also `infer --refine-step-deg` both subsets (local search against the field) and report them",
+    )
+    ap.add_argument(
+        "--search",
+        action="store_true",
+        help="also `infer --poses search` both subsets (the run's pose search against its field; with "
+        "--refine-step-deg then refined) and report them",
     )
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run when it is complete (evaluate or refine only)")
     args = ap.parse_args()
@@ -94,8 +101,10 @@ def main() -> None:
     infer = cli + ["infer", str(run), str(data / "particles.star"), "--overwrite"]
     subprocess.run(infer + ["--ind", str(out / "rest.pkl"), "--out", str(inferred)], check=True, env=env)
     refined = {}
-    if args.refine_step_deg:
-        step = ["--refine-step-deg", str(args.refine_step_deg)]
+    how = "searched" if args.search else "refined"
+    if args.refine_step_deg or args.search:
+        step = ["--poses", "search"] if args.search else []
+        step += ["--refine-step-deg", str(args.refine_step_deg)] if args.refine_step_deg else []
         for name in ("train", "rest"):
             refined[name] = out / f"{name}_refined"
             subprocess.run(infer + step + ["--ind", str(out / f"{name}.pkl"), "--out", str(refined[name])], check=True,
@@ -112,7 +121,7 @@ def main() -> None:
     subsets = [("trained", train, z_train, rot_train), ("unseen", rest, z_rest, rot_rest)]
     for name, idx in (("train", train), ("rest", rest)):
         if name in refined:
-            label = f"{'trained' if name == 'train' else 'unseen'}, refined"
+            label = f"{'trained' if name == 'train' else 'unseen'}, {how}"
             subsets.append((label, idx, z_train if name == "train" else z_rest,
                             np.load(refined[name] / "poses.npz")["rotations"]))  # fmt: skip
     for name, idx, z, rot in subsets:
@@ -135,11 +144,12 @@ def main() -> None:
     ari = f"{u[2] / t[2]:.2f}x" if t[2] >= 0.05 else f"n/a (trained ARI {t[2]:.3f} < 0.05)"
     print(f"unseen / trained: rotation error {u[1] / max(t[1], 1e-9):.2f}x, ARI {ari}")
     if refined:
-        tr, ur = rows["trained, refined"], rows["unseen, refined"]
-        rate = json.loads((refined["rest"] / "COMPLETED").read_text()).get("refine_images_per_s")
+        tr, ur = rows[f"trained, {how}"], rows[f"unseen, {how}"]
+        record = json.loads((refined["rest"] / "COMPLETED").read_text())
+        rate = record.get("search_images_per_s" if args.search else "refine_images_per_s")
         print(
-            f"refined (--refine-step-deg {args.refine_step_deg:g}, {rate} images/s): unseen / trained, both refined "
-            f"{ur[1] / max(tr[1], 1e-9):.2f}x; unseen refined / trained as the run gives {ur[1] / max(t[1], 1e-9):.2f}x"
+            f"{how} ({' '.join(step)}, {rate} images/s): unseen / trained, both {how} "
+            f"{ur[1] / max(tr[1], 1e-9):.2f}x; unseen {how} / trained as the run gives {ur[1] / max(t[1], 1e-9):.2f}x"
         )
 
 
