@@ -80,11 +80,11 @@ class HetacumnModel(TrainedModel):
         not amortised (tens of images/s on a CPU) but independent of the encoder's poses, for
         particles the encoder cannot pose. Latents are kept; the score becomes the found
         pose's data term on the search's last band."""
-        schedule = self.cfg.warm_start.search.schedule(self.box, self.apix)
         search = self.cfg.warm_start.search
+        schedule = search.schedule(self.box, self.apix)
         chunk = search.chunk_images or (256 if torch.device(self.device).type == "cuda" else 32)
 
-        def find(observed, ctf, z, sources, likelihood, rows, rotations, shifts_A):
+        def find(observed, ctf, z, sources, likelihood, start_rotations, start_shifts_A):
             from ...pose.field_search import search_against_field
 
             return search_against_field(observed, ctf, z, sources, likelihood, schedule, schedule.radius_end_px, chunk)
@@ -106,12 +106,12 @@ class HetacumnModel(TrainedModel):
             min_step_deg=min(1.0, float(np.degrees(1.0 / self.box))),
         )  # fmt: skip
 
-        def refine(observed, ctf, z, sources, likelihood, rows, rotations, shifts_A):
+        def refine(observed, ctf, z, sources, likelihood, start_rotations, start_shifts_A):
             from ...pose.field_search import local_search_against_field
 
-            start_rot = torch.as_tensor(rotations[rows], device=self.device)
-            start_shift = torch.as_tensor(shifts_A[rows], device=self.device)
-            return local_search_against_field(observed, ctf, z, sources, likelihood, start_rot, start_shift, schedule)
+            return local_search_against_field(
+                observed, ctf, z, sources, likelihood, start_rotations, start_shifts_A, schedule
+            )
 
         return self._pose_pass(meta, encoded, batch_size, self.box / 2, refine, "local pose refinement")
 
@@ -128,8 +128,8 @@ class HetacumnModel(TrainedModel):
 
     def _pose_pass(self, meta, encoded, batch_size: int, radius_px: float, find, description: str):
         """``encoded`` with the poses and scores that ``find(observed, ctf, z, sources,
-        likelihood, rows, rotations, shifts_A)`` returns batch by batch (a
-        :class:`~cryohet.pose.search.SearchResult`)."""
+        likelihood, start_rotations, start_shifts_A)`` returns batch by batch (a
+        :class:`~cryohet.pose.search.SearchResult`; the start poses are the batch's in ``encoded``)."""
         from dataclasses import replace
 
         from ...console import progress
@@ -143,9 +143,11 @@ class HetacumnModel(TrainedModel):
             rows = np.arange(start, min(len(dataset), start + batch_size))
             b = dataset.get_batch(rows).to(self.device)
             z = torch.as_tensor(encoded.z[rows], device=self.device) if self.cfg.zdim else None
+            start_rotations = torch.as_tensor(encoded.rotations[rows], device=self.device)
+            start_shifts_A = torch.as_tensor(encoded.shifts_A[rows], device=self.device)
             with torch.no_grad():
-                found = find(band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood, rows,
-                             rotations, shifts_A)  # fmt: skip
+                found = find(band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood,
+                             start_rotations, start_shifts_A)  # fmt: skip
             rotations[rows] = found.rotations.cpu().numpy()
             shifts_A[rows] = found.shifts_A.cpu().numpy()
             score[rows] = found.scores.cpu().numpy()

@@ -175,7 +175,7 @@ class HetacumnTrainer:
             learnt = max(1.0, float(totals[4] - totals[9]))
             stats["encoder_vs_search_deg"] = float(totals[6]) / learnt
             stats["distill_error"] = float(totals[7]) / learnt
-            if phase == "search" and self.tables.latents is not None:
+            if phase == "search" and self.tables.latents is not None and self.cfg.warm_start.latent_distill_weight > 0:
                 stats["latent_distill_error"] = float(totals[10]) / max(1.0, float(totals[4]))
             if float(totals[9]) > 0:  # the particles the encoder never learns (warm_start.holdout)
                 stats["encoder_vs_search_heldout_deg"] = float(totals[8]) / float(totals[9])
@@ -187,7 +187,7 @@ class HetacumnTrainer:
         ``phase`` is the schedule's (pretrain: random rotations and no task 2; search: the
         field at the searched poses ``targets``, which the encoder learns); the data term is
         on the band of ``radius`` px (default Nyquist)."""
-        cfg = self.cfg
+        cfg, ws = self.cfg, self.cfg.warm_start
         b = batch.to(self.device, non_blocking=True)
         sub = self.band if radius is None or radius >= self.box / 2 else self.band.lowpass(radius / (self.box / 2))
         observed = sub.observed(b.images)
@@ -200,7 +200,7 @@ class HetacumnTrainer:
         # the field took up the viewing direction and led the search astray (.warm_start doc)
         table = self.tables.latents if warm else None
         if warm:
-            z = torch.zeros_like(std) if table is None else self.tables.latents.batch(b.index.to(self.device))
+            z = torch.zeros_like(std) if table is None else table.batch(b.index.to(self.device))
         else:
             z = enc.z_mean + std * torch.randn_like(std)
         if cfg.poses_mode == "fixed":
@@ -237,7 +237,6 @@ class HetacumnTrainer:
                 posed = self.encoder(turned)
             distill, _ = pose_task_loss(posed, seen[0], seen[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight, ~held)  # fmt: skip
-            ws = cfg.warm_start
             if table is not None and ws.latent_distill_weight > 0:  # the table's latents, from the images as they are
                 latent_distill = latent_distill_loss(enc.z_mean, z)
             loss = loss + ws.distill_weight * distill + ws.latent_distill_weight * latent_distill
@@ -256,7 +255,6 @@ class HetacumnTrainer:
         if table is not None:
             self.tables.step_latents(b.index.to(self.device), z.grad, cfg.warm_start.lr_latents)
         if rows is not None:
-            ws = cfg.warm_start
             self.searched.step(index, rows.grad, ws.lr_rotations, ws.lr_shifts_px * self.apix)
             self.searched.sync_rows(index)
         n = len(b.images)

@@ -179,7 +179,9 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     stats = {"phase": "encoder", "task2_rotation_error": totals[0] / s, "distill_error": totals[2] / s,
              "steps": int(totals[4])}  # fmt: skip
     if table is not None:
-        stats.update(task2_latent_error=totals[1] / s, latent_distill_error=totals[3] / s)
+        stats["task2_latent_error"] = totals[1] / s
+    if table is not None and ws.latent_distill_weight > 0:
+        stats["latent_distill_error"] = totals[3] / s
     return stats
 
 
