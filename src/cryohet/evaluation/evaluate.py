@@ -44,7 +44,7 @@ from ..errors import InputError, RunDirError
 from ..io.outputs import run_dir_inputs, staged_folder
 from ..metrics.clustering import kmeans_scores, latent_spread
 from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
-from ..metrics.pose_error import rotation_errors, symmetry_mate_errors, translation_errors
+from ..metrics.pose_error import align_rotations, rotation_errors, symmetry_mate_errors, translation_errors
 from .ground_truth import GroundTruth, load_ground_truth
 
 __all__ = ["evaluate_run", "decode_states", "write_evaluation", "evaluation_inputs"]
@@ -171,7 +171,9 @@ def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None) -> dict[str, Any
     terr = translation_errors(sh / apix, sh_gt / apix, rot_pred=rot)
     out = {**{k: float(v) for k, v in rerr.summary().items()}, **{k: float(v) for k, v in terr.summary().items()}}
     if gt.pseudo_symmetry is not None:  # a symmetry mate of the true pose is a right answer too
-        aligned = rerr.alignment.aligned if rerr.alignment is not None else rot
+        # aligned for the errors modulo the symmetry: poses split between two mates have no
+        # plain alignment that fits both groups (:func:`align_rotations`)
+        aligned = align_rotations(rot, rot_gt, operators=gt.pseudo_symmetry).aligned
         err, mate = symmetry_mate_errors(aligned, rot_gt, gt.pseudo_symmetry)
         out["rotation_deg_modulo_symmetry_mean"] = float(np.mean(err))
         out["rotation_deg_modulo_symmetry_median"] = float(np.median(err))

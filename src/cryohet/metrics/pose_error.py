@@ -126,29 +126,51 @@ def _anchor_indices(n: int, n_anchors: int) -> np.ndarray:
 
 
 def align_rotations(
-    rot_pred: np.ndarray, rot_gt: np.ndarray, n_anchors: int = 100, flip: bool = True
+    rot_pred: np.ndarray,
+    rot_gt: np.ndarray,
+    n_anchors: int = 100,
+    flip: bool = True,
+    operators: np.ndarray | None = None,
 ) -> GlobalAlignment:
     """Global alignment ``R_pred Q ≈ R_gt`` by anchor images (see the module docstring).
 
     Anchors are ``n_anchors`` images evenly spread over the set; ``flip`` also tries the
     mirrored hand. Returns the winning :class:`GlobalAlignment`.
+
+    With ``operators (K, 3, 3)``, the particle's (pseudo-)symmetry rotations ``S`` in the
+    volume frame (:func:`symmetry_mate_errors`), a pose at a mate ``R_gt S^T`` counts as
+    right: each anchor also proposes ``Q = R_pred,i^T R_gt,i S^T`` for every ``S``, and the
+    score is the median over images of the distance to the nearest mate. Without them, an
+    ab initio run whose poses split about evenly between two mates (a dimer) gets the
+    alignment that fits neither group: the median of the plain error sits between them.
     """
     P = _rots(rot_pred, "rot_pred")
     G = _rots(rot_gt, "rot_gt")
     if len(P) != len(G) or len(P) == 0:
         raise ValueError(f"need the same, non-zero number of poses, got {len(P)} and {len(G)}")
     anchors = _anchor_indices(len(P), n_anchors)
+    mates = _mates(operators)
+    targets = G[:, None] @ np.swapaxes(mates, -1, -2)[None]  # (N, M, 3, 3): R_gt S^T
     best: GlobalAlignment | None = None
     for flipped in [False, True] if flip else [False]:
         Pf = _F @ P @ _F if flipped else P
-        Qs = np.swapaxes(Pf[anchors], -1, -2) @ G[anchors]  # (K, 3, 3)
-        for a, Q in zip(anchors, Qs):
+        Qs = np.swapaxes(Pf[anchors], -1, -2)[:, None] @ targets[anchors]  # (K, M, 3, 3)
+        for a, Q in zip(np.repeat(anchors, len(mates)), Qs.reshape(-1, 3, 3)):
             aligned = Pf @ Q
-            med = float(np.median(np.sum((aligned - G) ** 2, axis=(-1, -2))))
+            frob = np.sum((aligned[:, None] - targets) ** 2, axis=(-1, -2)).min(axis=1)
+            med = float(np.median(frob))
             if best is None or med < best.median_frob:
                 best = GlobalAlignment(Q=Q, flipped=flipped, median_frob=med, anchor=int(a), aligned=aligned)
     assert best is not None
     return best
+
+
+def _mates(operators: np.ndarray | None) -> np.ndarray:
+    """``(M, 3, 3)``: the identity, then the symmetry ``operators`` (if any)."""
+    if operators is None:
+        return np.eye(3)[None]
+    ops = np.asarray(operators, dtype=np.float64).reshape(-1, 3, 3)
+    return np.concatenate([np.eye(3)[None], ops], axis=0)
 
 
 def _wrap_deg(d: np.ndarray) -> np.ndarray:
@@ -251,8 +273,7 @@ def symmetry_mate_errors(
     """
     A = _rots(aligned, "aligned")
     G = _rots(rot_gt, "rot_gt")
-    ops = np.asarray(operators, dtype=np.float64).reshape(-1, 3, 3)
-    mates = np.concatenate([np.eye(3)[None], ops], axis=0)  # (K + 1, 3, 3)
+    mates = _mates(operators)  # (K + 1, 3, 3)
     errs = np.stack([rotation_angle_deg(A, G @ S.T) for S in mates], axis=1)  # (N, K + 1)
     nearest = np.argmin(errs, axis=1)
     return errs[np.arange(len(A)), nearest], nearest
