@@ -216,6 +216,46 @@ def test_an_encoder_that_does_not_generalise_is_reported(caplog):
     assert "does not generalise" not in caplog.text and "15.0 deg on held-out" in caplog.text
 
 
+def test_the_generalisation_report_reads_medians_and_names_a_half_turn(caplog):
+    """The log's medians come from the per-epoch angle histograms (summable over ranks); a
+    held-out share often a half turn from the search's is reported as a possible two-fold,
+    not as an encoder at chance (measured on simulated assembly, the encoder's held-out
+    poses right modulo the dimer's mate)."""
+    import logging
+
+    import torch
+
+    from cryohet.geometry.rotations import random_rotations, rotation_angle_deg
+    from cryohet.methods.hetacumn.trainer import (
+        _angle_histogram,
+        _median_of_histogram,
+        _report_generalisation,
+        _share_beyond,
+    )
+
+    angles = torch.as_tensor(np.random.default_rng(0).uniform(0.0, 180.0, 10_001))
+    hist = _angle_histogram(angles[:5000]) + _angle_histogram(angles[5000:])  # two ranks, summed
+    assert abs(_median_of_histogram(hist) - float(angles.median())) < 0.2
+    assert abs(_share_beyond(hist, 160.0) - float((angles >= 160.0).double().mean())) < 1e-3
+    chance = rotation_angle_deg(random_rotations(20_000, rng=1), random_rotations(20_000, rng=2))
+    assert abs(_share_beyond(_angle_histogram(torch.as_tensor(chance)), 160.0) - 0.22) < 0.02  # Haar
+
+    def report(**row):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cryohet"):
+            _report_generalisation([{"encoder_vs_search_deg": 63.0, "encoder_vs_search_heldout_deg": 95.0, **row}])
+        return caplog.text
+
+    text = report(encoder_vs_search_median_deg=13.0, encoder_vs_search_heldout_median_deg=15.0)
+    assert "median" in text and "15.0 deg on held-out" in text and "does not generalise" not in text
+    text = report(encoder_vs_search_median_deg=13.0, encoder_vs_search_heldout_median_deg=115.0,
+                  encoder_vs_search_heldout_turned_share=0.47)  # fmt: skip
+    assert "half turn" in text and "47%" in text and "does not generalise" not in text
+    text = report(encoder_vs_search_median_deg=13.0, encoder_vs_search_heldout_median_deg=120.0,
+                  encoder_vs_search_heldout_turned_share=0.22)  # fmt: skip
+    assert "does not generalise" in text
+
+
 def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     """Runs written before rotations were classified (method_version 1, no
     ``encoder.rotation_grid_level``) keep their regressed rotations; runs written before the

@@ -25,14 +25,14 @@ table serves the search: the encoder learns the searched poses, and the table's 
 only when ``latent_distill_weight`` > 0 (off: on one-state data it made the encoder
 memorise the particles). In the encoder epoch, task 2 renders from the grids at the
 centres, each centre the latent target of its renders. No KL and no task 2 in the
-search epochs. Two designs failed:
+search epochs. One design failed, one was improved on:
 
 * the *encoder's* latent in the field: the latent took up the viewing direction (the
   encoder's trunk was learning poses) and the search went astray (one state, D=32:
   median error of the searched poses 94° against 3° with a homogeneous field);
-* a homogeneous field (``z = 0``, method version 3): on data with several states the
-  search cannot fit one map to them (simulated assembly, 2 000 images, 10 states: 2-6 % of
-  the poses found).
+* a homogeneous field (``z = 0``, method version 3): on simulated assembly (2 000 images,
+  10 states) its search posed 81-82 % of the particles within 15° modulo the dimer's
+  mate, the table's 86 %, and the run's latent ARI was 0.40 against 0.43-0.45.
 
 Heterogeneity is then learnt in the amortised epochs, where task 2 keeps the viewing
 direction out of the encoder's latent.
