@@ -6,7 +6,7 @@ of the latent against the true states.
 
     python benchmarks/hetacumn_amortisation.py --data sim/igg1d --out runs/amort --train-share 0.25 \\
         [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
-        [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse]
+        [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse] [--train-args '--beta 1']
 
 Prints one table row per subset (particles, median rotation error, ARI, |corr(latent, view)|)
 and the ratios unseen / trained that the issue bounds by 1.2. Pass ``--ablate-task2`` for
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--distill-weight", type=float, default=None, help="`train --distill-weight` (default 1)")
     ap.add_argument("--in-plane", choices=("on", "off"), default=None, help="`train --[no-]in-plane-augment`")
     ap.add_argument("--ablate-task2", action="store_true")
+    ap.add_argument(
+        "--train-args", default="", help="more `cryohet train hetacumn` options, one string (e.g. '--beta 1')"
+    )
     ap.add_argument(
         "--refine-step-deg",
         type=float,
@@ -97,6 +101,7 @@ def main() -> None:
         train_cmd += ["--distill-weight", str(args.distill_weight)]
     if args.in_plane:
         train_cmd += ["--in-plane-augment" if args.in_plane == "on" else "--no-in-plane-augment"]
+    train_cmd += shlex.split(args.train_args)
     env = dict(os.environ)
     if not (args.reuse and (run / "COMPLETED").exists()):
         subprocess.run(train_cmd, check=True, env=env)
