@@ -122,7 +122,10 @@ def main() -> None:
     z_train = np.load(run / "latents.npy")
     z_rest = np.load(inferred / "latents.npy")
     km = KMeans(args.clusters, n_init=5, random_state=0).fit(z_train)
-    rot_train = np.load(run / "poses.npz")["rotations"]
+    # the encoder's poses of its training particles (method version >= 5 keeps them apart from
+    # the run's poses.npz, which holds the searched poses the field was trained at)
+    encoder_poses = run / "extras" / "encoder_poses.npz"
+    rot_train = np.load(encoder_poses if encoder_poses.exists() else run / "poses.npz")["rotations"]
     rot_rest = np.load(inferred / "poses.npz")["rotations"]
     symmetry = load_ground_truth(data / "gt").pseudo_symmetry  # a mate is right (a dimer's ab initio poses)
     # fitted on the trained particles only

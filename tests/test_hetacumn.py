@@ -265,7 +265,7 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 4 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.method_version == 5 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
     assert cfg.warm_start.search_latents
     for version, level in ((1, None), (2, 1), (3, 1)):
         raw = cfg.model_dump(mode="json")

@@ -162,7 +162,9 @@ class HetacumnConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
-    method_version: int = Field(4, description="4: the warm start learns a latent per image with the searched "
+    method_version: int = Field(5, description="5: poses.npz holds the poses the field was trained at (the "
+                                "searched ones when semi-amortised), the encoder's go to extras/encoder_poses.npz; "
+                                "4: the warm start learns a latent per image with the searched "
                                 "poses (version-3 runs had a homogeneous warm start and are read as such); 3: the "
                                 "encoder learns the searched poses from images turned in "
                                 "plane (version-2 runs did not and are read as such); 2: the encoder classifies "

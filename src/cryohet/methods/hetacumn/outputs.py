@@ -2,11 +2,20 @@
 
 * ``model.pt`` — weights only: ``field`` (the hypervolume) and ``encoder`` (pose + latent);
 * ``latents.npy`` — ``(N, zdim)``: the encoder's latent means of every particle;
-* ``poses.npz`` — the given poses (``fixed``) or the encoder's (``abinit``);
+* ``poses.npz`` — the poses the field was trained at: the given ones (``fixed``), the
+  searched poses refined through the amortised epochs (ab initio, semi-amortised: the
+  default ``task1_poses=searched``), or the encoder's (``task1_poses=encoder``). A
+  user's ``export`` and ``evaluate`` then see the poses that made the map;
+* ``extras/encoder_poses.npz`` — ab initio: the encoder's poses of every particle
+  (``rotations``, ``shifts_A``), what ``cryohet infer`` gives for these particles;
 * ``map.mrc`` — the map at the mean latent;
 * ``extras/encoder.npz`` — per particle the chosen pose head and its data term;
 * ``extras/searched_poses.npz`` — ab initio: the warm start's searched poses (``rotations``,
   ``shifts_A``), refined through the amortised epochs with ``task1_poses=searched``.
+
+On simulated igg-1d (D=64, 4 000 images, SNR 0.05) the searched poses were 9.1° from the
+truth (median) and the encoder's 24.9°; before method version 5, ``poses.npz`` held the
+encoder's.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ def write_model_files(trainer, run) -> EncodedDataset:
     if trainer.cfg.poses_mode == "fixed":
         shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
         run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
+    elif trainer.trained_at_searched_poses:
+        rotations, shifts_A = trainer.searched.poses()
+        run.save_poses(rotations.cpu().numpy().astype(np.float32), shifts_A.cpu().numpy().astype(np.float32))
     else:
         run.save_poses(enc.rotations, enc.shifts_A)
     return enc
@@ -52,6 +64,8 @@ def write_outputs(trainer, session) -> None:
     run = session.run
     enc = write_model_files(trainer, run)
     run.save_extra("encoder", head=enc.head, score=enc.score)
+    if trainer.cfg.poses_mode != "fixed":
+        run.save_extra("encoder_poses", rotations=enc.rotations, shifts_A=enc.shifts_A)
     if trainer.epochs.search_epochs:
         rotations, shifts_A = trainer.searched.poses()
         run.save_extra("searched_poses", rotations=rotations.cpu().numpy(), shifts_A=shifts_A.cpu().numpy())

@@ -127,10 +127,19 @@ class HetacumnTrainer:
         self.searched = self.tables.poses
         # semi-amortised: task 1 at the searched poses (refined), the encoder distilled to them
         self.semi_amortised = cfg.warm_start.task1_poses == "searched" and n_search > 0
+        self.epochs_done = 0  # epochs trained (by this process or before a resume)
         log.info("white noise of the rendered images (task 2): %.3g per pixel (normalised units)", self.noise_std)
 
     # -- epochs ---------------------------------------------------------------------------
+    @property
+    def trained_at_searched_poses(self) -> bool:
+        """Whether the field is now trained at the searched poses (semi-amortised, past the
+        search epochs): then they are the run's poses (:mod:`.outputs`)."""
+        searched_by = self.epochs.pretrain_epochs + self.epochs.search_epochs
+        return self.semi_amortised and self.cfg.poses_mode != "fixed" and self.epochs_done >= searched_by
+
     def train_epoch(self, epoch: int) -> dict:
+        self.epochs_done = epoch + 1  # as soon as it starts: a snapshot comes after it
         phase, radius = self.epochs.phase(epoch), self.epochs.radius(epoch)
         self.loader.set_epoch(epoch)
         # the draws of an epoch depend on (seed, epoch, rank) only: a resumed run repeats them
@@ -336,6 +345,7 @@ def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = 
                  cfg.epochs, "given" if cfg.poses_mode == "fixed" else "predicted")  # fmt: skip
         info_epochs = trainer.epochs
         rows = session.train(trainer, info_epochs.total_epochs)
+        trainer.epochs_done = info_epochs.total_epochs  # also when a resume found them all done
         _report_generalisation(rows)
         write_outputs(trainer, session)
         session.complete(epochs=info_epochs.total_epochs)
