@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 _F = np.diag([1.0, 1.0, -1.0])
+#: squared Frobenius distance of two rotations 20° apart, ``8 sin^2(10°)``
+_FROB_20_DEG = 8.0 * np.sin(np.radians(10.0)) ** 2
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ def align_rotations(
     With ``operators (K, 3, 3)``, the particle's (pseudo-)symmetry rotations ``S`` in the
     volume frame (:func:`symmetry_mate_errors`), a pose at a mate ``R_gt S^T`` counts as
     right: each anchor also proposes ``Q = R_pred,i^T R_gt,i S^T`` for every ``S``, and the
-    score is the median over images of the distance to the nearest mate. Without them, an
+    score is the median over images of the distance to the nearest mate, and the frame is
+    the one that puts most images at the truth rather than at a mate (the operators should
+    form a group with the identity, as a two-fold does). Without them, an
     ab initio run whose poses split about evenly between two mates (a dimer) gets the
     alignment that fits neither group: the median of the plain error sits between them.
     """
@@ -162,6 +166,15 @@ def align_rotations(
             if best is None or med < best.median_frob:
                 best = GlobalAlignment(Q=Q, flipped=flipped, median_frob=med, anchor=int(a), aligned=aligned)
     assert best is not None
+    if len(mates) > 1:  # name the frame after the largest group: most poses at the truth, not at a mate
+        frob = np.sum((best.aligned[:, None] - targets) ** 2, axis=(-1, -2))
+        close = frob.min(axis=1) < _FROB_20_DEG  # wrong poses would vote at random
+        k = int(np.bincount(frob[close].argmin(axis=1), minlength=len(mates)).argmax())
+        if k:  # P Q ≈ G S_k^T for most images, so P (Q S_k) ≈ G for them
+            Q = best.Q @ mates[k]
+            Pf = _F @ P @ _F if best.flipped else P
+            best = GlobalAlignment(Q=Q, flipped=best.flipped, median_frob=best.median_frob, anchor=best.anchor,
+                                   aligned=Pf @ Q)  # fmt: skip
     return best
 
 
