@@ -136,7 +136,7 @@ class HetacumnTrainer:
         """Whether the field is now trained at the searched poses (semi-amortised, past the
         search epochs): then they are the run's poses (:mod:`.outputs`)."""
         searched_by = self.epochs.pretrain_epochs + self.epochs.search_epochs
-        return self.semi_amortised and self.cfg.poses_mode != "fixed" and self.epochs_done >= searched_by
+        return self.semi_amortised and self.epochs_done >= searched_by  # no search epochs with fixed poses
 
     def train_epoch(self, epoch: int) -> dict:
         self.epochs_done = epoch + 1  # as soon as it starts: a snapshot comes after it
