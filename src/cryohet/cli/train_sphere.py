@@ -23,6 +23,8 @@ from .training import run_training
 
 __all__ = ["register"]
 
+_SEARCH_DEFAULT = SphereConfig.model_fields["domain_search_at"].default_factory()  # type: ignore[misc]
+
 
 def sphere(
     particles: Path = typer.Argument(
@@ -64,6 +66,12 @@ def sphere(
     encoder: str = config_option(SphereConfig, "encoder", "--encoder", help="amortised or autodecode."),
     encoder_box: int = config_option(
         SphereConfig, "encoder_box", "--encoder-box", help="The encoder sees the images Fourier-cropped to this box."
+    ),
+    domain_search_at: Optional[str] = typer.Option(
+        None,
+        "--domain-search-at",
+        help="Fractions of the run at whose start each image's moving domains are searched through a full turn "
+        f"about their hinge, comma-separated, or 'none' (default: {','.join(map(str, _SEARCH_DEFAULT))}).",
     ),
     batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
     lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
@@ -111,6 +119,7 @@ def sphere(
             encoder=encoder,
             encoder_box=encoder_box,
             optim={"batch_size": batch_size, "lr_network": lr},
+            **_search_fractions(domain_search_at),
             invert=contrast_choice(invert, uninvert_data),
             device=device,
             snapshot_every=snapshot_every,
@@ -122,6 +131,18 @@ def sphere(
     run_training(
         SphereConfig, build, train_sphere, resume=resume, overwrite=overwrite, command=sphere, more_inputs=_model_file
     )
+
+
+def _search_fractions(text: str | None) -> dict:
+    """``--domain-search-at``: nothing (the config's default), ``none``, or fractions."""
+    if text is None:
+        return {}
+    if text.strip().lower() in ("none", ""):
+        return {"domain_search_at": []}
+    try:
+        return {"domain_search_at": [float(x) for x in text.split(",") if x.strip()]}
+    except ValueError:
+        raise ConfigError(f"--domain-search-at takes comma-separated fractions or 'none', got {text!r}") from None
 
 
 def _model_file(cfg: SphereConfig) -> list[Path]:

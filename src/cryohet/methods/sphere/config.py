@@ -10,7 +10,7 @@ paper is silent or cryohet changed it, the field says so.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,7 +41,11 @@ class SphereConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every")
 
     method: Literal["sphere"] = "sphere"
-    method_version: int = 1
+    method_version: int = Field(
+        2,
+        description="2: the moving domains are searched per image (domain_search_at); version-1 runs did not "
+        "and are read as such",
+    )
     data: ParticleSource
     out: str
     model: str = Field(..., description="the atomic model (.pdb/.cif, optionally .gz) in the consensus map's frame")
@@ -70,6 +74,20 @@ class SphereConfig(StrictModel):
     encoder_box: int = Field(64, ge=16, description="the encoder sees the images Fourier-cropped to this box")
     continuity: float = Field(0.1, ge=0, description="weight of the chain-continuity loss (paper: 0.1)")
     clash: float = Field(0.1, ge=0, description="weight of the clash loss (paper: 0.1)")
+    domain_search_at: list[float] = Field(
+        default_factory=lambda: [0.25, 0.45],
+        description="fractions of the run at whose start every image's moving domains are searched over 576 "
+        "rotations about their hinge (ours; [] turns it off; .body_search). Gradient descent alone reaches the "
+        "states within ~60 degrees of the input model",
+    )
+    domain_search_resolution_A: float = Field(20.0, gt=0, description="the search compares images up to this "
+                                            "resolution (ours)")  # fmt: skip
+    domain_search_weight: float = Field(
+        0.1,
+        ge=0,
+        description="weight of the pull towards each image's searched placement (Å^2 per band pixel, "
+        "as the restraints); it falls linearly to 0 over a fifth of the run after each search (ours)",
+    )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )
@@ -80,6 +98,21 @@ class SphereConfig(StrictModel):
     device: str = "cpu"
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older_versions(cls, data: Any) -> Any:
+        """Version-1 runs had no domain search."""
+        if isinstance(data, dict) and data.get("method_version") == 1:
+            return {"domain_search_at": [], **data}
+        return data
+
+    @field_validator("domain_search_at")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= f < 1 for f in value):
+            raise ValueError(f"domain_search_at takes fractions of the run in [0, 1), got {value}")
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _check(self) -> SphereConfig:

@@ -1,7 +1,7 @@
 """cryoSPHERE's training objective on one batch, through the shared render seam.
 
     loss = mean_b [ data_b + beta_z KL_z,b ] + beta_seg KL_seg / n_images
-           + n_pix (w_cont L_cont + w_clash L_clash)
+           + n_pix (w_cont L_cont + w_clash L_clash + w_body L_body)
 
 * ``data_b``: the run's likelihood (white-noise Gaussian, the same object every method
   scores with) of image ``b`` against the moved residue Gaussians rendered with its pose,
@@ -15,6 +15,8 @@
   per-pixel correlation); here they are multiplied by ``n_pix``, the band's pixels, so
   that the paper's weights (0.1 and 0.1) keep their balance against a per-image
   likelihood summed over pixels.
+* ``L_body``: after a domain search, the pull of each image's moving domains towards
+  their searched placements (:class:`.body_targets.BodyTargets`, Å^2), weighted the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from ...imaging.likelihood import ImageLikelihood
 from ...networks.encoders import kl_standard_normal, reparameterise
 from ...representations.render import BandBatch, score_batch
+from .body_targets import BodyTargets
 from .network import SphereNetwork
 from .restraints import clash_loss, continuity_loss
 
@@ -55,6 +58,7 @@ class ObjectiveWeights:
     beta_proportions: float = 1.0
     continuity: float = 0.1
     clash: float = 0.1
+    body: float = 0.0
 
 
 @dataclass
@@ -67,6 +71,7 @@ class BatchTerms:
     continuity: torch.Tensor
     clash: torch.Tensor
     z_mean: torch.Tensor
+    body: torch.Tensor
 
 
 def batch_objective(
@@ -79,9 +84,11 @@ def batch_objective(
     bonded_to_next: torch.Tensor,
     clash_candidates: torch.Tensor,
     z: torch.Tensor | None = None,
+    targets: BodyTargets | None = None,
 ) -> BatchTerms:
     """The objective of one batch (module docstring). ``images (B, D, D)`` feed the encoder;
-    an auto-decoding run passes its table's rows as ``z`` instead."""
+    an auto-decoding run passes its table's rows as ``z`` instead; ``targets`` (with
+    ``weights.body > 0``) adds the pull towards the searched domain placements."""
     if z is None:
         if net.encoder is None or images is None:
             raise ValueError("an auto-decoding network needs the latents z")
@@ -97,11 +104,16 @@ def batch_objective(
     cont = continuity_loss(moved, net.base_A, bonded_to_next)
     clash = clash_loss(moved, clash_candidates)
     n_pix = float((bb.band.weights > 0).sum())
+    body = (
+        targets.loss(moved, bb.index, net.base_A)
+        if targets is not None and weights.body > 0
+        else moved.new_zeros(moved.shape[0])
+    )
     kl_centre, kl_width, kl_prop = net.segmentation.kl_terms()
     kl_seg = weights.beta_segmentation * (kl_centre + kl_width) + weights.beta_proportions * kl_prop
     loss = (
         (data + weights.beta_z * kl_z).mean()
         + kl_seg / max(1, n_images)
-        + n_pix * (weights.continuity * cont.mean() + weights.clash * clash.mean())
+        + n_pix * (weights.continuity * cont.mean() + weights.clash * clash.mean() + weights.body * body.mean())
     )
-    return BatchTerms(loss, data.detach(), kl_z.detach(), cont.detach(), clash.detach(), mean.detach())
+    return BatchTerms(loss, data.detach(), kl_z.detach(), cont.detach(), clash.detach(), mean.detach(), body.detach())

@@ -12,12 +12,17 @@
   ``chain_ids``, ``residue_numbers``, ``insertion_codes``; per segment ``domain`` (segments
   that move together, :mod:`.domains`), ``median_displacement_A`` and
   ``p95_displacement_A``;
+* ``extras/domain_search.npz`` — when the last domain search found a turning domain
+  (:mod:`.body_search`): per domain ``residues`` (a padded ``(n_domains, R)`` bool mask),
+  ``pivot_A`` and ``axis`` (the hinge, Å from the box centre), and per image
+  ``turn_deg`` (signed turn about the axis that fitted best) and ``fits_better``;
 * ``segmentation.cxc`` — ChimeraX script: opens ``input_model.*`` and colours it by segment.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import roma
 import torch
 
 from ...console import get_logger
@@ -103,6 +108,23 @@ def write_outputs(trainer, session) -> None:
         median_displacement_A=np.median(disp, axis=0),
         p95_displacement_A=np.percentile(disp, 95, axis=0),
     )
+    if trainer.targets is not None and trainer.targets.bodies:
+        t = trainer.targets
+        mask = np.zeros((len(t.bodies), len(base)), dtype=bool)
+        for j, body in enumerate(t.bodies):
+            mask[j, body.residues.cpu().numpy()] = True
+        turns = [
+            np.rad2deg((roma.rotmat_to_rotvec(rot) @ body.axis).cpu().numpy())
+            for rot, body in zip(t.rotations, t.bodies)
+        ]
+        run.save_extra(
+            "domain_search",
+            residues=mask,
+            pivot_A=np.stack([b.pivot_A.cpu().numpy() for b in t.bodies]),
+            axis=np.stack([b.axis.cpu().numpy() for b in t.bodies]),
+            turn_deg=np.stack(turns).astype(np.float32),
+            fits_better=np.stack([a.cpu().numpy() for a in t.active]),
+        )
     src = input_model_path(run)
     (run.path / "segmentation.cxc").write_text(
         chimerax_segment_script(src.name, r.chain_ids, r.residue_numbers, labels)

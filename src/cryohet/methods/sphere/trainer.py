@@ -12,6 +12,11 @@ Before any training the run (rank 0 and every other rank alike):
 4. sets the amplitude scale by least squares of the input model's images against the
    data, so that training starts with the right contrast scale.
 
+At the starts of the epochs listed by ``domain_search_at``, every image's moving domains
+are searched over rotations about their hinges (:mod:`.body_search`); where a placement
+beats the image's current fit it becomes a target that pulls the decoded motion for a
+fifth of the run (:mod:`.body_targets`).
+
 Each epoch then trains the encoder (or the latent table), the decoder and the
 segmentation on the batch objective (:func:`.objective.batch_objective`: the shared
 likelihood through the render seam, KL terms annealed as in the paper, restraints).
@@ -27,6 +32,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import roma
 import torch
 
 from ...console import get_logger, progress
@@ -48,8 +54,11 @@ from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
 from ..particles import open_particles
+from .body_search import find_bodies
+from .body_targets import BodyTargets, search_batch
 from .build import build_network, load_residues
 from .config import SphereConfig
+from .hinge_axis import choose_axis
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
 from .outputs import write_model_files, write_outputs
 from .restraints import clash_pairs
@@ -57,6 +66,18 @@ from .restraints import clash_pairs
 __all__ = ["SphereTrainer", "train_sphere"]
 
 log = get_logger("sphere")
+
+#: Images whose summed fit chooses each domain's hinge axis (:mod:`.hinge_axis`).
+_AXIS_SAMPLE = 256
+
+
+def _vector(v: torch.Tensor, decimals: int = 2) -> str:
+    return "(" + ", ".join(f"{float(x):.{decimals}f}" for x in v) + ")"
+
+
+def _summed(t: torch.Tensor) -> torch.Tensor:
+    all_reduce_sum_(t)
+    return t
 
 
 class SphereTrainer:
@@ -97,6 +118,8 @@ class SphereTrainer:
             LatentTable(self.n, cfg.zdim, seed=cfg.seed, device=self.device) if cfg.encoder == "autodecode" else None
         )
         self.bonded = torch.as_tensor(self.residues.bonded_to_next, device=self.device)
+        self.targets: BodyTargets | None = None
+        self.targets_epoch = -1
         self.pairs = clash_pairs(self.net.base_A).to(self.device)
         self.loader = BatchedParticleLoader(
             self.dataset, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
@@ -151,8 +174,20 @@ class SphereTrainer:
         b = linear_beta(progress_)
         return ObjectiveWeights(
             beta_z=b, beta_segmentation=b, beta_proportions=cyclic_beta(progress_),
-            continuity=self.cfg.continuity, clash=self.cfg.clash,
+            continuity=self.cfg.continuity, clash=self.cfg.clash, body=self.body_weight(epoch),
         )  # fmt: skip
+
+    def search_epochs(self) -> list[int]:
+        """The epochs at whose start the domains are searched (``domain_search_at``)."""
+        return sorted({int(round(f * self.cfg.epochs)) for f in self.cfg.domain_search_at})
+
+    def body_weight(self, epoch: int) -> float:
+        """The pull towards the last search's targets: ``domain_search_weight`` falling linearly
+        to 0 over a fifth of the run."""
+        if self.targets is None or self.targets_epoch < 0:
+            return 0.0
+        span = max(1.0, 0.2 * self.cfg.epochs)
+        return self.cfg.domain_search_weight * max(0.0, 1.0 - (epoch - self.targets_epoch) / span)
 
     def radius_px(self, epoch: int) -> float:
         """Band radius (Fourier px) of the data term at ``epoch``: frequency marching from the
@@ -166,6 +201,8 @@ class SphereTrainer:
         # the reparameterisation and segmentation draws of an epoch depend on (seed, epoch,
         # rank) alone, so a resumed run draws what an uninterrupted one would
         torch.manual_seed((self.cfg.seed * 1_000_003 + epoch * 7_919 + self.dist.rank) % 2**63)
+        if epoch in self.search_epochs() and epoch != self.targets_epoch:
+            self.search_bodies(epoch)
         self.net.train()
         sub = self.band.lowpass(min(1.0, self.radius_px(epoch) / (self.box / 2)))
         likelihood = self.likelihood.on(sub)
@@ -173,7 +210,7 @@ class SphereTrainer:
         world = self.dist.world_size
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         weights = self.weights(epoch)
-        totals = torch.zeros(5, dtype=torch.float64)
+        totals = torch.zeros(6, dtype=torch.float64)
         it = progress(self.loader, total=len(self.loader), description=f"epoch {epoch + 1}", unit="batch")
         for step, batch in enumerate(it):
             bb = prepare_batch(batch, self.band, self.device).restrict(sub)
@@ -182,12 +219,12 @@ class SphereTrainer:
             self.opt.zero_grad(set_to_none=True)
             if len(bb):
                 terms = batch_objective(self.net, bb, images, likelihood, weights, self.n, self.bonded,
-                                        self.pairs, z=z)  # fmt: skip
+                                        self.pairs, z=z, targets=self.targets)  # fmt: skip
                 scale = 1.0 if sizes is None else len(bb) * world / float(sizes[step])
                 (terms.loss * scale).backward()
                 totals += torch.tensor(
                     [float(terms.data.sum()), float(terms.kl_z.sum()), float(terms.continuity.sum()),
-                     float(terms.clash.sum()), float(len(bb))], dtype=torch.float64,
+                     float(terms.clash.sum()), float(len(bb)), float(terms.body.sum())], dtype=torch.float64,
                 )  # fmt: skip
             if self.dist.enabled:
                 self._average_gradients()
@@ -204,10 +241,66 @@ class SphereTrainer:
             "kl_z": float(totals[1]) / n,
             "continuity_A2": float(totals[2]) / n,
             "clash_A2": float(totals[3]) / n,
+            "body_pull_A2": float(totals[5]) / n,
+            "body_weight": weights.body,
             "beta": weights.beta_z,
             "radius_px": self.radius_px(epoch),
             "n_images": int(n),
         }
+
+    @torch.no_grad()
+    def search_bodies(self, epoch: int) -> None:
+        """Search every image's moving domains (module docstring); each rank searches its own
+        rows and the target tables are summed over ranks."""
+        self.net.eval()
+        z = torch.as_tensor(self.latent_means(), device=self.device)
+        labels = np.full(self.net.n_residues, -1, dtype=np.int64)
+        movable = self.residues.movable
+        labels[movable] = self.net.memberships(1, sample=False)[0][torch.as_tensor(movable)].argmax(-1).cpu().numpy()
+        sample = torch.as_tensor(np.linspace(0, self.n - 1, min(self.n, 2000)).round().astype(np.int64))
+        min_residues = max(10, int(0.05 * movable.sum()))
+        bodies = find_bodies(self.net, labels, z[sample.to(self.device)], self.bonded, min_residues)
+        self.targets, self.targets_epoch = BodyTargets(bodies, self.n, self.device), epoch
+        if not bodies:
+            log.info("epoch %d: nothing moves apart from the core yet; nothing to search", epoch + 1)
+            return
+        radius = min(self.box / 2, self.box * self.apix / self.cfg.domain_search_resolution_A)
+        band = self.band.lowpass(min(1.0, radius / (self.box / 2)))
+        likelihood = self.likelihood.on(band)
+        sample_rows = np.linspace(0, self.n - 1, min(self.n, _AXIS_SAMPLE)).round().astype(np.int64)
+        sample_rows = sample_rows[self.dist.rank :: self.dist.world_size]
+        step = self.cfg.optim.batch_size
+        batches = []
+        for a in range(0, len(sample_rows), step):
+            bb = prepare_batch(self.dataset.get_batch(sample_rows[a : a + step]), self.band, self.device)
+            batches.append((bb.restrict(band), z[bb.index]))
+        reduce = _summed if self.dist.enabled else None
+        for j, body in enumerate(bodies):
+            bodies[j] = choose_axis(self.net, body, batches, likelihood, reduce)
+            log.info("epoch %d: domain %d's hinge axis %s (%.0f° from the decoded motions')", epoch + 1, j + 1,
+                     _vector(bodies[j].axis),
+                     float(np.degrees(np.arccos(min(1.0, abs(float(bodies[j].axis @ body.axis)))))))  # fmt: skip
+        self.targets = BodyTargets(bodies, self.n, self.device)
+        rows = np.arange(self.dist.rank, self.n, self.dist.world_size)
+        chunks = [rows[a : a + self.cfg.optim.batch_size] for a in range(0, len(rows), self.cfg.optim.batch_size)]
+        for chunk in progress(chunks, total=len(chunks), description="domain search", unit="batch"):
+            bb = prepare_batch(self.dataset.get_batch(chunk), self.band, self.device).restrict(band)
+            for j, body in enumerate(bodies):
+                rot, better = search_batch(self.net, body, bb, z[bb.index], likelihood)
+                self.targets.set(j, bb.index, rot, better)
+        if self.dist.enabled:
+            tables = self.targets.tables()
+            for t in tables:
+                all_reduce_sum_(t)
+            self.targets.set_tables(tables)
+        for j, body in enumerate(bodies):
+            act = self.targets.active[j]
+            angles = torch.rad2deg(roma.rotmat_to_rotvec(self.targets.rotations[j][act]).norm(dim=-1))
+            median = float(angles.median()) if len(angles) else 0.0
+            log.info("epoch %d: domain %d (%d residues, hinge through %s Å along %s): %.0f %% of the images fit "
+                     "better turned, by %.0f° (median)", epoch + 1, j + 1, len(body.residues),
+                     _vector(body.pivot_A, 1), _vector(body.axis), 100.0 * float(act.float().mean()),
+                     median)  # fmt: skip
 
     def _average_gradients(self) -> None:
         """Mean of every parameter's gradient over ranks (zeros where a rank had none)."""
@@ -235,6 +328,8 @@ class SphereTrainer:
         state = {"network": self.net.state_dict(), "optimizer": self.opt.state_dict()}
         if self.latents is not None:
             state["latents"] = self.latents.state_dict()
+        if self.targets is not None:
+            state["body_targets"] = {**self.targets.state_dict(), "epoch": self.targets_epoch}
         return state
 
     def set_state(self, state: dict) -> None:
@@ -242,6 +337,9 @@ class SphereTrainer:
         self.opt.load_state_dict(state["optimizer"])
         if self.latents is not None:
             self.latents.load_state_dict(state["latents"])
+        if "body_targets" in state:
+            self.targets = BodyTargets.from_state(state["body_targets"], self.device)
+            self.targets_epoch = int(state["body_targets"]["epoch"])
 
 
 def copy_input_model(source: AtomicModel | str | Path, run_dir: Path) -> Path:

@@ -1,0 +1,99 @@
+"""Per-state Cα RMSD of a cryoSPHERE run's models against a simulation's true atoms.
+
+For each true state, the particle whose latent is nearest the state's mean latent is
+decoded with ``cryohet models`` (every atom moved, in the input model's frame), and its
+Cα atoms are compared with the state's atoms in ``GT/gt/atoms.npz`` (Å from the box
+centre; the input model sits in the map frame, so ``(D // 2) * apix`` is subtracted).
+The input model must hold the simulation's atoms in the simulation's order (as
+``--write-input`` writes it: the bundled model, hydrogens and waters removed, moved by
+one rigid offset into the map frame); chains and residue numbers are checked.
+
+    python benchmarks/sphere_states.py RUN --gt DATA [--write-input in.pdb --state 0]
+
+prints a table of states: RMSD of the run's model and of the input model, and the mean.
+``--write-input PATH --state S`` only writes the input model (state ``S`` in the map
+frame) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cryohet.cli.app import main as cryohet_main
+from cryohet.io.atomic import read_atomic_model, write_atomic_models
+from cryohet.methods.base import load_run_latents
+from cryohet.simulate.presets import bundled_model_path
+
+
+def _meta(gt: Path) -> dict:
+    return json.loads((gt / "meta.json").read_text())
+
+
+def write_input(gt: Path, state: int, path: Path) -> None:
+    meta = _meta(gt)
+    atoms = np.load(gt / "gt" / "atoms.npz")
+    model = read_atomic_model(bundled_model_path(meta["model"]), remove_hydrogens=True, remove_waters=True)
+    if len(model) != atoms["coords_A"].shape[1]:
+        sys.exit(f"{meta['model']}: {len(model)} atoms, the simulation has {atoms['coords_A'].shape[1]}")
+    half = (meta["box"] // 2) * meta["apix"]
+    write_atomic_models(model, atoms["coords_A"][state] + half, path, remove_hydrogens=True, remove_waters=True)
+    print(f"wrote {path} (state {state} in the map frame)")
+
+
+def state_rmsd(run: Path, gt: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(S,)`` Cα RMSD (Å) of the run's models and of the input model per state."""
+    meta = _meta(gt)
+    half = (meta["box"] // 2) * meta["apix"]
+    atoms = np.load(gt / "gt" / "atoms.npz")
+    labels = np.load(gt / "gt" / "labels.npy")
+    z = load_run_latents(run)
+    rows = [int(np.argmin(((z - z[labels == s].mean(0)) ** 2).sum(1))) for s in range(atoms["coords_A"].shape[0])]
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "z.npy", z[rows])
+        if cryohet_main(["models", str(run), "--z", str(Path(tmp) / "z.npy"), "--out", str(Path(tmp) / "m")]) != 0:
+            sys.exit("cryohet models failed")
+        files = sorted((Path(tmp) / "m").glob("model_*.*"))
+        models = [read_atomic_model(f) for f in files]
+    inp = read_atomic_model(next(run.glob("input_model*")))
+    if len(inp) != atoms["coords_A"].shape[1] or not np.array_equal(inp.chain_ids, atoms["chain_ids"]):
+        sys.exit(f"{run}: the input model's atoms are not the simulation's (write it with --write-input)")
+    if not np.array_equal(inp.residue_numbers, atoms["residue_numbers"]):
+        sys.exit(f"{run}: the input model's residue numbers are not the simulation's")
+    ca = inp.atom_names == "CA"
+    true = atoms["coords_A"][:, ca]
+    ours = np.stack([m.coords_A[ca] - half for m in models])
+    start = inp.coords_A[ca] - half
+    rmsd = np.sqrt(((ours - true) ** 2).sum(-1).mean(-1))
+    rmsd_input = np.sqrt(((start[None] - true) ** 2).sum(-1).mean(-1))
+    return rmsd, rmsd_input
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, nargs="?")
+    parser.add_argument("--gt", type=Path, required=True, help="the simulated data folder")
+    parser.add_argument("--write-input", type=Path, help="write the input model at --state and exit")
+    parser.add_argument("--state", type=int, default=0)
+    args = parser.parse_args()
+    if args.write_input is not None:
+        write_input(args.gt, args.state, args.write_input)
+        return
+    if args.run is None:
+        parser.error("RUN is needed unless --write-input")
+    rmsd, rmsd_input = state_rmsd(args.run, args.gt)
+    lat = _meta(args.gt).get("gt_latents") or [[s] for s in range(len(rmsd))]
+    print(f"{'state':>5} {'gt':>8} {'model Å':>8} {'input Å':>8}")
+    for s, (a, b) in enumerate(zip(rmsd, rmsd_input)):
+        print(f"{s:5d} {lat[s][0]:8.1f} {a:8.2f} {b:8.2f}")
+    print(f"mean Cα RMSD {rmsd.mean():.2f} Å (input model {rmsd_input.mean():.2f} Å); "
+          f"states under 2 Å: {(rmsd < 2).sum()}/{len(rmsd)}; max {rmsd.max():.2f} Å")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""cryoSPHERE's domain search (methods/sphere/body_search.py, body_targets.py).
+
+* The search's image of a turned body (rest analytic, body voxelised and sliced, hinge
+  phase) equals the analytic render of the moved model: on noiseless images the search
+  finds each image's turn, and the residual there is ~1e-5 of the image's power.
+* The hinge fit recovers a known axis and pivot from rigid motions about them; the axis
+  chosen on a set of images is the one they were turned about, from a perpendicular guess.
+* The pull towards a target is 0 at the target and the mean squared displacement
+  elsewhere; the target table survives a checkpoint round trip.
+* Version-1 run configs read without the search.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import roma
+import torch
+from sphere_helpers import fab_structure
+
+from cryohet.geometry.rotations import random_rotations
+from cryohet.imaging.bands import FourierBand
+from cryohet.imaging.likelihood import WeightedL2
+from cryohet.io.atomic import read_atomic_model
+from cryohet.io.source import ParticleSource
+from cryohet.methods.sphere.body_search import Body, body_pivot_A, hinge_fit, hinge_rotations, search_body
+from cryohet.methods.sphere.body_targets import BodyTargets, search_batch
+from cryohet.methods.sphere.config import SphereConfig
+from cryohet.methods.sphere.hinge_axis import axis_candidates, choose_axis
+from cryohet.methods.sphere.network import SphereNetwork
+from cryohet.representations.render import BandBatch, model_images
+from cryohet.representations.residue_model import residue_model
+
+BOX, APIX = 32, 5.0
+
+
+@pytest.fixture(scope="module")
+def fab(tmp_path_factory):
+    """A Fab's residue network (whole model movable) and its light chain as the body."""
+    path = tmp_path_factory.mktemp("fab") / "fab.pdb"
+    fab_structure().write_pdb(str(path))
+    atoms = read_atomic_model(path)
+    atoms.coords_A = atoms.coords_A - atoms.coords_A.mean(0) + (BOX // 2) * APIX
+    residues = residue_model(atoms, None)
+    net = SphereNetwork(residues, BOX, APIX, segments=4).eval()
+    in_body = torch.as_tensor(np.asarray(residues.chain_ids) == "L")
+    pivot = body_pivot_A(net.base_A, in_body, torch.as_tensor(residues.bonded_to_next))
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    return net, Body(torch.nonzero(in_body).squeeze(1), pivot, axis)
+
+
+def _images_of_turned_body(net: SphereNetwork, body: Body, turns: torch.Tensor, rng_seed: int = 1) -> BandBatch:
+    """Noiseless images (analytic Gaussians, shifts, no CTF) of the model with ``body``
+    turned by ``turns (B, 3, 3)`` about its pivot."""
+    b = len(turns)
+    moved = net.base_A.clone().expand(b, -1, -1).clone()
+    offsets = net.base_A[body.residues] - body.pivot_A
+    moved[:, body.residues] = body.pivot_A + torch.einsum("bij,rj->bri", turns, offsets)
+    rotations = torch.as_tensor(random_rotations(b, rng_seed), dtype=torch.float32)
+    band = FourierBand.disc(BOX, APIX).lowpass(0.8)
+    shifts = torch.as_tensor(np.random.default_rng(rng_seed).uniform(-6, 6, (b, 2)), dtype=torch.float32)
+    filters = band.filters(None, shifts)
+    with torch.no_grad():
+        observed = model_images(net.mixture(moved), rotations, band, filters)
+    return BandBatch(torch.arange(b), observed, filters, rotations, shifts, band)
+
+
+def test_the_search_image_of_a_turned_body_is_the_analytic_render(fab):
+    net, body = fab
+    turns_deg = torch.tensor([35.0, 150.0, 250.0])
+    bb = _images_of_turned_body(net, body, hinge_rotations(body.axis, turns_deg))
+    likelihood = WeightedL2(bb.band)
+    grid = torch.arange(0.0, 360.0, 5.0)
+    index, best, current = search_body(net, body, bb, torch.zeros(3, net.zdim), likelihood,
+                                       hinge_rotations(body.axis, grid))  # fmt: skip
+    power = likelihood.score(bb.observed, torch.zeros_like(bb.observed))
+    assert grid[index].tolist() == turns_deg.tolist()
+    assert (best / power).max() < 1e-4  # slice interpolation only
+    assert (current / power).min() > 0.05  # the unturned model does not fit
+
+
+def test_the_search_refines_between_grid_steps_and_flags_what_fits_better(fab):
+    net, body = fab
+    turns_deg = torch.tensor([0.0, 93.7, 211.2, 318.9])
+    bb = _images_of_turned_body(net, body, hinge_rotations(body.axis, turns_deg), rng_seed=2)
+    rotations, better = search_batch(net, body, bb, torch.zeros(4, net.zdim), WeightedL2(bb.band))
+    error = torch.rad2deg(roma.rotmat_geodesic_distance(rotations, hinge_rotations(body.axis, turns_deg)))
+    assert error.max() < 1.0
+    assert better.tolist() == [False, True, True, True]  # the decoder's zero motion already fits image 0
+
+
+def test_hinge_fit_recovers_the_axis_and_the_pivot():
+    g = torch.Generator().manual_seed(0)
+    axis = torch.nn.functional.normalize(torch.tensor([1.0, 2.0, -0.5]), dim=0)
+    pivot = torch.tensor([12.0, -7.0, 30.0])
+    angles = torch.rand(200, generator=g) * 60.0 - 10.0
+    rot = hinge_rotations(axis, angles) @ roma.rotvec_to_rotmat(0.01 * torch.randn(200, 3, generator=g))
+    t = pivot - torch.einsum("mij,j->mi", rot, pivot)  # x -> R (x - p) + p
+    found_axis, found_pivot, turns = hinge_fit(rot, t, near_A=pivot + torch.tensor([5.0, 5.0, 5.0]))
+    assert float(found_axis @ axis) > 0.999  # also the sign: most turns are positive
+    # a point anywhere on the axis fits; the weak pull picks the one nearest to near_A
+    off_axis = (found_pivot - pivot) - ((found_pivot - pivot) @ axis) * axis
+    assert float(off_axis.norm()) < 0.5
+    assert torch.allclose(turns, angles.abs(), atol=3.0)
+
+
+def test_the_axis_chosen_on_the_images_is_the_one_they_turned_about(fab):
+    net, body = fab
+    turns_deg = torch.arange(20.0, 360.0, 25.0)  # 14 images, 20°..345°
+    bb = _images_of_turned_body(net, body, hinge_rotations(body.axis, turns_deg), rng_seed=3)
+    wrong = torch.nn.functional.normalize(torch.linalg.cross(body.axis, torch.tensor([1.0, 0.0, 0.0])), dim=0)
+    first_guess = Body(body.residues, body.pivot_A, wrong)
+    found = choose_axis(net, first_guess, [(bb, torch.zeros(len(bb), net.zdim))], WeightedL2(bb.band))
+    assert float(np.degrees(np.arccos(min(1.0, abs(float(found.axis @ body.axis)))))) < 3.0
+    assert torch.equal(found.pivot_A, body.pivot_A)
+    candidates = axis_candidates()
+    assert len(candidates) == 24 and bool((candidates[:, 2] >= 0).all())
+
+
+def test_the_pull_is_zero_at_the_target_and_survives_a_checkpoint(fab):
+    net, body = fab
+    targets = BodyTargets([body], n_images=5, device="cpu")
+    turn = hinge_rotations(body.axis, torch.tensor([40.0, 80.0]))
+    targets.set(0, torch.tensor([1, 3]), turn, torch.tensor([True, True]))
+    offsets = net.base_A[body.residues] - body.pivot_A
+    moved = net.base_A.clone().expand(2, -1, -1).clone()
+    moved[0, body.residues] = body.pivot_A + offsets @ turn[0].T
+    pull = targets.loss(moved, torch.tensor([1, 3]), net.base_A)
+    expected = ((body.pivot_A + offsets @ turn[1].T - net.base_A[body.residues]) ** 2).sum(-1).mean()
+    assert float(pull[0]) < 1e-6
+    assert float(pull[1]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(targets.loss(moved, torch.tensor([0, 2]), net.base_A).abs().max()) == 0.0  # no targets there
+    again = BodyTargets.from_state(targets.state_dict(), "cpu")
+    assert torch.equal(again.active[0], targets.active[0])
+    assert torch.allclose(again.loss(moved, torch.tensor([1, 3]), net.base_A), pull)
+
+
+def test_version_1_runs_read_without_the_search(tmp_path):
+    common = {"data": ParticleSource(path=str(tmp_path / "p.star")), "out": str(tmp_path / "r"), "model": "m.pdb"}
+    assert SphereConfig(**common).domain_search_at == [0.25, 0.45]
+    assert SphereConfig(**common, method_version=1).domain_search_at == []
+    with pytest.raises(ValueError, match="fractions of the run"):
+        SphereConfig(**common, domain_search_at=[0.5, 1.2])
