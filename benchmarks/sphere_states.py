@@ -10,7 +10,10 @@ one rigid offset into the map frame); chains and residue numbers are checked.
 
     python benchmarks/sphere_states.py RUN --gt DATA [--write-input in.pdb --state 0]
 
-prints a table of states: RMSD of the run's model and of the input model, and the mean.
+prints a table of states: RMSD of the run's model and of the input model, and the mean;
+then how the moving part of the simulation falls into the run's domains
+(``extras/segmentation.npz``): the share of its residues in the one domain that holds
+most of them, and that domain's share of residues that truly move.
 ``--write-input PATH --state S`` only writes the input model (state ``S`` in the map
 frame) and exits.
 """
@@ -74,6 +77,24 @@ def state_rmsd(run: Path, gt: Path) -> tuple[np.ndarray, np.ndarray]:
     return rmsd, rmsd_input
 
 
+def moving_part_domain(run: Path, gt: Path) -> tuple[float, float, int]:
+    """``(coverage, purity, n_domain)``: of the truly moving residues (their CA moves in the
+    simulation), the share in the run's domain that holds most of them; the share of that
+    domain's residues that truly move; the domain's residue count."""
+    atoms = np.load(gt / "gt" / "atoms.npz")
+    seg = np.load(run / "extras" / "segmentation.npz")
+    inp = read_atomic_model(next(run.glob("input_model*")))
+    ca = inp.atom_names == "CA"
+    key = list(zip(atoms["chain_ids"][ca].tolist(), atoms["residue_numbers"][ca].tolist()))
+    moving = dict(zip(key, atoms["moving"][ca].tolist()))
+    truth = np.array([moving.get((c, int(n)), False) for c, n in zip(seg["chain_ids"], seg["residue_numbers"])])
+    domain = np.where(seg["segment"] >= 0, seg["domain"][np.maximum(seg["segment"], 0)], -1)
+    values, counts = np.unique(domain[truth & (domain >= 0)], return_counts=True)
+    best = values[np.argmax(counts)]
+    in_best = domain == best
+    return float(counts.max() / truth.sum()), float(truth[in_best].mean()), int(in_best.sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, nargs="?")
@@ -93,6 +114,10 @@ def main() -> None:
         print(f"{s:5d} {lat[s][0]:8.1f} {a:8.2f} {b:8.2f}")
     print(f"mean Cα RMSD {rmsd.mean():.2f} Å (input model {rmsd_input.mean():.2f} Å); "
           f"states under 2 Å: {(rmsd < 2).sum()}/{len(rmsd)}; max {rmsd.max():.2f} Å")  # fmt: skip
+    if (args.run / "extras" / "segmentation.npz").exists():
+        coverage, purity, size = moving_part_domain(args.run, args.gt)
+        print(f"moving part: {100 * coverage:.0f} % of its residues in one domain ({size} residues, "
+              f"{100 * purity:.0f} % of them truly moving)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
   chosen on a set of images is the one they were turned about, from a perpendicular guess.
 * The pull towards a target is 0 at the target and the mean squared displacement
   elsewhere; the target table survives a checkpoint round trip.
-* Version-1 run configs read without the search.
+* Version-1 run configs read without the search and with the quaternion reading; the
+  axis-angle reading turns a segment through 180° and beyond.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryohet.io.source import ParticleSource
 from cryohet.methods.sphere.body_search import Body, body_pivot_A, hinge_fit, hinge_rotations, search_body
 from cryohet.methods.sphere.body_targets import BodyTargets, search_batch
 from cryohet.methods.sphere.config import SphereConfig
+from cryohet.methods.sphere.deformation import ROTVEC_UNIT_RAD, decoded_rotvecs
 from cryohet.methods.sphere.hinge_axis import axis_candidates, choose_axis
 from cryohet.methods.sphere.network import SphereNetwork
 from cryohet.representations.render import BandBatch, model_images
@@ -139,5 +141,20 @@ def test_version_1_runs_read_without_the_search(tmp_path):
     common = {"data": ParticleSource(path=str(tmp_path / "p.star")), "out": str(tmp_path / "r"), "model": "m.pdb"}
     assert SphereConfig(**common).domain_search_at == [0.25, 0.45]
     assert SphereConfig(**common, method_version=1).domain_search_at == []
+    assert SphereConfig(**common).rotation == "rotvec"
+    assert SphereConfig(**common, method_version=1).rotation == "quaternion"
     with pytest.raises(ValueError, match="fractions of the run"):
         SphereConfig(**common, domain_search_at=[0.5, 1.2])
+
+
+def test_the_axis_angle_reading_turns_through_a_half_turn():
+    axis = torch.nn.functional.normalize(torch.tensor([1.0, -2.0, 2.0]), dim=0)
+    for angle in (30.0, 179.0, 181.0, 250.0):
+        out = torch.deg2rad(torch.tensor(angle)) / ROTVEC_UNIT_RAD * axis
+        rot = roma.rotvec_to_rotmat(decoded_rotvecs(out[None], "rotvec"))[0]
+        error = roma.rotmat_geodesic_distance(rot, hinge_rotations(axis, torch.tensor(angle)))
+        assert float(torch.rad2deg(error)) < 1e-3
+    # the paper's reading: the same small-angle rate, but never a half turn
+    small = torch.tensor([[0.01, 0.0, 0.0]])
+    assert torch.allclose(decoded_rotvecs(small, "quaternion"), decoded_rotvecs(small, "rotvec"), rtol=1e-3)
+    assert float(decoded_rotvecs(torch.tensor([[1e3, 0.0, 0.0]]), "quaternion").norm()) < np.pi

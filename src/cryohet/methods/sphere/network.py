@@ -2,8 +2,9 @@
 
 * encoder: the shared :class:`~cryohet.networks.encoders.ImageEncoder` (amortised), or a
   per-image latent table (auto-decoding) kept by the trainer;
-* decoder: an MLP ``z -> (512, 512) -> 6 K`` (LeakyReLU), per segment a translation and a
-  quaternion vector part (:mod:`.deformation`). Its last layer starts at zero, so training
+* decoder: an MLP ``z -> (512, 512) -> 6 K`` (LeakyReLU), per segment a translation and
+  three rotation numbers (an axis-angle vector, or the paper's quaternion vector part;
+  :mod:`.deformation`). Its last layer starts at zero, so training
   starts from the input model. Translations are ``10 Å`` per output unit (a Fab moves tens
   of Å; unit outputs keep Adam's steps in Å-sized units);
 * segmentation: :class:`~.segmentation.ChainSegmentation` over the movable residues (one
@@ -23,7 +24,7 @@ from torch import nn
 from ...networks.encoders import ImageEncoder
 from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
 from ...representations.residue_model import ResidueModel
-from .deformation import deform, segment_rotvecs
+from .deformation import decoded_rotvecs, deform
 from .segmentation import ChainSegmentation
 
 __all__ = ["SphereNetwork", "TRANSLATION_UNIT_A"]
@@ -44,9 +45,11 @@ class SphereNetwork(nn.Module):
         sigma_A: float = 2.0,
         encoder_box: int = 64,
         amortised: bool = True,
+        rotation: str = "rotvec",
     ) -> None:
         super().__init__()
         self.box, self.apix, self.zdim, self.sigma_A = int(box), float(apix), int(zdim), float(sigma_A)
+        self.rotation = rotation
         self.register_buffer("base_A", torch.as_tensor(residues.centres_A(box, apix), dtype=torch.float32))
         self.register_buffer("electrons", torch.as_tensor(residues.electrons, dtype=torch.float32))
         movable = torch.as_tensor(residues.movable)
@@ -75,7 +78,7 @@ class SphereNetwork(nn.Module):
     def motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-segment axis-angle vectors ``(B, K, 3)`` (radians) and translations ``(B, K, 3)`` Å."""
         out = self.decoder(z).reshape(z.shape[0], self.n_segments, 6)
-        return segment_rotvecs(out[..., 3:]), out[..., :3] * TRANSLATION_UNIT_A
+        return decoded_rotvecs(out[..., 3:], self.rotation), out[..., :3] * TRANSLATION_UNIT_A
 
     def deformed(self, z: torch.Tensor, memberships: torch.Tensor) -> torch.Tensor:
         """Moved residue centres ``(B, R, 3)`` Å from the box centre."""
