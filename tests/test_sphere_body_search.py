@@ -7,8 +7,8 @@
   chosen on a set of images is the one they were turned about, from a perpendicular guess.
 * The pull towards a target is 0 at the target and the mean squared displacement
   elsewhere; the target table survives a checkpoint round trip.
-* Version-1 run configs read without the search and with the quaternion reading; the
-  axis-angle reading turns a segment through 180° and beyond.
+* Version-1 run configs read without the search; the axis-angle reading turns a segment
+  through 180° and beyond.
 """
 
 from __future__ import annotations
@@ -141,8 +141,7 @@ def test_version_1_runs_read_without_the_search(tmp_path):
     common = {"data": ParticleSource(path=str(tmp_path / "p.star")), "out": str(tmp_path / "r"), "model": "m.pdb"}
     assert SphereConfig(**common).domain_search_at == [0.25, 0.45]
     assert SphereConfig(**common, method_version=1).domain_search_at == []
-    assert SphereConfig(**common).rotation == "rotvec"
-    assert SphereConfig(**common, method_version=1).rotation == "quaternion"
+    assert SphereConfig(**common).rotation == "quaternion"
     with pytest.raises(ValueError, match="fractions of the run"):
         SphereConfig(**common, domain_search_at=[0.5, 1.2])
 

@@ -64,6 +64,9 @@ def sphere(
     epochs: int = config_option(SphereConfig, "epochs", "--epochs", "-n"),
     box: Optional[int] = config_option(SphereConfig, "box", "--box", "-D"),
     encoder: str = config_option(SphereConfig, "encoder", "--encoder", help="amortised or autodecode."),
+    rotation: str = config_option(
+        SphereConfig, "rotation", "--rotation", help="Decoder rotations: quaternion (the paper's) or rotvec."
+    ),
     encoder_box: int = config_option(
         SphereConfig, "encoder_box", "--encoder-box", help="The encoder sees the images Fourier-cropped to this box."
     ),
@@ -117,6 +120,7 @@ def sphere(
             epochs=epochs,
             box=box,
             encoder=encoder,
+            rotation=rotation,
             encoder_box=encoder_box,
             optim={"batch_size": batch_size, "lr_network": lr},
             **_search_fractions(domain_search_at),

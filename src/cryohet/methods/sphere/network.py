@@ -45,7 +45,7 @@ class SphereNetwork(nn.Module):
         sigma_A: float = 2.0,
         encoder_box: int = 64,
         amortised: bool = True,
-        rotation: str = "rotvec",
+        rotation: str = "quaternion",
     ) -> None:
         super().__init__()
         self.box, self.apix, self.zdim, self.sigma_A = int(box), float(apix), int(zdim), float(sigma_A)
