@@ -132,7 +132,10 @@ def find_bodies(
     latents of a sample of images whose decoded motions define the domains. Domains other
     than the static core that touch (``min_contacts`` residue pairs closer than
     ``contact_A``) form one body: early in training a domain's segments do not yet move as
-    one (measured on igg-1d at epoch 9 of 40: the turning Fab was three domains)."""
+    one (measured on igg-1d at epoch 9 of 40: the turning Fab was three domains). A body
+    with no bond to the rest is not searched: it has no hinge, and turning it about its
+    centroid is as ambiguous as a pose (on igg-1d with ``rotation: rotvec``, the light chain
+    alone, searched so at epoch 11, drew the run away from the Fab's motion)."""
     with torch.no_grad():
         rotvecs, trans = net.motions(z_sample)
         w = net.memberships(1, sample=False)  # (1, R, K): chunks keep the (B, R, 3, 3) blends small
@@ -159,10 +162,13 @@ def find_bodies(
             continue
         in_body = torch.zeros(len(base), dtype=torch.bool, device=base_t.device)
         in_body[torch.as_tensor(idx_np, device=base_t.device)] = True
+        bonded = bonded_to_next.to(in_body.device)
+        if not bool((bonded[:-1] & (in_body[:-1] != in_body[1:])).any()):
+            continue  # no hinge: a free body's turn about its centroid is as ambiguous as a pose
         idx = torch.nonzero(in_body).squeeze(1)
         src = base_t[idx].expand(len(z_sample), -1, -1)
         rot, t = kabsch(src.double(), moved[:, idx].double(), torch.ones(src.shape[:2], dtype=torch.float64))
-        near = body_pivot_A(base_t, in_body, bonded_to_next.to(in_body.device))
+        near = body_pivot_A(base_t, in_body, bonded)
         axis, _, _ = hinge_fit(rot, t, near)
         bodies.append(Body(idx, near, axis.to(base_t.device)))
     return bodies

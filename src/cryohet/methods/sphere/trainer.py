@@ -262,7 +262,7 @@ class SphereTrainer:
         bodies = find_bodies(self.net, labels, z[sample.to(self.device)], self.bonded, min_residues)
         self.targets, self.targets_epoch = BodyTargets(bodies, self.n, self.device), epoch
         if not bodies:
-            log.info("epoch %d: nothing moves apart from the core yet; nothing to search", epoch + 1)
+            log.info("epoch %d: no domain bonded to the rest moves apart from the core; nothing to search", epoch + 1)
             return
         radius = min(self.box / 2, self.box * self.apix / self.cfg.domain_search_resolution_A)
         band = self.band.lowpass(min(1.0, radius / (self.box / 2)))
