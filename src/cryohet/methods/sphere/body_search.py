@@ -9,22 +9,21 @@ within the basin that gradient descent can finish.
 **Bodies and their hinges** (:func:`find_bodies`). The segments are grouped into domains
 by their decoded motions over a sample of images (:func:`.domains.motion_domains`); the
 domain that moves least is the static core, and each other domain with at least
-``min_residues`` residues is a body. Each image's decoded motion of the body is fitted
-by a rigid transform ``x -> R_i x + t_i`` (Kabsch); the hinge axis ``u`` is the main
-direction of the rotation vectors (the top eigenvector of ``sum r_i r_i^T``), and the
-pivot ``p`` the point nearest to the bonds between the body and the rest that the
-motions keep fixed (least squares of ``(R_i - I) p + t_i``, pulled weakly towards the
-bonds' mean midpoint, or the body's centroid when no bond crosses).
+``min_residues`` residues and a bond to the rest is a body. Its pivot ``p`` is the mean
+midpoint of the bonds between the body and the rest (the hinge). Each image's decoded
+motion of the body is fitted by a rigid transform ``x -> R_i x + t_i`` (Kabsch), and the
+first guess of the hinge axis is the main direction of the rotation vectors (the top
+eigenvector of ``sum r_i r_i^T``); :mod:`.hinge_axis` then chooses the axis on the data.
 
 **Why about one axis and not over SO(3).** Measured on igg-1d (D=64, SNR 0.05, 20 Å):
 the best of 576 rotations (SO(3) grid, level 1, refined) was 150–180° from the truth for
 most images, because a Fab turned half-way about its own long axis (swapping its heavy
 and light chains) looks the same at that resolution; the best of 72 turns about the true
 hinge axis was 3° from the truth (median of 256 images, all within 30°). The search
-therefore extends the axis that gradient descent found from the near states through the
-whole turn; motions about other axes are left to gradient descent.
+therefore tries turns about one axis, chosen on the whole data set, through the whole
+turn; motions about other axes are left to gradient descent.
 
-**Score** (:func:`search_body`). For image ``i`` (RELION ``A_i``, filters ``f_i`` = CTF x
+**Score** (:class:`BodyScorer`). For image ``i`` (RELION ``A_i``, filters ``f_i`` = CTF x
 shift phase) and candidate ``S_c``, the moved model is the rest (residues outside the
 body, at the image's decoded positions) plus the body turned by ``S_c`` about the pivot
 ``p``: ``x' = p + S_c (x - p)``. Its image is
@@ -51,13 +50,15 @@ import torch
 from ...geometry.rigid import kabsch
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import ImageLikelihood
-from ...imaging.projection import volume_to_fourier
+from ...imaging.projection import FourierVolume, volume_to_fourier
 from ...representations.gaussian_mixture import GaussianMixture
 from ...representations.render import BandBatch, model_images
 from .domains import motion_domains, segment_displacements_A
 from .network import SphereNetwork
 
-__all__ = ["Body", "find_bodies", "hinge_fit", "hinge_rotations", "candidate_scores", "search_body", "body_pivot_A"]
+__all__ = [
+    "Body", "BodyScorer", "body_volume", "find_bodies", "hinge_fit", "hinge_rotations", "search_body", "body_pivot_A",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -179,43 +180,73 @@ def hinge_rotations(axis: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tenso
     return roma.rotvec_to_rotmat(torch.deg2rad(angles_deg)[..., None] * axis.to(angles_deg))
 
 
-@torch.no_grad()
-def candidate_scores(
-    net: SphereNetwork,
-    body: Body,
-    bb: BandBatch,
-    z: torch.Tensor,
-    likelihood: ImageLikelihood,
-    candidates: torch.Tensor,
-    chunk: int = 96,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores ``(B, M)`` of each image of ``bb`` (on the search band, ``likelihood`` on the
-    same band; latents ``z (B, zdim)``) with the body turned by each candidate, and the
-    score ``(B,)`` of the image's current fit (lower is better; module docstring).
-    ``candidates``: body rotations ``(M, 3, 3)`` shared by the images, or ``(B, M, 3, 3)``."""
-    band: FourierBand = bb.band
-    b = len(bb)
-    mix = net.mixture(net.deformed(z, net.memberships(b, sample=False)))
-    current = likelihood.score(bb.observed, model_images(mix, bb.rotations, band, bb.filters))
-    keep = torch.ones(net.n_residues, dtype=torch.bool, device=mix.centres_A.device)
-    keep[body.residues] = False
-    rest_mix = GaussianMixture(mix.centres_A[:, keep], mix.amplitudes[:, keep], mix.sigmas_A[keep])
-    rest = model_images(rest_mix, bb.rotations, band, bb.filters)
+def body_volume(net: SphereNetwork, body: Body, band: FourierBand) -> FourierVolume:
+    """The body's residues at their input-model positions relative to its pivot, voxelised
+    on the band's grid and transformed once (oversampled, gridding-corrected)."""
     base = net.mixture(net.base_A)
     body_mix = GaussianMixture(base.centres_A[body.residues] - body.pivot_A, base.amplitudes[body.residues],
                                base.sigmas_A[body.residues])  # fmt: skip
-    volume = volume_to_fourier(body_mix.to_volume(band.box, band.apix))
-    pivot_xy = torch.einsum("bij,j->bi", bb.rotations[:, :2, :], body.pivot_A.to(bb.rotations.dtype))
-    ramp = band.filters(None, -pivot_xy)
-    body_filters = ramp if bb.filters is None else bb.filters * ramp
-    per_image = candidates.ndim == 4
-    out = []
-    for a in range(0, candidates.shape[-3], chunk):
-        s = (candidates[:, a : a + chunk] if per_image else candidates[None, a : a + chunk]).to(bb.rotations)
-        rot = (bb.rotations[:, None] @ s).reshape(-1, 3, 3)  # A_i S_c
-        sl = volume.slices(rot, band).reshape(b, s.shape[1], *band.shape)
-        out.append(likelihood.score(bb.observed[:, None], rest[:, None] + body_filters[:, None] * sl))
-    return torch.cat(out, dim=1), current
+    return volume_to_fourier(body_mix.to_volume(band.box, band.apix))
+
+
+@dataclass
+class BodyScorer:
+    """One body's turns scored on one batch (module docstring). What does not depend on
+    the candidate is made once: the rest's images, the body's filters (with the pivot's
+    phase) and the score of each image's current fit ``current (B,)``."""
+
+    bb: BandBatch
+    likelihood: ImageLikelihood
+    volume: FourierVolume
+    rest: torch.Tensor
+    body_filters: torch.Tensor
+    current: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def prepare(
+        cls,
+        net: SphereNetwork,
+        body: Body,
+        bb: BandBatch,
+        z: torch.Tensor,
+        likelihood: ImageLikelihood,
+        volume: FourierVolume | None = None,
+    ) -> BodyScorer:
+        """For ``bb`` on the search band (``likelihood`` on the same band) at latents ``z
+        (B, zdim)``; ``volume``: :func:`body_volume` when already made for this band."""
+        band: FourierBand = bb.band
+        mix = net.mixture(net.deformed(z, net.memberships(len(bb), sample=False)))
+        current = likelihood.score(bb.observed, model_images(mix, bb.rotations, band, bb.filters))
+        keep = torch.ones(net.n_residues, dtype=torch.bool, device=mix.centres_A.device)
+        keep[body.residues] = False
+        rest_mix = GaussianMixture(mix.centres_A[:, keep], mix.amplitudes[:, keep], mix.sigmas_A[keep])
+        rest = model_images(rest_mix, bb.rotations, band, bb.filters)
+        pivot_xy = torch.einsum("bij,j->bi", bb.rotations[:, :2, :], body.pivot_A.to(bb.rotations.dtype))
+        ramp = band.filters(None, -pivot_xy)
+        body_filters = ramp if bb.filters is None else bb.filters * ramp
+        volume = body_volume(net, body, band) if volume is None else volume
+        return cls(bb, likelihood, volume, rest, body_filters, current)
+
+    @torch.no_grad()
+    def scores(self, candidates: torch.Tensor, chunk: int = 96) -> torch.Tensor:
+        """``(B, M)`` scores with the body turned by each candidate (lower is better):
+        ``candidates`` ``(M, 3, 3)`` shared by the images, or ``(B, M, 3, 3)``."""
+        bb, b = self.bb, len(self.bb)
+        per_image = candidates.ndim == 4
+        out = []
+        for a in range(0, candidates.shape[-3], chunk):
+            s = (candidates[:, a : a + chunk] if per_image else candidates[None, a : a + chunk]).to(bb.rotations)
+            rot = (bb.rotations[:, None] @ s).reshape(-1, 3, 3)  # A_i S_c
+            sl = self.volume.slices(rot, bb.band).reshape(b, s.shape[1], *bb.band.shape)
+            model = self.rest[:, None] + self.body_filters[:, None] * sl
+            out.append(self.likelihood.score(bb.observed[:, None], model))
+        return torch.cat(out, dim=1)
+
+    def best(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best candidate's index ``(B,)`` and its score ``(B,)``."""
+        best, index = self.scores(candidates).min(dim=1)
+        return index, best
 
 
 def search_body(
@@ -227,7 +258,7 @@ def search_body(
     candidates: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The best candidate's index ``(B,)``, its score ``(B,)`` and the score of the image's
-    current fit ``(B,)`` (:func:`candidate_scores`)."""
-    scores, current = candidate_scores(net, body, bb, z, likelihood, candidates)
-    best, index = scores.min(dim=1)
-    return index, best, current
+    current fit ``(B,)`` (:class:`BodyScorer`)."""
+    scorer = BodyScorer.prepare(net, body, bb, z, likelihood)
+    index, best = scorer.best(candidates)
+    return index, best, scorer.current

@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 from ...imaging.likelihood import ImageLikelihood
+from ...imaging.projection import FourierVolume
 from ...representations.render import BandBatch
-from .body_search import Body, hinge_rotations, search_body
+from .body_search import Body, BodyScorer, hinge_rotations
 from .network import SphereNetwork
 
 __all__ = ["BodyTargets", "search_batch"]
@@ -92,16 +93,18 @@ def search_batch(
     bb: BandBatch,
     z: torch.Tensor,
     likelihood: ImageLikelihood,
+    volume: FourierVolume | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best body rotations ``(B, 3, 3)`` of a batch (the turn about the hinge axis on a 5°
-    grid, then refined) and whether each beats the image's current fit ``(B,)``."""
+    grid, then refined) and whether each beats the image's current fit ``(B,)``.
+    ``volume``: the body's :func:`~.body_search.body_volume` on this band, made once."""
+    scorer = BodyScorer.prepare(net, body, bb, z, likelihood, volume)
     device = bb.observed.device
-    grid = torch.arange(0.0, 360.0, _GRID_STEP_DEG, device=device)
-    index, _, current = search_body(net, body, bb, z, likelihood, hinge_rotations(body.axis, grid))
-    angle = grid[index]
-    best = current
+    angle = torch.arange(0.0, 360.0, _GRID_STEP_DEG, device=device)
+    index, best = scorer.best(hinge_rotations(body.axis, angle))
+    angle = angle[index]
     for step in _REFINE_STEPS_DEG:
         local = angle[:, None] + torch.tensor([-step, 0.0, step], device=device)[None]  # (B, 3)
-        index, best, _ = search_body(net, body, bb, z, likelihood, hinge_rotations(body.axis, local))
+        index, best = scorer.best(hinge_rotations(body.axis, local))
         angle = local[torch.arange(len(index), device=device), index]
-    return hinge_rotations(body.axis, angle), best < current
+    return hinge_rotations(body.axis, angle), best < scorer.current

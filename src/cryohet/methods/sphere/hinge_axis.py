@@ -30,7 +30,7 @@ import torch
 
 from ...imaging.likelihood import ImageLikelihood
 from ...representations.render import BandBatch
-from .body_search import Body, candidate_scores, hinge_rotations
+from .body_search import Body, BodyScorer, body_volume, hinge_rotations
 from .network import SphereNetwork
 
 __all__ = ["axis_candidates", "axis_ring", "axis_totals", "choose_axis"]
@@ -58,22 +58,15 @@ def axis_ring(axis: torch.Tensor, step_deg: float, n: int = 8) -> torch.Tensor:
     return torch.cat([axis[None], ring])
 
 
-@torch.no_grad()
-def axis_totals(
-    net: SphereNetwork,
-    body: Body,
-    batches: list[tuple[BandBatch, torch.Tensor]],
-    likelihood: ImageLikelihood,
-    axes: torch.Tensor,
-) -> torch.Tensor:
-    """``(n_axes,)``: for each axis, the sum over the images of ``batches`` (each with its
-    latents) of the best score over turns every ``TURN_STEP_DEG`` (lower is better)."""
+def axis_totals(scorers: list[BodyScorer], axes: torch.Tensor) -> torch.Tensor:
+    """``(n_axes,)``: for each axis, the sum over the scorers' images of the best score over
+    turns every ``TURN_STEP_DEG`` (lower is better)."""
     turns = torch.arange(0.0, 360.0, TURN_STEP_DEG, device=axes.device)
     rotations = torch.stack([hinge_rotations(u, turns) for u in axes]).reshape(-1, 3, 3)  # axis-major
     totals = torch.zeros(len(axes), dtype=torch.float64, device=axes.device)
-    for bb, z in batches:
-        scores, _ = candidate_scores(net, body, bb, z, likelihood, rotations)
-        totals += scores.reshape(len(bb), len(axes), len(turns)).amin(dim=-1).double().sum(dim=0)
+    for scorer in scorers:
+        scores = scorer.scores(rotations).reshape(len(scorer.bb), len(axes), len(turns))
+        totals += scores.amin(dim=-1).double().sum(dim=0)
     return totals
 
 
@@ -93,8 +86,11 @@ def choose_axis(
     """``body`` with its hinge axis chosen on ``batches`` (module docstring). ``reduce``
     sums the totals over ranks when each rank holds a part of the sample."""
 
+    volume = body_volume(net, body, batches[0][0].band) if batches else None
+    scorers = [BodyScorer.prepare(net, body, bb, z, likelihood, volume) for bb, z in batches]
+
     def best_axis(current: Body, axes: torch.Tensor) -> Body:
-        totals = axis_totals(net, current, batches, likelihood, axes)
+        totals = axis_totals(scorers, axes)
         if reduce is not None:
             totals = reduce(totals)
         return Body(current.residues, current.pivot_A, axes[int(totals.argmin())])

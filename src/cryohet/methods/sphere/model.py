@@ -111,11 +111,7 @@ class SphereModel(TrainedModel):
 
     def segment_labels(self) -> np.ndarray:
         """``(R,)`` segment of each residue (-1 for residues that may not move)."""
-        labels = np.full(len(self.residues), -1, dtype=np.int64)
-        w = self.net.memberships(1, sample=False)[0]
-        movable = self.residues.movable
-        labels[movable] = w[torch.as_tensor(movable)].argmax(dim=-1).cpu().numpy()
-        return labels
+        return self.net.segment_labels()
 
     def residue_parts(self) -> np.ndarray:
         """``(R,)`` the domain of each residue (segments that move together, from

@@ -75,6 +75,13 @@ class SphereNetwork(nn.Module):
         w = w_mov.new_zeros(batch, self.n_residues, self.n_segments)
         return w.index_copy(1, self.movable_index, w_mov)
 
+    def segment_labels(self) -> np.ndarray:
+        """``(R,)`` each residue's segment at the segmentation's means (-1: may not move)."""
+        labels = np.full(self.n_residues, -1, dtype=np.int64)
+        w = self.segmentation(1, sample=False)[0]  # (movable residues, K)
+        labels[self.movable_index.cpu().numpy()] = w.argmax(dim=-1).cpu().numpy()
+        return labels
+
     def motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-segment axis-angle vectors ``(B, K, 3)`` (radians) and translations ``(B, K, 3)`` Å."""
         out = self.decoder(z).reshape(z.shape[0], self.n_segments, 6)

@@ -54,7 +54,7 @@ from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
 from ..particles import open_particles
-from .body_search import find_bodies
+from .body_search import body_volume, find_bodies
 from .body_targets import BodyTargets, search_batch
 from .build import build_network, load_residues
 from .config import SphereConfig
@@ -254,12 +254,9 @@ class SphereTrainer:
         rows and the target tables are summed over ranks."""
         self.net.eval()
         z = torch.as_tensor(self.latent_means(), device=self.device)
-        labels = np.full(self.net.n_residues, -1, dtype=np.int64)
-        movable = self.residues.movable
-        labels[movable] = self.net.memberships(1, sample=False)[0][torch.as_tensor(movable)].argmax(-1).cpu().numpy()
         sample = torch.as_tensor(np.linspace(0, self.n - 1, min(self.n, 2000)).round().astype(np.int64))
-        min_residues = max(10, int(0.05 * movable.sum()))
-        bodies = find_bodies(self.net, labels, z[sample.to(self.device)], self.bonded, min_residues)
+        min_residues = max(10, int(0.05 * self.residues.movable.sum()))
+        bodies = find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded, min_residues)
         self.targets, self.targets_epoch = BodyTargets(bodies, self.n, self.device), epoch
         if not bodies:
             log.info("epoch %d: no domain bonded to the rest moves apart from the core; nothing to search", epoch + 1)
@@ -283,10 +280,11 @@ class SphereTrainer:
         self.targets = BodyTargets(bodies, self.n, self.device)
         rows = np.arange(self.dist.rank, self.n, self.dist.world_size)
         chunks = [rows[a : a + self.cfg.optim.batch_size] for a in range(0, len(rows), self.cfg.optim.batch_size)]
+        volumes = [body_volume(self.net, body, band) for body in bodies]
         for chunk in progress(chunks, total=len(chunks), description="domain search", unit="batch"):
             bb = prepare_batch(self.dataset.get_batch(chunk), self.band, self.device).restrict(band)
             for j, body in enumerate(bodies):
-                rot, better = search_batch(self.net, body, bb, z[bb.index], likelihood)
+                rot, better = search_batch(self.net, body, bb, z[bb.index], likelihood, volumes[j])
                 self.targets.set(j, bb.index, rot, better)
         if self.dist.enabled:
             tables = self.targets.tables()
