@@ -3,12 +3,16 @@
 * The search's image of a turned body (rest analytic, body voxelised and sliced, hinge
   phase) equals the analytic render of the moved model: on noiseless images the search
   finds each image's turn, and the residual there is ~1e-5 of the image's power.
+* The pivot of the whole IgG's Fab body (1HZH) lies near the true hinge axis (the line
+  H230 CA to H239 CA of igg-1d) wherever along the hinge peptide the body ends.
 * The hinge fit recovers a known axis and pivot from rigid motions about them; the axis
   chosen on a set of images is the one they were turned about, from a perpendicular guess.
 * The pull towards a target is 0 at the target and the mean squared displacement
   elsewhere; the target table survives a checkpoint round trip.
-* Version-1 run configs read without the search; the axis-angle reading turns a segment
-  through 180° and beyond.
+* The rigidity restraint is 0 for any rigid motion of a body, and for a body bent at
+  one residue it is the Kabsch residual; its gradient moves the bent residue back.
+* Version-1 run configs read without the search, version-2 without the rigidity
+  restraint; the axis-angle reading turns a segment through 180° and beyond.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cryohet.methods.sphere.hinge_axis import axis_candidates, choose_axis
 from cryohet.methods.sphere.network import SphereNetwork
 from cryohet.representations.render import BandBatch, model_images
 from cryohet.representations.residue_model import residue_model
+from cryohet.simulate.presets import bundled_model_path
 
 BOX, APIX = 32, 5.0
 
@@ -91,6 +96,27 @@ def test_the_search_refines_between_grid_steps_and_flags_what_fits_better(fab):
     assert better.tolist() == [False, True, True, True]  # the decoder's zero motion already fits image 0
 
 
+def test_the_pivot_is_where_the_chain_leaves_the_fab():
+    atoms = read_atomic_model(bundled_model_path("1hzh.pdb.gz"), remove_hydrogens=True, remove_waters=True)
+    residues = residue_model(atoms, None)
+    chain, number = np.asarray(residues.chain_ids), np.asarray(residues.residue_numbers)
+    base = torch.as_tensor(residues.centres_A(64, 6.0), dtype=torch.float32)
+    bonded = torch.as_tensor(residues.bonded_to_next)
+    same_chain = torch.as_tensor(np.append(chain[1:] == chain[:-1], False))
+    ca = base[torch.as_tensor((chain == "H") & np.isin(number, [230, 239]))]
+    axis = torch.nn.functional.normalize(ca[1] - ca[0], dim=0)
+
+    def off_axis_A(p: torch.Tensor) -> float:
+        d = p - ca[0]
+        return float((d - axis * (d @ axis)).norm())
+
+    for end in (230, 239, 253):  # the body's segment boundary anywhere along the hinge peptide
+        in_body = torch.as_tensor(((chain == "H") & (number <= end)) | (chain == "L"))
+        assert off_axis_A(body_pivot_A(base, in_body, bonded, same_chain)) < 5.0, end
+    crossing = torch.nonzero(bonded[:-1] & (in_body[:-1] != in_body[1:])).squeeze(1)
+    assert off_axis_A(0.5 * (base[crossing] + base[crossing + 1]).mean(0)) > 20.0  # the bond itself is far
+
+
 def test_hinge_fit_recovers_the_axis_and_the_pivot():
     g = torch.Generator().manual_seed(0)
     axis = torch.nn.functional.normalize(torch.tensor([1.0, 2.0, -0.5]), dim=0)
@@ -137,10 +163,41 @@ def test_the_pull_is_zero_at_the_target_and_survives_a_checkpoint(fab):
     assert torch.allclose(again.loss(moved, torch.tensor([1, 3]), net.base_A), pull)
 
 
-def test_version_1_runs_read_without_the_search(tmp_path):
+def test_the_rigidity_restraint_is_the_kabsch_residual(fab):
+    net, body = fab
+    g = torch.Generator().manual_seed(4)
+    rot = torch.as_tensor(random_rotations(3, rng=4), dtype=torch.float32)
+    moved = torch.einsum("bij,rj->bri", rot, net.base_A) + 20.0 * torch.randn(3, 1, 3, generator=g)
+    targets = BodyTargets([body], n_images=3, device="cpu")
+    assert float(targets.rigidity(moved, net.base_A).abs().max()) < 1e-6  # any rigid motion costs nothing
+    bent = moved.clone()
+    kink = int(body.residues[len(body.residues) // 2])
+    bent[:, kink] += torch.tensor([4.0, -2.0, 1.0])
+    bent.requires_grad_(True)
+    loss = targets.rigidity(bent, net.base_A)
+    residual = []
+    for b in range(3):  # reference: the residual after an independent least-squares superposition
+        x, y = net.base_A[body.residues].double().numpy(), bent[b, body.residues].detach().double().numpy()
+        u, _, vt = np.linalg.svd((x - x.mean(0)).T @ (y - y.mean(0)))
+        d = np.sign(np.linalg.det(u @ vt))
+        r = (u * [1.0, 1.0, d]) @ vt
+        residual.append((((x - x.mean(0)) @ r - (y - y.mean(0))) ** 2).sum(-1).mean())
+    assert np.allclose(loss.detach().numpy(), residual, rtol=1e-4)
+    assert 0.5 * 21.0 / len(body.residues) < float(loss[0].detach()) < 21.0 / len(body.residues)
+    loss.sum().backward()
+    assert float((bent.grad[:, kink] * torch.tensor([4.0, -2.0, 1.0])).sum(-1).min()) > 0  # descent moves it back
+    outside = np.setdiff1d(np.arange(net.n_residues), body.residues.numpy())
+    assert float(bent.grad[:, outside].abs().max()) == 0.0
+
+
+def test_older_runs_read_as_they_ran(tmp_path):
     common = {"data": ParticleSource(path=str(tmp_path / "p.star")), "out": str(tmp_path / "r"), "model": "m.pdb"}
     assert SphereConfig(**common).domain_search_at == [0.25, 0.45]
+    assert SphereConfig(**common).domain_rigidity > 0
     assert SphereConfig(**common, method_version=1).domain_search_at == []
+    assert SphereConfig(**common, method_version=1).domain_rigidity == 0.0
+    assert SphereConfig(**common, method_version=2).domain_search_at == [0.25, 0.45]
+    assert SphereConfig(**common, method_version=2).domain_rigidity == 0.0
     assert SphereConfig(**common).rotation == "quaternion"
     with pytest.raises(ValueError, match="fractions of the run"):
         SphereConfig(**common, domain_search_at=[0.5, 1.2])

@@ -76,6 +76,12 @@ def sphere(
         help="Fractions of the run at whose start each image's moving domains are searched through a full turn "
         f"about their hinge, comma-separated, or 'none' (default: {','.join(map(str, _SEARCH_DEFAULT))}).",
     ),
+    domain_rigidity: float = config_option(
+        SphereConfig,
+        "domain_rigidity",
+        "--domain-rigidity",
+        help="Weight of the restraint that keeps each searched domain rigid after the search (0: off).",
+    ),
     batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
     lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
     invert: Optional[bool] = invert_option(SphereConfig),
@@ -124,6 +130,7 @@ def sphere(
             encoder_box=encoder_box,
             optim={"batch_size": batch_size, "lr_network": lr},
             **_search_fractions(domain_search_at),
+            domain_rigidity=domain_rigidity,
             invert=contrast_choice(invert, uninvert_data),
             device=device,
             snapshot_every=snapshot_every,

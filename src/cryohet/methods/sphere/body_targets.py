@@ -20,6 +20,7 @@ from ...imaging.projection import FourierVolume
 from ...representations.render import BandBatch
 from .body_search import Body, BodyScorer, hinge_rotations
 from .network import SphereNetwork
+from .restraints import rigidity_loss
 
 __all__ = ["BodyTargets", "search_batch"]
 
@@ -64,6 +65,13 @@ class BodyTargets:
             offsets = base_A[body.residues] - body.pivot_A
             target = body.pivot_A + torch.einsum("bij,rj->bri", self.rotations[j][index].to(moved_A), offsets)
             out = out + act * ((moved_A[:, body.residues] - target) ** 2).sum(-1).mean(-1)
+        return out
+
+    def rigidity(self, moved_A: torch.Tensor, base_A: torch.Tensor) -> torch.Tensor:
+        """Per-image ``(B,)`` sum over bodies of :func:`.restraints.rigidity_loss` (Å^2)."""
+        out = moved_A.new_zeros(moved_A.shape[0])
+        for body in self.bodies:
+            out = out + rigidity_loss(moved_A, base_A, body.residues)
         return out
 
     def state_dict(self) -> dict:

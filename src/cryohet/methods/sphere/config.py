@@ -42,9 +42,9 @@ class SphereConfig(StrictModel):
 
     method: Literal["sphere"] = "sphere"
     method_version: int = Field(
-        2,
-        description="2: the moving domains are searched per image (domain_search_at); version-1 runs did not "
-        "and are read as such",
+        3,
+        description="3: the searched domains are kept rigid (domain_rigidity); 2: the moving domains are "
+        "searched per image (domain_search_at); runs of older versions are read as they ran",
     )
     data: ParticleSource
     out: str
@@ -94,6 +94,12 @@ class SphereConfig(StrictModel):
         description="weight of the pull towards each image's searched placement (Å^2 per band pixel, "
         "as the restraints); it falls linearly to 0 over a fifth of the run after each search (ours)",
     )
+    domain_rigidity: float = Field(
+        0.01,
+        ge=0,
+        description="weight of the restraint that keeps each searched domain rigid (Å^2 from its best rigid "
+        "motion, per band pixel as the restraints), from the first search to the end (ours; .restraints)",
+    )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )
@@ -108,9 +114,11 @@ class SphereConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_older_versions(cls, data: Any) -> Any:
-        """Version-1 runs had no domain search."""
+        """Version-1 runs had no domain search, version-2 runs no rigidity restraint."""
         if isinstance(data, dict) and data.get("method_version") == 1:
-            return {"domain_search_at": [], **data}
+            data = {"domain_search_at": [], **data}
+        if isinstance(data, dict) and data.get("method_version") in (1, 2):
+            data = {"domain_rigidity": 0.0, **data}
         return data
 
     @field_validator("domain_search_at")

@@ -1,7 +1,7 @@
 """cryoSPHERE's training objective on one batch, through the shared render seam.
 
     loss = mean_b [ data_b + beta_z KL_z,b ] + beta_seg KL_seg / n_images
-           + n_pix (w_cont L_cont + w_clash L_clash + w_body L_body)
+           + n_pix (w_cont L_cont + w_clash L_clash + w_body L_body + w_rigid L_rigid)
 
 * ``data_b``: the run's likelihood (white-noise Gaussian, the same object every method
   scores with) of image ``b`` against the moved residue Gaussians rendered with its pose,
@@ -17,6 +17,8 @@
   likelihood summed over pixels.
 * ``L_body``: after a domain search, the pull of each image's moving domains towards
   their searched placements (:class:`.body_targets.BodyTargets`, Å^2), weighted the same way.
+* ``L_rigid``: after a domain search, how far each searched domain is from moving
+  rigidly (:func:`.restraints.rigidity_loss`, Å^2), weighted the same way.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ObjectiveWeights:
     continuity: float = 0.1
     clash: float = 0.1
     body: float = 0.0
+    rigidity: float = 0.0
 
 
 @dataclass
@@ -72,6 +75,7 @@ class BatchTerms:
     clash: torch.Tensor
     z_mean: torch.Tensor
     body: torch.Tensor
+    rigidity: torch.Tensor
 
 
 def batch_objective(
@@ -109,11 +113,24 @@ def batch_objective(
         if targets is not None and weights.body > 0
         else moved.new_zeros(moved.shape[0])
     )
+    rigid = (
+        targets.rigidity(moved, net.base_A)
+        if targets is not None and weights.rigidity > 0
+        else moved.new_zeros(moved.shape[0])
+    )
     kl_centre, kl_width, kl_prop = net.segmentation.kl_terms()
     kl_seg = weights.beta_segmentation * (kl_centre + kl_width) + weights.beta_proportions * kl_prop
     loss = (
         (data + weights.beta_z * kl_z).mean()
         + kl_seg / max(1, n_images)
-        + n_pix * (weights.continuity * cont.mean() + weights.clash * clash.mean() + weights.body * body.mean())
+        + n_pix
+        * (
+            weights.continuity * cont.mean()
+            + weights.clash * clash.mean()
+            + weights.body * body.mean()
+            + weights.rigidity * rigid.mean()
+        )
     )
-    return BatchTerms(loss, data.detach(), kl_z.detach(), cont.detach(), clash.detach(), mean.detach(), body.detach())
+    return BatchTerms(
+        loss, data.detach(), kl_z.detach(), cont.detach(), clash.detach(), mean.detach(), body.detach(), rigid.detach()
+    )

@@ -9,13 +9,19 @@
   (segments that slide into each other), which is what is computed here: the candidate
   pairs are fixed once from the input model, so the cost is linear in their number rather
   than quadratic in the residues.
+* **Rigidity** (ours, after a domain search): the mean squared distance (Å^2) of a body's
+  moved residues from the rigid motion of its input positions that fits them best
+  (Kabsch). The search finds domains that move as one; this keeps them one after the
+  pull towards the searched placements has faded, while the data choose the motion.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["continuity_loss", "clash_pairs", "clash_loss"]
+from ...geometry.rigid import kabsch
+
+__all__ = ["continuity_loss", "clash_pairs", "clash_loss", "rigidity_loss"]
 
 
 def continuity_loss(deformed_A: torch.Tensor, base_A: torch.Tensor, bonded_to_next: torch.Tensor) -> torch.Tensor:
@@ -55,3 +61,16 @@ def clash_loss(deformed_A: torch.Tensor, pairs: torch.Tensor, limit_A: float = 4
     close = d < limit_A
     pen = torch.where(close, (d - limit_A) ** 2, torch.zeros_like(d))
     return pen.sum(dim=-1) / close.sum(dim=-1).clamp_min(1)
+
+
+def rigidity_loss(deformed_A: torch.Tensor, base_A: torch.Tensor, residues: torch.Tensor) -> torch.Tensor:
+    """Per-image ``(B,)`` mean squared distance (Å^2) of the ``residues`` of ``deformed_A
+    (B, N, 3)`` from the best rigid motion ``R x + t`` of their input positions ``base_A
+    (N, 3)``. ``R`` is fitted without gradient (at the optimum its own gradient is 0); ``t``
+    follows the moved centroid, so the loss is exactly the Kabsch residual."""
+    moved = deformed_A[:, residues]
+    base = base_A[residues].expand_as(moved)
+    with torch.no_grad():
+        rot, _ = kabsch(base, moved, torch.ones(moved.shape[:2], dtype=moved.dtype, device=moved.device))
+    fitted = torch.einsum("bij,brj->bri", rot, base - base.mean(dim=1, keepdim=True))
+    return ((moved - moved.mean(dim=1, keepdim=True) - fitted) ** 2).sum(-1).mean(-1)

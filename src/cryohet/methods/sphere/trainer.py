@@ -175,6 +175,7 @@ class SphereTrainer:
         return ObjectiveWeights(
             beta_z=b, beta_segmentation=b, beta_proportions=cyclic_beta(progress_),
             continuity=self.cfg.continuity, clash=self.cfg.clash, body=self.body_weight(epoch),
+            rigidity=self.cfg.domain_rigidity if self.targets is not None and self.targets_epoch >= 0 else 0.0,
         )  # fmt: skip
 
     def search_epochs(self) -> list[int]:
@@ -210,7 +211,7 @@ class SphereTrainer:
         world = self.dist.world_size
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         weights = self.weights(epoch)
-        totals = torch.zeros(6, dtype=torch.float64)
+        totals = torch.zeros(7, dtype=torch.float64)
         it = progress(self.loader, total=len(self.loader), description=f"epoch {epoch + 1}", unit="batch")
         for step, batch in enumerate(it):
             bb = prepare_batch(batch, self.band, self.device).restrict(sub)
@@ -224,7 +225,8 @@ class SphereTrainer:
                 (terms.loss * scale).backward()
                 totals += torch.tensor(
                     [float(terms.data.sum()), float(terms.kl_z.sum()), float(terms.continuity.sum()),
-                     float(terms.clash.sum()), float(len(bb)), float(terms.body.sum())], dtype=torch.float64,
+                     float(terms.clash.sum()), float(len(bb)), float(terms.body.sum()), float(terms.rigidity.sum())],
+                    dtype=torch.float64,
                 )  # fmt: skip
             if self.dist.enabled:
                 self._average_gradients()
@@ -243,6 +245,7 @@ class SphereTrainer:
             "clash_A2": float(totals[3]) / n,
             "body_pull_A2": float(totals[5]) / n,
             "body_weight": weights.body,
+            "body_rigidity_A2": float(totals[6]) / n,
             "beta": weights.beta_z,
             "radius_px": self.radius_px(epoch),
             "n_images": int(n),
@@ -256,7 +259,10 @@ class SphereTrainer:
         z = torch.as_tensor(self.latent_means(), device=self.device)
         sample = torch.as_tensor(np.linspace(0, self.n - 1, min(self.n, 2000)).round().astype(np.int64))
         min_residues = max(10, int(0.05 * self.residues.movable.sum()))
-        bodies = find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded, min_residues)
+        chain = np.asarray(self.residues.chain_ids)
+        same_chain = torch.as_tensor(np.append(chain[1:] == chain[:-1], False), device=self.device)
+        bodies = find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded, min_residues,
+                             same_chain)  # fmt: skip
         self.targets, self.targets_epoch = BodyTargets(bodies, self.n, self.device), epoch
         if not bodies:
             log.info("epoch %d: no domain bonded to the rest moves apart from the core; nothing to search", epoch + 1)
