@@ -110,7 +110,7 @@ def test_the_pivot_is_where_the_chain_leaves_the_fab():
         d = p - ca[0]
         return float((d - axis * (d @ axis)).norm())
 
-    for end in (230, 239, 253):  # the body's segment boundary anywhere along the hinge peptide
+    for end in (230, 239, 253, 286, 340):  # the boundary anywhere along the hinge peptide or in CH2
         in_body = torch.as_tensor(((chain == "H") & (number <= end)) | (chain == "L"))
         assert off_axis_A(body_pivot_A(base, in_body, bonded, same_chain)) < 5.0, end
     crossing = torch.nonzero(bonded[:-1] & (in_body[:-1] != in_body[1:])).squeeze(1)

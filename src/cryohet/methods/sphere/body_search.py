@@ -101,8 +101,10 @@ def body_pivot_A(
     members = torch.nonzero(in_body).squeeze(1)
     close = torch.cdist(base_A[members], base_A[members]) < contact_A
     offset = (members[:, None] - members[None]).abs()
-    counts = (close & (offset > 3)).sum(dim=1).cpu().numpy()
+    contact = (close & (offset > 3)).cpu().numpy()
+    counts = contact.sum(axis=1)
     packed = counts >= packed_fraction * float(np.median(counts))
+    packed &= _largest_component(contact & packed[:, None] & packed[None])
     position = {int(r): k for k, r in enumerate(members.cpu().numpy())}
     body = in_body.cpu().numpy().astype(bool)
     points = []
@@ -117,6 +119,24 @@ def body_pivot_A(
             exit_, r = r, nxt
         points.append(base_A[exit_])
     return torch.stack(points).mean(dim=0)
+
+
+def _largest_component(adjacency: np.ndarray) -> np.ndarray:
+    """``(P,)`` bool: the nodes of the largest connected component of ``adjacency (P, P)``."""
+    label = np.full(len(adjacency), -1)
+    sizes = []
+    for start in range(len(adjacency)):
+        if label[start] >= 0:
+            continue
+        label[start], stack, size = len(sizes), [start], 0
+        while stack:
+            node = stack.pop()
+            size += 1
+            for nxt in np.flatnonzero(adjacency[node] & (label < 0)):
+                label[nxt] = len(sizes)
+                stack.append(nxt)
+        sizes.append(size)
+    return label == int(np.argmax(sizes)) if sizes else np.zeros(0, dtype=bool)
 
 
 def hinge_fit(
