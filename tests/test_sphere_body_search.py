@@ -4,7 +4,8 @@
   phase) equals the analytic render of the moved model: on noiseless images the search
   finds each image's turn, and the residual there is ~1e-5 of the image's power.
 * The pivot of the whole IgG's Fab body (1HZH) lies near the true hinge axis (the line
-  H230 CA to H239 CA of igg-1d) wherever along the hinge peptide the body ends.
+  H230 CA to H239 CA of igg-1d) wherever along the hinge peptide the body ends, and the
+  residues beyond the Fab's fold leave the body.
 * The hinge fit recovers a known axis and pivot from rigid motions about them; the axis
   chosen on a set of images is the one they were turned about, from a perpendicular guess.
 * The pull towards a target is 0 at the target and the mean squared displacement
@@ -28,7 +29,14 @@ from cryohet.imaging.bands import FourierBand
 from cryohet.imaging.likelihood import WeightedL2
 from cryohet.io.atomic import read_atomic_model
 from cryohet.io.source import ParticleSource
-from cryohet.methods.sphere.body_search import Body, body_pivot_A, hinge_fit, hinge_rotations, search_body
+from cryohet.methods.sphere.body_search import (
+    Body,
+    body_hinge,
+    body_pivot_A,
+    hinge_fit,
+    hinge_rotations,
+    search_body,
+)
 from cryohet.methods.sphere.body_targets import BodyTargets, search_batch
 from cryohet.methods.sphere.config import SphereConfig
 from cryohet.methods.sphere.deformation import ROTVEC_UNIT_RAD, decoded_rotvecs
@@ -112,7 +120,12 @@ def test_the_pivot_is_where_the_chain_leaves_the_fab():
 
     for end in (230, 239, 253, 286, 340):  # the boundary anywhere along the hinge peptide or in CH2
         in_body = torch.as_tensor(((chain == "H") & (number <= end)) | (chain == "L"))
-        assert off_axis_A(body_pivot_A(base, in_body, bonded, same_chain)) < 5.0, end
+        pivot, fold = body_hinge(base, in_body, bonded, same_chain)
+        assert torch.equal(pivot, body_pivot_A(base, in_body, bonded, same_chain))
+        assert off_axis_A(pivot) < 5.0, end
+        walked_over = (in_body & ~fold).numpy()  # the hinge peptide and CH2 leave the body, the Fab stays
+        assert set(number[walked_over]) == set(number[(chain == "H") & (number > 229) & (number <= end)]), end
+        assert bool(fold[torch.as_tensor(chain == "L")].all())
     crossing = torch.nonzero(bonded[:-1] & (in_body[:-1] != in_body[1:])).squeeze(1)
     assert off_axis_A(0.5 * (base[crossing] + base[crossing + 1]).mean(0)) > 20.0  # the bond itself is far
 

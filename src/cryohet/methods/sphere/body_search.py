@@ -57,7 +57,8 @@ from .domains import motion_domains, segment_displacements_A
 from .network import SphereNetwork
 
 __all__ = [
-    "Body", "BodyScorer", "body_volume", "find_bodies", "hinge_fit", "hinge_rotations", "search_body", "body_pivot_A",
+    "Body", "BodyScorer", "body_hinge", "body_volume", "find_bodies", "hinge_fit", "hinge_rotations", "search_body",
+    "body_pivot_A",
 ]  # fmt: skip
 
 
@@ -76,9 +77,19 @@ def body_pivot_A(
     in_body: torch.Tensor,
     bonded_to_next: torch.Tensor,
     same_chain_next: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(3,)`` the body's hinge point (Å), as :func:`body_hinge` finds it."""
+    return body_hinge(base_A, in_body, bonded_to_next, same_chain_next)[0]
+
+
+def body_hinge(
+    base_A: torch.Tensor,
+    in_body: torch.Tensor,
+    bonded_to_next: torch.Tensor,
+    same_chain_next: torch.Tensor | None = None,
     packed_fraction: float = 0.5,
     contact_A: float = 10.0,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(3,)`` the body's hinge point (Å, the frame of ``base_A``): for each bond that
     crosses the body's boundary, the first residue of the body, walking from the bond along
     its chain into the body, that is packed in the body's fold, is found, and the residue
@@ -93,10 +104,16 @@ def body_pivot_A(
     23.6 Å from the true hinge axis (the line H230 CA to H239 CA), and the searched axis
     17.6° off. The walk stops at H228, at the end of CH1, and H229 is 5 Å from the axis.
     ``same_chain_next (R,)``: the next residue is in the same chain (default:
-    ``bonded_to_next``; gaps of missing residues are walked across when it is given)."""
+    ``bonded_to_next``; gaps of missing residues are walked across when it is given).
+
+    Returns the point and the body without the residues walked over (``(R,)`` bool): they
+    lie outside the body's fold (the hinge peptide, the top of CH2 above), so neither the
+    pull towards a searched placement nor the rigidity restraint may drag them along. On
+    igg-1d with H232-253 kept in the body, the pull turned the CH2 start with the Fab and
+    the chain's continuity dragged H275-478 (the heavy chain's Fc half) 54 Å (median)."""
     i = torch.nonzero(bonded_to_next[:-1] & (in_body[:-1] != in_body[1:])).squeeze(1)
     if i.numel() == 0:
-        return base_A[in_body].mean(dim=0)
+        return base_A[in_body].mean(dim=0), in_body
     chained = (bonded_to_next if same_chain_next is None else same_chain_next).cpu().numpy().astype(bool)
     members = torch.nonzero(in_body).squeeze(1)
     close = torch.cdist(base_A[members], base_A[members]) < contact_A
@@ -107,18 +124,21 @@ def body_pivot_A(
     packed &= _largest_component(contact & packed[:, None] & packed[None])
     position = {int(r): k for k, r in enumerate(members.cpu().numpy())}
     body = in_body.cpu().numpy().astype(bool)
-    points = []
+    points, fold = [], body.copy()
     for a in i.cpu().numpy():
         r, step = (int(a), -1) if body[a] else (int(a) + 1, 1)  # the body's residue at the bond, then inwards
-        exit_ = r
+        exit_, walked = r, []
         while not packed[position[r]]:
             nxt = r + step
             linked = chained[r] if step > 0 else (nxt >= 0 and chained[nxt])
             if not (linked and 0 <= nxt < len(body) and body[nxt]):
+                walked = []  # never reached the fold: nothing to trim
                 break
+            walked.append(r)
             exit_, r = r, nxt
+        fold[walked[:-1]] = False  # keep the exit residue, the pivot itself
         points.append(base_A[exit_])
-    return torch.stack(points).mean(dim=0)
+    return torch.stack(points).mean(dim=0), torch.as_tensor(fold, device=in_body.device)
 
 
 def _largest_component(adjacency: np.ndarray) -> np.ndarray:
@@ -226,10 +246,10 @@ def find_bodies(
         bonded = bonded_to_next.to(in_body.device)
         if not bool((bonded[:-1] & (in_body[:-1] != in_body[1:])).any()):
             continue  # no hinge: a free body's turn about its centroid is as ambiguous as a pose
-        idx = torch.nonzero(in_body).squeeze(1)
+        near, in_fold = body_hinge(base_t, in_body, bonded, same_chain_next)
+        idx = torch.nonzero(in_fold).squeeze(1)
         src = base_t[idx].expand(len(z_sample), -1, -1)
         rot, t = kabsch(src.double(), moved[:, idx].double(), torch.ones(src.shape[:2], dtype=torch.float64))
-        near = body_pivot_A(base_t, in_body, bonded, same_chain_next)
         axis, _, _ = hinge_fit(rot, t, near)
         bodies.append(Body(idx, near, axis.to(base_t.device)))
     return bodies
