@@ -65,7 +65,10 @@ def sphere(
     box: Optional[int] = config_option(SphereConfig, "box", "--box", "-D"),
     encoder: str = config_option(SphereConfig, "encoder", "--encoder", help="amortised or autodecode."),
     rotation: str = config_option(
-        SphereConfig, "rotation", "--rotation", help="Decoder rotations: quaternion (the paper's) or rotvec."
+        SphereConfig,
+        "rotation",
+        "--rotation",
+        help="Decoder rotations: rotvec (axis-angle, through 180°) or quaternion (the paper's).",
     ),
     encoder_box: int = config_option(
         SphereConfig, "encoder_box", "--encoder-box", help="The encoder sees the images Fourier-cropped to this box."
