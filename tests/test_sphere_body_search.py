@@ -11,7 +11,8 @@
 * The pull towards a target is 0 at the target and the mean squared displacement
   elsewhere; the target table survives a checkpoint round trip.
 * The rigidity restraint is 0 for any rigid motion of a body, and for a body bent at
-  one residue it is the Kabsch residual; its gradient moves the bent residue back.
+  one residue it is the Kabsch residual; its gradient moves the bent residue back; the
+  static core is kept rigid the same way.
 * Version-1 run configs read without the search, version-2 without the rigidity
   restraint; the axis-angle reading turns a segment through 180° and beyond.
 """
@@ -201,6 +202,14 @@ def test_the_rigidity_restraint_is_the_kabsch_residual(fab):
     assert float((bent.grad[:, kink] * torch.tensor([4.0, -2.0, 1.0])).sum(-1).min()) > 0  # descent moves it back
     outside = np.setdiff1d(np.arange(net.n_residues), body.residues.numpy())
     assert float(bent.grad[:, outside].abs().max()) == 0.0
+    # the static core (residues in no body) is kept rigid too, and survives a checkpoint
+    core = torch.as_tensor(outside)
+    with_core = BodyTargets.from_state(BodyTargets([body], 3, "cpu", core=core).state_dict(), "cpu")
+    assert torch.equal(with_core.core, core)
+    bent_core = moved.clone()
+    bent_core[:, int(core[len(core) // 2])] += torch.tensor([4.0, -2.0, 1.0])
+    assert float(targets.rigidity(bent_core, net.base_A).abs().max()) < 1e-6
+    assert float(with_core.rigidity(bent_core, net.base_A).min()) > 0.5 * 21.0 / len(core)
 
 
 def test_older_runs_read_as_they_ran(tmp_path):

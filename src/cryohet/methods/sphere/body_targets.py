@@ -31,8 +31,12 @@ _REFINE_STEPS_DEG = (2.5, 1.25)
 class BodyTargets:
     """Target rotations ``(N, 3, 3)`` and flags ``(N,)`` per body (module docstring)."""
 
-    def __init__(self, bodies: list[Body], n_images: int, device: torch.device | str) -> None:
+    def __init__(
+        self, bodies: list[Body], n_images: int, device: torch.device | str, core: torch.Tensor | None = None
+    ) -> None:
         self.bodies = bodies
+        #: residue indices of the static core (movable residues in no body), kept rigid too
+        self.core = core.to(device) if core is not None else torch.zeros(0, dtype=torch.long, device=device)
         self.rotations = [torch.eye(3, device=device).repeat(n_images, 1, 1) for _ in bodies]
         self.active = [torch.zeros(n_images, dtype=torch.bool, device=device) for _ in bodies]
 
@@ -68,10 +72,13 @@ class BodyTargets:
         return out
 
     def rigidity(self, moved_A: torch.Tensor, base_A: torch.Tensor) -> torch.Tensor:
-        """Per-image ``(B,)`` sum over bodies of :func:`.restraints.rigidity_loss` (Å^2)."""
+        """Per-image ``(B,)`` sum over the bodies and the static core of
+        :func:`.restraints.rigidity_loss` (Å^2). The core counts as well: on igg-1d, with
+        the bodies alone kept rigid, the heavy chain's Fc half turned ~90° with the Fab
+        (its segment continued the Fab's), where the Fc dimer's other half stayed."""
         out = moved_A.new_zeros(moved_A.shape[0])
-        for body in self.bodies:
-            out = out + rigidity_loss(moved_A, base_A, body.residues)
+        for residues in [b.residues for b in self.bodies] + ([self.core] if len(self.core) >= 3 else []):
+            out = out + rigidity_loss(moved_A, base_A, residues)
         return out
 
     def state_dict(self) -> dict:
@@ -81,6 +88,7 @@ class BodyTargets:
             "axes": [b.axis.cpu() for b in self.bodies],
             "rotations": [r.cpu() for r in self.rotations],
             "active": [a.cpu() for a in self.active],
+            "core": self.core.cpu(),
         }
 
     @classmethod
@@ -89,7 +97,8 @@ class BodyTargets:
             Body(r.to(device), p.to(device), a.to(device))
             for r, p, a in zip(state["residues"], state["pivots_A"], state["axes"])
         ]
-        out = cls(bodies, int(state["active"][0].shape[0]) if bodies else 0, device)
+        n_images = int(state["active"][0].shape[0]) if bodies else 0
+        out = cls(bodies, n_images, device, state.get("core"))
         out.rotations = [r.to(device) for r in state["rotations"]]
         out.active = [a.to(device) for a in state["active"]]
         return out

@@ -11,8 +11,9 @@
   than quadratic in the residues.
 * **Rigidity** (ours, after a domain search): the mean squared distance (Å^2) of a body's
   moved residues from the rigid motion of its input positions that fits them best
-  (Kabsch). The search finds domains that move as one; this keeps them one after the
-  pull towards the searched placements has faded, while the data choose the motion.
+  (Kabsch), and the same for the static core (the movable residues in no body). The
+  search finds domains that move as one; this keeps them one after the pull towards the
+  searched placements has faded, while the data choose the motion.
 """
 
 from __future__ import annotations

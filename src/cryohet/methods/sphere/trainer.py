@@ -283,7 +283,11 @@ class SphereTrainer:
             log.info("epoch %d: domain %d's hinge axis %s (%.0f° from the decoded motions')", epoch + 1, j + 1,
                      _vector(bodies[j].axis),
                      float(np.degrees(np.arccos(min(1.0, abs(float(bodies[j].axis @ body.axis)))))))  # fmt: skip
-        self.targets = BodyTargets(bodies, self.n, self.device)
+        in_body = torch.zeros(self.net.n_residues, dtype=torch.bool, device=self.device)
+        for body in bodies:
+            in_body[body.residues] = True
+        movable = torch.as_tensor(self.residues.movable, device=self.device)
+        self.targets = BodyTargets(bodies, self.n, self.device, torch.nonzero(movable & ~in_body).squeeze(1))
         rows = np.arange(self.dist.rank, self.n, self.dist.world_size)
         chunks = [rows[a : a + self.cfg.optim.batch_size] for a in range(0, len(rows), self.cfg.optim.batch_size)]
         volumes = [body_volume(self.net, body, band) for body in bodies]
