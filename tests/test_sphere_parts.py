@@ -11,7 +11,14 @@ import roma
 import torch
 
 from cryohet.geometry.rotations import random_rotations
-from cryohet.methods.sphere.deformation import deform, residue_transforms, segment_rotvecs
+from cryohet.methods.sphere.deformation import (
+    decoded_rotvecs,
+    deform,
+    residue_transforms,
+    rotation_outputs,
+    segment_rotvecs,
+    sixd_to_rotmat,
+)
 from cryohet.methods.sphere.restraints import clash_loss, clash_pairs, continuity_loss
 from cryohet.methods.sphere.segmentation import Segmentation
 
@@ -62,6 +69,38 @@ def test_a_rigid_segment_motion_moves_its_residues_rigidly_and_nothing_else():
     half = math.degrees(float(rv[0, 1].norm())) / 2
     ang = math.degrees(float(roma.rotmat_to_rotvec(rot2[0, 0]).norm()))
     assert abs(ang - half) < 1e-8
+
+
+def test_the_sixd_reading_follows_a_full_turn_linearly_in_a_latent_ring_and_the_quaternion_cannot_pass_180():
+    """A domain turning through 360° about a fixed axis: with ``"sixd"`` the decoder outputs
+    that give each state's turn exactly are a linear function of the ring's embedding
+    ``(cos phi, sin phi)`` (so a plain MLP can follow the whole loop with no cut), for
+    every angle including 180°; zero outputs are the identity in every reading."""
+    torch.manual_seed(1)
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64), dim=0)
+    phi = torch.deg2rad(torch.arange(0.0, 360.0, 18.0, dtype=torch.float64))
+    truth = roma.rotvec_to_rotmat(phi[:, None] * axis)  # (20, 3, 3)
+    eye = torch.eye(3, dtype=torch.float64)
+    # R(phi) = P + cos(phi) (I - P) + sin(phi) [axis]_x, P = axis axis^T: its first two columns
+    # are a constant plus cos and sin times constants, minus the identity's columns
+    proj = torch.outer(axis, axis)
+    ax, ay, az = axis.tolist()
+    cross = torch.tensor([[0.0, -az, ay], [az, 0.0, -ax], [-ay, ax, 0.0]], dtype=torch.float64)  # [axis]_x
+    ring = torch.stack([torch.ones_like(phi), torch.cos(phi), torch.sin(phi)], dim=-1)  # (20, 3)
+    weights = torch.stack([proj - eye, eye - proj, cross])[..., :2]  # (3 features, 3, 2 columns)
+    out = torch.einsum("nf,fcj->njc", ring, weights).reshape(-1, 6)  # first column, then second
+    assert torch.allclose(roma.rotvec_to_rotmat(torch.zeros(3, dtype=torch.float64)), eye)
+    decoded = roma.rotvec_to_rotmat(decoded_rotvecs(out, "sixd"))
+    assert torch.allclose(decoded, truth, atol=1e-9)  # every state, 0° to 342° through 180°
+    assert rotation_outputs("sixd") == 6 and rotation_outputs("rotvec") == 3
+    for reading in ("sixd", "rotvec", "quaternion"):
+        zero = torch.zeros(4, rotation_outputs(reading), dtype=torch.float64)
+        assert torch.allclose(decoded_rotvecs(zero, reading), torch.zeros(4, 3, dtype=torch.float64))
+    r = sixd_to_rotmat(torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 3, dtype=torch.float64))
+    assert torch.allclose(r.transpose(-1, -2) @ r, eye.expand(50, 3, 3), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(50, dtype=torch.float64))
+    big = decoded_rotvecs(torch.full((1, 3), 1e6, dtype=torch.float64), "quaternion")
+    assert math.degrees(float(big.norm())) < 180.0
 
 
 def test_restraints_vanish_for_rigid_motions_and_see_breaks_and_clashes():

@@ -68,7 +68,8 @@ def sphere(
         SphereConfig,
         "rotation",
         "--rotation",
-        help="Decoder rotations: rotvec (axis-angle, through 180°) or quaternion (the paper's).",
+        help="Decoder rotations: rotvec (axis-angle, through 180°), sixd (two matrix columns, "
+        "through a full turn) or quaternion (the paper's).",
     ),
     encoder_box: int = config_option(
         SphereConfig, "encoder_box", "--encoder-box", help="The encoder sees the images Fourier-cropped to this box."

@@ -69,7 +69,7 @@ class SphereConfig(StrictModel):
         "start found the motion with 1 seed in 3 (the others stuck, data term 596 vs 461)",
     )  # fmt: skip
     sigma_A: float = Field(2.0, gt=0, description="width of each residue's Gaussian, Å (ours; paper: fixed per run)")
-    rotation: Literal["quaternion", "rotvec"] = Field(
+    rotation: Literal["quaternion", "rotvec", "sixd"] = Field(
         "rotvec",
         description="how the decoder's rotation outputs are read: an axis-angle vector (uniform through and past "
         "180°) or the paper's quaternion with real part 1, which never reaches 180° (.deformation). On igg-1d "

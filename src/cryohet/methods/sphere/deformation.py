@@ -1,14 +1,27 @@
 """cryoSPHERE's per-image motion: each segment moves rigidly, blended by the memberships.
 
 The decoder gives, per image and segment ``k``, a translation ``t_k`` (Å) and three
-numbers for the rotation, read in one of two ways:
+(six for ``"sixd"``) numbers for the rotation, read in one of three ways:
 
 * ``"rotvec"`` (the default): the axis-angle vector itself, ``r_k = 2 o_k`` radians,
   uniform up to and past 180°;
 * ``"quaternion"`` (the paper's): the vector part ``v_k`` of a quaternion whose real
   part is fixed at 1, so ``v = 0`` is no rotation, the same as rotvec at small angles
   (``2 atan|v| ~ 2|v|``), but the angle ``2 atan|v|`` stays below 180° and its rate
-  ``2 / (1 + |v|^2)`` falls to 0.05 per unit at 162°.
+  ``2 / (1 + |v|^2)`` falls to 0.05 per unit at 162°;
+* ``"sixd"``: two vectors ``a = e_x + o_1``, ``b = e_y + o_2`` made orthonormal
+  (Gram-Schmidt) as the first two columns of the rotation matrix, so ``o = 0`` is no
+  rotation (Zhou et al., CVPR 2019).
+
+Why the axis-angle and quaternion readings cannot follow a full turn, and ``"sixd"`` can:
+the decoder is continuous in ``z``, and the latents of a domain turning through 360°
+lie on a closed loop. A closed loop in ``R^3`` (rotvec, or the quaternion vector part)
+maps to a loop of rotations that can be shrunk to a point, but the true path, one full
+turn about a fixed axis, is the loop of ``SO(3)`` that cannot (``pi_1(SO(3)) = Z_2``).
+So somewhere along the loop the decoded turn must leave the true one by a large angle: a
+"cut" that spoils the states near it. The two Gram-Schmidt vectors can follow the full
+turn continuously (``a`` sweeps a circle around the axis), the degenerate point being
+inside the latent loop, where no particle lies.
 
 Why rotvec is the default: a domain that turns through a full circle (igg-1d's Fab)
 must pass 180° somewhere along the latent path, which the quaternion reading cannot do
@@ -18,7 +31,7 @@ with the quaternion the models' turns stopped at ~175°, 23–48° short for the
 hinge the two were alike (seeds 0 and 1: rotvec 0.45/0.44 and 0.27/0.91 Å per state,
 the quaternion 0.19/0.55 and 0.41/0.72 Å).
 
-Either becomes an axis-angle vector ``r_k``; residue ``i`` turns by ``w_ik r_k`` for each segment in turn
+Each becomes an axis-angle vector ``r_k``; residue ``i`` turns by ``w_ik r_k`` for each segment in turn
 (the rotations composed in segment order, ``R_i = R_iK ... R_i1``) and moves by
 ``sum_k w_ik t_k``:
 
@@ -36,7 +49,15 @@ from __future__ import annotations
 import roma
 import torch
 
-__all__ = ["segment_rotvecs", "decoded_rotvecs", "ROTVEC_UNIT_RAD", "residue_transforms", "deform"]
+__all__ = [
+    "segment_rotvecs",
+    "decoded_rotvecs",
+    "rotation_outputs",
+    "sixd_to_rotmat",
+    "ROTVEC_UNIT_RAD",
+    "residue_transforms",
+    "deform",
+]
 
 #: Radians per decoder output unit in the ``"rotvec"`` reading (module docstring).
 ROTVEC_UNIT_RAD = 2.0
@@ -48,13 +69,37 @@ def segment_rotvecs(quat_vector: torch.Tensor) -> torch.Tensor:
     return roma.unitquat_to_rotvec(q / q.norm(dim=-1, keepdim=True))
 
 
+def rotation_outputs(rotation: str) -> int:
+    """How many decoder outputs per segment the ``rotation`` reading takes (3, or 6 for ``"sixd"``)."""
+    if rotation in ("quaternion", "rotvec"):
+        return 3
+    if rotation == "sixd":
+        return 6
+    raise ValueError(f"unknown rotation reading {rotation!r}")
+
+
+def sixd_to_rotmat(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``(..., 3, 3)`` whose first column is ``first`` normalised and whose
+    second is ``second`` made orthogonal to it and normalised (Gram-Schmidt); the third is
+    their cross product. Both inputs ``(..., 3)``, neither zero nor parallel."""
+    x = first / first.norm(dim=-1, keepdim=True)
+    y = second - (x * second).sum(dim=-1, keepdim=True) * x
+    y = y / y.norm(dim=-1, keepdim=True)
+    return torch.stack([x, y, torch.linalg.cross(x, y)], dim=-1)
+
+
 def decoded_rotvecs(output: torch.Tensor, rotation: str) -> torch.Tensor:
-    """Axis-angle vectors ``(..., K, 3)`` (radians) from the decoder's rotation outputs, read
-    as ``"quaternion"`` vector parts or as ``"rotvec"`` (module docstring)."""
+    """Axis-angle vectors ``(..., K, 3)`` (radians) from the decoder's rotation outputs
+    ``(..., K, rotation_outputs(rotation))``, read as ``"quaternion"`` vector parts, as
+    ``"rotvec"``, or as ``"sixd"`` offsets from the identity's two columns (module docstring)."""
     if rotation == "quaternion":
         return segment_rotvecs(output)
     if rotation == "rotvec":
         return output * ROTVEC_UNIT_RAD
+    if rotation == "sixd":
+        ex = torch.tensor([1.0, 0.0, 0.0], dtype=output.dtype, device=output.device)
+        rot = sixd_to_rotmat(ex + output[..., :3], ex.roll(1) + output[..., 3:6])
+        return roma.rotmat_to_rotvec(rot)
     raise ValueError(f"unknown rotation reading {rotation!r}")
 
 

@@ -2,8 +2,9 @@
 
 * encoder: the shared :class:`~cryohet.networks.encoders.ImageEncoder` (amortised), or a
   per-image latent table (auto-decoding) kept by the trainer;
-* decoder: an MLP ``z -> (512, 512) -> 6 K`` (LeakyReLU), per segment a translation and
-  three rotation numbers (an axis-angle vector, or the paper's quaternion vector part;
+* decoder: an MLP ``z -> (512, 512) -> 6 K`` (``9 K`` for ``"sixd"``; LeakyReLU), per
+  segment a translation and three rotation numbers (an axis-angle vector, or the paper's
+  quaternion vector part) or six (``"sixd"``: two columns of the rotation matrix;
   :mod:`.deformation`). Its last layer starts at zero, so training
   starts from the input model. Translations are ``10 Å`` per output unit (a Fab moves tens
   of Å; unit outputs keep Adam's steps in Å-sized units);
@@ -24,7 +25,7 @@ from torch import nn
 from ...networks.encoders import ImageEncoder
 from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
 from ...representations.residue_model import ResidueModel
-from .deformation import decoded_rotvecs, deform
+from .deformation import decoded_rotvecs, deform, rotation_outputs
 from .segmentation import ChainSegmentation
 
 __all__ = ["SphereNetwork", "TRANSLATION_UNIT_A"]
@@ -50,6 +51,7 @@ class SphereNetwork(nn.Module):
         super().__init__()
         self.box, self.apix, self.zdim, self.sigma_A = int(box), float(apix), int(zdim), float(sigma_A)
         self.rotation = rotation
+        self.per_segment = 3 + rotation_outputs(rotation)
         self.register_buffer("base_A", torch.as_tensor(residues.centres_A(box, apix), dtype=torch.float32))
         self.register_buffer("electrons", torch.as_tensor(residues.electrons, dtype=torch.float32))
         movable = torch.as_tensor(residues.movable)
@@ -59,7 +61,11 @@ class SphereNetwork(nn.Module):
         self.segmentation = ChainSegmentation(torch.as_tensor(chain_of), self.n_segments)
         self.encoder = ImageEncoder(box, zdim, encoder_box) if amortised else None
         self.decoder = nn.Sequential(
-            nn.Linear(zdim, 512), nn.LeakyReLU(), nn.Linear(512, 512), nn.LeakyReLU(), nn.Linear(512, 6 * segments)
+            nn.Linear(zdim, 512),
+            nn.LeakyReLU(),
+            nn.Linear(512, 512),
+            nn.LeakyReLU(),
+            nn.Linear(512, self.per_segment * segments),
         )
         nn.init.zeros_(self.decoder[-1].weight)
         nn.init.zeros_(self.decoder[-1].bias)
@@ -84,7 +90,7 @@ class SphereNetwork(nn.Module):
 
     def motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-segment axis-angle vectors ``(B, K, 3)`` (radians) and translations ``(B, K, 3)`` Å."""
-        out = self.decoder(z).reshape(z.shape[0], self.n_segments, 6)
+        out = self.decoder(z).reshape(z.shape[0], self.n_segments, self.per_segment)
         return decoded_rotvecs(out[..., 3:], self.rotation), out[..., :3] * TRANSLATION_UNIT_A
 
     def deformed(self, z: torch.Tensor, memberships: torch.Tensor) -> torch.Tensor:
