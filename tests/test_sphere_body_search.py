@@ -13,6 +13,8 @@
 * The rigidity restraint is 0 for any rigid motion of a body, and for a body bent at
   one residue it is the Kabsch residual; its gradient moves the bent residue back; the
   static core is kept rigid the same way.
+* The latent ring is fitted to the latents' turn and hand, costs nothing on it and the
+  squared distance in its two coordinates off it, and survives a checkpoint.
 * Version-1 run configs read without the search, version-2 without the rigidity
   restraint; the axis-angle reading turns a segment through 180° and beyond.
 """
@@ -38,7 +40,7 @@ from cryohet.methods.sphere.body_search import (
     hinge_rotations,
     search_body,
 )
-from cryohet.methods.sphere.body_targets import BodyTargets, search_batch
+from cryohet.methods.sphere.body_targets import LATENT_RING_RADIUS, BodyTargets, search_batch
 from cryohet.methods.sphere.config import SphereConfig
 from cryohet.methods.sphere.deformation import ROTVEC_UNIT_RAD, decoded_rotvecs
 from cryohet.methods.sphere.hinge_axis import axis_candidates, choose_axis
@@ -238,3 +240,35 @@ def test_the_axis_angle_reading_turns_through_a_half_turn():
     small = torch.tensor([[0.01, 0.0, 0.0]])
     assert torch.allclose(decoded_rotvecs(small, "quaternion"), decoded_rotvecs(small, "rotvec"), rtol=1e-3)
     assert float(decoded_rotvecs(torch.tensor([[1e3, 0.0, 0.0]]), "quaternion").norm()) < np.pi
+
+
+def test_the_latent_ring_fits_the_latents_turn_and_hand_and_survives_a_checkpoint():
+    """Latents that already lie on a ring of the searched turns, mirrored and turned by 0.7
+    rad, are fitted with sign -1 and phase 0.7 and cost nothing; the cost elsewhere is the
+    squared distance in the body's two latent coordinates only; images without a target
+    cost nothing."""
+    torch.manual_seed(0)
+    n = 40
+    axis = torch.nn.functional.normalize(torch.tensor([0.2, -0.3, 0.9]), dim=0)
+    body = Body(torch.arange(5), torch.zeros(3), axis)
+    targets = BodyTargets([body], n, "cpu")
+    theta = torch.linspace(-3.0, 3.0, n)
+    rows = torch.arange(n)
+    better = torch.ones(n, dtype=torch.bool)
+    better[::7] = False  # these keep no target
+    targets.set(0, rows, hinge_rotations(axis, torch.rad2deg(theta)), better)
+    assert torch.allclose(targets.turn_angles(0, rows)[better], theta[better], atol=1e-5)
+    on_ring = LATENT_RING_RADIUS * torch.stack([torch.cos(0.7 - theta), torch.sin(0.7 - theta)], dim=-1)
+    z = torch.cat([0.8 * on_ring, torch.randn(n, 4)], dim=-1)  # the fit ignores the radius
+    targets.fit_rings(z)
+    assert targets.ring_sign == [-1.0] and abs(targets.ring_phase[0] - 0.7) < 1e-4
+    z_ring = torch.cat([on_ring, torch.randn(n, 4)], dim=-1)
+    cost = targets.latent_ring(z_ring, rows)
+    assert float(cost.abs().max()) < 1e-8
+    shifted = z_ring.detach() + torch.tensor([0.3, -0.4, 5.0, 5.0, 5.0, 5.0])
+    cost = targets.latent_ring(shifted, rows)
+    assert torch.allclose(cost[better], torch.full((int(better.sum()),), 0.25), atol=1e-5)
+    assert float(cost[~better].abs().max()) == 0.0
+    back = BodyTargets.from_state(targets.state_dict(), "cpu")
+    assert back.ring_sign == [-1.0] and back.ring_phase == targets.ring_phase
+    assert torch.allclose(back.latent_ring(shifted, rows), cost)

@@ -16,17 +16,43 @@ patches from outside (:func:`install_cpu_shim`):
   ``DistributedDataParallel`` becomes a pass-through holder of ``.module``.
 
 The config is upstream's ``parameters.yaml`` (whose tabs make it invalid YAML) with its
-defaults kept, except wandb off, device cpu and ``num_workers`` 0. ``N_epochs`` stays 300 so
-the loss schedules are those of a default run; the loop stops after ``--epochs``.
+defaults kept, except wandb off, device cpu and ``num_workers`` 0. ``N_epochs`` stays 300 unless
+``--n-epochs-schedule`` says otherwise, so the loss schedules are those of a default run; the loop
+stops after ``--epochs``.
 
 Not the shim's doing: with the default 20 segments a small protein goes NaN in epoch 0 (the
 hinge Fab, 445 residues: 22 per segment). cryoSPHERE samples each segment's std as
 ``elu(randn * 10 + N_res / N_segm) + 1``, which is exactly 0.0 in float32 below about -17,
 and its gradient divides by that std squared. ``--segments 4`` avoids it there.
 
+Options beyond the defaults: ``--light-clash`` sets upstream's own ``full_clashing_loss: false``
+(its "light version": the clash term only on the residue pairs 4 to 10 Å apart in the base
+structure instead of all pairs); ``--n-epochs-schedule N`` sets the config's ``N_epochs`` (the
+length its linear and cyclical KL schedules assume), e.g. to ``--epochs`` so that a short run
+completes its schedules.
+
+``--evaluate GT`` (a cryohet simulation folder) scores the trained model as ``cryohet evaluate``
+scores a run's per-conformation FSC (:func:`export_states`, then :func:`score_states`):
+
+* every particle is encoded with the peer's trained encoder (the latent mean, as upstream's
+  ``sample_latent_variables``); for each true state the particle latent nearest that state's mean
+  latent is taken (``nearest_to_mean``) and decoded with upstream's ``predict_structures``, with
+  the segmentation at its means (upstream samples one at random per structure; the sampled
+  variant is scored too, mean only);
+* the decoded residues (Cα, upstream's own PDB writer) go to ``WORKDIR/eval/state_NNN.pdb`` in the
+  data's map frame (cryoSPHERE's box-centred frame plus ``(box // 2) * apix``);
+* in the project's venv (``--cryohet-python``; this file run as ``... score EVALDIR``), each is
+  rendered as cryohet's sphere method renders its ``volumes``: one Gaussian per residue at its Cα,
+  sigma 2 Å, mass its electron count (cryohet's residue model of MODEL, glycans counted with the
+  nearest residue), ``voxelize_gaussians`` at the ground truth's box and pixel size; scored with
+  ``per_conformation_fsc`` against ``gt/state_NNN.mrc``, masked (``gt/mask.mrc``) and unmasked;
+  Cα RMSD to ``gt/atoms.npz`` per state. Writes ``eval/maps/``, ``eval/metrics.json`` and a table.
+
 Run it with the peer venv (benchmarks/peers/setup_cryosphere.sh)::
 
     /work/peers/cryosphere/bin/python benchmarks/peers/cryosphere_run.py DATASET_DIR MODEL WORKDIR --epochs 2
+    /work/peers/cryosphere/bin/python benchmarks/peers/cryosphere_run.py DATA in0.pdb WORK --frame map \
+        --epochs 30 --n-epochs-schedule 30 --light-clash --threads 2 --evaluate DATA
 """
 
 from __future__ import annotations
@@ -36,6 +62,7 @@ import gzip
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,7 +242,15 @@ def write_base_structure(model: Path, shift: np.ndarray, out: Path) -> int:
 
 
 def prepare(
-    dataset: Path, model: Path, frame: str, workdir: Path, batch_size: int, downsize: int | None, segments: int
+    dataset: Path,
+    model: Path,
+    frame: str,
+    workdir: Path,
+    batch_size: int,
+    downsize: int | None,
+    segments: int,
+    n_epochs_schedule: int | None = None,
+    light_clash: bool = False,
 ) -> Path:
     """Write base_structure.pdb, images.yaml and parameters.yaml for ``dataset`` into ``workdir``."""
     import yaml
@@ -238,6 +273,10 @@ def prepare(
         batch_size=batch_size,
     )
     cfg["segmentation_config"]["part1"]["N_segm"] = segments
+    if n_epochs_schedule is not None:
+        cfg["N_epochs"] = n_epochs_schedule
+    if light_clash:
+        cfg["loss"]["clashing_loss"]["full_clashing_loss"] = False
     path = workdir / "parameters.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(f"prepared {workdir}: box {box}, apix {apix}, {n_res} residues, frame shift {-centre}")
@@ -265,6 +304,201 @@ def check_poses(cfg: Path, n: int = 128) -> dict[str, float]:
     return out
 
 
+def gt_folder(gt: Path) -> Path:
+    """The ``gt/`` folder of a simulation folder (or ``gt`` itself when it is one)."""
+    return gt / "gt" if (gt / "gt" / "labels.npy").exists() else gt
+
+
+def nearest_rows(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per state (sorted labels), the row whose latent is nearest the state's mean latent
+    (cryohet.metrics.per_conformation.nearest_to_mean, repeated here for the peer venv)."""
+    rows = []
+    for s in np.unique(labels):
+        idx = np.flatnonzero(labels == s)
+        zs = z[idx].astype(np.float64)
+        rows.append(int(idx[int(np.argmin(((zs - zs.mean(axis=0)) ** 2).sum(axis=1)))]))
+    return np.asarray(rows, dtype=np.int64)
+
+
+def export_states(cfg: Path, workdir: Path, epoch: int, gt: Path, out: Path) -> Path:
+    """Encode every particle with the checkpoint of ``epoch`` (0-based), decode the latent nearest
+    each true state's mean latent, write the PDBs and ``peer_states.npz`` into ``out``."""
+    import copy
+
+    import torch
+    import yaml
+    from cryosphere.data.analyze import predict_structures
+    from cryosphere.model.utils import parse_yaml
+    from torch.utils.data import DataLoader
+
+    s = parse_yaml(str(cfg), CpuRank(), analyze=True)
+    vae, gmm, dataset, settings, base, segmenter = s[0], s[4], s[6], s[9], s[12], s[18]
+    ckpt, seg = workdir / "cryoSPHERE" / f"ckpt{epoch}.pt", workdir / "cryoSPHERE" / f"seg{epoch}.pt"
+    vae.load_state_dict(torch.load(ckpt, map_location="cpu"))
+    segmenter.load_state_dict(torch.load(seg, map_location="cpu"))
+    vae.eval()
+    segmenter.eval()
+    labels = np.load(gt_folder(gt) / "labels.npy")
+    if len(labels) != len(dataset):
+        sys.exit(f"{gt}: {len(labels)} labels but the dataset has {len(dataset)} images")
+
+    t0 = time.perf_counter()
+    z = np.full((len(dataset), int(settings["latent_dimension"])), np.nan, dtype=np.float32)
+    with torch.no_grad():  # upstream's sample_latent_variables, without DDP and its 4 workers
+        for idx, images, *_ in DataLoader(dataset, batch_size=256, shuffle=False, num_workers=0):
+            _, mean, _ = vae.sample_latent(images.flatten(start_dim=-2), idx)
+            z[idx.numpy()] = mean.numpy()
+    if not np.isfinite(z).all():
+        sys.exit("latents: some particles were not encoded or are not finite")
+    rows = nearest_rows(z, labels)
+
+    # the segmentation at its means: the three std parameters zero (upstream draws one at random)
+    mean_seg = copy.deepcopy(segmenter)
+    with torch.no_grad():
+        for pdict in (mean_seg.segments_means_stds, mean_seg.segments_stds_stds, mean_seg.segments_proportions_stds):
+            for p in pdict.values():
+                p.zero_()
+        pred = predict_structures(vae, z[rows], gmm, mean_seg, "cpu").numpy()
+        torch.manual_seed(0)
+        pred_sampled = predict_structures(vae, z[rows], gmm, segmenter, "cpu").numpy()
+    images = yaml.safe_load((workdir / "images.yaml").read_text())
+    half = (int(images["Npix"]) // 2) * float(images["apix"])  # box-centred -> the data's map frame
+    out.mkdir(parents=True, exist_ok=True)
+    states = np.unique(labels)
+    for s_, coords in zip(states, pred):
+        base.coord = (coords + half).astype(np.float32)
+        base.to_pdb(str(out / f"state_{int(s_):03d}.pdb"))
+    path = out / "peer_states.npz"
+    np.savez(
+        path, z=z, rows=rows, states=states, residues_A=pred + half, residues_sampled_A=pred_sampled + half,
+        base_A=gmm.mus.numpy() + half, chain_id=np.asarray(base.chain_id), res_name=np.asarray(base.res_name),
+        num_electron=np.asarray(base.num_electron), epoch=epoch, half_A=half,
+    )  # fmt: skip
+    np.save(out / "z.npy", z)
+    print(f"encoded {len(z)} particles, decoded {len(rows)} states in {time.perf_counter() - t0:.1f} s: {out}")
+    return path
+
+
+def score_states(out: Path, gt_dir: Path, model: Path, frame: str, sigma_A: float = 2.0) -> dict[str, Any]:
+    """In the cryohet venv: render the peer's states as cryohet's sphere method renders its
+    volumes and score them as ``cryohet evaluate`` does; print the table, write metrics.json."""
+    import dataclasses
+
+    from cryohet.evaluation.evaluate import _conformation_dict, _volume_lookup
+    from cryohet.evaluation.ground_truth import load_ground_truth
+    from cryohet.io.atomic import read_atomic_model
+    from cryohet.io.mrc import write_volume
+    from cryohet.metrics.fsc import fsc_cryobench
+    from cryohet.metrics.per_conformation import nearest_to_mean, per_conformation_fsc
+    from cryohet.representations.residue_model import residue_model
+
+    d = np.load(out / "peer_states.npz")
+    gt = load_ground_truth(gt_dir)
+    latents = np.asarray(d["z"], dtype=np.float32)  # as evaluate_run reads a run's latents
+    labels = gt.labels
+    chosen = nearest_to_mean(latents, labels)
+    states = np.array(sorted(chosen), dtype=np.int64)
+    rows = np.array([chosen[int(s)] for s in states])
+    if not (np.array_equal(states, d["states"]) and np.array_equal(rows, d["rows"])):
+        sys.exit("the peer side chose other particles than nearest_to_mean")
+    half = (gt.box // 2) * gt.apix
+    if abs(half - float(d["half_A"])) > 1e-6:
+        sys.exit(f"map frame: the peer's box centre is {float(d['half_A'])} Å, the ground truth's {half} Å")
+
+    atoms = read_atomic_model(model)
+    if frame == "original":  # the model's frame -> the map frame
+        centre = np.asarray(json.loads((gt.gt_dir / "meta.json").read_text())["centre_A"])
+        atoms.coords_A = atoms.coords_A - centre + half
+    rm = residue_model(atoms)
+    peer_res, peer_chain = d["residues_A"], d["chain_id"].astype(str)
+    if len(rm) != peer_res.shape[1] or not np.array_equal(rm.chain_ids.astype(str), peer_chain):
+        sys.exit(f"residues: cryohet's model has {len(rm)}, the peer's {peer_res.shape[1]} (or chains differ)")
+    if not np.array_equal(rm.residue_names.astype(str), d["res_name"].astype(str)):
+        sys.exit("residue names of cryohet's residue model and the peer's differ")
+    base_dev = float(np.abs(d["base_A"] - rm.coords_A).max())
+
+    true_atoms = np.load(gt.gt_dir / "atoms.npz")
+    ca = atoms.atom_names == "CA"
+    if true_atoms["coords_A"].shape[1] != len(atoms) or ca.sum() != len(rm):
+        sys.exit(f"{model}: its atoms are not the simulation's (atoms.npz) or not one CA per residue")
+    true_ca = true_atoms["coords_A"][states][:, ca] + half  # (S, R, 3) map frame
+
+    def rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(((a - b) ** 2).sum(-1).mean(-1))
+
+    def render(coords_A: np.ndarray) -> np.ndarray:  # SphereModel.volume: residue Gaussians at the centres
+        mix = dataclasses.replace(rm, coords_A=np.asarray(coords_A, dtype=np.float64)).mixture(gt.box, gt.apix, sigma_A)
+        return mix.to_volume(gt.box, gt.apix).cpu().numpy().astype(np.float32)
+
+    mask = gt.read_mask() if gt.mask_path is not None else None
+    variants = {"masked": mask, "unmasked": None} if mask is not None else {"unmasked": None}
+    maps = {int(r): render(c) for r, c in zip(rows, peer_res)}
+    (out / "maps").mkdir(exist_ok=True)
+    for s, r in zip(states, rows):
+        write_volume(out / "maps" / f"state_{int(s):03d}.mrc", maps[int(r)], gt.apix)
+    per_conf = {
+        name: per_conformation_fsc(latents, labels, _volume_lookup(latents, maps), gt.state_map, mask=m)
+        for name, m in variants.items()
+    }
+    sampled = {int(r): render(c) for r, c in zip(rows, d["residues_sampled_A"])}
+    key = "masked" if mask is not None else "unmasked"
+    auc_sampled = per_conformation_fsc(latents, labels, _volume_lookup(latents, sampled), gt.state_map, mask=mask).auc
+    auc_truth = np.array([fsc_cryobench(gt.state_map(int(s)), render(t), mask).auc for s, t in zip(states, true_ca)])
+    inp = render(rm.coords_A)
+    auc_input = np.array([fsc_cryobench(gt.state_map(int(s)), inp, mask).auc for s in states])
+    r_peer, r_input, r_sampled = (
+        rmsd(peer_res, true_ca),
+        rmsd(rm.coords_A[None], true_ca),
+        rmsd(d["residues_sampled_A"], true_ca),
+    )
+
+    auc = per_conf[key].auc
+    lat = json.loads((gt.gt_dir / "meta.json").read_text()).get("gt_latents") or [[float(s)] for s in states]
+    print(f"\ncryoSPHERE (peer) per state, epoch {int(d['epoch']) + 1} checkpoint; {key} CryoBench AUC "
+          f"(ceiling {gt.auc_ceiling:.4f}); peer base vs cryohet residue model: max |d| {base_dev:.3f} Å")  # fmt: skip
+    print(f"{'state':>5} {'gt':>6} {'row':>5} {'RMSD Å':>7} {'input Å':>7} {'AUC':>7} {'AUC unm':>7} "
+          f"{'truth*':>7} {'input*':>7}")  # fmt: skip
+    unm = per_conf["unmasked"].auc
+    for i, s in enumerate(states):
+        print(f"{s:5d} {lat[i][0]:6.1f} {rows[i]:5d} {r_peer[i]:7.2f} {r_input[i]:7.2f} {auc[i]:7.4f} {unm[i]:7.4f} "
+              f"{auc_truth[i]:7.4f} {auc_input[i]:7.4f}")  # fmt: skip
+    print(f"mean   {'':12} {r_peer.mean():7.2f} {r_input.mean():7.2f} {auc.mean():7.4f} {unm.mean():7.4f} "
+          f"{auc_truth.mean():7.4f} {auc_input.mean():7.4f}")  # fmt: skip
+    print(f"median {'':12} {np.median(r_peer):7.2f} {np.median(r_input):7.2f} {np.median(auc):7.4f} "
+          f"{np.median(unm):7.4f} {np.median(auc_truth):7.4f} {np.median(auc_input):7.4f}")  # fmt: skip
+    print("truth*/input*: the true Cα / the input model rendered the same way (this rendering's ceiling / no motion);")
+    print(f"sampled segmentation (upstream's predict_structures, seed 0): {key} AUC mean {auc_sampled.mean():.4f} "
+          f"median {np.median(auc_sampled):.4f}, Cα RMSD mean {r_sampled.mean():.2f} Å")  # fmt: skip
+
+    result = {
+        "method": "cryoSPHERE 0.6.1 (peer)", "gt_dir": str(gt.gt_dir.resolve()), "model": str(model),
+        "epoch_checkpoint": int(d["epoch"]), "box": gt.box, "apix": gt.apix, "auc_ceiling": gt.auc_ceiling,
+        "rendering": f"residue Gaussians at Ca, sigma {sigma_A} A, mass = electrons (cryohet residue_model)",
+        "per_conformation": {name: _conformation_dict(r) for name, r in per_conf.items()},
+        "ca_rmsd_A": {str(int(s)): float(v) for s, v in zip(states, r_peer)},
+        "ca_rmsd_input_A": {str(int(s)): float(v) for s, v in zip(states, r_input)},
+        "auc_truth_rendered": {str(int(s)): float(v) for s, v in zip(states, auc_truth)},
+        "auc_input_rendered": {str(int(s)): float(v) for s, v in zip(states, auc_input)},
+        "sampled_segmentation": {"auc_mean": float(auc_sampled.mean()), "auc_median": float(np.median(auc_sampled)),
+                                 "ca_rmsd_mean_A": float(r_sampled.mean())},  # fmt: skip
+        "base_vs_residue_model_max_dev_A": base_dev,
+    }  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {out / 'metrics.json'} and {out / 'maps'}/")
+    return result
+
+
+def score_main(argv: list[str]) -> None:
+    """``cryosphere_run.py score EVALDIR --gt GT --model MODEL [--frame F]`` (the project's venv)."""
+    p = argparse.ArgumentParser(prog="cryosphere_run.py score")
+    p.add_argument("out", type=Path)
+    p.add_argument("--gt", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--frame", choices=["original", "map"], default="original")
+    a = p.parse_args(argv)
+    score_states(a.out, a.gt, a.model, a.frame)
+
+
 def main() -> None:
     """Parse the command line, prepare the inputs, train with the shim and print the timing table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -280,17 +514,30 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--check-poses", action="store_true", help="print the pose/frame agreement first")
     p.add_argument("--latents", action="store_true", help="afterwards write z.npy with cryoSPHERE's analyze code")
+    p.add_argument("--light-clash", action="store_true", help="upstream's full_clashing_loss: false (pairs 4-10 Å)")
+    p.add_argument("--n-epochs-schedule", type=int, default=None, help="the config's N_epochs (upstream: 300)")
+    p.add_argument("--evaluate", type=Path, default=None, metavar="GT", help="afterwards score per-state maps (doc)")
+    p.add_argument("--cryohet-python", default="/work/main/.venv/bin/python", help="python of the project's venv")
+    p.add_argument("--no-train", action="store_true", help="only --evaluate the checkpoint of --epochs in WORKDIR")
     a = p.parse_args()
 
     import torch
 
     torch.set_num_threads(a.threads)
     workdir = a.workdir.resolve()
-    cfg = prepare(a.dataset.resolve(), a.model.resolve(), a.frame, workdir, a.batch_size, a.downsize, a.segments)
+    cfg = prepare(
+        a.dataset.resolve(), a.model.resolve(), a.frame, workdir, a.batch_size, a.downsize, a.segments,
+        n_epochs_schedule=a.n_epochs_schedule, light_clash=a.light_clash,
+    )  # fmt: skip
     timer = Timer(a.max_batches)
     ct = install_cpu_shim(workdir, timer, a.epochs)
     if a.check_poses:
         print("pose check (mean Pearson r, first 128 images):", check_poses(cfg))
+    if a.no_train:
+        if a.evaluate is None:
+            p.error("--no-train needs --evaluate")
+        evaluate(a, cfg, workdir)
+        return
     t0 = time.perf_counter()
     ct.train(CpuRank(), 1, str(cfg))
     t_end = time.perf_counter()
@@ -317,7 +564,21 @@ def main() -> None:
         an.start_sample_latent(CpuRank(), 1, str(cfg), str(workdir), str(ckpt), str(seg))
         z = np.load(workdir / "z.npy")
         print(f"latents: {workdir / 'z.npy'} {z.shape}")
+    if a.evaluate is not None:
+        evaluate(a, cfg, workdir)
+
+
+def evaluate(a: argparse.Namespace, cfg: Path, workdir: Path) -> None:
+    """Export the states here (peer venv), then score them in the project's venv (a second process)."""
+    out = export_states(cfg, workdir, a.epochs - 1, a.evaluate.resolve(), workdir / "eval")
+    cmd = [a.cryohet_python, str(Path(__file__).resolve()), "score", str(out.parent),
+           "--gt", str(a.evaluate.resolve()), "--model", str(a.model.resolve()), "--frame", a.frame]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
+    subprocess.run(cmd, check=True, env=env)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "score":
+        score_main(sys.argv[2:])
+    else:
+        main()

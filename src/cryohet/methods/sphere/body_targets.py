@@ -4,7 +4,22 @@ After a search (:mod:`.body_search`), image ``i`` has, for each body ``b`` where
 candidate beat its current fit, a rotation ``S_ib`` about the body's pivot ``p_b``. The
 pull is the mean squared distance (Å^2) between the body's residues as the network moves
 them and where the target puts them, ``p_b + S_ib (x - p_b)``; images without a target
-add nothing. The search per batch (:func:`search_batch`) tries turns about the body's
+add nothing.
+
+**The latent ring** (:meth:`BodyTargets.latent_ring`). While the pull lasts, each image's
+latent mean is also drawn, in the two latent coordinates ``2b, 2b + 1`` of body ``b``
+(bodies beyond ``zdim / 2`` have none), towards ``rho (cos theta, sin theta)``, where
+``theta`` is the image's searched turn about the hinge, the ring turned and oriented
+(``phase + sign theta``) to fit the latents as they are at the search
+(:meth:`BodyTargets.fit_rings`), so a second search does not move them. Why: the latents of a domain
+that turns through a full circle must close into a loop for every state to have one
+place. Without this, on igg-1d (D=64, 360°, input model at 0°) the latents grew from the
+input model's state in both directions into an open arc whose two ends both decoded the
+far side; one far state's particles split between the two ends (8.8 latent units of
+spread against 0.6–1.5 for the others), so its mean latent fell in the arc's middle and
+decoded a model 25–30 Å off. The ring only seeds the loop: its weight falls with the pull.
+
+The search per batch (:func:`search_batch`) tries turns about the body's
 hinge axis every 5° (72), then refines the best by ±2.5° and ±1.25°.
 
 The table is per image, outside the network (and outside any DDP wrapper): every rank
@@ -13,6 +28,7 @@ searches its own rows and the tables are summed over ranks, so each rank holds a
 
 from __future__ import annotations
 
+import roma
 import torch
 
 from ...imaging.likelihood import ImageLikelihood
@@ -22,7 +38,10 @@ from .body_search import Body, BodyScorer, hinge_rotations
 from .network import SphereNetwork
 from .restraints import rigidity_loss
 
-__all__ = ["BodyTargets", "search_batch"]
+__all__ = ["BodyTargets", "search_batch", "LATENT_RING_RADIUS"]
+
+#: Radius of the latent ring (latent units; the prior is N(0, I)).
+LATENT_RING_RADIUS = 1.5
 
 _GRID_STEP_DEG = 5.0
 _REFINE_STEPS_DEG = (2.5, 1.25)
@@ -39,6 +58,9 @@ class BodyTargets:
         self.core = core.to(device) if core is not None else torch.zeros(0, dtype=torch.long, device=device)
         self.rotations = [torch.eye(3, device=device).repeat(n_images, 1, 1) for _ in bodies]
         self.active = [torch.zeros(n_images, dtype=torch.bool, device=device) for _ in bodies]
+        #: each body's latent ring: ``phase`` (radians) and ``sign`` (+1 or -1) of the turn
+        self.ring_phase = [0.0 for _ in bodies]
+        self.ring_sign = [1.0 for _ in bodies]
 
     def set(self, j: int, rows: torch.Tensor, rotations: torch.Tensor, better: torch.Tensor) -> None:
         """Body ``j``'s targets for dataset ``rows`` where ``better``."""
@@ -71,6 +93,41 @@ class BodyTargets:
             out = out + act * ((moved_A[:, body.residues] - target) ** 2).sum(-1).mean(-1)
         return out
 
+    def turn_angles(self, j: int, index: torch.Tensor) -> torch.Tensor:
+        """Body ``j``'s searched turns ``(B,)`` (radians, right-handed about its axis) of
+        dataset rows ``index``; 0 where it has no target."""
+        rotvecs = roma.rotmat_to_rotvec(self.rotations[j][index])
+        return rotvecs @ self.bodies[j].axis.to(rotvecs)
+
+    def fit_rings(self, z_means: torch.Tensor) -> None:
+        """Turn and orient each body's ring to the latent means of all images ``(N, zdim)``:
+        the ``phase`` and ``sign`` maximising ``|sum_i (z_i,2b + i z_i,2b+1) e^(-i sign theta_i)|``
+        over the images with a target (the 2-D Procrustes fit of the ring to the latents)."""
+        for j in range(min(len(self.bodies), z_means.shape[1] // 2)):
+            act = self.active[j]
+            if not bool(act.any()):
+                continue
+            rows = torch.nonzero(act).squeeze(1)
+            theta = self.turn_angles(j, rows).double()
+            zc = torch.complex(z_means[rows, 2 * j].double(), z_means[rows, 2 * j + 1].double())
+            fits = {sign: (zc * torch.exp(-1j * sign * theta)).sum() for sign in (1.0, -1.0)}
+            sign = max(fits, key=lambda k: float(fits[k].abs()))
+            self.ring_sign[j], self.ring_phase[j] = sign, float(torch.angle(fits[sign]))
+
+    def latent_ring(self, z_mean: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Per-image ``(B,)`` squared distance (latent units^2) of the latent means
+        ``z_mean (B, zdim)`` from each body's ring point (module docstring), over the images
+        with a target."""
+        out = z_mean.new_zeros(z_mean.shape[0])
+        for j in range(min(len(self.bodies), z_mean.shape[1] // 2)):
+            act = self.active[j][index].to(z_mean.dtype)
+            if not bool(act.any()):
+                continue
+            theta = self.ring_phase[j] + self.ring_sign[j] * self.turn_angles(j, index).to(z_mean)
+            ring = LATENT_RING_RADIUS * torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)
+            out = out + act * ((z_mean[:, 2 * j : 2 * j + 2] - ring) ** 2).sum(-1)
+        return out
+
     def rigidity(self, moved_A: torch.Tensor, base_A: torch.Tensor) -> torch.Tensor:
         """Per-image ``(B,)`` sum over the bodies and the static core of
         :func:`.restraints.rigidity_loss` (Å^2). The core counts as well: on igg-1d, with
@@ -89,6 +146,8 @@ class BodyTargets:
             "rotations": [r.cpu() for r in self.rotations],
             "active": [a.cpu() for a in self.active],
             "core": self.core.cpu(),
+            "ring_phase": list(self.ring_phase),
+            "ring_sign": list(self.ring_sign),
         }
 
     @classmethod
@@ -101,6 +160,8 @@ class BodyTargets:
         out = cls(bodies, n_images, device, state.get("core"))
         out.rotations = [r.to(device) for r in state["rotations"]]
         out.active = [a.to(device) for a in state["active"]]
+        out.ring_phase = [float(v) for v in state.get("ring_phase", out.ring_phase)]
+        out.ring_sign = [float(v) for v in state.get("ring_sign", out.ring_sign)]
         return out
 
 

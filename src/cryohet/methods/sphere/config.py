@@ -103,6 +103,13 @@ class SphereConfig(StrictModel):
         description="weight of the restraint that keeps each searched domain rigid (Å^2 from its best rigid "
         "motion, per band pixel as the restraints), from the first search to the end (ours; .restraints)",
     )
+    domain_latent_ring: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the pull of each image's latent mean towards a ring point at its searched turn "
+        "(latent units^2 per image; two latent coordinates per domain), falling with the domain pull (ours; "
+        ".body_targets): it closes the latent loop of a domain that turns through a full circle",
+    )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )

@@ -19,6 +19,11 @@
   their searched placements (:class:`.body_targets.BodyTargets`, Å^2), weighted the same way.
 * ``L_rigid``: after a domain search, how far each searched domain is from moving
   rigidly (:func:`.restraints.rigidity_loss`, Å^2), weighted the same way.
+* ``L_ring``: while the pull lasts, the latent means' distance from the ring of their
+  searched turns (:meth:`.body_targets.BodyTargets.latent_ring`, latent units^2), added
+  per image with weight ``w_ring`` (not times ``n_pix``: it is in latent units, beside KL_z).
+
+    loss += mean_b [ w_ring L_ring,b ]
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ObjectiveWeights:
     clash: float = 0.1
     body: float = 0.0
     rigidity: float = 0.0
+    latent_ring: float = 0.0
 
 
 @dataclass
@@ -76,6 +82,7 @@ class BatchTerms:
     z_mean: torch.Tensor
     body: torch.Tensor
     rigidity: torch.Tensor
+    latent_ring: torch.Tensor
 
 
 def batch_objective(
@@ -118,10 +125,15 @@ def batch_objective(
         if targets is not None and weights.rigidity > 0
         else moved.new_zeros(moved.shape[0])
     )
+    ring = (
+        targets.latent_ring(mean, bb.index)
+        if targets is not None and weights.latent_ring > 0
+        else moved.new_zeros(moved.shape[0])
+    )
     kl_centre, kl_width, kl_prop = net.segmentation.kl_terms()
     kl_seg = weights.beta_segmentation * (kl_centre + kl_width) + weights.beta_proportions * kl_prop
     loss = (
-        (data + weights.beta_z * kl_z).mean()
+        (data + weights.beta_z * kl_z + weights.latent_ring * ring).mean()
         + kl_seg / max(1, n_images)
         + n_pix
         * (
@@ -132,5 +144,13 @@ def batch_objective(
         )
     )
     return BatchTerms(
-        loss, data.detach(), kl_z.detach(), cont.detach(), clash.detach(), mean.detach(), body.detach(), rigid.detach()
+        loss,
+        data.detach(),
+        kl_z.detach(),
+        cont.detach(),
+        clash.detach(),
+        mean.detach(),
+        body.detach(),
+        rigid.detach(),
+        ring.detach(),
     )

@@ -176,6 +176,8 @@ class SphereTrainer:
             beta_z=b, beta_segmentation=b, beta_proportions=cyclic_beta(progress_),
             continuity=self.cfg.continuity, clash=self.cfg.clash, body=self.body_weight(epoch),
             rigidity=self.cfg.domain_rigidity if self.targets is not None and self.targets_epoch >= 0 else 0.0,
+            latent_ring=self.cfg.domain_latent_ring * self.body_weight(epoch) / max(self.cfg.domain_search_weight,
+                                                                                    1e-12),
         )  # fmt: skip
 
     def search_epochs(self) -> list[int]:
@@ -211,7 +213,7 @@ class SphereTrainer:
         world = self.dist.world_size
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         weights = self.weights(epoch)
-        totals = torch.zeros(7, dtype=torch.float64)
+        totals = torch.zeros(8, dtype=torch.float64)
         it = progress(self.loader, total=len(self.loader), description=f"epoch {epoch + 1}", unit="batch")
         for step, batch in enumerate(it):
             bb = prepare_batch(batch, self.band, self.device).restrict(sub)
@@ -225,7 +227,8 @@ class SphereTrainer:
                 (terms.loss * scale).backward()
                 totals += torch.tensor(
                     [float(terms.data.sum()), float(terms.kl_z.sum()), float(terms.continuity.sum()),
-                     float(terms.clash.sum()), float(len(bb)), float(terms.body.sum()), float(terms.rigidity.sum())],
+                     float(terms.clash.sum()), float(len(bb)), float(terms.body.sum()), float(terms.rigidity.sum()),
+                     float(terms.latent_ring.sum())],
                     dtype=torch.float64,
                 )  # fmt: skip
             if self.dist.enabled:
@@ -246,6 +249,8 @@ class SphereTrainer:
             "body_pull_A2": float(totals[5]) / n,
             "body_weight": weights.body,
             "body_rigidity_A2": float(totals[6]) / n,
+            "latent_ring": float(totals[7]) / n,
+            "latent_ring_weight": weights.latent_ring,
             "beta": weights.beta_z,
             "radius_px": self.radius_px(epoch),
             "n_images": int(n),
@@ -301,6 +306,7 @@ class SphereTrainer:
             for t in tables:
                 all_reduce_sum_(t)
             self.targets.set_tables(tables)
+        self.targets.fit_rings(z)
         for j, body in enumerate(bodies):
             act = self.targets.active[j]
             angles = torch.rad2deg(roma.rotmat_to_rotvec(self.targets.rotations[j][act]).norm(dim=-1))
