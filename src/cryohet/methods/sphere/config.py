@@ -72,10 +72,11 @@ class SphereConfig(StrictModel):
     rotation: Literal["quaternion", "rotvec", "sixd"] = Field(
         "rotvec",
         description="how the decoder's rotation outputs are read: an axis-angle vector (uniform through and past "
-        "180°) or the paper's quaternion with real part 1, which never reaches 180° (.deformation). On igg-1d "
-        "(360°) the quaternion's models stopped at ~175° (the states at 198-234° 23-48° short); rotvec's turned "
-        "to within 10° up to 216°. On the test hinge (40°, D=32, seeds 0/1) the two are alike: 0.45/0.44 and "
-        "0.27/0.91 Å per state against 0.19/0.55 and 0.41/0.72 Å",
+        "180°), two columns of the rotation matrix (sixd, the only reading that can follow a full turn along a "
+        "closed latent loop), or the paper's quaternion with real part 1, which never reaches 180° (.deformation). "
+        "On igg-1d (360°) the quaternion's models stopped at ~175° (the states at 198-234° 23-48° short); rotvec's "
+        "turned to within 10° up to 216°. On the test hinge (40°, D=32, seeds 0/1; Å per state) the three are "
+        "alike: rotvec 0.45/0.44 and 0.27/0.91, sixd 0.47/0.99 and 0.34/1.40, quaternion 0.19/0.55 and 0.41/0.72",
     )
     encoder: Literal["amortised", "autodecode"] = Field(
         "amortised", description="amortised: an image encoder gives z; autodecode: a per-image latent table"

@@ -28,14 +28,18 @@ must pass 180° somewhere along the latent path, which the quaternion reading ca
 continuously. Measured on igg-1d (D=64, SNR 0.05, input model at 0°, domain search on):
 with the quaternion the models' turns stopped at ~175°, 23–48° short for the states at
 198–234°; with rotvec they were within 10° of the truth up to 216°. On the 40° test
-hinge the two were alike (seeds 0 and 1: rotvec 0.45/0.44 and 0.27/0.91 Å per state,
-the quaternion 0.19/0.55 and 0.41/0.72 Å).
+hinge the three were alike (seeds 0 and 1: rotvec 0.45/0.44 and 0.27/0.91 Å per state,
+sixd 0.47/0.99 and 0.34/1.40 Å, the quaternion 0.19/0.55 and 0.41/0.72 Å).
 
 Each becomes an axis-angle vector ``r_k``; residue ``i`` turns by ``w_ik r_k`` for each segment in turn
 (the rotations composed in segment order, ``R_i = R_iK ... R_i1``) and moves by
 ``sum_k w_ik t_k``:
 
     x_i' = R_i x_i + sum_k w_ik t_k.
+
+(A ``"sixd"`` matrix becomes the axis-angle vector of angle at most 180°, so a residue
+shared between segments, ``0 < w_ik < 1``, flips its blended turn where the segment's
+passes 180°; residues inside a segment, ``w_ik = 1``, follow the matrix exactly.)
 
 Rotations are about the box centre: ``x`` are Å from the box centre (the
 :class:`~cryohet.representations.GaussianMixture` frame), where the paper centres its
