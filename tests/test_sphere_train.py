@@ -5,9 +5,12 @@ true atoms, the run directory follows the contract, and a killed run resumes.
 
 CI-sized: 24 epochs at the network rate 3e-3 (the default 1e-3 and 40 epochs are for
 4 000-image sets at SNR 0.05, measured there; this 600-image hinge at SNR 1 was measured at 3e-3).
-Measured while writing it (24 epochs, ~16 s on 2 cores): CA RMSD per state 0.45 / 0.91 Å
-from 0 / 12.7 Å for the input model; heavy-chain segments one static domain (median
-95th-percentile displacement under 1.5 Å), light-chain segments another (over 10 Å)."""
+Measured while writing it (24 epochs, ~16 s on 2 cores, axis-angle rotations): CA RMSD per
+state 0.45 / 0.91 Å from 0 / 12.7 Å for the input model; heavy-chain segments one static
+domain (95th-percentile displacement under 1.5 Å), light-chain segments another (over
+10 Å). With the sixd rotations (the default since method version 4): 0.47 / 0.99 Å, the
+heavy chain's segments 2.0 Å at the 95th percentile, the light chain's 12 and 24 Å; the
+static bound is 2.5 Å."""
 
 from __future__ import annotations
 
@@ -97,7 +100,7 @@ def test_the_moving_chain_is_its_own_domain(hinge):
     # half the images are in the input's state, so the 95th percentile shows the motion
     p95 = seg["p95_displacement_A"]
     moving = [k for k in range(len(p95)) if domains[k] in light]
-    assert min(p95[moving]) > 5.0 > 1.5 > max(np.delete(p95, moving)), p95
+    assert min(p95[moving]) > 5.0 > 2.5 > max(np.delete(p95, moving)), p95
     script = (run / "segmentation.cxc").read_text()
     assert "open input_model.cif" in script and "color #1/L:" in script and "color #1/H:" in script
     motions = np.load(run / "extras" / "motions.npz")

@@ -42,9 +42,9 @@ class SphereConfig(StrictModel):
 
     method: Literal["sphere"] = "sphere"
     method_version: int = Field(
-        3,
-        description="3: the searched domains are kept rigid (domain_rigidity), rotations are axis-angle "
-        "vectors by default; 2: the moving domains are "
+        4,
+        description="4: rotations are two matrix columns (sixd) by default; 3: the searched domains are kept "
+        "rigid (domain_rigidity), rotations are axis-angle vectors by default; 2: the moving domains are "
         "searched per image (domain_search_at); runs of older versions are read as they ran",
     )
     data: ParticleSource
@@ -70,7 +70,7 @@ class SphereConfig(StrictModel):
     )  # fmt: skip
     sigma_A: float = Field(2.0, gt=0, description="width of each residue's Gaussian, Å (ours; paper: fixed per run)")
     rotation: Literal["quaternion", "rotvec", "sixd"] = Field(
-        "rotvec",
+        "sixd",
         description="how the decoder's rotation outputs are read: an axis-angle vector (uniform through and past "
         "180°), two columns of the rotation matrix (sixd, the only reading that can follow a full turn along a "
         "closed latent loop), or the paper's quaternion with real part 1, which never reaches 180° (.deformation). "
@@ -126,11 +126,13 @@ class SphereConfig(StrictModel):
     @classmethod
     def _read_older_versions(cls, data: Any) -> Any:
         """Version-1 runs had no domain search; version-1 and -2 runs no rigidity restraint and
-        quaternion rotations unless they said otherwise."""
+        quaternion rotations unless they said otherwise; version-3 runs axis-angle rotations."""
         if isinstance(data, dict) and data.get("method_version") == 1:
             data = {"domain_search_at": [], **data}
         if isinstance(data, dict) and data.get("method_version") in (1, 2):
             data = {"domain_rigidity": 0.0, "rotation": "quaternion", **data}
+        if isinstance(data, dict) and data.get("method_version") == 3:
+            data = {"rotation": "rotvec", **data}
         return data
 
     @field_validator("domain_search_at")

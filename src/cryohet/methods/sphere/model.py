@@ -40,7 +40,7 @@ class SphereModel(TrainedModel):
     """Maps are the moved residue Gaussians at a latent; models are the moved input atoms."""
 
     method = "sphere"
-    version = 3
+    version = 4
 
     def __init__(
         self, run: RunDir, cfg: SphereConfig, residues: ResidueModel, net: SphereNetwork, box: int, apix: float
