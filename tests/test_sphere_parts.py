@@ -17,7 +17,6 @@ from cryohet.methods.sphere.deformation import (
     residue_transforms,
     rotation_outputs,
     segment_rotvecs,
-    sixd_to_rotmat,
 )
 from cryohet.methods.sphere.restraints import clash_loss, clash_pairs, continuity_loss
 from cryohet.methods.sphere.segmentation import Segmentation
@@ -96,7 +95,7 @@ def test_the_sixd_reading_follows_a_full_turn_linearly_in_a_latent_ring_and_the_
     for reading in ("sixd", "rotvec", "quaternion"):
         zero = torch.zeros(4, rotation_outputs(reading), dtype=torch.float64)
         assert torch.allclose(decoded_rotvecs(zero, reading), torch.zeros(4, 3, dtype=torch.float64))
-    r = sixd_to_rotmat(torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 3, dtype=torch.float64))
+    r = roma.rotvec_to_rotmat(decoded_rotvecs(torch.randn(50, 6, dtype=torch.float64), "sixd"))
     assert torch.allclose(r.transpose(-1, -2) @ r, eye.expand(50, 3, 3), atol=1e-12)
     assert torch.allclose(torch.linalg.det(r), torch.ones(50, dtype=torch.float64))
     big = decoded_rotvecs(torch.full((1, 3), 1e6, dtype=torch.float64), "quaternion")

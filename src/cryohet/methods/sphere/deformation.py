@@ -3,15 +3,16 @@
 The decoder gives, per image and segment ``k``, a translation ``t_k`` (Å) and three
 (six for ``"sixd"``) numbers for the rotation, read in one of three ways:
 
-* ``"rotvec"`` (the default): the axis-angle vector itself, ``r_k = 2 o_k`` radians,
+* ``"rotvec"``: the axis-angle vector itself, ``r_k = 2 o_k`` radians,
   uniform up to and past 180°;
 * ``"quaternion"`` (the paper's): the vector part ``v_k`` of a quaternion whose real
   part is fixed at 1, so ``v = 0`` is no rotation, the same as rotvec at small angles
   (``2 atan|v| ~ 2|v|``), but the angle ``2 atan|v|`` stays below 180° and its rate
   ``2 / (1 + |v|^2)`` falls to 0.05 per unit at 162°;
-* ``"sixd"``: two vectors ``a = e_x + o_1``, ``b = e_y + o_2`` made orthonormal
-  (Gram-Schmidt) as the first two columns of the rotation matrix, so ``o = 0`` is no
-  rotation (Zhou et al., CVPR 2019).
+* ``"sixd"`` (the default since method version 4): two vectors ``a = e_x + o_1``,
+  ``b = e_y + o_2`` made orthonormal (Gram-Schmidt,
+  :func:`~cryohet.geometry.rotations.sixd_to_matrix`) as the first two columns of the
+  rotation matrix, so ``o = 0`` is no rotation (Zhou et al., CVPR 2019).
 
 Why the axis-angle and quaternion readings cannot follow a full turn, and ``"sixd"`` can:
 the decoder is continuous in ``z``, and the latents of a domain turning through 360°
@@ -23,9 +24,9 @@ So somewhere along the loop the decoded turn must leave the true one by a large 
 turn continuously (``a`` sweeps a circle around the axis), the degenerate point being
 inside the latent loop, where no particle lies.
 
-Why rotvec is the default: a domain that turns through a full circle (igg-1d's Fab)
+Why not the paper's quaternion: a domain that turns through a full circle (igg-1d's Fab)
 must pass 180° somewhere along the latent path, which the quaternion reading cannot do
-continuously. Measured on igg-1d (D=64, SNR 0.05, input model at 0°, domain search on):
+at all. Measured on igg-1d (D=64, SNR 0.05, input model at 0°, domain search on):
 with the quaternion the models' turns stopped at ~175°, 23–48° short for the states at
 198–234°; with rotvec they were within 10° of the truth up to 216°. On the 40° test
 hinge the three were alike (seeds 0 and 1: rotvec 0.45/0.44 and 0.27/0.91 Å per state,
@@ -53,11 +54,12 @@ from __future__ import annotations
 import roma
 import torch
 
+from ...geometry.rotations import sixd_to_matrix
+
 __all__ = [
     "segment_rotvecs",
     "decoded_rotvecs",
     "rotation_outputs",
-    "sixd_to_rotmat",
     "ROTVEC_UNIT_RAD",
     "residue_transforms",
     "deform",
@@ -82,16 +84,6 @@ def rotation_outputs(rotation: str) -> int:
     raise ValueError(f"unknown rotation reading {rotation!r}")
 
 
-def sixd_to_rotmat(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``(..., 3, 3)`` whose first column is ``first`` normalised and whose
-    second is ``second`` made orthogonal to it and normalised (Gram-Schmidt); the third is
-    their cross product. Both inputs ``(..., 3)``, neither zero nor parallel."""
-    x = first / first.norm(dim=-1, keepdim=True)
-    y = second - (x * second).sum(dim=-1, keepdim=True) * x
-    y = y / y.norm(dim=-1, keepdim=True)
-    return torch.stack([x, y, torch.linalg.cross(x, y)], dim=-1)
-
-
 def decoded_rotvecs(output: torch.Tensor, rotation: str) -> torch.Tensor:
     """Axis-angle vectors ``(..., K, 3)`` (radians) from the decoder's rotation outputs
     ``(..., K, rotation_outputs(rotation))``, read as ``"quaternion"`` vector parts, as
@@ -101,9 +93,8 @@ def decoded_rotvecs(output: torch.Tensor, rotation: str) -> torch.Tensor:
     if rotation == "rotvec":
         return output * ROTVEC_UNIT_RAD
     if rotation == "sixd":
-        ex = torch.tensor([1.0, 0.0, 0.0], dtype=output.dtype, device=output.device)
-        rot = sixd_to_rotmat(ex + output[..., :3], ex.roll(1) + output[..., 3:6])
-        return roma.rotmat_to_rotvec(rot)
+        identity = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=output.dtype, device=output.device)
+        return roma.rotmat_to_rotvec(sixd_to_matrix(identity + output[..., :6]))
     raise ValueError(f"unknown rotation reading {rotation!r}")
 
 
