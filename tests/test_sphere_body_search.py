@@ -275,19 +275,3 @@ def test_the_latent_ring_fits_the_latents_turn_and_hand_and_survives_a_checkpoin
     back = BodyTargets.from_state(targets.state_dict(), "cpu")
     assert back.ring_sign == [-1.0] and back.ring_phase == targets.ring_phase
     assert torch.allclose(back.latent_ring(shifted, rows), cost)
-
-
-def test_the_other_latent_coordinates_cost_their_squared_norm_only_for_images_with_a_target():
-    """With one body, coordinates 2 onwards are outside every ring: an image with a target
-    pays their squared norm, whatever its ring coordinates; one without pays nothing; with
-    as many bodies as coordinate pairs nothing is left over and nothing is paid."""
-    n = 6
-    axis = torch.tensor([0.0, 0.0, 1.0])
-    targets = BodyTargets([Body(torch.arange(5), torch.zeros(3), axis)], n, "cpu")
-    rows = torch.arange(n)
-    better = torch.tensor([True, False, True, True, False, True])
-    targets.set(0, rows, hinge_rotations(axis, torch.full((n,), 40.0)), better)
-    z = torch.cat([torch.randn(n, 2) * 3, torch.arange(n * 3, dtype=torch.float32).reshape(n, 3)], dim=-1)
-    cost = targets.latent_others(z, rows)
-    assert torch.allclose(cost, better.float() * (z[:, 2:] ** 2).sum(-1))
-    assert float(targets.latent_others(z[:, :2], rows).abs().max()) == 0.0

@@ -92,13 +92,6 @@ def sphere(
         "--domain-latent-ring",
         help="Weight of the pull of each image's latent towards a ring point at its searched turn (0: off).",
     ),
-    domain_latent_others: float = config_option(
-        SphereConfig,
-        "domain_latent_others",
-        "--domain-latent-others",
-        help="Weight of the pull of an image's latent coordinates outside the rings towards 0 while the ring "
-        "pull lasts (0: off).",
-    ),
     batch_size: int = config_option(SphereConfig, "optim.batch_size", "--batch-size", "-b"),
     lr: float = config_option(SphereConfig, "optim.lr_network", "--lr", help="Adam rate of the networks."),
     invert: Optional[bool] = invert_option(SphereConfig),
@@ -149,7 +142,6 @@ def sphere(
             **_search_fractions(domain_search_at),
             domain_rigidity=domain_rigidity,
             domain_latent_ring=domain_latent_ring,
-            domain_latent_others=domain_latent_others,
             invert=contrast_choice(invert, uninvert_data),
             device=device,
             snapshot_every=snapshot_every,

@@ -19,15 +19,6 @@ far side; one far state's particles split between the two ends (8.8 latent units
 spread against 0.6–1.5 for the others), so its mean latent fell in the arc's middle and
 decoded a model 25–30 Å off. The ring only seeds the loop: its weight falls with the pull.
 
-**The other coordinates** (:meth:`BodyTargets.latent_others`). The ring alone did not
-remove the cut: the arc grown before the first search lived on in a latent coordinate of
-no ring (igg-1d: coordinate 6 ran from +5 to -4 along the arc, and the far state's
-particles sat at both ends, spread 7.0 there against 1-3 elsewhere), and the decoder kept
-reading it. So, optionally, while the pull lasts an image with a target also has its
-coordinates outside every ring drawn towards 0, the prior's mean: its searched turns are
-then the only thing its latent says about the bodies. Other heterogeneity in those
-coordinates is held back while the pull lasts and may grow again once it has faded.
-
 The search per batch (:func:`search_batch`) tries turns about the body's
 hinge axis every 5° (72), then refines the best by ±2.5° and ±1.25°.
 
@@ -136,16 +127,6 @@ class BodyTargets:
             ring = LATENT_RING_RADIUS * torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)
             out = out + act * ((z_mean[:, 2 * j : 2 * j + 2] - ring) ** 2).sum(-1)
         return out
-
-    def latent_others(self, z_mean: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Per-image ``(B,)`` squared norm (latent units^2) of the latent means' coordinates
-        that belong to no body's ring (``2 n_ring`` onwards), over the images with a target
-        for some body that has a ring (module docstring: the other coordinates)."""
-        n_ring = min(len(self.bodies), z_mean.shape[1] // 2)
-        if n_ring == 0 or 2 * n_ring >= z_mean.shape[1]:
-            return z_mean.new_zeros(z_mean.shape[0])
-        act = torch.stack([self.active[j][index] for j in range(n_ring)]).any(0).to(z_mean.dtype)
-        return act * (z_mean[:, 2 * n_ring :] ** 2).sum(-1)
 
     def rigidity(self, moved_A: torch.Tensor, base_A: torch.Tensor) -> torch.Tensor:
         """Per-image ``(B,)`` sum over the bodies and the static core of

@@ -114,13 +114,6 @@ class SphereConfig(StrictModel):
         "(360°, input at 0°, sixd) 2.64 Å mean Cα RMSD, 16/20 states under 2 Å, AUC 0.439 against 2.81 Å, "
         "15/20 and 0.436 without it",
     )
-    domain_latent_others: float = Field(
-        0.0,
-        ge=0,
-        description="weight of the pull of an image's latent coordinates outside every domain's ring towards 0, "
-        "for images with a searched turn, falling with the domain pull (latent units^2 per image; ours; "
-        ".body_targets): the searched turns become the only thing the latent says about the domains",
-    )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )

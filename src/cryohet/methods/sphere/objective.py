@@ -23,10 +23,7 @@
   searched turns (:meth:`.body_targets.BodyTargets.latent_ring`, latent units^2), added
   per image with weight ``w_ring`` (not times ``n_pix``: it is in latent units, beside KL_z).
 
-* ``L_others``: while the pull lasts, the squared latent means outside every ring of an
-  image with a target (:meth:`.body_targets.BodyTargets.latent_others`), weight ``w_others``.
-
-    loss += mean_b [ w_ring L_ring,b + w_others L_others,b ]
+    loss += mean_b [ w_ring L_ring,b ]
 """
 
 from __future__ import annotations
@@ -71,7 +68,6 @@ class ObjectiveWeights:
     body: float = 0.0
     rigidity: float = 0.0
     latent_ring: float = 0.0
-    latent_others: float = 0.0
 
 
 @dataclass
@@ -87,7 +83,6 @@ class BatchTerms:
     body: torch.Tensor
     rigidity: torch.Tensor
     latent_ring: torch.Tensor
-    latent_others: torch.Tensor
 
 
 def batch_objective(
@@ -135,15 +130,10 @@ def batch_objective(
         if targets is not None and weights.latent_ring > 0
         else moved.new_zeros(moved.shape[0])
     )
-    others = (
-        targets.latent_others(mean, bb.index)
-        if targets is not None and weights.latent_others > 0
-        else moved.new_zeros(moved.shape[0])
-    )
     kl_centre, kl_width, kl_prop = net.segmentation.kl_terms()
     kl_seg = weights.beta_segmentation * (kl_centre + kl_width) + weights.beta_proportions * kl_prop
     loss = (
-        (data + weights.beta_z * kl_z + weights.latent_ring * ring + weights.latent_others * others).mean()
+        (data + weights.beta_z * kl_z + weights.latent_ring * ring).mean()
         + kl_seg / max(1, n_images)
         + n_pix
         * (
@@ -163,5 +153,4 @@ def batch_objective(
         body.detach(),
         rigid.detach(),
         ring.detach(),
-        others.detach(),
     )

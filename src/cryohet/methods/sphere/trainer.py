@@ -176,8 +176,8 @@ class SphereTrainer:
             beta_z=b, beta_segmentation=b, beta_proportions=cyclic_beta(progress_),
             continuity=self.cfg.continuity, clash=self.cfg.clash, body=self.body_weight(epoch),
             rigidity=self.cfg.domain_rigidity if self.targets is not None and self.targets_epoch >= 0 else 0.0,
-            latent_ring=self.cfg.domain_latent_ring * self.pull_fraction(epoch),
-            latent_others=self.cfg.domain_latent_others * self.pull_fraction(epoch),
+            latent_ring=self.cfg.domain_latent_ring * self.body_weight(epoch) / max(self.cfg.domain_search_weight,
+                                                                                    1e-12),
         )  # fmt: skip
 
     def search_epochs(self) -> list[int]:
@@ -191,11 +191,6 @@ class SphereTrainer:
             return 0.0
         span = max(1.0, 0.2 * self.cfg.epochs)
         return self.cfg.domain_search_weight * max(0.0, 1.0 - (epoch - self.targets_epoch) / span)
-
-    def pull_fraction(self, epoch: int) -> float:
-        """What is left of the pull at ``epoch``: 1 just after a search, falling to 0
-        (:meth:`body_weight` over ``domain_search_weight``)."""
-        return self.body_weight(epoch) / max(self.cfg.domain_search_weight, 1e-12)
 
     def radius_px(self, epoch: int) -> float:
         """Band radius (Fourier px) of the data term at ``epoch``: frequency marching from the
@@ -218,7 +213,7 @@ class SphereTrainer:
         world = self.dist.world_size
         sizes = self.loader.sampler.global_batch_sizes() if self.dist.enabled else None
         weights = self.weights(epoch)
-        totals = torch.zeros(9, dtype=torch.float64)
+        totals = torch.zeros(8, dtype=torch.float64)
         it = progress(self.loader, total=len(self.loader), description=f"epoch {epoch + 1}", unit="batch")
         for step, batch in enumerate(it):
             bb = prepare_batch(batch, self.band, self.device).restrict(sub)
@@ -233,7 +228,7 @@ class SphereTrainer:
                 totals += torch.tensor(
                     [float(terms.data.sum()), float(terms.kl_z.sum()), float(terms.continuity.sum()),
                      float(terms.clash.sum()), float(len(bb)), float(terms.body.sum()), float(terms.rigidity.sum()),
-                     float(terms.latent_ring.sum()), float(terms.latent_others.sum())],
+                     float(terms.latent_ring.sum())],
                     dtype=torch.float64,
                 )  # fmt: skip
             if self.dist.enabled:
@@ -256,8 +251,6 @@ class SphereTrainer:
             "body_rigidity_A2": float(totals[6]) / n,
             "latent_ring": float(totals[7]) / n,
             "latent_ring_weight": weights.latent_ring,
-            "latent_others": float(totals[8]) / n,
-            "latent_others_weight": weights.latent_others,
             "beta": weights.beta_z,
             "radius_px": self.radius_px(epoch),
             "n_images": int(n),
