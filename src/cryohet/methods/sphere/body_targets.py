@@ -24,11 +24,12 @@ one far state (234°) still splits, in both seeds run: under 2 % of its particle
 its own mean (seed 0: 42 % / 54 % nearest those of 216° and 252°), and its model decodes
 25.6 Å (seed 0) and 8.4 Å (seed 1) off. The ring coordinates do close,
 but the arc grown before the first search lives on in a coordinate of no ring (coordinate
-6 ran from +5 to -4, spread 7.0 at 234° against 1-3 elsewhere) and the decoder keeps
+6 ran from +5.8 to -3.9, spread 7.0 at 234° against 1.0-5.3 elsewhere) and the decoder keeps
 reading it. (1) Drawing the other coordinates of images with a target towards 0 while the
-pull lasts only moved the cut into the ring coordinates (at epoch 18, spread 3.5 at 234°;
-from 126°, the cut moved to 0°-18°). (2) Taking the domain pull from the motion decoded
-at the ring points instead of at the latents taught the decoder the ring within two epochs
+pull halved the far state's spread but did not join it (epoch 18: spread 3.5, none of its
+particles nearest its own mean; from 126°, the states at 0° and 18° split instead).
+(2) Taking the domain pull from the motion decoded at the ring points instead of at the
+latents taught the decoder the ring within two epochs
 (pull 124 -> 2 Å^2), but the latents then shrank to radius 0.2 and stopped following the
 turn. Neither was kept.
 
