@@ -20,9 +20,9 @@ spread against 0.6–1.5 for the others), so its mean latent fell in the arc's m
 decoded a model 25–30 Å off. The ring only seeds the loop: its weight falls with the pull.
 
 What the ring leaves, and three tries that did not fix it (igg-1d, session 19). With the
-ring, one far state (234°) still splits from 0°, in both seeds run: under 2 % of its
+ring, one far state (234°) still splits from 0°, in all three seeds run: under 2 % of its
 particles are nearest its own mean (seed 0: 42 % / 54 % nearest those of 216° and 252°),
-and its model decodes 25.6 Å (seed 0) and 8.4 Å (seed 1) off; from 126° every state is
+and its model decodes 25.6, 8.4 and 20.9 Å off (seeds 0-2); from 126° every state is
 within 1.7 Å. The ring coordinates do close, but the arc grown before the first search
 lives on in a coordinate of no ring (coordinate 6 ran from +5.8 to -3.9, spread 7.0 at
 234° against 1.0-5.3 elsewhere) and the decoder keeps reading it.

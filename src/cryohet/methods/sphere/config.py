@@ -112,7 +112,7 @@ class SphereConfig(StrictModel):
         "(latent units^2 per image; two latent coordinates per domain), falling with the domain pull (ours; "
         ".body_targets): it closes the latent loop of a domain that turns through a full circle. On igg-1d "
         "(360°, input at 0°, sixd) 2.64 Å mean Cα RMSD, 16/20 states under 2 Å, AUC 0.439 against 2.81 Å, "
-        "15/20 and 0.436 without it (seed 1: 1.74 Å, 15/20, 0.444; input at 126°: 0.76 Å, 20/20, 0.453)",
+        "15/20 and 0.436 without it (seeds 1, 2: 1.74 and 3.12 Å; input at 126°: 0.76 Å, 20/20, 0.453)",
     )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
