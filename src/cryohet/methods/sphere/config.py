@@ -10,6 +10,7 @@ paper is silent or cryohet changed it, the field says so.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -32,6 +33,14 @@ class SphereOptimConfig(StrictModel):
     lr_segmentation: float = Field(1e-2, gt=0, description="the segmentation's variational parameters (ours)")
     lr_latents: float = Field(0.1, gt=0, description="per-image latents when auto-decoding (row-wise Adam)")
     batch_size: int = Field(32, gt=0)
+
+
+#: What runs of each older method version had where their config said nothing.
+_OLDER_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"domain_search_at": [], "domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0},
+    2: {"domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0},
+    3: {"rotation": "rotvec", "domain_latent_ring": 0.0},
+}
 
 
 class SphereConfig(StrictModel):
@@ -131,14 +140,8 @@ class SphereConfig(StrictModel):
         """Version-1 runs had no domain search; version-1 and -2 runs no rigidity restraint and
         quaternion rotations unless they said otherwise; version-3 runs axis-angle rotations;
         none before version 4 a latent ring."""
-        if isinstance(data, dict) and data.get("method_version") == 1:
-            data = {"domain_search_at": [], **data}
-        if isinstance(data, dict) and data.get("method_version") in (1, 2):
-            data = {"domain_rigidity": 0.0, "rotation": "quaternion", **data}
-        if isinstance(data, dict) and data.get("method_version") in (1, 2, 3):
-            data = {"domain_latent_ring": 0.0, **data}
-        if isinstance(data, dict) and data.get("method_version") == 3:
-            data = {"rotation": "rotvec", **data}
+        if isinstance(data, dict) and data.get("method_version") in _OLDER_DEFAULTS:
+            data = {**copy.deepcopy(_OLDER_DEFAULTS[data["method_version"]]), **data}
         return data
 
     @field_validator("domain_search_at")
