@@ -37,10 +37,12 @@ class SphereOptimConfig(StrictModel):
 
 #: What runs of each older method version had where their config said nothing.
 _OLDER_DEFAULTS: dict[int, dict[str, Any]] = {
-    1: {"domain_search_at": [], "domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0},
-    2: {"domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0},
-    3: {"rotation": "rotvec", "domain_latent_ring": 0.0},
-}
+    1: {"domain_search_at": [], "domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0,
+        "domain_turns": False},
+    2: {"domain_rigidity": 0.0, "rotation": "quaternion", "domain_latent_ring": 0.0, "domain_turns": False},
+    3: {"rotation": "rotvec", "domain_latent_ring": 0.0, "domain_turns": False},
+    4: {"domain_turns": False},
+}  # fmt: skip
 
 
 class SphereConfig(StrictModel):
@@ -51,8 +53,9 @@ class SphereConfig(StrictModel):
 
     method: Literal["sphere"] = "sphere"
     method_version: int = Field(
-        4,
-        description="4: rotations are two matrix columns (sixd) by default and the latents are drawn to a ring "
+        5,
+        description="5: each searched domain turns by the angle of its latent ring (domain_turns); "
+        "4: rotations are two matrix columns (sixd) by default and the latents are drawn to a ring "
         "of the searched turns (domain_latent_ring); 3: the searched domains are kept "
         "rigid (domain_rigidity), rotations are axis-angle vectors by default; 2: the moving domains are "
         "searched per image (domain_search_at); runs of older versions are read as they ran",
@@ -123,6 +126,11 @@ class SphereConfig(StrictModel):
         "(360°, input at 0°, sixd) 2.64 Å mean Cα RMSD, 16/20 states under 2 Å, AUC 0.439 against 2.81 Å, "
         "15/20 and 0.436 without it (seeds 1, 2: 1.74 and 3.12 Å; input at 126°: 0.76 Å, 20/20, 0.453)",
     )
+    domain_turns: bool = Field(
+        True,
+        description="from the first search on, each searched domain turns about its hinge by the angle of its "
+        "latent ring point, and the decoder only adds to that (ours; .hinge_turns)",
+    )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
     )
@@ -139,7 +147,7 @@ class SphereConfig(StrictModel):
     def _read_older_versions(cls, data: Any) -> Any:
         """Version-1 runs had no domain search; version-1 and -2 runs no rigidity restraint and
         quaternion rotations unless they said otherwise; version-3 runs axis-angle rotations;
-        none before version 4 a latent ring."""
+        none before version 4 a latent ring, none before version 5 domain turns."""
         if isinstance(data, dict) and data.get("method_version") in _OLDER_DEFAULTS:
             data = {**copy.deepcopy(_OLDER_DEFAULTS[data["method_version"]]), **data}
         return data

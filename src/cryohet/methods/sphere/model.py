@@ -21,7 +21,6 @@ from ...training.rundir import RunDir, as_run_dir
 from ..base import TrainedModel, read_run_config, register_method, resolved_geometry, state_dict_mismatch
 from .build import build_network, load_residues, model_frame_centre_A
 from .config import SphereConfig
-from .deformation import residue_transforms
 from .network import SphereNetwork
 
 __all__ = ["SphereModel", "input_model_path"]
@@ -40,7 +39,7 @@ class SphereModel(TrainedModel):
     """Maps are the moved residue Gaussians at a latent; models are the moved input atoms."""
 
     method = "sphere"
-    version = 4
+    version = 5
 
     def __init__(
         self, run: RunDir, cfg: SphereConfig, residues: ResidueModel, net: SphereNetwork, box: int, apix: float
@@ -63,7 +62,7 @@ class SphereModel(TrainedModel):
             raise RunDirError(f"{run.model}: not a cryoSPHERE model file")
         net = build_network(cfg, residues, box, apix)
         try:
-            net.load_state_dict(state["network"])
+            net.load_weights(state["network"])
         except RuntimeError as err:
             raise state_dict_mismatch(run.model, err) from None
         return cls(run, cfg, residues, net.to(device), box, apix)
@@ -99,8 +98,7 @@ class SphereModel(TrainedModel):
         out = np.empty((len(z), len(atoms), 3))
         w = self.net.memberships(1, sample=False)
         for a in range(0, len(z), chunk):
-            rotvecs, trans = self.net.motions(z[a : a + chunk])
-            rot, t = residue_transforms(w, rotvecs, trans)  # about the box centre
+            rot, t = self.net.residue_transforms(z[a : a + chunk], w)  # about the box centre
             for j in range(len(rot)):
                 r, tt = rot[j].double().cpu().numpy(), t[j].double().cpu().numpy()
                 # x' = R (x - c) + t + c in the map frame, c the box centre; back to the file's frame

@@ -19,13 +19,16 @@
 from __future__ import annotations
 
 import numpy as np
+import roma
 import torch
 from torch import nn
 
+from ...geometry.rigid import kabsch
 from ...networks.encoders import ImageEncoder
 from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
 from ...representations.residue_model import ResidueModel
-from .deformation import decoded_rotvecs, deform, rotation_outputs
+from .deformation import decoded_rotvecs, residue_transforms, rotation_outputs
+from .hinge_turns import HingeTurns
 from .segmentation import ChainSegmentation
 
 __all__ = ["SphereNetwork", "TRANSLATION_UNIT_A"]
@@ -70,6 +73,7 @@ class SphereNetwork(nn.Module):
         nn.init.zeros_(self.decoder[-1].weight)
         nn.init.zeros_(self.decoder[-1].bias)
         self.log_scale = nn.Parameter(torch.zeros(()))
+        self.turns = HingeTurns()
 
     @property
     def n_residues(self) -> int:
@@ -93,10 +97,44 @@ class SphereNetwork(nn.Module):
         out = self.decoder(z).reshape(z.shape[0], self.n_segments, self.per_segment)
         return decoded_rotvecs(out[..., 3:], self.rotation), out[..., :3] * TRANSLATION_UNIT_A
 
+    def segment_motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each segment's motion at latents ``z``: axis-angle vectors ``(B, K, 3)`` (radians)
+        and translations ``(B, K, 3)`` Å, as :meth:`motions` gives them. With domain turns
+        (:mod:`.hinge_turns`) the decoder's alone would leave the turns out, so each segment's
+        is then the rigid motion that best fits its residues where they end up (Kabsch over
+        the residues the segment holds most; identity for an empty segment)."""
+        if not len(self.turns):
+            return self.motions(z)
+        labels = torch.as_tensor(self.segment_labels(), device=z.device)
+        moved = self.deformed(z, self.memberships(1, sample=False))
+        rotvecs = z.new_zeros(len(z), self.n_segments, 3)
+        shifts = z.new_zeros(len(z), self.n_segments, 3)
+        for k in range(self.n_segments):
+            sel = torch.nonzero(labels == k).squeeze(1)
+            if len(sel) < 3:
+                continue
+            src = self.base_A[sel].expand(len(z), -1, -1).double()
+            rot, t = kabsch(src, moved[:, sel].double(), torch.ones(src.shape[:2], dtype=src.dtype, device=z.device))
+            rotvecs[:, k], shifts[:, k] = roma.rotmat_to_rotvec(rot).to(z), t.to(z)
+        return rotvecs, shifts
+
+    def residue_transforms(self, z: torch.Tensor, memberships: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-residue ``x -> R x + t`` at latents ``z``: rotations ``(B, R, 3, 3)`` and
+        translations ``(B, R, 3)`` Å (about the box centre), the decoder's segment motions
+        blended by ``memberships`` and then any searched domain's turn (:mod:`.hinge_turns`)."""
+        rotvecs, shifts = self.motions(z)
+        rot, shift = residue_transforms(memberships, rotvecs, shifts)
+        return self.turns.compose(rot, shift, z)
+
     def deformed(self, z: torch.Tensor, memberships: torch.Tensor) -> torch.Tensor:
         """Moved residue centres ``(B, R, 3)`` Å from the box centre."""
-        rotvecs, shifts = self.motions(z)
-        return deform(self.base_A, memberships, rotvecs, shifts)
+        rot, shift = self.residue_transforms(z, memberships)
+        return torch.einsum("bnij,nj->bni", rot, self.base_A) + shift
+
+    def load_weights(self, state: dict) -> None:
+        """``load_state_dict`` that also reads networks saved before domain turns existed."""
+        key = "turns._extra_state"
+        self.load_state_dict(state if key in state else {**state, key: HingeTurns().get_extra_state()})
 
     def mixture(self, centres_A: torch.Tensor) -> GaussianMixture:
         """Residue Gaussians at ``centres_A`` (``(B, R, 3)`` or ``(R, 3)``)."""

@@ -65,7 +65,9 @@ def write_model_files(trainer, run) -> np.ndarray:
     The network is left in the mode it was in."""
     net = trainer.net
     training = net.training
-    save_checkpoint(run.model, {"network": {k: v.detach().cpu() for k, v in net.state_dict().items()}})
+    save_checkpoint(
+        run.model, {"network": {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in net.state_dict().items()}}
+    )
     with torch.no_grad():
         z = trainer.latent_means()
     net.train(training)
@@ -88,7 +90,7 @@ def write_outputs(trainer, session) -> None:
     rotvecs, trans = [], []
     with torch.no_grad():
         for a in range(0, len(z), 1024):
-            r, t = net.motions(torch.as_tensor(z[a : a + 1024], device=trainer.device))
+            r, t = net.segment_motions(torch.as_tensor(z[a : a + 1024], device=trainer.device))
             rotvecs.append(r.cpu().numpy())
             trans.append(t.cpu().numpy())
     rotvecs_np, trans_np = np.concatenate(rotvecs), np.concatenate(trans)

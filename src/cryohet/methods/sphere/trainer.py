@@ -15,7 +15,9 @@ Before any training the run (rank 0 and every other rank alike):
 At the starts of the epochs listed by ``domain_search_at``, every image's moving domains
 are searched over rotations about their hinges (:mod:`.body_search`); where a placement
 beats the image's current fit it becomes a target that pulls the decoded motion for a
-fifth of the run (:mod:`.body_targets`).
+fifth of the run (:mod:`.body_targets`). From the first search on (``domain_turns``),
+each searched domain with a latent ring turns by its ring angle and the decoder's last
+layer restarts from zero (:mod:`.hinge_turns`); later searches search the same domains.
 
 Each epoch then trains the encoder (or the latent table), the decoder and the
 segmentation on the batch objective (:func:`.objective.batch_objective`: the shared
@@ -54,11 +56,12 @@ from ...training.identity import config_input_paths
 from ...training.session import RunSession
 from ..base import load_weights, weights_mismatch
 from ..particles import open_particles
-from .body_search import body_volume, find_bodies
+from .body_search import Body, body_volume, find_bodies
 from .body_targets import BodyTargets, search_batch
 from .build import build_network, load_residues
 from .config import SphereConfig
 from .hinge_axis import choose_axis
+from .hinge_turns import HingeTurn
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
 from .outputs import write_model_files, write_outputs
 from .restraints import clash_pairs
@@ -104,7 +107,7 @@ class SphereTrainer:
         if cfg.load is not None:  # warm start: another run's network (encoder, decoder, segmentation)
             weights, path = load_weights(cfg.load, "sphere", "network", device=str(self.device))
             try:
-                self.net.load_state_dict(weights)
+                self.net.load_weights(weights)
             except RuntimeError as err:
                 raise weights_mismatch(path, err) from None
             log.info("network weights from %s", path)
@@ -266,8 +269,13 @@ class SphereTrainer:
         min_residues = max(10, int(0.05 * self.residues.movable.sum()))
         chain = np.asarray(self.residues.chain_ids)
         same_chain = torch.as_tensor(np.append(chain[1:] == chain[:-1], False), device=self.device)
-        bodies = find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded, min_residues,
-                             same_chain)  # fmt: skip
+        turning = len(self.net.turns) > 0  # the bodies turn by their ring angle: search those again
+        bodies = (
+            [Body(t.residues, t.pivot_A, t.axis) for t in self.net.turns.turns]
+            if turning
+            else find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded,
+                             min_residues, same_chain)
+        )  # fmt: skip
         self.targets, self.targets_epoch = BodyTargets(bodies, self.n, self.device), epoch
         if not bodies:
             log.info("epoch %d: no domain bonded to the rest moves apart from the core; nothing to search", epoch + 1)
@@ -283,7 +291,7 @@ class SphereTrainer:
             bb = prepare_batch(self.dataset.get_batch(sample_rows[a : a + step]), self.band, self.device)
             batches.append((bb.restrict(band), z[bb.index]))
         reduce = _summed if self.dist.enabled else None
-        for j, body in enumerate(bodies):
+        for j, body in enumerate(bodies if not turning else []):
             bodies[j] = choose_axis(self.net, body, batches, likelihood, reduce)
             log.info("epoch %d: domain %d's hinge axis %s (%.0f° from the decoded motions')", epoch + 1, j + 1,
                      _vector(bodies[j].axis),
@@ -306,7 +314,13 @@ class SphereTrainer:
             for t in tables:
                 all_reduce_sum_(t)
             self.targets.set_tables(tables)
-        self.targets.fit_rings(z)
+        if turning:
+            self.targets.ring_phase[: len(bodies)] = [t.phase for t in self.net.turns.turns]
+            self.targets.ring_sign[: len(bodies)] = [t.sign for t in self.net.turns.turns]
+        else:
+            self.targets.fit_rings(z)
+            if self.cfg.domain_turns and self.cfg.domain_latent_ring > 0:
+                self._start_turns(epoch)
         for j, body in enumerate(bodies):
             act = self.targets.active[j]
             angles = torch.rad2deg(roma.rotmat_to_rotvec(self.targets.rotations[j][act]).norm(dim=-1))
@@ -315,6 +329,28 @@ class SphereTrainer:
                      "better turned, by %.0f° (median)", epoch + 1, j + 1, len(body.residues),
                      _vector(body.pivot_A, 1), _vector(body.axis), 100.0 * float(act.float().mean()),
                      median)  # fmt: skip
+
+    def _start_turns(self, epoch: int) -> None:
+        """From now on each searched body with a latent ring turns by its ring angle
+        (:mod:`.hinge_turns`), and the decoder's last layer restarts from zero (its Adam
+        state too), so that it only adds what the turns leave."""
+        t = self.targets
+        turns = [
+            HingeTurn(b.residues, b.pivot_A, b.axis, 2 * j, t.ring_phase[j], t.ring_sign[j])
+            for j, b in enumerate(t.bodies)
+            if 2 * j + 1 < self.cfg.zdim
+        ]
+        if not turns:
+            return
+        self.net.turns.set(turns)
+        last = self.net.decoder[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        for p in (last.weight, last.bias):
+            self.opt.state.pop(p, None)
+        log.info("epoch %d: %d domain(s) now turn by the angle of their latent ring; the decoder's last layer "
+                 "restarts from zero", epoch + 1, len(turns))  # fmt: skip
 
     def _average_gradients(self) -> None:
         """Mean of every parameter's gradient over ranks (zeros where a rank had none)."""
@@ -347,7 +383,7 @@ class SphereTrainer:
         return state
 
     def set_state(self, state: dict) -> None:
-        self.net.load_state_dict(state["network"])
+        self.net.load_weights(state["network"])
         self.opt.load_state_dict(state["optimizer"])
         if self.latents is not None:
             self.latents.load_state_dict(state["latents"])

@@ -1,0 +1,170 @@
+"""cryoSPHERE's domain turns read from the latent ring (methods/sphere/hinge_turns.py).
+
+* A latent on a body's ring point for the turn ``theta`` (the ring fitted to searched
+  targets, as the trainer does) turns the body by exactly ``theta`` about its hinge, and
+  there the pull towards the searched target and the ring's cost are both 0: the ring,
+  the search and the turn share one convention. Residues outside the body stay put.
+* The turns survive a checkpoint loaded without executing code; a network saved before
+  turns existed loads with none.
+* The per-segment motions written for the analysis include the turn (a segment inside the
+  body moves by the hinge turn); without turns they are the decoder's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import roma
+import torch
+from sphere_helpers import fab_structure
+
+from cryohet.io.atomic import read_atomic_model
+from cryohet.methods.sphere.body_search import Body, body_pivot_A, hinge_rotations
+from cryohet.methods.sphere.body_targets import LATENT_RING_RADIUS, BodyTargets
+from cryohet.methods.sphere.hinge_turns import HingeTurn
+from cryohet.methods.sphere.network import SphereNetwork
+from cryohet.representations.residue_model import residue_model
+
+BOX, APIX, ZDIM = 32, 5.0, 4
+
+
+@pytest.fixture(scope="module")
+def fab(tmp_path_factory):
+    """A Fab's residue network (zdim 4, 4 segments) and its light chain as the body."""
+    path = tmp_path_factory.mktemp("fab") / "fab.pdb"
+    fab_structure().write_pdb(str(path))
+    atoms = read_atomic_model(path)
+    atoms.coords_A = atoms.coords_A - atoms.coords_A.mean(0) + (BOX // 2) * APIX
+    residues = residue_model(atoms, None)
+    in_body = torch.as_tensor(np.asarray(residues.chain_ids) == "L")
+    torch.manual_seed(0)
+    net = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd").eval()
+    pivot = body_pivot_A(net.base_A, in_body, torch.as_tensor(residues.bonded_to_next))
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    return residues, net, Body(torch.nonzero(in_body).squeeze(1), pivot, axis)
+
+
+def _ring_latents(targets: BodyTargets, theta: torch.Tensor) -> torch.Tensor:
+    """Latents on the body's ring point for each turn, other coordinates random."""
+    angle = targets.ring_phase[0] + targets.ring_sign[0] * theta
+    ring = LATENT_RING_RADIUS * torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+    return torch.cat([ring, torch.randn(len(theta), ZDIM - 2)], dim=-1)
+
+
+def _turned_network(fab, phase: float, sign: float) -> tuple[SphereNetwork, BodyTargets, torch.Tensor]:
+    residues, net, body = fab
+    n = 30
+    theta = torch.linspace(-3.1, 3.1, n)  # radians, through the whole turn
+    targets = BodyTargets([body], n, "cpu")
+    targets.set(0, torch.arange(n), hinge_rotations(body.axis, torch.rad2deg(theta)), torch.ones(n, dtype=torch.bool))
+    # latents the ring is fitted to: mirrored and turned as the trainer may find them
+    z_fit = torch.stack([torch.cos(phase + sign * theta), torch.sin(phase + sign * theta)], dim=-1)
+    targets.fit_rings(torch.cat([0.6 * z_fit, torch.randn(n, ZDIM - 2)], dim=-1))
+    assert targets.ring_sign == [sign] and abs(targets.ring_phase[0] - phase) < 1e-4
+    turned = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd").eval()
+    turned.load_state_dict(net.state_dict())
+    turned.turns.set(
+        [HingeTurn(body.residues, body.pivot_A, body.axis, 0, targets.ring_phase[0], targets.ring_sign[0])]
+    )
+    return turned, targets, theta
+
+
+@pytest.mark.parametrize("phase,sign", [(0.7, -1.0), (-2.0, 1.0)])
+def test_a_latent_on_the_ring_turns_the_body_by_its_searched_angle(fab, phase, sign):
+    _, _, body = fab
+    torch.manual_seed(1)
+    net, targets, theta = _turned_network(fab, phase, sign)
+    z = _ring_latents(targets, theta)
+    with torch.no_grad():
+        moved = net.deformed(z, net.memberships(len(z), sample=False))
+    offsets = net.base_A[body.residues] - body.pivot_A
+    expected = body.pivot_A + torch.einsum("bij,rj->bri", hinge_rotations(body.axis, torch.rad2deg(theta)), offsets)
+    assert float((moved[:, body.residues] - expected).abs().max()) < 1e-3  # Å
+    rest = torch.ones(net.n_residues, dtype=torch.bool)
+    rest[body.residues] = False
+    assert float((moved[:, rest] - net.base_A[rest]).abs().max()) < 1e-5  # the decoder starts at zero
+    rows = torch.arange(len(theta))
+    assert float(targets.loss(moved, rows, net.base_A).max()) < 1e-5  # Å^2 from the searched placement
+    assert float(targets.latent_ring(z, rows).max()) < 1e-8
+    # the radius does not matter, only the ring's angle
+    with torch.no_grad():
+        scaled = net.deformed(torch.cat([0.2 * z[:, :2], z[:, 2:]], -1), net.memberships(len(z), sample=False))
+    assert torch.allclose(scaled, moved, atol=1e-3)
+
+
+def test_turns_survive_a_checkpoint_and_older_networks_load(fab):
+    residues, plain, body = fab
+    torch.manual_seed(2)
+    net, targets, theta = _turned_network(fab, 0.7, -1.0)
+    z = _ring_latents(targets, theta)
+    buffer = io.BytesIO()
+    torch.save({"network": net.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)["network"]
+    back = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd").eval()
+    back.load_weights(state)
+    w = net.memberships(len(z), sample=False)
+    with torch.no_grad():
+        assert torch.equal(back.deformed(z, w), net.deformed(z, w))
+    older = {k: v for k, v in plain.state_dict().items() if not k.startswith("turns.")}
+    assert len(older) < len(plain.state_dict())
+    back.load_weights(older)
+    assert len(back.turns) == 0
+    with torch.no_grad():
+        assert torch.equal(back.deformed(z, w), plain.deformed(z, w))
+
+
+def test_segment_motions_include_the_turn(fab):
+    residues, plain, body = fab
+    torch.manual_seed(3)
+    z = torch.randn(6, ZDIM)
+    with torch.no_grad():
+        for a, b in zip(plain.segment_motions(z), plain.motions(z)):
+            assert torch.equal(a, b)
+    net, targets, theta = _turned_network(fab, -2.0, 1.0)
+    z = _ring_latents(targets, theta[:6])
+    with torch.no_grad():
+        rotvecs, shifts = net.segment_motions(z)
+    labels = net.segment_labels()
+    in_body = np.isin(np.arange(len(labels)), body.residues.numpy())
+    inside = [k for k in range(4) if (labels == k).sum() >= 3 and in_body[labels == k].all()]
+    outside = [k for k in range(4) if (labels == k).sum() >= 3 and not in_body[labels == k].any()]
+    assert inside and outside
+    turn = hinge_rotations(body.axis, torch.rad2deg(theta[:6]))
+    for k in inside:
+        error = roma.rotmat_geodesic_distance(roma.rotvec_to_rotmat(rotvecs[:, k]), turn)
+        assert float(torch.rad2deg(error).max()) < 0.1
+        expected_t = body.pivot_A - turn @ body.pivot_A
+        assert torch.allclose(shifts[:, k], expected_t, atol=1e-2)
+    for k in outside:
+        assert float(rotvecs[:, k].abs().max()) < 1e-4 and float(shifts[:, k].abs().max()) < 1e-3
+
+
+def test_the_trainer_starts_the_turns_and_restarts_the_decoder(fab):
+    """At the first search the bodies with a ring (coordinates within zdim) start turning,
+    the decoder's last layer and its Adam state restart from zero, and the rest of the
+    network keeps its weights."""
+    from types import SimpleNamespace
+
+    from cryohet.methods.sphere.trainer import SphereTrainer
+
+    residues, plain, body = fab
+    net = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd")
+    with torch.no_grad():
+        for p in net.decoder.parameters():
+            p.normal_()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.decoder(torch.randn(3, ZDIM)).sum().backward()
+    opt.step()
+    first = net.decoder[0].weight.detach().clone()
+    targets = BodyTargets([body, body, body], 5, "cpu")  # zdim 4: the third body has no ring
+    targets.ring_phase, targets.ring_sign = [0.5, -1.0, 2.0], [1.0, -1.0, 1.0]
+    trainer = SimpleNamespace(net=net, opt=opt, targets=targets, cfg=SimpleNamespace(zdim=ZDIM))
+    SphereTrainer._start_turns(trainer, epoch=9)
+    assert [(t.coordinate, t.phase, t.sign) for t in net.turns.turns] == [(0, 0.5, 1.0), (2, -1.0, -1.0)]
+    last = net.decoder[-1]
+    assert float(last.weight.detach().abs().max()) == 0.0 and float(last.bias.detach().abs().max()) == 0.0
+    assert last.weight not in opt.state and last.bias not in opt.state
+    assert torch.equal(net.decoder[0].weight, first) and net.decoder[0].weight in opt.state
