@@ -34,6 +34,29 @@ def fab_structure() -> gemmi.Structure:
     return st
 
 
+def fab_with_light_chain_body(path: Path, box: int, apix: float, **network: object) -> tuple:
+    """The Fab written to ``path``, centred in a ``box``-pixel map at ``apix``: its residue
+    model (every chain movable), a :class:`SphereNetwork` (``network`` keyword arguments)
+    and its light chain as a searched body (pivot where the chain leaves the fold, a fixed
+    oblique axis)."""
+    import torch
+
+    from cryohet.io.atomic import read_atomic_model
+    from cryohet.methods.sphere.body_search import Body, body_pivot_A
+    from cryohet.methods.sphere.network import SphereNetwork
+    from cryohet.representations.residue_model import residue_model
+
+    fab_structure().write_pdb(str(path))
+    atoms = read_atomic_model(path)
+    atoms.coords_A = atoms.coords_A - atoms.coords_A.mean(0) + (box // 2) * apix
+    residues = residue_model(atoms, None)
+    net = SphereNetwork(residues, box, apix, **network).eval()
+    in_body = torch.as_tensor(np.asarray(residues.chain_ids) == "L")
+    pivot = body_pivot_A(net.base_A, in_body, torch.as_tensor(residues.bonded_to_next))
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
+    return residues, net, Body(torch.nonzero(in_body).squeeze(1), pivot, axis)
+
+
 def shifted(st: gemmi.Structure, shift_A: np.ndarray) -> gemmi.Structure:
     out = st.clone()
     for model in out:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import roma
 import torch
-from sphere_helpers import fab_structure
+from sphere_helpers import fab_with_light_chain_body
 
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.bands import FourierBand
@@ -55,16 +55,8 @@ BOX, APIX = 32, 5.0
 @pytest.fixture(scope="module")
 def fab(tmp_path_factory):
     """A Fab's residue network (whole model movable) and its light chain as the body."""
-    path = tmp_path_factory.mktemp("fab") / "fab.pdb"
-    fab_structure().write_pdb(str(path))
-    atoms = read_atomic_model(path)
-    atoms.coords_A = atoms.coords_A - atoms.coords_A.mean(0) + (BOX // 2) * APIX
-    residues = residue_model(atoms, None)
-    net = SphereNetwork(residues, BOX, APIX, segments=4).eval()
-    in_body = torch.as_tensor(np.asarray(residues.chain_ids) == "L")
-    pivot = body_pivot_A(net.base_A, in_body, torch.as_tensor(residues.bonded_to_next))
-    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
-    return net, Body(torch.nonzero(in_body).squeeze(1), pivot, axis)
+    _, net, body = fab_with_light_chain_body(tmp_path_factory.mktemp("fab") / "fab.pdb", BOX, APIX, segments=4)
+    return net, body
 
 
 def _images_of_turned_body(net: SphereNetwork, body: Body, turns: torch.Tensor, rng_seed: int = 1) -> BandBatch:

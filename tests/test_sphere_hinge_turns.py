@@ -18,14 +18,12 @@ import numpy as np
 import pytest
 import roma
 import torch
-from sphere_helpers import fab_structure
+from sphere_helpers import fab_with_light_chain_body
 
-from cryohet.io.atomic import read_atomic_model
-from cryohet.methods.sphere.body_search import Body, body_pivot_A, hinge_rotations
+from cryohet.methods.sphere.body_search import hinge_rotations
 from cryohet.methods.sphere.body_targets import LATENT_RING_RADIUS, BodyTargets
 from cryohet.methods.sphere.hinge_turns import HingeTurn
 from cryohet.methods.sphere.network import SphereNetwork
-from cryohet.representations.residue_model import residue_model
 
 BOX, APIX, ZDIM = 32, 5.0, 4
 
@@ -33,17 +31,9 @@ BOX, APIX, ZDIM = 32, 5.0, 4
 @pytest.fixture(scope="module")
 def fab(tmp_path_factory):
     """A Fab's residue network (zdim 4, 4 segments) and its light chain as the body."""
-    path = tmp_path_factory.mktemp("fab") / "fab.pdb"
-    fab_structure().write_pdb(str(path))
-    atoms = read_atomic_model(path)
-    atoms.coords_A = atoms.coords_A - atoms.coords_A.mean(0) + (BOX // 2) * APIX
-    residues = residue_model(atoms, None)
-    in_body = torch.as_tensor(np.asarray(residues.chain_ids) == "L")
     torch.manual_seed(0)
-    net = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd").eval()
-    pivot = body_pivot_A(net.base_A, in_body, torch.as_tensor(residues.bonded_to_next))
-    axis = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0)
-    return residues, net, Body(torch.nonzero(in_body).squeeze(1), pivot, axis)
+    path = tmp_path_factory.mktemp("fab") / "fab.pdb"
+    return fab_with_light_chain_body(path, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd")
 
 
 def _ring_latents(targets: BodyTargets, theta: torch.Tensor) -> torch.Tensor:
