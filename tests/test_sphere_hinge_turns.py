@@ -158,3 +158,38 @@ def test_the_trainer_starts_the_turns_and_restarts_the_decoder(fab):
     assert float(last.weight.detach().abs().max()) == 0.0 and float(last.bias.detach().abs().max()) == 0.0
     assert last.weight not in opt.state and last.bias not in opt.state
     assert torch.equal(net.decoder[0].weight, first) and net.decoder[0].weight in opt.state
+
+
+def test_the_hinge_is_refined_by_gradient_from_the_searched_one(fab):
+    """With refinement slots, the turn starts about the searched hinge (offsets 0), its
+    pivot and axis offsets receive gradients from the moved residues, and a pivot offset
+    moves the turn's fixed line by ``PIVOT_UNIT_A`` Å per unit."""
+    from cryohet.methods.sphere.hinge_turns import PIVOT_UNIT_A
+
+    residues, _, body = fab
+    torch.manual_seed(4)
+    net = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd", turn_slots=2).eval()
+    with torch.no_grad():
+        net.turns.pivot_offsets.fill_(0.3)
+    net.turns.set([HingeTurn(body.residues, body.pivot_A, body.axis, 0, 0.0, 1.0)])
+    assert float(net.turns.pivot_offsets.detach().abs().max()) == 0.0  # set() starts the refinement at 0
+    theta = torch.tensor([0.4, 1.9, -2.5])
+    z = torch.cat([torch.stack([torch.cos(theta), torch.sin(theta)], -1), torch.zeros(3, ZDIM - 2)], -1)
+    w = net.memberships(len(z), sample=False)
+    moved = net.deformed(z, w)
+    offsets = net.base_A[body.residues] - body.pivot_A
+    expected = body.pivot_A + torch.einsum("bij,rj->bri", hinge_rotations(body.axis, torch.rad2deg(theta)), offsets)
+    assert float((moved[:, body.residues] - expected).detach().abs().max()) < 1e-3
+    moved[:, body.residues].square().sum().backward()
+    assert (
+        float(net.turns.pivot_offsets.grad[0].abs().max()) > 0 and float(net.turns.axis_offsets.grad[0].abs().max()) > 0
+    )
+    assert float(net.turns.pivot_offsets.grad[1].abs().max()) == 0.0  # an unused slot
+    step = torch.tensor([0.5, -0.2, 0.1])
+    with torch.no_grad():
+        net.turns.pivot_offsets[0] = step
+        shifted = net.deformed(z, w)
+    pivot = body.pivot_A + PIVOT_UNIT_A * step
+    expected = pivot + torch.einsum("bij,rj->bri", hinge_rotations(body.axis, torch.rad2deg(theta)),
+                                    net.base_A[body.residues] - pivot)  # fmt: skip
+    assert float((shifted[:, body.residues] - expected).abs().max()) < 1e-3

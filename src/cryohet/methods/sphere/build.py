@@ -37,6 +37,7 @@ def build_network(cfg: SphereConfig, residues: ResidueModel, box: int, apix: flo
             return SphereNetwork(
                 residues, box, apix, zdim=cfg.zdim, segments=cfg.segments, sigma_A=cfg.sigma_A,
                 encoder_box=cfg.encoder_box, amortised=cfg.encoder == "amortised", rotation=cfg.rotation,
+                turn_slots=cfg.zdim // 2 if cfg.domain_turns else 0,
             )  # fmt: skip
         except ValueError as err:  # segments vs chains and residues
             raise InputError(f"{cfg.model}: {err} (--segments, --chains)") from None

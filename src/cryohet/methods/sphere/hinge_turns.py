@@ -46,19 +46,45 @@ class HingeTurn:
     sign: float
 
 
+#: Å per unit of the learned pivot offsets (as the decoder's translations: Adam's steps in Å-sized units)
+PIVOT_UNIT_A = 10.0
+
+
 class HingeTurns(nn.Module):
     """The turns of a network (none until the first domain search); part of its state dict
-    as plain tensors and numbers (``get_extra_state``), so checkpoints load without code."""
+    as plain tensors and numbers (``get_extra_state``), so checkpoints load without code.
 
-    def __init__(self) -> None:
+    ``slots`` turns may be refined on the data: each has a learned pivot offset
+    (``PIVOT_UNIT_A`` Å per unit) and axis offset (added to the searched axis, then
+    normalised), both starting at 0 and registered from the start, so that the optimiser's
+    parameters do not change when the turns begin."""
+
+    def __init__(self, slots: int = 0) -> None:
         super().__init__()
         self.turns: list[HingeTurn] = []
+        self.slots = int(slots)
+        if self.slots:
+            self.pivot_offsets = nn.Parameter(torch.zeros(self.slots, 3))
+            self.axis_offsets = nn.Parameter(torch.zeros(self.slots, 3))
+
+    def hinge(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn ``j``'s pivot ``(3,)`` Å and unit axis ``(3,)``, with the learned offsets."""
+        t = self.turns[j]
+        if j >= self.slots:
+            return t.pivot_A, t.axis
+        pivot = t.pivot_A.to(self.pivot_offsets) + PIVOT_UNIT_A * self.pivot_offsets[j]
+        return pivot, nn.functional.normalize(t.axis.to(self.axis_offsets) + self.axis_offsets[j], dim=0)
 
     def __len__(self) -> int:
         return len(self.turns)
 
     def set(self, turns: list[HingeTurn]) -> None:
+        """Start ``turns`` (their refinements from 0)."""
         self.turns = list(turns)
+        if self.slots:
+            with torch.no_grad():
+                self.pivot_offsets.zero_()
+                self.axis_offsets.zero_()
 
     def angles(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Each turn's angle ``(B,)`` (radians, right-handed about its axis) at latents ``z (B, zdim)``."""
@@ -73,9 +99,10 @@ class HingeTurns(nn.Module):
             return rotations, shifts_A
         rot = rotations.expand(len(z), -1, -1, -1).clone()
         shift = shifts_A.expand(len(z), -1, -1).clone()
-        for t, theta in zip(self.turns, self.angles(z)):
-            res, pivot = t.residues.to(z.device), t.pivot_A.to(z)
-            turn = roma.rotvec_to_rotmat(theta[:, None] * t.axis.to(z)[None])  # (B, 3, 3)
+        for j, (t, theta) in enumerate(zip(self.turns, self.angles(z))):
+            pivot, axis = (v.to(z) for v in self.hinge(j))
+            res = t.residues.to(z.device)
+            turn = roma.rotvec_to_rotmat(theta[:, None] * axis[None])  # (B, 3, 3)
             rot[:, res] = turn[:, None] @ rot[:, res]
             shift[:, res] = torch.einsum("bij,bnj->bni", turn, shift[:, res] - pivot) + pivot
         return rot, shift

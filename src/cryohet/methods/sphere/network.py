@@ -50,6 +50,7 @@ class SphereNetwork(nn.Module):
         encoder_box: int = 64,
         amortised: bool = True,
         rotation: str = "quaternion",
+        turn_slots: int = 0,
     ) -> None:
         super().__init__()
         self.box, self.apix, self.zdim, self.sigma_A = int(box), float(apix), int(zdim), float(sigma_A)
@@ -73,7 +74,7 @@ class SphereNetwork(nn.Module):
         nn.init.zeros_(self.decoder[-1].weight)
         nn.init.zeros_(self.decoder[-1].bias)
         self.log_scale = nn.Parameter(torch.zeros(()))
-        self.turns = HingeTurns()
+        self.turns = HingeTurns(turn_slots)
 
     @property
     def n_residues(self) -> int:

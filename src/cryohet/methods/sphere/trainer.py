@@ -271,7 +271,8 @@ class SphereTrainer:
         same_chain = torch.as_tensor(np.append(chain[1:] == chain[:-1], False), device=self.device)
         turning = len(self.net.turns) > 0  # the bodies turn by their ring angle: search those again
         bodies = (
-            [Body(t.residues, t.pivot_A, t.axis) for t in self.net.turns.turns]
+            [Body(t.residues, *(v.detach() for v in self.net.turns.hinge(j)))
+             for j, t in enumerate(self.net.turns.turns)]
             if turning
             else find_bodies(self.net, self.net.segment_labels(), z[sample.to(self.device)], self.bonded,
                              min_residues, same_chain)
