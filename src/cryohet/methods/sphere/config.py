@@ -128,8 +128,10 @@ class SphereConfig(StrictModel):
     )
     domain_turns: bool = Field(
         True,
-        description="from the first search on, each searched domain turns about its hinge by the angle of its "
-        "latent ring point, and the decoder only adds to that (ours; .hinge_turns)",
+        description="from the first search on, each searched domain turns about its hinge (refined by gradient) "
+        "by the angle of its latent ring point, and the decoder only adds to that (ours; .hinge_turns). On igg-1d "
+        "(360°, seed 0) from 0°: 1.84 Å mean Cα RMSD, worst state 3.2 Å, AUC 0.439, against 2.64 Å, 25.6 Å and "
+        "0.439 without; from 126°: 0.55 Å, 19/20 states under 2 Å, AUC 0.455, against 0.76 Å, 20/20 and 0.453",
     )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
