@@ -62,6 +62,7 @@ __all__ = [
     "rotation_outputs",
     "ROTVEC_UNIT_RAD",
     "residue_transforms",
+    "apply_transforms",
     "deform",
 ]
 
@@ -120,5 +121,10 @@ def deform(
 ) -> torch.Tensor:
     """Moved residue centres ``(B, N, 3)`` Å: ``x_i' = R_i x_i + t_i`` (module docstring);
     ``centres_A (N, 3)`` Å from the box centre."""
-    rot, shift = residue_transforms(memberships, rotvecs, translations_A)
-    return torch.einsum("bnij,nj->bni", rot, centres_A) + shift
+    return apply_transforms(*residue_transforms(memberships, rotvecs, translations_A), centres_A)
+
+
+def apply_transforms(rotations: torch.Tensor, shifts_A: torch.Tensor, centres_A: torch.Tensor) -> torch.Tensor:
+    """``(B, N, 3)``: ``x_i' = R_i x_i + t_i`` for per-residue ``rotations (B, N, 3, 3)``,
+    ``shifts_A (B, N, 3)`` and ``centres_A (N, 3)`` Å from the box centre."""
+    return torch.einsum("bnij,nj->bni", rotations, centres_A) + shifts_A

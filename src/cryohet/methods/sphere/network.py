@@ -27,7 +27,7 @@ from ...geometry.rigid import kabsch
 from ...networks.encoders import ImageEncoder
 from ...representations.gaussian_mixture import GaussianMixture, peak_from_mass
 from ...representations.residue_model import ResidueModel
-from .deformation import decoded_rotvecs, residue_transforms, rotation_outputs
+from .deformation import apply_transforms, decoded_rotvecs, residue_transforms, rotation_outputs
 from .hinge_turns import HingeTurns
 from .segmentation import ChainSegmentation
 
@@ -129,8 +129,7 @@ class SphereNetwork(nn.Module):
 
     def deformed(self, z: torch.Tensor, memberships: torch.Tensor) -> torch.Tensor:
         """Moved residue centres ``(B, R, 3)`` Å from the box centre."""
-        rot, shift = self.residue_transforms(z, memberships)
-        return torch.einsum("bnij,nj->bni", rot, self.base_A) + shift
+        return apply_transforms(*self.residue_transforms(z, memberships), self.base_A)
 
     def load_weights(self, state: dict) -> None:
         """``load_state_dict`` that also reads networks saved before domain turns existed."""

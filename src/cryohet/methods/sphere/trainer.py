@@ -284,19 +284,8 @@ class SphereTrainer:
         radius = min(self.box / 2, self.box * self.apix / self.cfg.domain_search_resolution_A)
         band = self.band.lowpass(min(1.0, radius / (self.box / 2)))
         likelihood = self.likelihood.on(band)
-        sample_rows = np.linspace(0, self.n - 1, min(self.n, _AXIS_SAMPLE)).round().astype(np.int64)
-        sample_rows = sample_rows[self.dist.rank :: self.dist.world_size]
-        step = self.cfg.optim.batch_size
-        batches = []
-        for a in range(0, len(sample_rows), step):
-            bb = prepare_batch(self.dataset.get_batch(sample_rows[a : a + step]), self.band, self.device)
-            batches.append((bb.restrict(band), z[bb.index]))
-        reduce = _summed if self.dist.enabled else None
-        for j, body in enumerate(bodies if not turning else []):
-            bodies[j] = choose_axis(self.net, body, batches, likelihood, reduce)
-            log.info("epoch %d: domain %d's hinge axis %s (%.0f° from the decoded motions')", epoch + 1, j + 1,
-                     _vector(bodies[j].axis),
-                     float(np.degrees(np.arccos(min(1.0, abs(float(bodies[j].axis @ body.axis)))))))  # fmt: skip
+        if not turning:  # turning bodies keep their (refined) hinge axes
+            self._choose_axes(bodies, z, band, likelihood, epoch)
         in_body = torch.zeros(self.net.n_residues, dtype=torch.bool, device=self.device)
         for body in bodies:
             in_body[body.residues] = True
@@ -330,6 +319,22 @@ class SphereTrainer:
                      "better turned, by %.0f° (median)", epoch + 1, j + 1, len(body.residues),
                      _vector(body.pivot_A, 1), _vector(body.axis), 100.0 * float(act.float().mean()),
                      median)  # fmt: skip
+
+    def _choose_axes(self, bodies: list[Body], z: torch.Tensor, band, likelihood, epoch: int) -> None:
+        """Each body's hinge axis chosen on a sample of images (:func:`.hinge_axis.choose_axis`), in place."""
+        sample_rows = np.linspace(0, self.n - 1, min(self.n, _AXIS_SAMPLE)).round().astype(np.int64)
+        sample_rows = sample_rows[self.dist.rank :: self.dist.world_size]
+        step = self.cfg.optim.batch_size
+        batches = []
+        for a in range(0, len(sample_rows), step):
+            bb = prepare_batch(self.dataset.get_batch(sample_rows[a : a + step]), self.band, self.device)
+            batches.append((bb.restrict(band), z[bb.index]))
+        reduce = _summed if self.dist.enabled else None
+        for j, body in enumerate(bodies):
+            bodies[j] = choose_axis(self.net, body, batches, likelihood, reduce)
+            log.info("epoch %d: domain %d's hinge axis %s (%.0f° from the decoded motions')", epoch + 1, j + 1,
+                     _vector(bodies[j].axis),
+                     float(np.degrees(np.arccos(min(1.0, abs(float(bodies[j].axis @ body.axis)))))))  # fmt: skip
 
     def _start_turns(self, epoch: int) -> None:
         """From now on each searched body with a latent ring turns by its ring angle
