@@ -221,6 +221,9 @@ def test_older_runs_read_as_they_ran(tmp_path):
     assert SphereConfig(**common).domain_turns
     assert not SphereConfig(**common, method_version=4).domain_turns
     assert SphereConfig(**common, method_version=4).domain_latent_ring > 0
+    assert SphereConfig(**common).domain_hinge_refine
+    assert not SphereConfig(**common, method_version=5).domain_hinge_refine
+    assert SphereConfig(**common, method_version=5).domain_turns
     assert SphereConfig(**common, method_version=2).rotation == "quaternion"
     assert SphereConfig(**common, method_version=2, rotation="rotvec").rotation == "rotvec"
     with pytest.raises(ValueError, match="fractions of the run"):

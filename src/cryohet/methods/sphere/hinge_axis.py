@@ -33,7 +33,7 @@ from ...representations.render import BandBatch
 from .body_search import Body, BodyScorer, body_volume, hinge_rotations
 from .network import SphereNetwork
 
-__all__ = ["axis_candidates", "axis_ring", "axis_totals", "choose_axis"]
+__all__ = ["axis_candidates", "axis_ring", "axis_totals", "choose_axis", "normal_basis"]
 
 TURN_STEP_DEG = 5.0
 _RING_STEPS_DEG = (10.0, 5.0)
@@ -51,7 +51,7 @@ def axis_candidates(nside: int = 2) -> torch.Tensor:
 
 def axis_ring(axis: torch.Tensor, step_deg: float, n: int = 8) -> torch.Tensor:
     """``(n + 1, 3)``: ``axis`` and ``n`` directions ``step_deg`` from it, evenly around."""
-    e1, e2 = _normal_basis(axis)
+    e1, e2 = normal_basis(axis)
     phi = torch.arange(n, dtype=axis.dtype, device=axis.device) * (2 * np.pi / n)
     t = np.deg2rad(step_deg)
     ring = np.cos(t) * axis[None] + np.sin(t) * (torch.cos(phi)[:, None] * e1 + torch.sin(phi)[:, None] * e2)
@@ -70,7 +70,8 @@ def axis_totals(scorers: list[BodyScorer], axes: torch.Tensor) -> torch.Tensor:
     return totals
 
 
-def _normal_basis(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normal_basis(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two unit vectors ``(3,)`` that make a right-handed orthonormal basis with ``axis``."""
     helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(axis[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
     e1 = torch.nn.functional.normalize(torch.linalg.cross(axis, helper.to(axis)), dim=0)
     return e1, torch.linalg.cross(axis, e1)

@@ -17,7 +17,8 @@ are searched over rotations about their hinges (:mod:`.body_search`); where a pl
 beats the image's current fit it becomes a target that pulls the decoded motion for a
 fifth of the run (:mod:`.body_targets`). From the first search on (``domain_turns``),
 each searched domain with a latent ring turns by its ring angle and the decoder's last
-layer restarts from zero (:mod:`.hinge_turns`); later searches search the same domains.
+layer restarts from zero (:mod:`.hinge_turns`); later searches choose their hinges again
+on the data (``domain_hinge_refine``, :mod:`.hinge_refine`) and search the same domains.
 
 Each epoch then trains the encoder (or the latent table), the decoder and the
 segmentation on the batch objective (:func:`.objective.batch_objective`: the shared
@@ -61,7 +62,9 @@ from .body_targets import BodyTargets, search_batch
 from .build import build_network, load_residues
 from .config import SphereConfig
 from .hinge_axis import choose_axis
+from .hinge_refine import refine_hinge
 from .hinge_turns import HingeTurn
+from .network import SphereNetwork
 from .objective import ObjectiveWeights, batch_objective, cyclic_beta, linear_beta
 from .outputs import write_model_files, write_outputs
 from .restraints import clash_pairs
@@ -72,6 +75,7 @@ log = get_logger("sphere")
 
 #: Images whose summed fit chooses each domain's hinge axis (:mod:`.hinge_axis`).
 _AXIS_SAMPLE = 256
+_HINGE_SAMPLE = 512
 
 
 def _vector(v: torch.Tensor, decimals: int = 2) -> str:
@@ -284,8 +288,10 @@ class SphereTrainer:
         radius = min(self.box / 2, self.box * self.apix / self.cfg.domain_search_resolution_A)
         band = self.band.lowpass(min(1.0, radius / (self.box / 2)))
         likelihood = self.likelihood.on(band)
-        if not turning:  # turning bodies keep their (refined) hinge axes
+        if not turning:
             self._choose_axes(bodies, z, band, likelihood, epoch)
+        elif self.cfg.domain_hinge_refine:
+            self._refine_hinges(bodies, z, band, likelihood, epoch)
         in_body = torch.zeros(self.net.n_residues, dtype=torch.bool, device=self.device)
         for body in bodies:
             in_body[body.residues] = True
@@ -320,15 +326,21 @@ class SphereTrainer:
                      _vector(body.pivot_A, 1), _vector(body.axis), 100.0 * float(act.float().mean()),
                      median)  # fmt: skip
 
-    def _choose_axes(self, bodies: list[Body], z: torch.Tensor, band, likelihood, epoch: int) -> None:
-        """Each body's hinge axis chosen on a sample of images (:func:`.hinge_axis.choose_axis`), in place."""
-        sample_rows = np.linspace(0, self.n - 1, min(self.n, _AXIS_SAMPLE)).round().astype(np.int64)
+    def _sample_batches(self, size: int, band, z: torch.Tensor) -> list[tuple]:
+        """``size`` images spread evenly over the data set (this rank's share), as batches on
+        ``band`` with their latents ``z``."""
+        sample_rows = np.linspace(0, self.n - 1, min(self.n, size)).round().astype(np.int64)
         sample_rows = sample_rows[self.dist.rank :: self.dist.world_size]
         step = self.cfg.optim.batch_size
         batches = []
         for a in range(0, len(sample_rows), step):
             bb = prepare_batch(self.dataset.get_batch(sample_rows[a : a + step]), self.band, self.device)
             batches.append((bb.restrict(band), z[bb.index]))
+        return batches
+
+    def _choose_axes(self, bodies: list[Body], z: torch.Tensor, band, likelihood, epoch: int) -> None:
+        """Each body's hinge axis chosen on a sample of images (:func:`.hinge_axis.choose_axis`), in place."""
+        batches = self._sample_batches(_AXIS_SAMPLE, band, z)
         reduce = _summed if self.dist.enabled else None
         for j, body in enumerate(bodies):
             bodies[j] = choose_axis(self.net, body, batches, likelihood, reduce)
@@ -349,14 +361,30 @@ class SphereTrainer:
         if not turns:
             return
         self.net.turns.set(turns)
-        last = self.net.decoder[-1]
-        with torch.no_grad():
-            last.weight.zero_()
-            last.bias.zero_()
-        for p in (last.weight, last.bias):
-            self.opt.state.pop(p, None)
+        restart_decoder_output(self.net, self.opt)
         log.info("epoch %d: %d domain(s) now turn by the angle of their latent ring; the decoder's last layer "
                  "restarts from zero", epoch + 1, len(turns))  # fmt: skip
+
+    def _refine_hinges(self, bodies: list[Body], z: torch.Tensor, band, likelihood, epoch: int) -> None:
+        """Each turning body's pivot and axis chosen again on a sample of images turned by
+        their ring angles (:func:`.hinge_refine.refine_hinge`), in place and in the turns; the
+        decoder's last layer restarts from zero when a hinge moved (it had made up for the old one)."""
+        batches = self._sample_batches(_HINGE_SAMPLE, band, z)
+        reduce = _summed if self.dist.enabled else None
+        turns, moved = list(self.net.turns.turns), False
+        for j, body in enumerate(bodies):
+            angles = [torch.rad2deg(self.net.turns.angles(zb)[j]) for _, zb in batches]
+            bodies[j] = refine_hinge(self.net, body, batches, angles, likelihood, reduce)
+            shift_A = float((bodies[j].pivot_A - body.pivot_A).norm())
+            tilt_deg = float(np.degrees(np.arccos(min(1.0, float(bodies[j].axis @ body.axis)))))
+            moved |= shift_A > 0 or tilt_deg > 0
+            t = turns[j]
+            turns[j] = HingeTurn(t.residues, bodies[j].pivot_A, bodies[j].axis, t.coordinate, t.phase, t.sign)
+            log.info("epoch %d: domain %d's hinge chosen again on the data: pivot moved %.1f Å, axis %.1f°",
+                     epoch + 1, j + 1, shift_A, tilt_deg)  # fmt: skip
+        if moved:
+            self.net.turns.set(turns)
+            restart_decoder_output(self.net, self.opt)
 
     def _average_gradients(self) -> None:
         """Mean of every parameter's gradient over ranks (zeros where a rank had none)."""
@@ -396,6 +424,16 @@ class SphereTrainer:
         if "body_targets" in state:
             self.targets = BodyTargets.from_state(state["body_targets"], self.device)
             self.targets_epoch = int(state["body_targets"]["epoch"])
+
+
+def restart_decoder_output(net: SphereNetwork, opt: torch.optim.Optimizer) -> None:
+    """The decoder's last layer (and its Adam state) back to zero: no motion on top of the turns."""
+    last = net.decoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    for p in (last.weight, last.bias):
+        opt.state.pop(p, None)
 
 
 def copy_input_model(source: AtomicModel | str | Path, run_dir: Path) -> Path:
