@@ -140,7 +140,9 @@ class SphereConfig(StrictModel):
         True,
         description="at each search after the first, the pivot and axis of each turning domain are chosen again "
         "on a sample of images, and the decoder's last layer restarts from zero when one moved (ours; "
-        ".hinge_refine). On igg-1d from 0° the searched pivot was 3.8 Å off the true hinge line; chosen again, 1.0 Å",
+        ".hinge_refine). On igg-1d (360°) from 0° the searched pivot was 3.8 Å off the true hinge line; chosen "
+        "again, 0.9 Å: 1.00 and 0.77 Å mean Cα RMSD (seeds 0, 1), AUC 0.451 and 0.454, against 1.84 and 1.88 Å, "
+        "0.439 and 0.440 without",
     )
     consensus: str | None = Field(
         None, description="consensus map to check the model against (default: backprojected from the particles)"
