@@ -171,7 +171,7 @@ class DomainSearchSteps:
             bodies[j] = refine_hinge(self.net, body, batches, angles, likelihood, reduce)
             shift_A = float((bodies[j].pivot_A - body.pivot_A).norm())
             tilt_deg = float(np.degrees(np.arccos(min(1.0, float(bodies[j].axis @ body.axis)))))
-            moved |= shift_A > 0 or tilt_deg > 0
+            moved |= not (torch.equal(bodies[j].pivot_A, body.pivot_A) and torch.equal(bodies[j].axis, body.axis))
             t = turns[j]
             turns[j] = HingeTurn(t.residues, bodies[j].pivot_A, bodies[j].axis, t.coordinate, t.phase, t.sign)
             log.info("epoch %d: domain %d's hinge chosen again on the data: pivot moved %.1f Å, axis %.1f°",
