@@ -55,16 +55,34 @@ def hinge_totals(
     """``(P,)``: for each pivot offset ``offsets_A (P, 3)`` (Å from the scorers' pivot),
     the sum over the scorers' images of the best score over turns within ``WINDOW_DEG``
     of each image's ``angles_deg`` about the unit ``axis (3,)`` (lower is better)."""
+    return _pivot_totals(scorers, _turned_bodies(scorers, angles_deg, axis), offsets_A)
+
+
+def _turned_bodies(
+    scorers: list[BodyScorer], angles_deg: list[torch.Tensor], axis: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per scorer, what does not depend on the pivot: the body's filtered slices turned
+    through each image's window about ``axis`` ``(B, W, Ny, Nx)``, and ``I - S`` ``(B, W, 3, 3)``."""
     device = axis.device
     window = torch.arange(-WINDOW_DEG, WINDOW_DEG + 1e-6, WINDOW_STEP_DEG, device=device)
-    totals = torch.zeros(len(offsets_A), dtype=torch.float64, device=device)
+    out = []
     for scorer, angles in zip(scorers, angles_deg):
         bb = scorer.bb
-        b, w = len(bb), len(window)
         turns = hinge_rotations(axis, angles[:, None].to(device) + window[None])  # (B, W, 3, 3)
         rot = (bb.rotations[:, None] @ turns.to(bb.rotations)).reshape(-1, 3, 3)
-        body = scorer.body_filters[:, None] * scorer.volume.slices(rot, bb.band).reshape(b, w, *bb.band.shape)
-        moved_by = torch.eye(3, device=device) - turns  # (I - S), (B, W, 3, 3)
+        slices = scorer.volume.slices(rot, bb.band).reshape(len(bb), len(window), *bb.band.shape)
+        out.append((scorer.body_filters[:, None] * slices, torch.eye(3, device=device) - turns))
+    return out
+
+
+def _pivot_totals(
+    scorers: list[BodyScorer], turned: list[tuple[torch.Tensor, torch.Tensor]], offsets_A: torch.Tensor
+) -> torch.Tensor:
+    """:func:`hinge_totals` from :func:`_turned_bodies`: each pivot offset a phase ramp."""
+    totals = torch.zeros(len(offsets_A), dtype=torch.float64, device=offsets_A.device)
+    for scorer, (body, moved_by) in zip(scorers, turned):
+        bb = scorer.bb
+        b, w = body.shape[:2]
         for a in range(0, len(offsets_A), _OFFSET_CHUNK):
             d = offsets_A[a : a + _OFFSET_CHUNK].to(moved_by)
             shift3 = torch.einsum("bwij,pj->bwpi", moved_by, d)
@@ -72,7 +90,7 @@ def hinge_totals(
             ramp = bb.band.filters(None, -shift_xy.reshape(-1, 2)).reshape(b, w, len(d), *bb.band.shape)
             model = scorer.rest[:, None, None] + body[:, :, None] * ramp
             scores = scorer.likelihood.score(bb.observed[:, None, None], model)  # (B, W, P)
-            totals[a : a + len(d)] += scores.amin(dim=1).double().sum(dim=0)
+            totals[a : a + len(d)] += scores.amin(dim=1).double().sum(dim=0).to(totals.device)
     return totals
 
 
@@ -99,14 +117,15 @@ def refine_hinge(
     volume = body_volume(net, body, batches[0][0].band) if batches else None
     scorers = [BodyScorer.prepare(net, body, bb, z, likelihood, volume) for bb, z in batches]
 
-    def totals(axis: torch.Tensor, offsets_A: torch.Tensor) -> torch.Tensor:
-        t = hinge_totals(scorers, angles_deg, axis, offsets_A)
+    def totals(turned: list, offsets_A: torch.Tensor) -> torch.Tensor:
+        t = _pivot_totals(scorers, turned, offsets_A)
         return t if reduce is None else reduce(t)
 
     def walk_pivot(axis: torch.Tensor, offset: torch.Tensor, step_A: float, n: int) -> torch.Tensor:
+        turned = _turned_bodies(scorers, angles_deg, axis)  # the slices, once for the axis
         for _ in range(_MAX_WALK):
             grid = _pivot_grid(axis, offset, step_A, n)
-            best = grid[int(totals(axis, grid).argmin())]
+            best = grid[int(totals(turned, grid).argmin())]
             if torch.equal(best, grid[len(grid) // 2]):
                 break
             offset = best
@@ -118,7 +137,8 @@ def refine_hinge(
     for step_deg in _AXIS_STEPS_DEG:
         for _ in range(_MAX_WALK):
             ring = axis_ring(axis, step_deg)
-            best = ring[int(torch.cat([totals(u, offset[None]) for u in ring]).argmin())]
+            scores = [totals(_turned_bodies(scorers, angles_deg, u), offset[None]) for u in ring]
+            best = ring[int(torch.cat(scores).argmin())]
             if torch.equal(best, ring[0]):
                 break
             axis = best
