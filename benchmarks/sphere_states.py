@@ -99,7 +99,10 @@ def moving_part_domain(run: Path, gt: Path) -> tuple[float, float, int]:
     key = list(zip(atoms["chain_ids"][ca].tolist(), atoms["residue_numbers"][ca].tolist()))
     moving = dict(zip(key, atoms["moving"][ca].tolist()))
     truth = np.array([moving.get((c, int(n)), False) for c, n in zip(seg["chain_ids"], seg["residue_numbers"])])
-    domain = np.where(seg["segment"] >= 0, seg["domain"][np.maximum(seg["segment"], 0)], -1)
+    if "residue_domain" in seg:
+        domain = seg["residue_domain"]
+    else:  # runs written before per-residue domains
+        domain = np.where(seg["segment"] >= 0, seg["domain"][np.maximum(seg["segment"], 0)], -1)
     values, counts = np.unique(domain[truth & (domain >= 0)], return_counts=True)
     best = values[np.argmax(counts)]
     in_best = domain == best

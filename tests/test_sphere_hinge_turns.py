@@ -193,3 +193,41 @@ def test_the_hinge_is_refined_by_gradient_from_the_searched_one(fab):
     expected = pivot + torch.einsum("bij,rj->bri", hinge_rotations(body.axis, torch.rad2deg(theta)),
                                     net.base_A[body.residues] - pivot)  # fmt: skip
     assert float((shifted[:, body.residues] - expected).abs().max()) < 1e-3
+
+
+def test_a_segment_running_past_a_turning_domain_is_split_between_domains(fab):
+    """The domains written for the analysis are per residue: a segment that runs past the
+    end of a turning domain is split there (its residues inside turn with the domain, the
+    others stay with the core); without turns the residues' domains are their segments'."""
+    from cryohet.methods.sphere.domains import motion_domains
+    from cryohet.methods.sphere.outputs import residue_domains
+
+    residues, plain, body = fab
+    torch.manual_seed(4)
+    base = plain.base_A.numpy()
+    labels = plain.segment_labels()
+    z = torch.randn(40, ZDIM)
+    residue_domain, segment_domain = residue_domains(plain, base, labels, z.numpy(), "cpu")
+    with torch.no_grad():
+        expected = motion_domains(base, labels, *(m.numpy() for m in plain.motions(z)))
+    assert np.array_equal(segment_domain, expected)
+    assert np.array_equal(residue_domain, np.where(labels >= 0, expected[np.maximum(labels, 0)], -1))
+
+    net, targets, theta = _turned_network(fab, 0.7, -1.0)
+    in_body = np.isin(np.arange(len(labels)), body.residues.numpy())
+    k = max(range(4), key=lambda s: int(((labels == s) & in_body).sum()))
+    members = np.flatnonzero((labels == k) & in_body)
+    left_out = members[len(members) // 2 :]  # the segment's second half now lies outside the domain
+    turn = net.turns.turns[0]
+    kept = torch.as_tensor(np.setdiff1d(body.residues.numpy(), left_out))
+    net.turns.set([HingeTurn(kept, turn.pivot_A, turn.axis, turn.coordinate, turn.phase, turn.sign)])
+    pieces = net.piece_labels()
+    assert len(set(pieces[members[: len(members) // 2]])) == 1 and len(set(pieces[left_out])) == 1
+    assert pieces[members[0]] != pieces[left_out[0]]
+    z = _ring_latents(targets, theta)  # turns through the whole circle
+    residue_domain, segment_domain = residue_domains(net, base, labels, z.numpy(), "cpu")
+    turning, core = residue_domain[members[0]], residue_domain[np.flatnonzero(~in_body)[0]]
+    assert turning != core
+    assert np.all(residue_domain[kept.numpy()] == turning)  # the whole turning domain is one domain
+    assert np.all(residue_domain[left_out] == core) and np.all(residue_domain[~in_body & (labels >= 0)] == core)
+    assert segment_domain[k] == (turning if len(members) - len(left_out) > len(left_out) else core)

@@ -112,13 +112,17 @@ class SphereModel(TrainedModel):
         return self.net.segment_labels()
 
     def residue_parts(self) -> np.ndarray:
-        """``(R,)`` the domain of each residue (segments that move together, from
-        ``extras/segmentation.npz``; the segment itself before the run wrote it); residues
-        that may not move form one more part."""
+        """``(R,)`` the domain of each residue (residues that move together, from
+        ``extras/segmentation.npz``: ``residue_domain``, or for runs written before it the
+        segment's ``domain``; the segment itself before the run wrote it); residues that may
+        not move form one more part."""
         labels = self.segment_labels()
         seg = self.run.load_extra("segmentation")
-        domain = np.asarray(seg["domain"]) if seg is not None and "domain" in seg else np.arange(self.cfg.segments)
-        part = np.where(labels >= 0, domain[np.maximum(labels, 0)], -1)
+        if seg is not None and "residue_domain" in seg:
+            part = np.asarray(seg["residue_domain"])
+        else:
+            domain = np.asarray(seg["domain"]) if seg is not None and "domain" in seg else np.arange(self.cfg.segments)
+            part = np.where(labels >= 0, domain[np.maximum(labels, 0)], -1)
         return np.where(part >= 0, part, part.max(initial=-1) + 1).astype(np.int64)
 
     @torch.no_grad()

@@ -98,19 +98,34 @@ class SphereNetwork(nn.Module):
         out = self.decoder(z).reshape(z.shape[0], self.n_segments, self.per_segment)
         return decoded_rotvecs(out[..., 3:], self.rotation), out[..., :3] * TRANSLATION_UNIT_A
 
-    def segment_motions(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def piece_labels(self) -> np.ndarray:
+        """``(R,)`` each residue's rigid piece: its segment, split where a turning domain
+        (:mod:`.hinge_turns`) ends, so that one piece is all inside a domain that turns or all
+        outside every one (``segment + n_segments * (j + 1)`` inside domain ``j``, the segment
+        outside; -1: may not move). Without turns the pieces are the segments."""
+        labels = self.segment_labels()
+        for j, turn in enumerate(self.turns.turns):
+            inside = np.zeros(self.n_residues, dtype=bool)
+            inside[turn.residues.cpu().numpy()] = True
+            labels = np.where(inside & (labels >= 0), labels % self.n_segments + self.n_segments * (j + 1), labels)
+        return labels
+
+    def segment_motions(self, z: torch.Tensor, groups: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each segment's motion at latents ``z``: axis-angle vectors ``(B, K, 3)`` (radians)
         and translations ``(B, K, 3)`` Å, as :meth:`motions` gives them. With domain turns
         (:mod:`.hinge_turns`) the decoder's alone would leave the turns out, so each segment's
         is then the rigid motion that best fits its residues where they end up (Kabsch over
-        the residues the segment holds most; identity for an empty segment)."""
-        if not len(self.turns):
+        the residues the segment holds most; identity for an empty segment). ``groups``
+        (``(R,)``, -1 for none; e.g. :meth:`piece_labels`) fits the motion of each group of
+        residues instead, ``K = groups.max() + 1``."""
+        if groups is None and not len(self.turns):
             return self.motions(z)
-        labels = torch.as_tensor(self.segment_labels(), device=z.device)
+        labels = torch.as_tensor(self.segment_labels() if groups is None else groups, device=z.device)
+        n_groups = self.n_segments if groups is None else int(labels.max()) + 1
         moved = self.deformed(z, self.memberships(1, sample=False))
-        rotvecs = z.new_zeros(len(z), self.n_segments, 3)
-        shifts = z.new_zeros(len(z), self.n_segments, 3)
-        for k in range(self.n_segments):
+        rotvecs = z.new_zeros(len(z), n_groups, 3)
+        shifts = z.new_zeros(len(z), n_groups, 3)
+        for k in range(n_groups):
             sel = torch.nonzero(labels == k).squeeze(1)
             if len(sel) < 3:
                 continue

@@ -9,9 +9,10 @@
   the box centre), ``translations_A``, and ``displacement_A`` (RMS displacement of the
   segment's residues from the input model);
 * ``extras/segmentation.npz`` — per residue ``segment`` (-1: not movable),
-  ``chain_ids``, ``residue_numbers``, ``insertion_codes``; per segment ``domain`` (segments
-  that move together, :mod:`.domains`), ``median_displacement_A`` and
-  ``p95_displacement_A``;
+  ``chain_ids``, ``residue_numbers``, ``insertion_codes`` and ``residue_domain`` (the
+  residues that move together, :mod:`.domains`; a segment that runs past the end of a
+  turning domain is split there, :func:`residue_domains`); per segment ``domain`` (the one
+  holding most of its residues), ``median_displacement_A`` and ``p95_displacement_A``;
 * ``extras/domain_search.npz`` — when the last domain search found a turning domain
   (:mod:`.body_search`): per domain ``residues`` (a padded ``(n_domains, R)`` bool mask),
   ``pivot_A`` and ``axis`` (the hinge, Å from the box centre), and per image
@@ -31,7 +32,7 @@ from ...training.checkpoint import save_checkpoint
 from .domains import motion_domains, segment_displacements_A
 from .model import SphereModel, input_model_path
 
-__all__ = ["write_outputs", "write_model_files", "chimerax_segment_script"]
+__all__ = ["write_outputs", "write_model_files", "chimerax_segment_script", "residue_domains"]
 
 log = get_logger("sphere")
 
@@ -78,6 +79,32 @@ def write_model_files(trainer, run) -> np.ndarray:
     return z
 
 
+def residue_domains(
+    net, base_A: np.ndarray, labels: np.ndarray, z: np.ndarray, device
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(residue_domain (R,), segment_domain (K,))``: the domains (:func:`.domains.motion_domains`)
+    of the network's rigid pieces (:meth:`~.network.SphereNetwork.piece_labels`: the segments,
+    split where a turning domain ends) over the latents ``z``, per residue (-1: may not move),
+    and per segment the domain holding most of its residues (-1: empty). Without turns the
+    pieces are the segments and both are the segments' domains."""
+    pieces = net.piece_labels()
+    groups = pieces if len(net.turns) else None  # without turns: the decoder's own motions
+    rv, tr = [], []
+    with torch.no_grad():
+        for a in range(0, len(z), 256):
+            r, t = net.segment_motions(torch.as_tensor(z[a : a + 256], device=device), groups=groups)
+            rv.append(r.cpu().numpy())
+            tr.append(t.cpu().numpy())
+    piece_domain = motion_domains(base_A, pieces, np.concatenate(rv), np.concatenate(tr))
+    residue_domain = np.where(pieces >= 0, piece_domain[np.maximum(pieces, 0)], -1)
+    segment_domain = np.full(net.n_segments, -1, dtype=np.int64)
+    for k in range(net.n_segments):
+        values, counts = np.unique(residue_domain[labels == k], return_counts=True)
+        if len(values):
+            segment_domain[k] = values[np.argmax(counts)]
+    return residue_domain.astype(np.int64), segment_domain
+
+
 def write_outputs(trainer, session) -> None:
     """Weights, latents, poses, motions, segmentation and the mean model (rank 0 writes)."""
     if not session.is_main:
@@ -98,7 +125,7 @@ def write_outputs(trainer, session) -> None:
     disp = segment_displacements_A(base, labels, rotvecs_np, trans_np)
     run.save_extra("motions", rotvecs=rotvecs_np, translations_A=trans_np, displacement_A=disp.astype(np.float32))
     sample = np.linspace(0, len(z) - 1, min(len(z), 2000)).round().astype(np.int64)
-    domains = motion_domains(base, labels, rotvecs_np[sample], trans_np[sample])
+    residue_domain, domains = residue_domains(net, base, labels, z[sample], trainer.device)
     r = trainer.residues
     run.save_extra(
         "segmentation",
@@ -107,6 +134,7 @@ def write_outputs(trainer, session) -> None:
         residue_numbers=np.asarray(r.residue_numbers, dtype=np.int64),
         insertion_codes=np.asarray(r.insertion_codes, dtype=str),
         domain=domains,
+        residue_domain=residue_domain,
         median_displacement_A=np.median(disp, axis=0),
         p95_displacement_A=np.percentile(disp, 95, axis=0),
     )
