@@ -224,6 +224,9 @@ def test_older_runs_read_as_they_ran(tmp_path):
     assert SphereConfig(**common).domain_hinge_refine
     assert not SphereConfig(**common, method_version=5).domain_hinge_refine
     assert SphereConfig(**common, method_version=5).domain_turns
+    assert SphereConfig(**common).domain_hinge_min_shift_A > 0 and SphereConfig(**common).domain_hinge_min_tilt_deg > 0
+    v6 = SphereConfig(**common, method_version=6)
+    assert v6.domain_hinge_refine and v6.domain_hinge_min_shift_A == 0.0 and v6.domain_hinge_min_tilt_deg == 0.0
     assert SphereConfig(**common, method_version=2).rotation == "quaternion"
     assert SphereConfig(**common, method_version=2, rotation="rotvec").rotation == "rotvec"
     with pytest.raises(ValueError, match="fractions of the run"):

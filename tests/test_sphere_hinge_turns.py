@@ -231,3 +231,40 @@ def test_a_segment_running_past_a_turning_domain_is_split_between_domains(fab):
     assert np.all(residue_domain[kept.numpy()] == turning)  # the whole turning domain is one domain
     assert np.all(residue_domain[left_out] == core) and np.all(residue_domain[~in_body & (labels >= 0)] == core)
     assert segment_domain[k] == (turning if len(members) - len(left_out) > len(left_out) else core)
+
+
+@pytest.mark.parametrize("shift_A,tilt_deg,min_shift_A,replaced", [
+    (0.5, 1.0, 1.0, False),  # a small move: the current hinge stays, nothing restarts
+    (2.5, 0.0, 1.0, True),  # the pivot moved: the hinge is replaced, the decoder restarts
+    (0.0, 3.0, 1.0, True),  # the axis turned
+    (0.5, 1.0, 0.0, True),  # method version 6: any change replaces
+])  # fmt: skip
+def test_a_hinge_chosen_again_replaces_the_current_one_only_when_it_moved_enough(
+    fab, monkeypatch, shift_A, tilt_deg, min_shift_A, replaced
+):
+    from types import SimpleNamespace
+
+    from cryohet.methods.sphere import search_steps
+    from cryohet.methods.sphere.body_search import Body
+
+    residues, _, body = fab
+    net = SphereNetwork(residues, BOX, APIX, zdim=ZDIM, segments=4, rotation="sixd")
+    with torch.no_grad():
+        net.decoder[-1].weight.fill_(0.01)
+    net.turns.set([HingeTurn(body.residues, body.pivot_A, body.axis, 0, 0.0, 1.0)])
+    normal = torch.nn.functional.normalize(torch.linalg.cross(body.axis, torch.tensor([1.0, 0.0, 0.0])), dim=0)
+    tilted = hinge_rotations(normal, torch.tensor([tilt_deg]))[0] @ body.axis
+    moved = Body(body.residues, body.pivot_A + shift_A * normal, tilted)
+    monkeypatch.setattr(search_steps, "refine_hinge", lambda *args: moved)
+    cfg = SimpleNamespace(domain_hinge_min_shift_A=min_shift_A, domain_hinge_min_tilt_deg=2.0 * (min_shift_A > 0))
+    trainer = SimpleNamespace(
+        net=net, opt=torch.optim.Adam(net.parameters()), cfg=cfg, dist=SimpleNamespace(enabled=False),
+        _sample_batches=lambda size, band, z: [(None, z[:4])],
+    )  # fmt: skip
+    bodies = [Body(body.residues, body.pivot_A, body.axis)]
+    search_steps.DomainSearchSteps._refine_hinges(trainer, bodies, torch.zeros(8, ZDIM), None, None, epoch=18)
+    pivot, axis = net.turns.hinge(0)
+    assert torch.allclose(pivot, moved.pivot_A if replaced else body.pivot_A)
+    assert torch.allclose(axis, moved.axis if replaced else body.axis, atol=1e-6)
+    assert bodies[0] is (moved if replaced else bodies[0]) and torch.equal(bodies[0].pivot_A, pivot)
+    assert (float(net.decoder[-1].weight.detach().abs().max()) == 0.0) == replaced

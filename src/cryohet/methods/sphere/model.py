@@ -39,7 +39,7 @@ class SphereModel(TrainedModel):
     """Maps are the moved residue Gaussians at a latent; models are the moved input atoms."""
 
     method = "sphere"
-    version = 6
+    version = 7
 
     def __init__(
         self, run: RunDir, cfg: SphereConfig, residues: ResidueModel, net: SphereNetwork, box: int, apix: float

@@ -161,21 +161,28 @@ class DomainSearchSteps:
 
     def _refine_hinges(self, bodies: list[Body], z: torch.Tensor, band, likelihood, epoch: int) -> None:
         """Each turning body's pivot and axis chosen again on a sample of images turned by
-        their ring angles (:func:`.hinge_refine.refine_hinge`), in place and in the turns; the
-        decoder's last layer restarts from zero when a hinge moved (it had made up for the old one)."""
+        their ring angles (:func:`.hinge_refine.refine_hinge`), in place and in the turns; a hinge
+        that moved less than ``domain_hinge_min_shift_A`` and ``domain_hinge_min_tilt_deg`` stays
+        as it was. The decoder's last layer restarts from zero when a hinge was replaced (it had
+        made up for the old one)."""
         batches = self._sample_batches(_HINGE_SAMPLE, band, z)
         reduce = _summed if self.dist.enabled else None
         turns, moved = list(self.net.turns.turns), False
+        min_shift_A, min_tilt_deg = self.cfg.domain_hinge_min_shift_A, self.cfg.domain_hinge_min_tilt_deg
         for j, body in enumerate(bodies):
             angles = [torch.rad2deg(self.net.turns.angles(zb)[j]) for _, zb in batches]
-            bodies[j] = refine_hinge(self.net, body, batches, angles, likelihood, reduce)
-            shift_A = float((bodies[j].pivot_A - body.pivot_A).norm())
-            tilt_deg = float(np.degrees(np.arccos(min(1.0, float(bodies[j].axis @ body.axis)))))
-            moved |= not (torch.equal(bodies[j].pivot_A, body.pivot_A) and torch.equal(bodies[j].axis, body.axis))
-            t = turns[j]
-            turns[j] = HingeTurn(t.residues, bodies[j].pivot_A, bodies[j].axis, t.coordinate, t.phase, t.sign)
-            log.info("epoch %d: domain %d's hinge chosen again on the data: pivot moved %.1f Å, axis %.1f°",
-                     epoch + 1, j + 1, shift_A, tilt_deg)  # fmt: skip
+            new = refine_hinge(self.net, body, batches, angles, likelihood, reduce)
+            shift_A = float((new.pivot_A - body.pivot_A).norm())
+            tilt_deg = float(np.degrees(np.arccos(min(1.0, float(new.axis @ body.axis)))))
+            changed = not (torch.equal(new.pivot_A, body.pivot_A) and torch.equal(new.axis, body.axis))
+            kept = changed and shift_A < min_shift_A and tilt_deg < min_tilt_deg
+            note = f" (under {min_shift_A:g} Å and {min_tilt_deg:g}°: the current hinge stays)" if kept else ""
+            log.info("epoch %d: domain %d's hinge chosen again on the data: pivot moved %.1f Å, axis %.1f°%s",
+                     epoch + 1, j + 1, shift_A, tilt_deg, note)  # fmt: skip
+            if not changed or kept:
+                continue
+            bodies[j], moved, t = new, True, turns[j]
+            turns[j] = HingeTurn(t.residues, new.pivot_A, new.axis, t.coordinate, t.phase, t.sign)
         if moved:
             self.net.turns.set(turns)
             restart_decoder_output(self.net, self.opt)
