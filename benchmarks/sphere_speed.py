@@ -11,6 +11,11 @@ and peak RSS, and the ratio. The peer runs through ``benchmarks/peers/cryosphere
 
     python benchmarks/sphere_speed.py /work/data/igg64_dev /work/data/igg64_dev/1hzh_map.pdb \\
         --work /tmp/sphere_speed --threads 1 --epochs 4 --peer-batches 8
+
+``--sizes 1000,2000,4000`` instead trains cryohet alone on the first N images of the set for
+each N (a cryoDRGN ``ind.pkl``), and prints its peak RSS and s/epoch per N: the memory
+should stay flat in N (per-image tables are a few numbers per image). With ``--epochs 4``
+the run's two domain searches fall on epochs 1 and 2, so their memory counts too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -25,17 +31,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PY = Path(os.environ.get("CRYOSPHERE_PYTHON", "/work/peers/cryosphere/bin/python"))
 
 
-def run_cryohet(data: Path, model: Path, work: Path, epochs: int, threads: int) -> dict:
-    """Train cryohet's cryoSPHERE for ``epochs``; its full-band epochs' timings and peak RSS."""
-    out = work / "cryohet"
+def run_cryohet(data: Path, model: Path, work: Path, epochs: int, threads: int, n_images: int | None = None) -> dict:
+    """Train cryohet's cryoSPHERE for ``epochs`` (on the first ``n_images`` images when
+    given); its full-band epochs' timings and peak RSS."""
+    out = work / ("cryohet" if n_images is None else f"cryohet_{n_images}")
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "cryohet", "train", "sphere", str(data / "particles.star"), "--model", str(model),
            "--epochs", str(epochs), "--out", str(out)]  # fmt: skip
+    if n_images is not None:
+        ind = work / f"first_{n_images}.pkl"
+        with open(ind, "wb") as f:
+            pickle.dump(np.arange(n_images, dtype=np.int64), f)
+        cmd += ["--ind", str(ind)]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -77,9 +91,21 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4, help="cryohet epochs (the second half at the full band)")
     p.add_argument("--peer-batches", type=int, default=None, help="time only this many peer batches")
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--sizes", help="comma-separated image counts: cryohet's peak RSS per N (no peer)")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()
+    if a.sizes:
+        sizes = [int(x) for x in a.sizes.split(",")]
+        rows = [run_cryohet(a.data.resolve(), a.model.resolve(), a.work, a.epochs, a.threads, n) for n in sizes]
+        load1 = os.getloadavg()
+        print(f"\ncryohet cryoSPHERE on the first N images of {a.data.name}, {a.epochs} epochs, {a.threads} "
+              f"thread(s); load before {load0[0]:.1f}, after {load1[0]:.1f} (1-min average)")  # fmt: skip
+        print(f"{'N':>7} {'images/s':>9} {'s/epoch':>8} {'peak RSS MB':>11}")
+        for n, r in zip(sizes, rows):
+            print(f"{n:>7} {r['images_s']:>9.1f} {r['s_epoch']:>8.1f} {r['rss_mb']:>11.0f}")
+        print(f"peak RSS at N={sizes[-1]} / at N={sizes[0]}: {rows[-1]['rss_mb'] / rows[0]['rss_mb']:.2f}x")
+        return
     ours = run_cryohet(a.data.resolve(), a.model.resolve(), a.work, a.epochs, a.threads)
     peer = None if a.skip_peer else run_peer(a.data.resolve(), a.model.resolve(), a.work, a.threads, a.peer_batches)
     load1 = os.getloadavg()
