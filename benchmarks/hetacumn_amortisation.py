@@ -6,13 +6,15 @@ of the latent against the true states.
 
     python benchmarks/hetacumn_amortisation.py --data sim/igg1d --out runs/amort --train-share 0.25 \\
         [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
-        [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse] [--train-args '--beta 1']
+        [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse] [--train-args '--beta 1'] \\
+        [--infer-args '--in-plane-views 8']
 
 Prints one table row per subset (particles, median rotation error, ARI, |corr(latent, view)|)
 and the ratios unseen / trained that the issue bounds by 1.2. Pass ``--ablate-task2`` for
 the same run without task 2 (the latent--view correlation is the disentanglement check);
 ``--refine-step-deg`` also infers both subsets with the local pose refinement (``--search``: with
-the run's pose search against its field, then refined when a step is given), and ``--reuse``
+the run's pose search against its field, then refined when a step is given; ``--infer-args``:
+with other ``infer`` options), and ``--reuse``
 keeps a finished OUT/run instead of training again.
 """
 
@@ -59,6 +61,11 @@ def main() -> None:
         action="store_true",
         help="also `infer --poses search` both subsets (the run's pose search against its field; with "
         "--refine-step-deg then refined) and report them",
+    )
+    ap.add_argument(
+        "--infer-args",
+        default="",
+        help="also `infer` both subsets with these options (e.g. '--in-plane-views 8') and report them",
     )
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run when it is complete (evaluate or refine only)")
     args = ap.parse_args()
@@ -108,10 +115,11 @@ def main() -> None:
     infer = cli + ["infer", str(run), str(data / "particles.star"), "--overwrite"]
     subprocess.run(infer + ["--ind", str(out / "rest.pkl"), "--out", str(inferred)], check=True, env=env)
     refined = {}
-    how = "searched" if args.search else "refined"
-    if args.refine_step_deg or args.search:
+    how = "searched" if args.search else "refined" if args.refine_step_deg else args.infer_args
+    if args.refine_step_deg or args.search or args.infer_args:
         step = ["--poses", "search"] if args.search else []
         step += ["--refine-step-deg", str(args.refine_step_deg)] if args.refine_step_deg else []
+        step += shlex.split(args.infer_args)
         for name in ("train", "rest"):
             refined[name] = out / f"{name}_refined"
             subprocess.run(infer + step + ["--ind", str(out / f"{name}.pkl"), "--out", str(refined[name])], check=True,
@@ -130,19 +138,20 @@ def main() -> None:
     symmetry = load_ground_truth(data / "gt").pseudo_symmetry  # a mate is right (a dimer's ab initio poses)
     # fitted on the trained particles only
     alignment = align_rotations(rot_train, gt[train], 100, True, operators=symmetry)
-    subsets = [("trained", train, z_train, rot_train), ("unseen", rest, z_rest, rot_rest)]
-    for name, idx in (("train", train), ("rest", rest)):
-        if name in refined:
+    subsets = [("trained", train, z_train, rot_train, km), ("unseen", rest, z_rest, rot_rest, km)]
+    if refined:  # the latents as that inference gives them (in-plane views average them), k-means refitted
+        z_ref = {name: np.load(refined[name] / "latents.npy") for name in refined}
+        km_ref = KMeans(args.clusters, n_init=5, random_state=0).fit(z_ref["train"])
+        for name, idx in (("train", train), ("rest", rest)):
             label = f"{'trained' if name == 'train' else 'unseen'}, {how}"
-            subsets.append((label, idx, z_train if name == "train" else z_rest,
-                            np.load(refined[name] / "poses.npz")["rotations"]))  # fmt: skip
-    for name, idx, z, rot in subsets:
+            subsets.append((label, idx, z_ref[name], np.load(refined[name] / "poses.npz")["rotations"], km_ref))
+    for name, idx, z, rot, kmeans in subsets:
         aligned = alignment.apply(rot)
         if symmetry is None:
             err = float(np.median(rotation_angle_deg(aligned, gt[idx])))
         else:
             err = float(np.median(symmetry_mate_errors(aligned, gt[idx], symmetry)[0]))
-        ari = adjusted_rand_score(bins[idx], km.predict(z))
+        ari = adjusted_rand_score(bins[idx], kmeans.predict(z))
         rows[name] = (len(idx), err, ari, max_abs_corr(z, gt[idx]))
     print(
         f"load {os.getloadavg()[0]:.1f}; task 2 {'off' if args.ablate_task2 else 'on'}; heads {args.heads or 1}; "
@@ -161,10 +170,14 @@ def main() -> None:
     if refined:
         tr, ur = rows[f"trained, {how}"], rows[f"unseen, {how}"]
         record = json.loads((refined["rest"] / "COMPLETED").read_text())
-        rate = record.get("search_images_per_s" if args.search else "refine_images_per_s")
+        rate = record.get(
+            "search_images_per_s" if args.search else "refine_images_per_s" if args.refine_step_deg else "images_per_s"
+        )
+        ari_ref = f"{ur[2] / tr[2]:.2f}x" if tr[2] >= 0.05 else f"n/a (trained ARI {tr[2]:.3f} < 0.05)"
         print(
             f"{how} ({' '.join(step)}, {rate} images/s): unseen / trained, both {how} "
-            f"{ur[1] / max(tr[1], 1e-9):.2f}x; unseen {how} / trained as the run gives {ur[1] / max(t[1], 1e-9):.2f}x"
+            f"{ur[1] / max(tr[1], 1e-9):.2f}x (ARI {ari_ref}); unseen {how} / trained as the run gives "
+            f"{ur[1] / max(t[1], 1e-9):.2f}x"
         )
 
 

@@ -4,6 +4,7 @@ particles, bad input is one line, and a killed run resumes to the same result.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,12 @@ def test_infer_reproduces_the_latents_and_makes_a_run_directory(run, tmp_path, c
     assert main(["volumes", str(out), "-o", str(tmp_path / "vols")]) == 0
     assert main(["select", str(out), "--latent-box", "z0:0:", "-o", str(tmp_path / "s.pkl")]) == 0
     assert main(["infer", str(run), str(STAR), "--out", str(out)]) == 1  # not mixed with the old one
+    # in-plane views choose the pose only: the record says so, the latents stay the run's
+    views = tmp_path / "views"
+    assert main(["infer", str(run), str(STAR), "--out", str(views), "--in-plane-views", "4"]) == 0
+    assert json.loads((views / "COMPLETED").read_text())["in_plane_views"] == 4
+    np.testing.assert_allclose(np.load(views / "latents.npy"), np.load(run / "latents.npy"), atol=1e-5)
+    assert np.load(views / "poses.npz")["rotations"].shape == (160, 3, 3)
 
 
 def _one_error(capsys) -> str:

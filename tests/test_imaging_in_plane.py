@@ -7,7 +7,7 @@ import math
 import torch
 
 from cryohet.geometry.rotations import random_rotations
-from cryohet.imaging.in_plane import rotate_images, rotate_poses_in_plane, z_rotations
+from cryohet.imaging.in_plane import quarter_turn, rotate_images, rotate_poses_in_plane, z_rotations
 from cryohet.imaging.masks import circular_mask
 from cryohet.imaging.noise import radial_power_spectrum
 from cryohet.representations import GaussianMixture
@@ -81,3 +81,21 @@ def test_turned_poses_of_several_heads_turn_back():
     back_rot, back_shifts = rotate_poses_in_plane(turned_rot, turned_shifts, -angles)
     assert torch.allclose(back_rot, rot, atol=1e-5) and torch.allclose(back_shifts, shifts_A, atol=1e-5)
     assert torch.allclose(turned_shifts.norm(dim=-1), shifts_A.norm(dim=-1), atol=1e-5)
+
+
+def test_a_quarter_turn_is_the_rotation_by_90_degrees_without_resampling():
+    """``quarter_turn`` is ``rotate_images`` at q * 90° inside the disc (the projection at the
+    turned pose), exactly as a permutation of the pixels; four quarters are the identity."""
+    gmm = _gmm()
+    rot = torch.tensor(random_rotations(3, 3), dtype=torch.float32)
+    images = render(gmm, rot, None, None, BOX, APIX)
+    m = circular_mask(BOX, BOX / 2 - 1).bool()
+    for q in (1, 2, 3):
+        angles = torch.full((3,), q * math.pi / 2)
+        turned = quarter_turn(images, q)
+        assert torch.equal(torch.sort(turned.flatten(1)).values, torch.sort(images.flatten(1)).values)
+        resampled = rotate_images(images, angles)
+        assert float((turned - resampled)[:, m].abs().max()) < 2e-3 * float(images.abs().max())
+        expected = render(gmm, z_rotations(angles) @ rot, None, None, BOX, APIX)
+        assert _corr_in_disc(turned, expected).min() > 0.999
+    assert torch.equal(quarter_turn(quarter_turn(images, 3), 1), images)

@@ -29,6 +29,7 @@ def infer(
     batch_size: int = config_option(InferConfig, "batch_size", "--batch-size", "-b"),
     poses: str = config_option(InferConfig, "poses", "--poses", help="encoder or search."),
     refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
+    in_plane_views: int = config_option(InferConfig, "in_plane_views", "--in-plane-views"),
     device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     overwrite: bool = config_option(InferConfig, "overwrite", "--overwrite", help="Replace DIR as a whole."),
     allow_unfinished: bool = config_option(
@@ -44,7 +45,8 @@ def infer(
     the encoder's poses by a local search against the run's field (slower,
     closer to the search's accuracy). --poses search finds the poses by the
     run's pose search against its field instead (not amortised: for particles
-    the encoder cannot pose).
+    the encoder cannot pose). --in-plane-views K also shows the encoder each
+    image turned in plane K-1 times and keeps the pose most views agree with.
     """
     from ..workflows.infer import infer_particles
 
@@ -62,6 +64,7 @@ def infer(
         batch_size=batch_size,
         poses=poses,
         refine_step_deg=refine_step_deg,
+        in_plane_views=in_plane_views,
         device=device,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,

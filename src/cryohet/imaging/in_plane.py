@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from .fft import fourier_downsample_images
 
-__all__ = ["rotate_images", "rotate_poses_in_plane", "z_rotations"]
+__all__ = ["quarter_turn", "rotate_images", "rotate_poses_in_plane", "z_rotations"]
 
 
 def z_rotations(angles_rad: torch.Tensor) -> torch.Tensor:
@@ -62,3 +62,19 @@ def rotate_images(images: torch.Tensor, angles_rad: torch.Tensor, oversample: in
     grid = torch.stack([(2 * src_x + 1) / n - 1, (2 * src_y + 1) / n - 1], dim=-1)  # align_corners=False
     out = F.grid_sample(big[:, None], grid, mode="bicubic", padding_mode="zeros", align_corners=False)[:, 0]
     return fourier_downsample_images(out, d) if oversample > 1 else out
+
+
+#: Pixel roll ``(rows, columns)`` that moves ``torch.rot90``'s centre ``((D - 1) / 2)`` onto
+#: pixel ``D // 2`` after a quarter turn ``q`` (even ``D``).
+_QUARTER_ROLL = {0: (0, 0), 1: (0, 1), 2: (1, 1), 3: (1, 0)}
+
+
+def quarter_turn(images: torch.Tensor, quarters: int) -> torch.Tensor:
+    """``images (B, D, D)`` (even ``D``) turned by ``quarters * 90`` degrees about pixel
+    ``(D // 2, D // 2)``, counterclockwise in ``(x, y)`` as :func:`rotate_images`: a
+    permutation of the pixels (no resampling; the one row and column that wrap round
+    lie outside the inscribed disc)."""
+    q = quarters % 4
+    if q == 0:
+        return images
+    return torch.roll(torch.rot90(images, -q, dims=(-2, -1)), shifts=_QUARTER_ROLL[q], dims=(-2, -1))

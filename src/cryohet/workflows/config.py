@@ -57,6 +57,17 @@ class InferConfig(StrictModel):
             "images/s; refined: tens to hundreds)"
         ),
     )
+    in_plane_views: int = Field(
+        1,
+        ge=1,
+        le=36,
+        description=(
+            "the encoder also sees each image turned in plane by 360/k degrees (k views); each image keeps the "
+            "pose most views agree with (within 15 deg; the latent stays the untouched image's). On igg-1d "
+            "(SNR 0.1, trained on 1 000 of 4 000 at box 32), unseen particles 50 -> 38 / 31 / 29 deg "
+            "median at k = 4 / 8 / 16, 4 300 / 1 500 / 740 images/s on one thread"
+        ),
+    )
     device: str = "cpu"
     allow_unfinished: bool = Field(False, description="use a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace an existing output folder (as a whole)")

@@ -55,9 +55,11 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     protected = [*input_files(meta), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=cfg.overwrite, folder=True)
     start = time.perf_counter()
-    enc = model.encode_particles(meta, cfg.batch_size)
+    enc = model.encode_particles(meta, cfg.batch_size, cfg.in_plane_views)
     rate = len(meta) / max(time.perf_counter() - start, 1e-9)
     record = {"inferred": len(meta), "images_per_s": round(rate, 1), "poses": cfg.poses}
+    if cfg.in_plane_views > 1:
+        record["in_plane_views"] = cfg.in_plane_views
     if cfg.poses == "search":
         start = time.perf_counter()
         enc = model.search_poses(meta, enc, cfg.batch_size)

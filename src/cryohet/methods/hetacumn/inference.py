@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from ...data.dataset import ParticleDataset
+from ...imaging.in_plane import quarter_turn, rotate_images, rotate_poses_in_plane
 from ...imaging.shifts import phase_ramp
 
-__all__ = ["data_terms", "background_std", "EncodedDataset", "encode_dataset"]
+__all__ = ["data_terms", "background_std", "EncodedDataset", "encode_dataset", "consensus_pose"]
 
 
 def data_terms(field, band, likelihood, observed, ctf, rotations, shifts_A, z) -> torch.Tensor:
@@ -59,27 +60,77 @@ class EncodedDataset:
     score: np.ndarray
 
 
+def _turned_views(encoder, images: torch.Tensor, views: int):
+    """The encoder on ``images`` turned in plane by ``2 pi k / views`` (k = 0 the images as
+    they are), each answer's poses turned back to the untouched image
+    (:func:`~cryohet.imaging.in_plane.rotate_poses_in_plane` by ``-alpha``): rotations
+    ``(B, views * H, 3, 3)`` (RELION ``A``) and origins ``(B, views * H, 2)`` Å, view-major,
+    and the latent means ``(B, views, zdim)``."""
+    rots, shifts, zs = [], [], []
+    turned: dict[int, torch.Tensor] = {}  # images resampled once per angle below a quarter turn
+    for k in range(views):
+        quarters, rest = divmod(4 * k, views)  # 2 pi k / views = quarters * 90° + rest * 90° / views
+        if rest not in turned:
+            below_quarter = images.new_full((len(images),), 0.5 * np.pi * rest / views)
+            turned[rest] = images if rest == 0 else rotate_images(images, below_quarter)
+        alpha = torch.full((len(images),), 2 * np.pi * k / views, device=images.device, dtype=images.dtype)
+        enc = encoder(quarter_turn(turned[rest], quarters))
+        h = enc.heads
+        back = -alpha[:, None].expand(-1, h).reshape(-1)
+        r, t = rotate_poses_in_plane(enc.rotations.reshape(-1, 3, 3), enc.shifts_A.reshape(-1, 2), back)
+        rots.append(r.reshape(len(images), h, 3, 3))
+        shifts.append(t.reshape(len(images), h, 2))
+        zs.append(enc.z_mean)
+    return torch.cat(rots, dim=1), torch.cat(shifts, dim=1), torch.stack(zs, dim=1)
+
+
+def consensus_pose(rotations: torch.Tensor, within_deg: float = 15.0) -> torch.Tensor:
+    """``(B,)`` per image the candidate rotation (of ``rotations (B, C, 3, 3)``) that most
+    other candidates agree with (geodesic angle under ``within_deg``); ties go to the
+    earlier candidate."""
+    rel = torch.einsum("bcij,bdkj->bcdik", rotations, rotations)  # R_c R_d^T
+    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    agree = (cos > np.cos(np.radians(within_deg))).sum(-1)  # (B, C), each counts itself
+    c = agree.shape[1]
+    rank = agree * (c + 1) + (c - torch.arange(c, device=agree.device))  # ties: the earlier one
+    return rank.argmax(dim=1)
+
+
 @torch.no_grad()
-def encode_dataset(encoder, field, band, likelihood, dataset: ParticleDataset, device, batch_size: int = 256):
+def encode_dataset(
+    encoder, field, band, likelihood, dataset: ParticleDataset, device, batch_size: int = 256, in_plane_views: int = 1
+):
     """Run the encoder over ``dataset``; each image keeps the head whose pose the field
-    explains best (the only head when there is one)."""
+    explains best (the only head when there is one). With ``in_plane_views > 1`` the
+    encoder also sees each image turned in plane by ``2 pi k / in_plane_views``; each
+    image keeps the candidate pose (of every view and head, turned back) that most others
+    agree with (:func:`consensus_pose`); its latent stays the untouched image's (an encoder
+    trained without in-plane augmentation, as with fixed poses, need not give the same
+    latent for a turned image); ``head`` is then the chosen candidate (``view * heads + head``)."""
     encoder.eval()
     field.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("z", "rot", "shift", "head", "score")}
     for start in range(0, len(dataset), batch_size):
         b = dataset.get_batch(np.arange(start, min(len(dataset), start + batch_size))).to(device)
-        enc = encoder(b.images)
-        if enc.heads > 1 and b.ctf_params is not None:
-            terms = data_terms(
-                field, band, likelihood, band.observed(b.images), band.filters(b.ctf_params, None),
-                enc.rotations, enc.shifts_A, enc.z_mean,
-            )  # fmt: skip
-            score, head = terms.min(dim=1)
+        if in_plane_views > 1:
+            rotations, shifts_A, z_views = _turned_views(encoder, b.images, in_plane_views)
+            head = consensus_pose(rotations)
+            rows = torch.arange(len(head), device=head.device)
+            rot, shift, z = rotations[rows, head], shifts_A[rows, head], z_views[:, 0]
+            score = torch.full((len(b.images),), float("nan"), device=rot.device)
         else:
-            head = torch.zeros(len(b.images), dtype=torch.long, device=enc.rotations.device)
-            score = torch.full((len(b.images),), float("nan"), device=enc.rotations.device)
-        rot, shift = enc.pick(head)
-        for key, value in (("z", enc.z_mean), ("rot", rot), ("shift", shift), ("head", head), ("score", score)):
+            enc = encoder(b.images)
+            if enc.heads > 1 and b.ctf_params is not None:
+                terms = data_terms(
+                    field, band, likelihood, band.observed(b.images), band.filters(b.ctf_params, None),
+                    enc.rotations, enc.shifts_A, enc.z_mean,
+                )  # fmt: skip
+                score, head = terms.min(dim=1)
+            else:
+                head = torch.zeros(len(b.images), dtype=torch.long, device=enc.rotations.device)
+                score = torch.full((len(b.images),), float("nan"), device=enc.rotations.device)
+            (rot, shift), z = enc.pick(head), enc.z_mean
+        for key, value in (("z", z), ("rot", rot), ("shift", shift), ("head", head), ("score", score)):
             parts[key].append(value.float().cpu().numpy() if key != "head" else value.cpu().numpy())
     return EncodedDataset(
         z=np.concatenate(parts["z"]).astype(np.float32),

@@ -62,7 +62,7 @@ class HetacumnModel(TrainedModel):
         zt = torch.as_tensor(zz, device=self.device)
         return self.field.to_volume(box or self.box, apix or self.apix, zt).cpu().numpy().astype(np.float32)
 
-    def encode_particles(self, meta, batch_size: int = 256):
+    def encode_particles(self, meta, batch_size: int = 256, in_plane_views: int = 1):
         """The encoder's latents and poses for particles it never saw (:class:`EncodedDataset`,
         input order). The images are Fourier-cropped to the run's box, inverted as the run's
         were and scaled by the run's image std; particles that do not reach the run's pixel
@@ -70,7 +70,9 @@ class HetacumnModel(TrainedModel):
         from .inference import encode_dataset
 
         dataset, band, likelihood = self._particles(meta)
-        return encode_dataset(self.encoder, self.field, band, likelihood, dataset, self.device, batch_size)
+        return encode_dataset(
+            self.encoder, self.field, band, likelihood, dataset, self.device, batch_size, in_plane_views
+        )
 
     def search_poses(self, meta, encoded, batch_size: int = 256):
         """Poses of the particles by the shared hierarchical pose search against the run's
