@@ -170,9 +170,8 @@ def main() -> None:
     if refined:
         tr, ur = rows[f"trained, {how}"], rows[f"unseen, {how}"]
         record = json.loads((refined["rest"] / "COMPLETED").read_text())
-        rate = record.get(
-            "search_images_per_s" if args.search else "refine_images_per_s" if args.refine_step_deg else "images_per_s"
-        )
+        # the slowest step's rate: the search, else the refinement, else the encoder
+        rate = record.get("search_images_per_s") or record.get("refine_images_per_s") or record.get("images_per_s")
         ari_ref = f"{ur[2] / tr[2]:.2f}x" if tr[2] >= 0.05 else f"n/a (trained ARI {tr[2]:.3f} < 0.05)"
         print(
             f"{how} ({' '.join(step)}, {rate} images/s): unseen / trained, both {how} "
