@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ...data.dataset import ParticleDataset
+from ...geometry.rotations import rotation_angle_deg
 from ...imaging.in_plane import quarter_turn, rotate_images, rotate_poses_in_plane
 from ...imaging.shifts import phase_ramp
 
@@ -73,10 +74,9 @@ def _turned_views(encoder, images: torch.Tensor, views: int):
         if rest not in turned:
             below_quarter = images.new_full((len(images),), 0.5 * np.pi * rest / views)
             turned[rest] = images if rest == 0 else rotate_images(images, below_quarter)
-        alpha = torch.full((len(images),), 2 * np.pi * k / views, device=images.device, dtype=images.dtype)
         enc = encoder(quarter_turn(turned[rest], quarters))
         h = enc.heads
-        back = -alpha[:, None].expand(-1, h).reshape(-1)
+        back = images.new_full((len(images) * h,), -2 * np.pi * k / views)  # the view's angle, undone
         r, t = rotate_poses_in_plane(enc.rotations.reshape(-1, 3, 3), enc.shifts_A.reshape(-1, 2), back)
         rots.append(r.reshape(len(images), h, 3, 3))
         shifts.append(t.reshape(len(images), h, 2))
@@ -88,12 +88,9 @@ def consensus_pose(rotations: torch.Tensor, within_deg: float = 15.0) -> torch.T
     """``(B,)`` per image the candidate rotation (of ``rotations (B, C, 3, 3)``) that most
     other candidates agree with (geodesic angle under ``within_deg``); ties go to the
     earlier candidate."""
-    rel = torch.einsum("bcij,bdkj->bcdik", rotations, rotations)  # R_c R_d^T
-    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
-    agree = (cos > np.cos(np.radians(within_deg))).sum(-1)  # (B, C), each counts itself
-    c = agree.shape[1]
-    rank = agree * (c + 1) + (c - torch.arange(c, device=agree.device))  # ties: the earlier one
-    return rank.argmax(dim=1)
+    apart_deg = rotation_angle_deg(rotations[:, :, None], rotations[:, None])  # (B, C, C)
+    agree = (apart_deg < within_deg).sum(-1)  # (B, C), each counts itself
+    return agree.argmax(dim=1)  # torch returns the first of equal maxima
 
 
 @torch.no_grad()
