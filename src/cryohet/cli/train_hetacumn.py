@@ -91,6 +91,12 @@ def hetacumn(
     pose_task: float = config_option(
         HetacumnConfig, "pose_task.weight", "--pose-task", help="Weight of task 2 (0: the ablation without it)."
     ),
+    pose_task_images: float = config_option(
+        HetacumnConfig,
+        "pose_task.images",
+        "--pose-task-images",
+        help="Images rendered for task 2 per real image of a batch.",
+    ),
     beta: float = config_option(HetacumnConfig, "optim.beta", "--beta", help="Weight of the KL term."),
     batch_size: int = config_option(HetacumnConfig, "optim.batch_size", "--batch-size", "-b"),
     invert: Optional[bool] = invert_option(HetacumnConfig),
@@ -137,7 +143,7 @@ def hetacumn(
                 "in_plane_augment": in_plane,
                 "search_latents": search_latents,
             },  # fmt: skip
-            pose_task={"weight": pose_task},
+            pose_task={"weight": pose_task, "images": pose_task_images},
             optim={"beta": beta, "batch_size": batch_size},
             invert=contrast_choice(invert, uninvert_data),
             device=device,
