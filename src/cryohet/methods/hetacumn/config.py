@@ -94,14 +94,6 @@ class WarmStartConfig(StrictModel):
         "steps), the encoder's median pose error on the 3 000 it never saw was 20.7 deg with it against 33.3 "
         "without (12.7 and 10.7 deg on the particles it learnt)"
     )  # fmt: skip
-    shift_augment_px: float = Field(
-        0.0, ge=0, description="the turned real images (in_plane_augment) are also moved by a uniform random offset "
-        "within +- this many pixels, their searched origin with it"
-    )  # fmt: skip
-    noise_augment: float = Field(
-        0.0, ge=0, description="white noise of this fraction of the data's noise standard deviation is added to the "
-        "turned real images the encoder learns poses from (in_plane_augment)"
-    )  # fmt: skip
     holdout: float = Field(
         0.05, ge=0, le=0.5, description="share of the particles (chosen by index) whose searched poses the encoder "
         "never learns, to show whether it generalises: the log's encoder_vs_search_heldout_deg is its disagreement "

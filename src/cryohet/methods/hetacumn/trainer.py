@@ -53,15 +53,7 @@ from .config import HetacumnConfig
 from .inference import background_std, data_terms
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
-from .warm_start import (
-    augment_options,
-    fit_encoder,
-    held_out,
-    in_plane_views,
-    latent_distill_loss,
-    search_centres,
-    search_window,
-)
+from .warm_start import fit_encoder, held_out, in_plane_views, latent_distill_loss, search_centres, search_window
 
 __all__ = ["HetacumnTrainer", "train_hetacumn"]
 
@@ -256,7 +248,7 @@ class HetacumnTrainer:
                 # the poses are learnt from the images turned in plane (a second pass: the
                 # latent and task 1 keep the images as they are; turned, the latent's
                 # classification of simulated assembly fell from ARI 0.43 to 0.20)
-                turned, *seen = in_plane_views(b.images, targets[0], targets[1], rng, **augment_options(self))
+                turned, *seen = in_plane_views(b.images, targets[0], targets[1], rng)
                 posed = self.encoder(turned)
             distill, _ = pose_task_loss(posed, seen[0], seen[1], self.encoder.max_shift_A, None,
                                         cfg.pose_task.shift_weight, ~held)  # fmt: skip

@@ -48,7 +48,6 @@ import torch
 
 from ...console import progress
 from ...imaging.in_plane import rotate_images, rotate_poses_in_plane
-from ...imaging.shifts import shift_images
 from ...pose.field_search import field_sources
 from ...training.distributed import average_gradients
 from .pose_task import pose_task_loss, render_at_random_poses
@@ -56,7 +55,6 @@ from .pose_task import pose_task_loss, render_at_random_poses
 __all__ = [
     "SearchedPoses",
     "fit_encoder",
-    "augment_options",
     "in_plane_views",
     "latent_distill_loss",
     "search_centres",
@@ -111,34 +109,16 @@ def held_out(index: torch.Tensor, share: float) -> torch.Tensor:
 
 
 def in_plane_views(
-    images: torch.Tensor,
-    rotations: torch.Tensor,
-    shifts_A: torch.Tensor,
-    rng: np.random.Generator,
-    *,
-    max_shift_A: float = 0.0,
-    apix: float = 1.0,
-    noise_std: float = 0.0,
+    images: torch.Tensor, rotations: torch.Tensor, shifts_A: torch.Tensor, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(images turned, rotations turned, shifts_A turned)``: each image ``(B, D, D)`` turned
     in plane by a uniform random angle (:mod:`cryohet.imaging.in_plane`) and its pose
     (RELION ``A (B, 3, 3)``, origin ``shifts_A (B, 2)`` in Å) turned with it
     (:func:`~cryohet.imaging.in_plane.rotate_poses_in_plane`), so the encoder meets a
-    particle at a new pose every time it learns it. With ``max_shift_A`` > 0 each turned
-    image is also moved by a uniform offset ``t`` within +- that many Å (pixels of ``apix``
-    Å; :func:`~cryohet.imaging.shifts.shift_images`, exact phase ramps), its origin becoming
-    ``o + t``; with ``noise_std`` > 0, white noise of that standard deviation is added."""
+    particle at a new pose every time it learns it."""
     angles = torch.as_tensor(rng.uniform(0.0, 2 * np.pi, len(images)), dtype=images.dtype, device=images.device)
     turned_rotations, turned_shifts_A = rotate_poses_in_plane(rotations, shifts_A, angles)
-    turned = rotate_images(images, angles)
-    if max_shift_A > 0:
-        offsets = rng.uniform(-max_shift_A, max_shift_A, (len(images), 2))
-        offsets_A = torch.as_tensor(offsets, dtype=images.dtype, device=images.device)
-        turned = shift_images(turned, offsets_A, apix)
-        turned_shifts_A = turned_shifts_A + offsets_A
-    if noise_std > 0:
-        turned = turned + noise_std * torch.randn_like(turned)
-    return turned, turned_rotations, turned_shifts_A
+    return rotate_images(images, angles), turned_rotations, turned_shifts_A
 
 
 def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
@@ -174,8 +154,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
         found_rot, found_shift = trainer.searched.poses(b.index)
         real_images = b.images
         if ws.in_plane_augment:
-            real_images, found_rot, found_shift = in_plane_views(b.images, found_rot, found_shift, rng,
-                                                                 **augment_options(trainer))  # fmt: skip
+            real_images, found_rot, found_shift = in_plane_views(b.images, found_rot, found_shift, rng)
         learnt = ~held_out(b.index, ws.holdout).to(trainer.device)
         posed = trainer.encoder(real_images)
         distill, _ = pose_task_loss(posed, found_rot, found_shift, trainer.encoder.max_shift_A, None, pt.shift_weight,
@@ -204,15 +183,6 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     if table is not None and ws.latent_distill_weight > 0:
         stats["latent_distill_error"] = totals[3] / s
     return stats
-
-
-def augment_options(trainer) -> dict:
-    """The keyword arguments of :func:`in_plane_views` for ``trainer``'s run: its shift
-    offsets (``warm_start.shift_augment_px``, in Å) and extra noise (``warm_start.noise_augment``
-    x the data's noise)."""
-    ws = trainer.cfg.warm_start
-    return {"max_shift_A": ws.shift_augment_px * trainer.apix, "apix": trainer.apix,
-            "noise_std": ws.noise_augment * trainer.noise_std}  # fmt: skip
 
 
 def latent_distill_loss(z_mean: torch.Tensor, z_table: torch.Tensor) -> torch.Tensor:
