@@ -5,7 +5,7 @@ to both; modulo the mate when the simulation names a pseudo-symmetry) and the k-
 of the latent against the true states.
 
     python benchmarks/hetacumn_amortisation.py --data sim/igg1d --out runs/amort --train-share 0.25 \\
-        [--epochs 8 --search-images 4000 --encoder-steps 2000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
+        [--epochs 8 --search-images 4000 --encoder-steps 20000 --zdim 8 --clusters 10 --box 32 --heads 1] \\
         [--ablate-task2] [--refine-step-deg 16] [--search] [--reuse] [--train-args '--beta 1'] \\
         [--infer-args '--in-plane-views 8']
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--search-images", type=int, default=4000)
     ap.add_argument("--pretrain-images", type=int, default=2000)
-    ap.add_argument("--encoder-steps", type=int, default=2000)
+    ap.add_argument("--encoder-steps", type=int, default=None, help="`train --encoder-steps` (default: the config's)")
     ap.add_argument("--zdim", type=int, default=8)
     ap.add_argument("--box", type=int, default=None, help="train at this box (Fourier-cropped), as `train --box`")
     ap.add_argument("--clusters", type=int, default=10, help="k-means k; true states are binned into k groups")
@@ -95,9 +95,10 @@ def main() -> None:
     train_cmd = cli + [
         "train", "hetacumn", str(data / "particles.star"), "-o", str(run), "--ind", str(out / "train.pkl"),
         "--zdim", str(args.zdim), "--epochs", str(args.epochs), "--search-images", str(args.search_images),
-        "--pretrain-images", str(args.pretrain_images), "--encoder-steps", str(args.encoder_steps),
-        "--snapshot-every", "0", "--overwrite",
+        "--pretrain-images", str(args.pretrain_images), "--snapshot-every", "0", "--overwrite",
     ]  # fmt: skip
+    if args.encoder_steps is not None:
+        train_cmd += ["--encoder-steps", str(args.encoder_steps)]
     if args.ablate_task2:
         train_cmd += ["--pose-task", "0"]
     if args.box:

@@ -268,15 +268,23 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     ``encoder.rotation_grid_level``) keep their regressed rotations; runs written before the
     in-plane augmentation (versions 1 and 2, no ``warm_start.in_plane_augment``) keep
     learning from the images as they are; runs written before the warm start's latent table
-    (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start."""
+    (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start; runs
+    written before version 6 keep the encoder epoch's 2 000 steps."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 5 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.method_version == 6 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
     assert cfg.warm_start.search_latents
-    for version, level in ((1, None), (2, 1), (3, 1)):
+    assert cfg.warm_start.encoder_steps == 20000
+    for version, level in ((1, None), (2, 1), (3, 1), (5, 1)):
         raw = cfg.model_dump(mode="json")
         raw["method_version"] = version
+        del raw["warm_start"]["encoder_steps"]
+        if version == 5:
+            old = HetacumnConfig.model_validate(raw)
+            assert old.warm_start.encoder_steps == 2000
+            assert old.warm_start.search_latents and old.warm_start.in_plane_augment
+            continue
         del raw["warm_start"]["search_latents"]
         if version < 3:
             del raw["warm_start"]["in_plane_augment"]
