@@ -140,7 +140,7 @@ def main() -> None:
     # fitted on the trained particles only
     alignment = align_rotations(rot_train, gt[train], 100, True, operators=symmetry)
     subsets = [("trained", train, z_train, rot_train, km), ("unseen", rest, z_rest, rot_rest, km)]
-    if refined:  # the latents as that inference gives them (in-plane views average them), k-means refitted
+    if refined:  # the latents as that inference gives them, k-means refitted on its trained subset
         z_ref = {name: np.load(refined[name] / "latents.npy") for name in refined}
         km_ref = KMeans(args.clusters, n_init=5, random_state=0).fit(z_ref["train"])
         for name, idx in (("train", train), ("rest", rest)):

@@ -169,10 +169,9 @@ class HetacumnConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
-    method_version: int = Field(6, description="6: the encoder epoch takes 20 000 steps (was 2 000); "
-                                "5: poses.npz holds the poses the field "
-                                "was trained at (the "
-                                "searched ones when semi-amortised), the encoder's go to extras/encoder_poses.npz; "
+    method_version: int = Field(6, description="6: the encoder epoch takes 20 000 steps (was 2 000); 5: poses.npz "
+                                "holds the poses the field was trained at (the searched ones when semi-amortised), "
+                                "the encoder's go to extras/encoder_poses.npz; "
                                 "4: the warm start learns a latent per image with the searched "
                                 "poses (version-3 runs had a homogeneous warm start and are read as such); 3: the "
                                 "encoder learns the searched poses from images turned in "
