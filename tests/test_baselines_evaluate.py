@@ -135,6 +135,8 @@ def test_evaluate_reports_per_state(evals, method):
         assert block["auc_median"] == pytest.approx(np.median(list(block["per_state"].values())))
     # fixed-pose methods keep the given poses: zero error (float32 storage)
     assert r["poses"]["rotation_deg_mean"] < 0.05 and r["poses"]["rmse_px"] < 1e-3
+    assert set(r["poses"]["per_state_rotation_deg_median"]) == {"0", "1"}
+    assert max(r["poses"]["per_state_aligned_rotation_deg_median"].values()) < 0.05
     # the assembly dimer's two-fold (gt/meta.json): none of the true poses is at its mate
     assert r["poses"]["rotation_deg_modulo_symmetry_median"] < 0.05 and r["poses"]["symmetry_mate_fraction"] == 0.0
     assert -0.1 < r["clustering"]["ari"] <= 1.0
@@ -315,6 +317,7 @@ def test_cli_evaluate_writes_report(runs, dataset, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "ceiling" in printed and "ARI" in printed
+    assert "each state aligned alone" in printed and "worst state's median" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["per_image"]["n_images"] >= 20 and set(metrics["per_image"]["per_state"]) == {"0", "1"}
     assert (out / "fsc_curves.png").exists() and (out / "auc_per_state.png").exists()

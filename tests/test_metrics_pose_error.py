@@ -14,6 +14,7 @@ from cryohet.geometry.rotations import (
 from cryohet.metrics.pose_error import (
     align_rotations,
     class_average,
+    per_state_rotation_errors,
     rotation_errors,
     rotation_errors_per_class,
     symmetry_mate_errors,
@@ -90,6 +91,25 @@ def test_per_class_alignment():
     assert set(per) == {0, 1}
     assert not per[0].alignment.flipped and per[1].alignment.flipped
     assert class_average(per)["rotation_deg_mean"] < 1e-4
+
+
+def test_evaluate_separates_a_state_offset_from_pose_noise():
+    """A state whose poses share a frame offset of their own (the poses took up part of a
+    conformational change) has a large median under the one global alignment and a small
+    one aligned alone; the other states are untouched."""
+    R_gt = random_rotations(300, rng=3)
+    labels = np.repeat([0, 1, 2], 100)
+    noise = axis_angle_to_matrix(np.random.default_rng(4).normal(scale=np.radians(1.0), size=(300, 3)))
+    R_pred = R_gt @ noise
+    offset = axis_angle_to_matrix(np.array([0.0, np.radians(12.0), 0.0]))
+    R_pred[labels == 2] = R_pred[labels == 2] @ offset
+    errors = rotation_errors(R_pred, R_gt).rotation_deg
+    out = per_state_rotation_errors(R_pred, R_gt, errors, labels)
+    glob, alone = out["per_state_rotation_deg_median"], out["per_state_aligned_rotation_deg_median"]
+    assert glob["0"] < 3.0 and glob["1"] < 3.0 and 9.0 < glob["2"] < 15.0
+    assert max(alone.values()) < 3.0
+    assert out["per_class_aligned"]["rotation_deg_median"] < 3.0
+    assert per_state_rotation_errors(R_pred, R_gt, errors, np.zeros(300, dtype=int)) == {}
 
 
 def test_translation_global_offset_removed():

@@ -58,6 +58,14 @@ def evaluation_table(result: dict[str, Any]) -> Table:
                 f"{p['rotation_deg_modulo_symmetry_mean']:.3f} / {p['rotation_deg_modulo_symmetry_median']:.3f}; "
                 f"{p['symmetry_mate_fraction']:.0%}",
             )
+        if "per_class_aligned" in p:
+            pc = p["per_class_aligned"]
+            t.add_row(
+                "  each state aligned alone, mean / median (°)",
+                f"{pc['rotation_deg_mean']:.3f} / {pc['rotation_deg_median']:.3f}",
+            )
+            worst = max(p["per_state_rotation_deg_median"].items(), key=lambda kv: kv[1])
+            t.add_row("  worst state's median (°)", f"state {worst[0]}: {worst[1]:.3f}")
         t.add_row("translation error RMSE (px)", f"{p['rmse_px']:.3f}")
     else:
         t.add_row("pose errors", "n/a (no poses in the run or the ground truth)")

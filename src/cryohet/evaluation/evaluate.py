@@ -15,7 +15,11 @@ latents, ``volume(z, box, apix)``, poses), so no method is special-cased:
 * **clustering**: k-means (K = number of states, seed 0) on the latents scored by ARI and
   NMI against the true labels; per-state latent spread (:func:`latent_spread`);
 * **pose errors** when the run has poses and the ground truth has a ``particles.star``
-  (zero for methods that keep the given poses; reported anyway);
+  (zero for methods that keep the given poses; reported anyway): after one global
+  alignment (DRGN-AI's table), each state's median under that alignment, and CryoBench's
+  per-class errors (each state aligned on its own, then averaged). A state whose median
+  falls far when it is aligned alone has a pose offset of its own: the poses took up part
+  of the conformational change;
 * **part metrics** (:mod:`.parts`) when the method exposes Gaussians with part labels
   (``TrainedModel.gaussians_at``) and the ground truth has ``atoms.npz``: moving-part
   purity when every atom is present in every state (conformational sets such as the IgG
@@ -44,7 +48,13 @@ from ..errors import InputError, RunDirError
 from ..io.outputs import run_dir_inputs, staged_folder
 from ..metrics.clustering import kmeans_scores, latent_spread
 from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
-from ..metrics.pose_error import align_rotations, rotation_errors, symmetry_mate_errors, translation_errors
+from ..metrics.pose_error import (
+    align_rotations,
+    per_state_rotation_errors,
+    rotation_errors,
+    symmetry_mate_errors,
+    translation_errors,
+)
 from .ground_truth import GroundTruth, load_ground_truth
 
 __all__ = ["evaluate_run", "decode_states", "write_evaluation", "evaluation_inputs"]
@@ -157,7 +167,7 @@ def _conformation_dict(res: PerConformationResult) -> dict[str, Any]:
     }
 
 
-def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None) -> dict[str, Any] | None:
+def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None, labels: np.ndarray) -> dict[str, Any] | None:
     poses = model.poses()
     if poses is None or gt.rotations is None:
         return None
@@ -170,6 +180,7 @@ def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None) -> dict[str, Any
     rerr = rotation_errors(rot, rot_gt)
     terr = translation_errors(sh / apix, sh_gt / apix, rot_pred=rot)
     out = {**{k: float(v) for k, v in rerr.summary().items()}, **{k: float(v) for k, v in terr.summary().items()}}
+    out.update(per_state_rotation_errors(rot, rot_gt, rerr.rotation_deg, labels))
     if gt.pseudo_symmetry is not None:  # a symmetry mate of the true pose is a right answer too
         # aligned for the errors modulo the symmetry: poses split between two mates have no
         # plain alignment that fits both groups (:func:`align_rotations`)
@@ -307,7 +318,7 @@ def evaluate_run(
         "k": int(len(np.unique(labels))),
         "latent_spread": {str(k): float(v) for k, v in latent_spread(latents, labels).items()},
     }
-    result["poses"] = _pose_errors(model, gt, ix)
+    result["poses"] = _pose_errors(model, gt, ix, labels)
     result["parts"] = _part_metrics(model, latents, chosen, gt)
     return result
 

@@ -23,6 +23,7 @@ from .pose_error import (
     TranslationErrors,
     align_rotations,
     class_average,
+    per_state_rotation_errors,
     rotation_errors,
     rotation_errors_per_class,
     translation_errors,
@@ -56,6 +57,7 @@ __all__ = [
     "align_rotations",
     "class_average",
     "rotation_errors",
+    "per_state_rotation_errors",
     "rotation_errors_per_class",
     "translation_errors",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "rotation_errors_per_class",
     "symmetry_mate_errors",
     "class_average",
+    "per_state_rotation_errors",
     "translation_errors",
 ]
 
@@ -232,6 +233,25 @@ def class_average(per_class: dict[int, RotationErrors]) -> dict[str, float]:
     """Unweighted average over classes of each per-class summary value."""
     keys = next(iter(per_class.values())).summary().keys()
     return {k: float(np.mean([e.summary()[k] for e in per_class.values()])) for k in keys}
+
+
+def per_state_rotation_errors(rot: np.ndarray, rot_gt: np.ndarray, errors_deg: np.ndarray, labels: np.ndarray) -> dict:
+    """Per state: the median rotation error (degrees) under one global alignment
+    (``errors_deg``, per image, from :func:`rotation_errors`), and CryoBench's per-class
+    errors (each state aligned on its own, :func:`rotation_errors_per_class`, and their class
+    average). A state whose median falls far when aligned alone has a frame offset of its
+    own: its poses took up part of the conformational change. Empty for fewer than two states."""
+    states = np.unique(labels)
+    if len(states) < 2:
+        return {}
+    per_class = rotation_errors_per_class(rot, rot_gt, labels)
+    return {
+        "per_state_rotation_deg_median": {str(int(s)): float(np.median(errors_deg[labels == s])) for s in states},
+        "per_state_aligned_rotation_deg_median": {
+            str(int(s)): float(np.median(per_class[int(s)].rotation_deg)) for s in states
+        },
+        "per_class_aligned": {k: float(v) for k, v in class_average(per_class).items() if k != "flipped"},
+    }
 
 
 def translation_errors(
