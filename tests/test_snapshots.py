@@ -1,9 +1,10 @@
 """Per-epoch snapshots (cryoDRGN's z.N.pkl / weights.N.pkl habit): ``--epoch`` for
-``analyze``, ``volumes`` and ``select``, a convergence view, and ``--load`` to start from
-another run's weights."""
+``analyze``, ``volumes``, ``select`` and ``evaluate``, a convergence view, and ``--load``
+to start from another run's weights."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mrcfile
@@ -65,6 +66,12 @@ def test_commands_take_epoch_and_analyze_shows_convergence(run, tmp_path, capsys
     assert main(["select", str(run), "--epoch", "2", "--latent-box", "z0:0:", "-o", str(tmp_path / "s.pkl")]) == 0
     z2 = np.load(run / "epochs" / "epoch_0002" / "latents.npy")
     assert f"wrote {int((z2[:, 0] >= 0).sum())} of {len(z2)}" in capsys.readouterr().out
+    data = Path(small_config(tmp_path).data.path).parent
+    assert main(["evaluate", str(run), "--gt", str(data), "--epoch", "1"]) == 0
+    metrics = json.loads((run / "eval.1" / "metrics.json").read_text())
+    assert metrics["epoch"] == 1 and metrics["n_particles"] == len(early.latents)
+    assert main(["evaluate", str(run), "--gt", str(data), "--epoch", "9", "-o", str(tmp_path / "e9")]) == 1
+    assert "no snapshot of epoch 9" in capsys.readouterr().err
     args = ["--k", "2", "--pcs", "1", "--pc-steps", "2", "--no-umap", "--no-report"]
     assert main(["analyze", str(run), "--epoch", "2", *args]) == 0
     assert (run / "analyze.2" / "kmeans2" / "labels.npy").exists()

@@ -96,7 +96,9 @@ def evaluate(
     gt: Path = typer.Option(
         ..., "--gt", help="Simulated dataset folder (or its gt/ folder) with labels and state maps."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/eval)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output folder (default: RUN/eval, RUN/eval.EPOCH with --epoch)."
+    ),
     overwrite: bool = typer.Option(
         param_default(_write_evaluation, "overwrite"),
         "--overwrite",
@@ -122,6 +124,13 @@ def evaluate(
         "--allow-unfinished",
         help="Use a run that is unfinished (still training, killed or failed) as it is.",
     ),
+    epoch: Optional[int] = typer.Option(
+        param_default(_evaluate_run, "epoch"),
+        "--epoch",
+        "-e",
+        min=1,
+        help="Evaluate the run as it was after this epoch (its snapshot in RUN/epochs/).",
+    ),
 ) -> None:
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.
 
@@ -137,12 +146,12 @@ def evaluate(
     if per_image is not None and per_image < 1:
         raise InputError(f"--per-image must be at least 1, got {per_image}")
     unmasked = {"use_mask": False} if no_mask else {}  # the flag only switches masking off
-    target = out if out is not None else run / "eval"
+    target = out if out is not None else run / ("eval" if epoch is None else f"eval.{epoch}")
     inputs = evaluation_inputs(run, gt, mask)
     check_output(target, inputs, overwrite=overwrite, folder=True)  # before the long work
     result = evaluate_run(
         run, gt, mask=mask, per_image=per_image, align=align, device=device, allow_unfinished=allow_unfinished,
-        **unmasked,
+        epoch=epoch, **unmasked,
     )  # fmt: skip
     written = write_evaluation(result, target, overwrite=overwrite, inputs=inputs)
     Console().print(evaluation_table(result))
@@ -156,5 +165,6 @@ def register(app: typer.Typer) -> None:
             "cryohet evaluate runs/spire --gt data/igg1d",
             "cryohet evaluate runs/spire --gt data/igg1d --per-image 500 --device cuda",
             "cryohet evaluate runs/abinit --gt data/igg1d --align -o runs/abinit/eval",
+            "cryohet evaluate runs/abinit --gt data/igg1d --align --epoch 13",
         ),
     )(evaluate)

@@ -239,6 +239,7 @@ def evaluate_run(
     align: bool = False,
     device: str = "cpu",
     allow_unfinished: bool = False,
+    epoch: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run against a ground truth; returns the metrics (JSON-ready dict).
 
@@ -252,12 +253,14 @@ def evaluate_run(
             from the run's mean map and the ground truth's average (ab initio runs).
         device: where the method decodes volumes.
         allow_unfinished: evaluate a run that has no ``COMPLETED`` stamp (still training or killed).
+        epoch: evaluate the run as it was after this epoch (counted from 1), from its snapshot
+            in ``RUN/epochs/`` (a one-line error names the epochs it has).
     """
     from ..methods.base import load_run
 
     run_dir = Path(run_dir)
     gt = load_ground_truth(gt_dir)
-    model = load_run(run_dir, device=device, allow_unfinished=allow_unfinished)
+    model = load_run(run_dir, device=device, allow_unfinished=allow_unfinished, epoch=epoch)
     latents = np.asarray(model.latents, dtype=np.float32)
     if latents.ndim != 2 or not np.isfinite(latents).all():
         raise RunDirError(f"{run_dir}: latents must be a finite (N, zdim) array, got shape {latents.shape}")
@@ -282,6 +285,7 @@ def evaluate_run(
     result: dict[str, Any] = {
         "run": str(run_dir.resolve()),
         "method": model.method,
+        "epoch": epoch,
         "gt_dir": str(gt.gt_dir.resolve()),
         "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cryohet_version": __version__,
