@@ -72,6 +72,26 @@ def test_infer_reproduces_the_latents_and_makes_a_run_directory(run, tmp_path, c
     assert json.loads((views / "COMPLETED").read_text())["in_plane_views"] == 4
     np.testing.assert_allclose(np.load(views / "latents.npy"), np.load(run / "latents.npy"), atol=1e-5)
     assert np.load(views / "poses.npz")["rotations"].shape == (160, 3, 3)
+    # latents fitted to the images at their poses: they move, the states stay apart, and
+    # every image's data term is at most what the encoder's latent gives
+    fitted = tmp_path / "fitted"
+    assert main(["infer", str(run), str(STAR), "--out", str(fitted), "--latent-steps", "10"]) == 0
+    assert json.loads((fitted / "COMPLETED").read_text())["latent_steps"] == 10
+    z, z_enc = np.load(fitted / "latents.npy"), np.load(run / "latents.npy")
+    assert z.shape == z_enc.shape and not np.allclose(z, z_enc, atol=1e-3)
+    labels = np.load(PINNED / "gt" / "labels.npy")
+    assert adjusted_rand_score(labels, KMeans(2, n_init=5, random_state=0).fit_predict(z)) >= 0.9
+    from cryohet.methods.base import load_run
+
+    model = load_run(run)
+    meta = ParticleSource(path=STAR).load()
+    enc = model.encode_particles(meta)
+    at_encoder = model.refine_latents(meta, enc, steps=0)
+    assert at_encoder is enc
+    fit = model.refine_latents(meta, enc, steps=10)
+    data_at_encoder = model.refine_latents(meta, enc, steps=1, lr=1e-12).score  # the encoder's latent, scored
+    assert np.all(fit.score <= data_at_encoder + 0.5 * model.cfg.optim.beta * (enc.z**2).sum(1) + 1e-3)
+    assert np.median(fit.score) < np.median(data_at_encoder)
 
 
 def _one_error(capsys) -> str:

@@ -30,6 +30,8 @@ def infer(
     poses: str = config_option(InferConfig, "poses", "--poses", help="encoder or search."),
     refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
     in_plane_views: int = config_option(InferConfig, "in_plane_views", "--in-plane-views"),
+    latent_steps: int = config_option(InferConfig, "latent_steps", "--latent-steps"),
+    latent_lr: float = config_option(InferConfig, "latent_lr", "--latent-lr"),
     device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
     overwrite: bool = config_option(InferConfig, "overwrite", "--overwrite", help="Replace DIR as a whole."),
     allow_unfinished: bool = config_option(
@@ -47,6 +49,8 @@ def infer(
     run's pose search against its field instead (not amortised: for particles
     the encoder cannot pose). --in-plane-views K also shows the encoder each
     image turned in plane K-1 times and keeps the pose most views agree with.
+    --latent-steps N fits each latent to its image at its final pose (N
+    gradient steps from the encoder's, the field fixed).
     """
     from ..workflows.infer import infer_particles
 
@@ -65,6 +69,8 @@ def infer(
         poses=poses,
         refine_step_deg=refine_step_deg,
         in_plane_views=in_plane_views,
+        latent_steps=latent_steps,
+        latent_lr=latent_lr,
         device=device,
         overwrite=overwrite,
         allow_unfinished=allow_unfinished,
@@ -81,5 +87,6 @@ def register(app: typer.Typer) -> None:
             "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
             "cryohet infer runs/het new.star -o runs/new_refined --refine-step-deg 16",
             "cryohet infer runs/het new.star -o runs/new_searched --poses search",
+            "cryohet infer runs/het new.star -o runs/new_fit --latent-steps 20",
         ),
     )(infer)

@@ -69,6 +69,17 @@ class InferConfig(StrictModel):
             "23.4 -> 18.3 deg at k = 8"
         ),
     )
+    latent_steps: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description=(
+            "fit each particle's latent to its image at its (final) pose by this many gradient steps from the "
+            "encoder's, the field fixed (semi-amortised; for particles the encoder's latent does not generalise "
+            "to); 0: the encoder's latents"
+        ),
+    )
+    latent_lr: float = Field(0.05, gt=0, description="step size of the latent fit (Adam, latent units per step)")
     device: str = "cpu"
     allow_unfinished: bool = Field(False, description="use a run that is still training or was killed")
     overwrite: bool = Field(False, description="replace an existing output folder (as a whole)")

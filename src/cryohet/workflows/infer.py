@@ -2,10 +2,11 @@
 
 ``DIR`` becomes a run directory of the new particles (no training): the run's
 ``config.yaml`` with ``data`` pointing at them (``_inferred_from`` names the run),
-``model.pt`` copied, ``latents.npy`` (one row per particle, input order), ``poses.npz``
-(RELION ``A``, origins in Å; the encoder's, or with ``poses: search`` found by the run's
-pose search against its field; with ``refine_step_deg`` then refined by a local search against
-the field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
+``model.pt`` copied, ``latents.npy`` (one row per particle, input order; the encoder's, or
+with ``latent_steps`` fitted to the images at their final poses), ``poses.npz`` (RELION
+``A``, origins in Å; the encoder's, or with ``poses: search`` found by the run's pose search
+against its field; with ``refine_step_deg`` then refined by a local search against the
+field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
 source's rows with the predicted poses, as ``cryohet export`` writes them). So
 ``volumes``, ``analyze``, ``select`` and ``export`` accept ``DIR`` as they accept a run.
 Written into a temporary folder that replaces ``DIR`` at the end (never a mix of old and new).
@@ -43,7 +44,10 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     run = Path(cfg.run)
     model = load_run(run, device=cfg.device, allow_unfinished=cfg.allow_unfinished)
     needs = (
-        ["encode_particles"] + ["search_poses"] * (cfg.poses == "search") + ["refine_poses"] * bool(cfg.refine_step_deg)
+        ["encode_particles"]
+        + ["search_poses"] * (cfg.poses == "search")
+        + ["refine_poses"] * bool(cfg.refine_step_deg)
+        + ["refine_latents"] * bool(cfg.latent_steps)
     )
     if not all(hasattr(model, name) for name in needs):
         raise InputError(
@@ -71,6 +75,12 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         record["refine_step_deg"] = cfg.refine_step_deg
         record["refine_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
         log.info("refined the poses by a local search at %.1f images/s", record["refine_images_per_s"])
+    if cfg.latent_steps:
+        start = time.perf_counter()
+        enc = model.refine_latents(meta, enc, cfg.latent_steps, cfg.batch_size, cfg.latent_lr)
+        record.update(latent_steps=cfg.latent_steps, latent_lr=cfg.latent_lr)
+        record["latent_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
+        log.info("fitted the latents at %.1f images/s", record["latent_images_per_s"])
     raw = read_run_header(run)
     raw = {k: v for k, v in raw.items() if not k.startswith("_")}
     raw["data"] = cfg.data.model_dump(mode="json")

@@ -117,6 +117,41 @@ class HetacumnModel(TrainedModel):
 
         return self._pose_pass(meta, encoded, batch_size, self.box / 2, refine, "local pose refinement")
 
+    def refine_latents(self, meta, encoded, steps: int, batch_size: int = 256, lr: float = 0.05):
+        """The latents of ``encoded`` fitted to each image at its pose, the field fixed
+        (semi-amortised: :func:`~cryohet.latents.fit_latents`, ``steps`` Adam steps of ``lr``
+        from the encoder's latent on the image's data term on the full band plus the run's
+        ``beta * |z|^2 / 2``; each image keeps its best iterate). For particles whose latent
+        the encoder does not generalise to. Poses are kept; the score becomes the fitted
+        latent's data term. A homogeneous run (zdim 0) is returned as it is."""
+        from dataclasses import replace
+
+        from ...console import progress
+        from ...latents.fit import fit_latents
+        from .inference import data_terms
+
+        if not self.cfg.zdim or steps <= 0:
+            return encoded
+        dataset, band, likelihood = self._particles(meta)
+        beta = float(self.cfg.optim.beta)
+        z_all, score = encoded.z.copy(), np.asarray(encoded.score, np.float32).copy()
+        starts = range(0, len(dataset), batch_size)
+        for start in progress(starts, total=len(starts), description="latent refinement", unit="batch"):
+            rows = np.arange(start, min(len(dataset), start + batch_size))
+            b = dataset.get_batch(rows).to(self.device)
+            observed, ctf = band.observed(b.images), band.filters(b.ctf_params, None)
+            rot = torch.as_tensor(encoded.rotations[rows], dtype=torch.float32, device=self.device)[:, None]
+            shifts = torch.as_tensor(encoded.shifts_A[rows], dtype=torch.float32, device=self.device)[:, None]
+
+            def data(z, observed=observed, ctf=ctf, rot=rot, shifts=shifts):
+                return data_terms(self.field, band, likelihood, observed, ctf, rot, shifts, z)[:, 0]
+
+            z0 = torch.as_tensor(encoded.z[rows], dtype=torch.float32, device=self.device)
+            z, value = fit_latents(data, z0, steps, lr, beta)
+            z_all[rows] = z.cpu().numpy()
+            score[rows] = (value - 0.5 * beta * (z**2).sum(dim=1)).cpu().numpy()
+        return replace(encoded, z=z_all, score=score)
+
     def _field_grids(self, radius_px: float):
         """The run's field cached as Fourier grids out to ``radius_px`` at the k-means centres
         of the run's latents (``warm_start.search.clusters`` of them; one grid when homogeneous)."""
