@@ -76,7 +76,9 @@ class InferConfig(StrictModel):
         description=(
             "fit each particle's latent to its image at its (final) pose by this many gradient steps from the "
             "encoder's, the field fixed (semi-amortised; for particles the encoder's latent does not generalise "
-            "to); 0: the encoder's latents"
+            "to); 0: the encoder's latents. On simulated assembly (1 000 trained, 3 000 unseen, refined poses), 5 "
+            "steps of 0.05: latent ARI 0.420 -> 0.479 trained, 0.200 -> 0.350 unseen, 14-16 images/s on one thread; "
+            "10 or more steps of 0.05 moved the latents past their best"
         ),
     )
     latent_lr: float = Field(0.05, gt=0, description="step size of the latent fit (Adam, latent units per step)")
