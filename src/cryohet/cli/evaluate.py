@@ -58,14 +58,19 @@ def evaluation_table(result: dict[str, Any]) -> Table:
                 f"{p['rotation_deg_modulo_symmetry_mean']:.3f} / {p['rotation_deg_modulo_symmetry_median']:.3f}; "
                 f"{p['symmetry_mate_fraction']:.0%}",
             )
-        if "per_class_aligned" in p:
+        symmetric = "per_state_rotation_deg_modulo_symmetry_median" in p  # plain per-state errors mix the mates
+        if "per_class_aligned" in p and not symmetric:
             pc = p["per_class_aligned"]
             t.add_row(
                 "  each state aligned alone, mean / median (°)",
                 f"{pc['rotation_deg_mean']:.3f} / {pc['rotation_deg_median']:.3f}",
             )
-            worst = max(p["per_state_rotation_deg_median"].items(), key=lambda kv: kv[1])
-            t.add_row("  worst state's median (°)", f"state {worst[0]}: {worst[1]:.3f}")
+        key = "per_state_rotation_deg_modulo_symmetry_median" if symmetric else "per_state_rotation_deg_median"
+        per_state = p.get(key)
+        if per_state:
+            worst = max(per_state.items(), key=lambda kv: kv[1])
+            how = " modulo the pseudo-symmetry" if symmetric else ""
+            t.add_row(f"  worst state's median{how} (°)", f"state {worst[0]}: {worst[1]:.3f}")
         t.add_row("translation error RMSE (px)", f"{p['rmse_px']:.3f}")
     else:
         t.add_row("pose errors", "n/a (no poses in the run or the ground truth)")

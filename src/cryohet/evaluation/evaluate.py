@@ -19,7 +19,8 @@ latents, ``volume(z, box, apix)``, poses), so no method is special-cased:
   alignment (DRGN-AI's table), each state's median under that alignment, and CryoBench's
   per-class errors (each state aligned on its own, then averaged). A state whose median
   falls far when it is aligned alone has a pose offset of its own: the poses took up part
-  of the conformational change;
+  of the conformational change. When the ground truth records a pseudo-symmetry, also the
+  errors modulo it (overall and per state): there a state's plain errors mix the mates;
 * **part metrics** (:mod:`.parts`) when the method exposes Gaussians with part labels
   (``TrainedModel.gaussians_at``) and the ground truth has ``atoms.npz``: moving-part
   purity when every atom is present in every state (conformational sets such as the IgG
@@ -189,6 +190,9 @@ def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None, labels: np.ndarr
         out["rotation_deg_modulo_symmetry_mean"] = float(np.mean(err))
         out["rotation_deg_modulo_symmetry_median"] = float(np.median(err))
         out["symmetry_mate_fraction"] = float(np.mean(mate > 0))
+        out["per_state_rotation_deg_modulo_symmetry_median"] = {
+            str(int(s)): float(np.median(err[labels == s])) for s in np.unique(labels)
+        }
     return out
 
 
