@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
-from .options import examples, param_default
+from .options import epoch_option, examples, param_default
 
 __all__ = ["register", "evaluation_table"]
 
@@ -129,12 +129,8 @@ def evaluate(
         "--allow-unfinished",
         help="Use a run that is unfinished (still training, killed or failed) as it is.",
     ),
-    epoch: Optional[int] = typer.Option(
-        param_default(_evaluate_run, "epoch"),
-        "--epoch",
-        "-e",
-        min=1,
-        help="Evaluate the run as it was after this epoch (its snapshot in RUN/epochs/).",
+    epoch: Optional[int] = epoch_option(
+        _evaluate_run, "Evaluate the run as it was after this epoch (its snapshot in RUN/epochs/)."
     ),
 ) -> None:
     """Per-conformation FSC AUC (CryoBench, masked and unmasked), clustering and pose errors.

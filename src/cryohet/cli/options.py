@@ -266,6 +266,12 @@ def param_default(func: Callable[..., Any] | str, name: str) -> Any:
     return param.default
 
 
+def epoch_option(func: Callable[..., Any] | str, help: str) -> Any:
+    """``--epoch/-e N`` (counted from 1): the run as it was after epoch N, from its snapshot in
+    ``RUN/epochs/``; the default is ``func``'s ``epoch`` parameter's (:func:`param_default`)."""
+    return typer.Option(param_default(func, "epoch"), "--epoch", "-e", min=1, help=help)
+
+
 @functools.cache
 def _function_defaults(ref: str) -> dict[str, ast.expr]:
     """Parameter -> default expression of the top-level function ``"cryohet.mod:func"``, from its source."""

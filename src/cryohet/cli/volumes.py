@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .options import examples, param_default
+from .options import epoch_option, examples, param_default
 
 __all__ = ["register"]
 
@@ -78,12 +78,8 @@ def volumes(
         "--overwrite",
         help="Replace an existing non-empty output folder (as a whole).",
     ),
-    epoch: Optional[int] = typer.Option(
-        param_default(_write_volumes, "epoch"),
-        "--epoch",
-        "-e",
-        min=1,
-        help="Decode with the run as it was after this epoch (its snapshot in RUN/epochs/).",
+    epoch: Optional[int] = epoch_option(
+        _write_volumes, "Decode with the run as it was after this epoch (its snapshot in RUN/epochs/)."
     ),
     allow_unfinished: bool = typer.Option(
         param_default(_write_volumes, "allow_unfinished"),
