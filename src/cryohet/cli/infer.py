@@ -87,6 +87,6 @@ def register(app: typer.Typer) -> None:
             "cryohet infer runs/hetacumn particles.star --ind rest.pkl -o runs/rest",
             "cryohet infer runs/het new.star -o runs/new_refined --refine-step-deg 16",
             "cryohet infer runs/het new.star -o runs/new_searched --poses search",
-            "cryohet infer runs/het new.star -o runs/new_fit --latent-steps 20",
+            "cryohet infer runs/het new.star -o runs/new_fit --latent-steps 5",
         ),
     )(infer)

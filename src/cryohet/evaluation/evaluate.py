@@ -51,6 +51,7 @@ from ..metrics.clustering import kmeans_scores, latent_spread
 from ..metrics.per_conformation import PerConformationResult, nearest_to_mean, per_conformation_fsc, per_image_fsc
 from ..metrics.pose_error import (
     align_rotations,
+    per_state_median,
     per_state_rotation_errors,
     rotation_errors,
     symmetry_mate_errors,
@@ -190,9 +191,7 @@ def _pose_errors(model, gt: GroundTruth, ix: np.ndarray | None, labels: np.ndarr
         out["rotation_deg_modulo_symmetry_mean"] = float(np.mean(err))
         out["rotation_deg_modulo_symmetry_median"] = float(np.median(err))
         out["symmetry_mate_fraction"] = float(np.mean(mate > 0))
-        out["per_state_rotation_deg_modulo_symmetry_median"] = {
-            str(int(s)): float(np.median(err[labels == s])) for s in np.unique(labels)
-        }
+        out["per_state_rotation_deg_modulo_symmetry_median"] = per_state_median(err, labels)
     return out
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "rotation_errors_per_class",
     "symmetry_mate_errors",
     "class_average",
+    "per_state_median",
     "per_state_rotation_errors",
     "translation_errors",
 ]
@@ -235,6 +236,11 @@ def class_average(per_class: dict[int, RotationErrors]) -> dict[str, float]:
     return {k: float(np.mean([e.summary()[k] for e in per_class.values()])) for k in keys}
 
 
+def per_state_median(values: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``{state: median of values over its images}`` (keys as strings, JSON-ready)."""
+    return {str(int(s)): float(np.median(values[labels == s])) for s in np.unique(labels)}
+
+
 def per_state_rotation_errors(rot: np.ndarray, rot_gt: np.ndarray, errors_deg: np.ndarray, labels: np.ndarray) -> dict:
     """Per state: the median rotation error (degrees) under one global alignment
     (``errors_deg``, per image, from :func:`rotation_errors`), and CryoBench's per-class
@@ -246,7 +252,7 @@ def per_state_rotation_errors(rot: np.ndarray, rot_gt: np.ndarray, errors_deg: n
         return {}
     per_class = rotation_errors_per_class(rot, rot_gt, labels)
     return {
-        "per_state_rotation_deg_median": {str(int(s)): float(np.median(errors_deg[labels == s])) for s in states},
+        "per_state_rotation_deg_median": per_state_median(errors_deg, labels),
         "per_state_aligned_rotation_deg_median": {
             str(int(s)): float(np.median(per_class[int(s)].rotation_deg)) for s in states
         },

@@ -126,7 +126,6 @@ class HetacumnModel(TrainedModel):
         latent's data term. A homogeneous run (zdim 0) is returned as it is."""
         from dataclasses import replace
 
-        from ...console import progress
         from ...latents.fit import fit_latents
         from .inference import data_terms
 
@@ -135,18 +134,12 @@ class HetacumnModel(TrainedModel):
         dataset, band, likelihood = self._particles(meta)
         beta = float(self.cfg.optim.beta)
         z_all, score = encoded.z.copy(), np.asarray(encoded.score, np.float32).copy()
-        starts = range(0, len(dataset), batch_size)
-        for start in progress(starts, total=len(starts), description="latent refinement", unit="batch"):
-            rows = np.arange(start, min(len(dataset), start + batch_size))
-            b = dataset.get_batch(rows).to(self.device)
-            observed, ctf = band.observed(b.images), band.filters(b.ctf_params, None)
-            rot = torch.as_tensor(encoded.rotations[rows], dtype=torch.float32, device=self.device)[:, None]
-            shifts = torch.as_tensor(encoded.shifts_A[rows], dtype=torch.float32, device=self.device)[:, None]
+        for rows, observed, ctf, z0, rot, shifts in self._batches(dataset, band, encoded, batch_size,
+                                                                   "latent refinement"):  # fmt: skip
 
-            def data(z, observed=observed, ctf=ctf, rot=rot, shifts=shifts):
+            def data(z, observed=observed, ctf=ctf, rot=rot[:, None], shifts=shifts[:, None]):
                 return data_terms(self.field, band, likelihood, observed, ctf, rot, shifts, z)[:, 0]
 
-            z0 = torch.as_tensor(encoded.z[rows], dtype=torch.float32, device=self.device)
             z, value = fit_latents(data, z0, steps, lr, beta)
             z_all[rows] = z.cpu().numpy()
             score[rows] = (value - 0.5 * beta * (z**2).sum(dim=1)).cpu().numpy()
@@ -169,26 +162,35 @@ class HetacumnModel(TrainedModel):
         :class:`~cryohet.pose.search.SearchResult`; the start poses are the batch's in ``encoded``)."""
         from dataclasses import replace
 
-        from ...console import progress
-
         dataset, band, likelihood = self._particles(meta)
         sources = self._field_grids(radius_px)
         rotations, shifts_A = encoded.rotations.copy(), encoded.shifts_A.copy()
         score = np.empty(len(dataset), np.float32)
+        for rows, observed, ctf, z, start_rotations, start_shifts_A in self._batches(
+            dataset, band, encoded, batch_size, description
+        ):
+            with torch.no_grad():
+                found = find(observed, ctf, z, sources, likelihood, start_rotations, start_shifts_A)
+            rotations[rows] = found.rotations.cpu().numpy()
+            shifts_A[rows] = found.shifts_A.cpu().numpy()
+            score[rows] = found.scores.cpu().numpy()
+        return replace(encoded, rotations=rotations, shifts_A=shifts_A, score=score)
+
+    def _batches(self, dataset, band, encoded, batch_size: int, description: str):
+        """Batch by batch, with a progress bar: ``(rows, observed, ctf, z, rotations, shifts_A)``,
+        the images' DFTs and CTFs on ``band`` and ``encoded``'s latents (None when
+        homogeneous), rotations ``(B, 3, 3)`` and origins ``(B, 2)`` Å of those rows, on the
+        run's device."""
+        from ...console import progress
+
         starts = range(0, len(dataset), batch_size)
         for start in progress(starts, total=len(starts), description=description, unit="batch"):
             rows = np.arange(start, min(len(dataset), start + batch_size))
             b = dataset.get_batch(rows).to(self.device)
             z = torch.as_tensor(encoded.z[rows], device=self.device) if self.cfg.zdim else None
-            start_rotations = torch.as_tensor(encoded.rotations[rows], device=self.device)
-            start_shifts_A = torch.as_tensor(encoded.shifts_A[rows], device=self.device)
-            with torch.no_grad():
-                found = find(band.observed(b.images), band.filters(b.ctf_params, None), z, sources, likelihood,
-                             start_rotations, start_shifts_A)  # fmt: skip
-            rotations[rows] = found.rotations.cpu().numpy()
-            shifts_A[rows] = found.shifts_A.cpu().numpy()
-            score[rows] = found.scores.cpu().numpy()
-        return replace(encoded, rotations=rotations, shifts_A=shifts_A, score=score)
+            rotations = torch.as_tensor(encoded.rotations[rows], device=self.device)
+            shifts_A = torch.as_tensor(encoded.shifts_A[rows], device=self.device)
+            yield rows, band.observed(b.images), band.filters(b.ctf_params, None), z, rotations, shifts_A
 
     def _particles(self, meta):
         """``(dataset, band, likelihood)`` of ``meta`` as the run saw its own particles."""
