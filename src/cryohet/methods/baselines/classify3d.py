@@ -2,7 +2,7 @@
 
 Model (RELION-style maximum likelihood, poses and CTF fixed): each image comes from one
 of K maps ``V_k`` with prior ``pi_k``; its DFT is ``CTF * shift * slice_A(V_k)`` plus
-Gaussian noise with a per-shell variance (:mod:`.fourier`).
+Gaussian noise with a per-shell variance (:mod:`cryohet.reconstruction.band_limits`).
 
 1. **Consensus** of all particles (:func:`reconstruct_particles`): its half-map FSC sets
    the E-step band (shells up to FSC = 0.143 plus 2, or ``max_resolution_A``) and its
@@ -53,6 +53,7 @@ from ...errors import InputError
 from ...imaging.bands import FourierBand
 from ...imaging.likelihood import ShellGaussian
 from ...imaging.projection import volume_to_fourier
+from ...reconstruction.band_limits import band_shell_from_fsc, shell_of_resolution
 from ...reconstruction.from_particles import reconstruct_particles
 from ...representations.render import model_images
 from ...training.distributed import all_reduce_sum_, broadcast_object
@@ -67,7 +68,6 @@ from .common import (
     run_baseline,
 )
 from .config import Classify3DConfig
-from .fourier import band_shell_from_fsc, shell_of_resolution
 
 __all__ = ["Classify3DConfig", "Classify3DModel", "train_classify3d"]
 

@@ -1,4 +1,5 @@
-"""Where the EM baselines (classify3d, pca) put their band limit.
+"""Where the EM reconstructions (classify3d, the linear subspace of pca and of DRGN-AI's latent
+seed) put their band limit.
 
 Their likelihood is the shared one: an image's centred DFT ``Y`` is compared with the
 model image ``M = CTF * shift * slice(V)`` (:func:`cryohet.representations.render.model_images`)

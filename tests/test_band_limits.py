@@ -9,7 +9,7 @@ import torch
 from cryohet.geometry.rotations import random_rotations
 from cryohet.imaging.bands import FourierBand
 from cryohet.imaging.projection import volume_to_fourier
-from cryohet.methods.baselines.fourier import band_shell_from_fsc, shell_of_resolution
+from cryohet.reconstruction.band_limits import band_shell_from_fsc, shell_of_resolution
 from cryohet.representations.render import model_images, render
 
 

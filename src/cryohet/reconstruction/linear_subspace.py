@@ -1,0 +1,242 @@
+"""A linear subspace of heterogeneity by EM (probabilistic PCA in image space), at given poses.
+
+Model (Punjani & Fleet's 3D variability analysis, as probabilistic PCA in image space):
+
+    Y_i = CTF_i * shift_i * slice_i( mu + sum_j z_ij V_j ) + noise,   z_i ~ N(0, I_k)
+
+with ``mu`` the consensus map (:func:`reconstruct_particles`, fixed), ``V_j`` the k
+component maps (free scale), noise Gaussian with a per-shell variance
+(:class:`~cryohet.imaging.likelihood.ShellGaussian`), everything restricted to a low-pass
+band (shells up to the consensus half-map FSC = 0.143 plus 2, or ``max_resolution_A``;
+:mod:`.band_limits`) and to a real-space mask (``mask``, or the consensus thresholded at
+``mask_threshold`` of its maximum, dilated 2 px, 3 px soft edge).
+
+EM, one pass over the particles per iteration:
+
+* **E-step** (per image, k x k): with ``B_ij`` the band pixels of the rendered component
+  images and ``R_i = Y_i - render(mu)``, ``M_i = Re(B_i^H W B_i)``, ``b_i = Re(B_i^H W R_i)``
+  (``W = 1/sigma2(shell)``); posterior ``Sigma_i = (M_i + I)^-1``, ``z_i = Sigma_i b_i``.
+* **M-step**: backproject each residual image weighted by ``z_ij``
+  (:class:`BackprojectionAccumulator`, the same CTF-weighted gridding and Wiener term as
+  the consensus) giving ``G_j ~ sum_i z_ij C_i R_i / sum_i C_i^2``; then
+  ``V = S^-1 G`` with ``S = mean_i (Sigma_i + z_i z_i^T)``. This takes the CTF^2 weights
+  as uncorrelated with z (true in expectation: z does not depend on pose or defocus), so
+  the per-voxel k x k systems of exact 3DVA become one k x k mix.
+* The components are low-passed to the band, masked, and orthogonalised by an SVD
+  (rotating the basis is free for an isotropic prior); the noise spectrum is updated
+  from the residuals ``R_i - sum_j z_ij B_ij``.
+
+Components start as seeded random noise in the band and mask. A final E-step gives the
+latents: each image's posterior-mean coordinates ``z_i`` (the ridge-regularised
+least-squares fit of its residual by the CTF-projected components), ``(N, k)``.
+
+Two users: the ``pca`` baseline (one EM iteration per epoch, the components as its model)
+and the latent seed of DRGN-AI (:func:`fit_subspace_latents` at the searched poses), and
+classify3d's initial classes through the baseline. Poses are the dataset's: RELION ``A``
+matrices (acting on the map's coordinates) and shifts in Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..console import get_logger
+from ..data.dataset import ParticleDataset
+from ..errors import InputError, file_error
+from ..imaging.bands import FourierBand
+from ..imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
+from ..imaging.likelihood import ShellGaussian
+from ..imaging.masks import threshold_mask
+from ..imaging.projection import volume_to_fourier
+from ..io.mrc import read_volume
+from ..representations.render import model_images, render
+from ..training.distributed import all_reduce_sum_
+from ..training.per_image import gather_rows_into, my_rows
+from .backprojection import BackprojectionAccumulator
+from .band_limits import band_shell_from_fsc, shell_of_resolution
+from .from_particles import dataset_pixel_size, reconstruct_particles
+from .half_maps import HalfMapResult
+
+__all__ = ["SubspaceSettings", "LinearSubspaceEM", "fit_subspace_latents"]
+
+log = get_logger("reconstruction.linear_subspace")
+
+
+@dataclass(frozen=True)
+class SubspaceSettings:
+    """What defines the subspace fit (the ``pca`` baseline's config fields of the same names).
+
+    Attributes:
+        components: number of components k (the latent dimension).
+        max_resolution_A: low-pass limit in Å; None: consensus FSC 0.143 + 2 shells.
+        mask: real-space mask (.mrc) at the working box; None: from the consensus.
+        mask_threshold: consensus mask threshold, a fraction of the consensus maximum.
+        batch_size: images per batch (reading, projection, backprojection).
+        seed: seeds the initial components and the consensus half sets.
+    """
+
+    components: int = 3
+    max_resolution_A: float | None = None
+    mask: Path | None = None
+    mask_threshold: float = 0.05
+    batch_size: int = 256
+    seed: int = 0
+
+
+def _lowpass(vol: torch.Tensor, shell: int) -> torch.Tensor:
+    """Zero the Fourier components of ``vol`` beyond ``shell`` (voxels), real output."""
+    keep = radial_index_3d(vol.shape[-1], device=vol.device) <= shell
+    return ifft3_centered(fft3_centered(vol) * keep).real.to(vol.dtype)
+
+
+def _mask(settings: SubspaceSettings, consensus: torch.Tensor, box: int) -> torch.Tensor:
+    if settings.mask is not None:
+        m, _ = read_volume(settings.mask)
+        if m.shape != (box,) * 3:
+            raise file_error(settings.mask, f"mask is {m.shape[0]}^3 but the working box is {box}")
+        return torch.from_numpy(m).to(consensus)
+    try:
+        return threshold_mask(
+            consensus, settings.mask_threshold * float(consensus.max()), dilate_px=2.0, soft_edge_px=3.0
+        )
+    except ValueError:
+        raise InputError("the consensus map is empty; cannot build a mask (give --mask)") from None
+
+
+def _orthogonalise(V: torch.Tensor) -> torch.Tensor:
+    """Rows of ``V (k, D, D, D)`` made orthogonal by an SVD, sorted by norm (sign: largest
+    voxel positive, so the result is deterministic)."""
+    k = V.shape[0]
+    flat = V.reshape(k, -1).to(torch.float64)
+    U, s, Wt = torch.linalg.svd(flat, full_matrices=False)
+    out = s[:, None] * Wt
+    sign = torch.sign(out.gather(1, out.abs().argmax(dim=1, keepdim=True)))
+    return (out * sign).reshape(V.shape).to(V.dtype)
+
+
+class LinearSubspaceEM:
+    """State and passes of the EM (consensus, mask, band, components, noise) on ``dataset``
+    (which must have poses and CTF), on ``device``; distributed: each rank passes over its
+    share of the images and the sums are reduced."""
+
+    def __init__(
+        self,
+        dataset: ParticleDataset,
+        settings: SubspaceSettings,
+        device: torch.device | str = "cpu",
+        consensus: HalfMapResult | None = None,
+    ) -> None:
+        self.dataset, self.settings = dataset, settings
+        self.device = dev = torch.device(device)
+        self.box, self.apix, self.n = dataset.box, dataset_pixel_size(dataset), len(dataset)
+        cons = consensus or reconstruct_particles(
+            dataset, batch_size=settings.batch_size, device=dev, seed=settings.seed, show_progress=False
+        )
+        self.mean = cons.full.to(dev)
+        self.snr = cons.snr.to(dev)
+        self.shell = (
+            shell_of_resolution(settings.max_resolution_A, self.box, self.apix)
+            if settings.max_resolution_A
+            else band_shell_from_fsc(cons.fsc, self.box)
+        )
+        self.band = FourierBand.up_to_shell(self.box, self.apix, self.shell, dev)
+        self.mask = _mask(settings, self.mean, self.box).to(dev)
+        self.mean_ft = volume_to_fourier(self.mean)
+        self.sigma2 = torch.ones(self.band.n_shells, dtype=torch.float64, device=dev)
+        gen = torch.Generator().manual_seed(settings.seed)
+        V = torch.randn((settings.components,) + (self.box,) * 3, generator=gen).to(dev)
+        V = torch.stack([_lowpass(v, self.shell) * self.mask for v in V])
+        scale = float(self.mean.norm()) * 0.1 / float(V[0].norm().clamp_min(1e-30))
+        self.V = _orthogonalise(V * scale)
+
+    @property
+    def resolution_A(self) -> float:
+        """Resolution (Å) of the band's last shell."""
+        return self.box * self.apix / self.shell
+
+    def batches(self):
+        """``(rows, batch)`` over this rank's share of the images in order, on the device."""
+        mine = my_rows(self.n)
+        for start in range(0, len(mine), self.settings.batch_size):
+            rows = mine[start : start + self.settings.batch_size]
+            yield rows, self.dataset.get_batch(rows).to(self.device)
+
+    @torch.no_grad()
+    def pass_(self, update: bool) -> tuple[np.ndarray, float]:
+        """One pass: E-step latents ``(N, k)``; with ``update`` also the M-step and noise update.
+
+        Returns the latents and the mean squared residual per band pixel (for the log).
+        """
+        band, k, dev = self.band, self.settings.components, self.device
+        vfts = [volume_to_fourier(v) for v in self.V]
+        inv = ShellGaussian(band, self.sigma2).pixel_weights
+        eye = torch.eye(k, dtype=torch.float64, device=dev)
+        accs = [BackprojectionAccumulator(self.box, self.apix, device=dev) for _ in range(k)] if update else []
+        S = torch.zeros(k, k, dtype=torch.float64, device=dev)
+        noise = torch.zeros(band.n_shells, dtype=torch.float64, device=dev)
+        z_all = np.zeros((self.n, k), dtype=np.float32)
+        mine = np.zeros(0, dtype=np.int64)
+        for rows, batch in self.batches():
+            filt = band.filters(batch.ctf_params, batch.shifts_A)
+            R = (band.observed(batch.images) - model_images(self.mean_ft, batch.rotations, band, filt)).flatten(-2)
+            Bm = torch.stack([model_images(v, batch.rotations, band, filt) for v in vfts], dim=1).flatten(-2)
+            Bw = Bm * inv.flatten()  # (B, k, P) over the band's sub-grid pixels P
+            M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
+            b = torch.einsum("bjp,bp->bj", Bw.conj(), R).real.to(torch.float64)
+            Sigma = torch.linalg.inv(M + eye)
+            z = (Sigma @ b[:, :, None])[:, :, 0]
+            z_all[rows] = z.cpu().numpy()
+            mine = np.concatenate([mine, rows])
+            fit = R - torch.einsum("bj,bjp->bp", z.to(Bm.real.dtype).to(Bm.dtype), Bm)
+            noise += band.shell_sums((fit.abs() ** 2).unflatten(-1, band.shape))
+            if update:
+                S += (Sigma + z[:, :, None] * z[:, None, :]).sum(dim=0)
+                resid = batch.images - render(
+                    self.mean_ft, batch.rotations, batch.shifts_A, batch.ctf_params, self.box, self.apix, output="real"
+                )
+                zf = z.to(resid.dtype)
+                for j in range(k):
+                    accs[j].add(resid * zf[:, j, None, None], batch.rotations, batch.shifts_A, batch.ctf_params)
+        gather_rows_into(z_all, mine)  # every rank's share of the images
+        all_reduce_sum_(noise)
+        msr = float(noise.sum() / (self.n * float(band.weights.sum())))
+        if update:
+            all_reduce_sum_(S)
+            self.sigma2 = ShellGaussian.estimate_sigma2(band, noise, self.n)
+            G = torch.stack([a.all_reduce().finalize(self.snr) for a in accs]).to(torch.float64)  # (k, D, D, D)
+            mix = torch.linalg.solve(S / self.n, G.reshape(k, -1))
+            V = mix.reshape(G.shape).to(self.V.dtype)
+            V = torch.stack([_lowpass(v, self.shell) * self.mask for v in V])
+            self.V = _orthogonalise(V)
+        return z_all, msr
+
+    @torch.no_grad()
+    def initial_noise(self) -> None:
+        """Noise spectrum from the residuals against the mean alone."""
+        band = self.band
+        noise = torch.zeros(band.n_shells, dtype=torch.float64, device=self.device)
+        for _, batch in self.batches():
+            filt = band.filters(batch.ctf_params, batch.shifts_A)
+            model = model_images(self.mean_ft, batch.rotations, band, filt)
+            noise += band.shell_sums((band.observed(batch.images) - model).abs() ** 2)
+        self.sigma2 = ShellGaussian.estimate_sigma2(band, all_reduce_sum_(noise), self.n)
+
+
+def fit_subspace_latents(
+    dataset: ParticleDataset,
+    settings: SubspaceSettings,
+    iterations: int,
+    device: torch.device | str = "cpu",
+    consensus: HalfMapResult | None = None,
+) -> np.ndarray:
+    """Latents ``(N, k)`` after ``iterations`` EM iterations (no run directory): each image's
+    posterior-mean coordinates in the fitted subspace, rows in the dataset's order."""
+    em = LinearSubspaceEM(dataset, settings, device, consensus)
+    em.initial_noise()
+    for _ in range(iterations):
+        em.pass_(update=True)
+    return em.pass_(update=False)[0]
