@@ -96,6 +96,25 @@ def test_subsets_keep_original_indices(particle_set):
     assert sub[0].index[0].item() == 0  # index is the row in *this* dataset
 
 
+def test_with_poses_keeps_rows_images_and_flags(particle_set):
+    """A dataset with other poses (a run's estimates): same rows, pixels, box, flags and std;
+    the new poses, not the file's, in its batches; the original untouched."""
+    from cryohet.geometry.rotations import random_rotations
+
+    meta, direct = particle_set
+    ds = ParticleDataset(meta, indices=[30, 2, 11, 7], box=12, normalize=True, invert=True)
+    rot = random_rotations(4, 3)
+    shifts_A = np.arange(8, dtype=np.float64).reshape(4, 2)
+    posed = ds.with_poses(rot, shifts_A)
+    assert (posed.box, posed.std, posed.invert, len(posed)) == (12, ds.std, True, 4)
+    assert posed.meta.original_index.tolist() == [30, 2, 11, 7]
+    a, b = ds.get_batch([0, 3]), posed.get_batch([0, 3])
+    np.testing.assert_array_equal(a.images.numpy(), b.images.numpy())
+    np.testing.assert_allclose(b.rotations.numpy(), rot[[0, 3]], atol=1e-6)
+    np.testing.assert_allclose(b.shifts_A.numpy(), shifts_A[[0, 3]], atol=1e-6)
+    np.testing.assert_array_equal(ds.meta.rotations, meta.subset([30, 2, 11, 7]).rotations)
+
+
 def test_normalize_and_invert(particle_set):
     meta, direct = particle_set
     ds = ParticleDataset(meta, normalize=True, invert=True, std_sample=1000)

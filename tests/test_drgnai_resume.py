@@ -50,7 +50,9 @@ def whole(tmp_path_factory) -> Path:
 def test_run_directory_contract(whole):
     for name in ("config.yaml", "model.pt", "latents.npy", "poses.npz", "map.mrc", "run.log", "train_log.jsonl"):
         assert (whole / name).exists(), name
-    assert [r["phase"] for r in _rows(whole)] == ["pretrain", "search", "search", "sgd", "sgd"]
+    rows = _rows(whole)
+    assert [r["phase"] for r in rows] == ["pretrain", "search", "search", "sgd", "sgd"]
+    assert [("latent_init_s" in r) for r in rows] == [False, False, False, True, False]  # seeded once
     model = load_run(whole)
     assert model.latents.shape == (160, 2)
     rot, shifts = model.poses()

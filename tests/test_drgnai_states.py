@@ -37,3 +37,32 @@ def test_two_states_separate_in_the_latent(tmp_path):
     labels = np.load(PINNED / "gt" / "labels.npy")
     pred = KMeans(2, n_init=10, random_state=0).fit_predict(z)
     assert adjusted_rand_score(labels, pred) >= 0.8
+
+
+def test_subspace_seed_separates_two_states_before_any_step(tmp_path):
+    """The latent seed (``latent_init`` subspace) alone, on the pinned two-state set at its
+    given poses: the random initial latents carry nothing of the composition, the seeded
+    ones split it (k-means ARI >= 0.9), at the documented scale."""
+    from cryohet.methods.drgnai.trainer import SEED_LATENT_STD, DrgnaiTrainer
+
+    cfg = DrgnaiConfig(
+        data=ParticleSource(path=PINNED / "particles.star"),
+        out=str(tmp_path / "seed"),
+        zdim=2,
+        poses_mode="fixed",
+        epochs_sgd=1,
+        field={"hidden": 32, "blocks": 1, "features": 32},
+    )
+    trainer = DrgnaiTrainer(cfg)
+    labels = np.load(PINNED / "gt" / "labels.npy")
+
+    def ari(z: np.ndarray) -> float:
+        return adjusted_rand_score(labels, KMeans(2, n_init=10, random_state=0).fit_predict(z))
+
+    assert ari(trainer.latents.z.numpy()) < 0.2
+    assert trainer._seeds_latents(0) and not trainer._seeds_latents(1)
+    trainer._seed_latents()
+    z = trainer.latents.z.numpy()
+    assert ari(z) >= 0.9
+    assert float(z.std()) == pytest.approx(SEED_LATENT_STD, rel=1e-4)
+    assert not trainer.latents.m.any() and not trainer.latents.steps.any()

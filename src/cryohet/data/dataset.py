@@ -15,6 +15,8 @@ whole dataset, estimated from a random sample of at most ``std_sample`` images.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -120,6 +122,20 @@ class ParticleDataset(Dataset):
             self.meta,
             box=self.box,
             indices=rows,
+            normalize=self.normalize,
+            invert=self.invert,
+            std=self.std if self.normalize else None,
+            check_finite=self.check_finite,
+        )
+
+    def with_poses(self, rotations: np.ndarray, shifts_A: np.ndarray) -> ParticleDataset:
+        """This dataset (same rows, box, flags and std) with other poses, e.g. those a run
+        estimated: ``rotations (N, 3, 3)`` RELION ``A`` matrices (acting on the map's
+        coordinates), ``shifts_A (N, 2)`` RELION origins in Å."""
+        meta = replace(self.meta, rotations=np.asarray(rotations), shifts_A=np.asarray(shifts_A))
+        return ParticleDataset(
+            meta,
+            box=self.box,
             normalize=self.normalize,
             invert=self.invert,
             std=self.std if self.normalize else None,
