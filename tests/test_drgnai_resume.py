@@ -21,7 +21,8 @@ PINNED = Path(__file__).parent / "data" / "pinned" / "data"
 
 def _config(out: Path) -> DrgnaiConfig:
     """160 images at D=24: 1 pretrain epoch, 2 search epochs, 2 joint epochs with local pose
-    searches; a small field."""
+    searches (the latents seeded at the first, the clusters' frames aligned at the second);
+    a small field."""
     return DrgnaiConfig(
         data=ParticleSource(path=PINNED / "particles.star"),
         out=str(out),
@@ -29,6 +30,8 @@ def _config(out: Path) -> DrgnaiConfig:
         pretrain_images=160,
         search_images=320,
         epochs_sgd=2,
+        frame_align_every=1,
+        frame_clusters=2,
         field={"hidden": 32, "blocks": 1, "features": 32},
         search={"base_level": 0, "rounds": 2, "keep": 2, "shift_n": 4, "radius_start_px": 6, "radius_end_px": 10,
                 "clusters": 2, "local_step_deg": 2.0},
@@ -53,6 +56,7 @@ def test_run_directory_contract(whole):
     rows = _rows(whole)
     assert [r["phase"] for r in rows] == ["pretrain", "search", "search", "sgd", "sgd"]
     assert [("latent_init_s" in r) for r in rows] == [False, False, False, True, False]  # seeded once
+    assert [("frame_align_s" in r) for r in rows] == [False, False, False, False, True]
     model = load_run(whole)
     assert model.latents.shape == (160, 2)
     rot, shifts = model.poses()

@@ -51,6 +51,13 @@ def drgnai(
     epochs_sgd: int = config_option(
         DrgnaiConfig, "epochs_sgd", "--epochs-sgd", "--epochs", help="Joint gradient-descent epochs."
     ),
+    latent_init: str = config_option(
+        DrgnaiConfig,
+        "latent_init",
+        "--latent-init",
+        help="subspace: seed the latents at the first joint epoch from a PCA of the heterogeneity at the "
+        "poses found; random: keep the auto-decoded ones.",
+    ),
     hidden: int = config_option(DrgnaiConfig, "field.hidden", "--hidden", help="Width of the field's network."),
     clusters: int = config_option(
         DrgnaiConfig, "search.clusters", "--search-clusters", help="Latent clusters the search scores against."
@@ -119,6 +126,7 @@ def drgnai(
             pretrain_images=pretrain_images,
             search_images=search_images,
             epochs_sgd=epochs_sgd,
+            latent_init=latent_init,
             field={"hidden": hidden},
             search={
                 "clusters": clusters,

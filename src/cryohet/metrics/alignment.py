@@ -46,6 +46,7 @@ __all__ = [
     "transform_volume",
     "masked_correlation",
     "align_maps",
+    "refine_alignment",
 ]
 
 _MIRROR = np.diag([1.0, 1.0, -1.0])
@@ -333,3 +334,27 @@ def align_maps(
     transform = RigidTransform(best[1], best[2], best[3])
     aligned = transform_volume(mov, transform)
     return AlignmentResult(aligned=aligned, transform=transform, correlation=best[0])
+
+
+def refine_alignment(
+    reference: np.ndarray | torch.Tensor,
+    moving: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None = None,
+    polish_box: int = 64,
+    polish_iters: int = 50,
+) -> AlignmentResult:
+    """The rigid transform of ``moving`` onto ``reference`` near the identity (same hand): the
+    polish step of :func:`align_maps` (L-BFGS on a rotation vector and a shift, masked NCC at
+    ``polish_box``) from the identity, for maps known to be nearly aligned (a few degrees;
+    a global search may jump to a distant optimum of a partial mask)."""
+    ref = _to_tensor(reference, torch.float64)
+    mov = _to_tensor(moving, torch.float64, ref.device)
+    if ref.ndim != 3 or len(set(ref.shape)) != 1 or mov.shape != ref.shape:
+        raise ValueError(f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}")
+    D = ref.shape[-1]
+    m = None if mask is None else _to_tensor(mask, torch.float64, ref.device)
+    d = min(D, polish_box)
+    r, v, w = _prepare_level(ref, mov, m, d, torch.float64)
+    R, t, score = _polish(r, v, w, np.eye(3), np.zeros(3), False, polish_iters)
+    transform = RigidTransform(R, t * D / d, False)
+    return AlignmentResult(aligned=transform_volume(mov, transform), transform=transform, correlation=score)

@@ -72,6 +72,14 @@ class DrgnaiConfig(StrictModel):
         "the Fab angle 0.03, 0.13-0.21 after 5 more epochs), the subspace's 0.81",
     )
     latent_init_iterations: int = Field(6, ge=1, description="EM iterations of the subspace (latent_init)")
+    frame_align_every: int = Field(
+        4, ge=0,
+        description="ours: every this many joint epochs of a heterogeneous ab initio run, the poses of each latent "
+        "cluster are turned into one common frame (pose.frames: the cluster maps aligned on the rigid region); 0: "
+        "never. On igg-1d (D=64, SNR 0.05) one alignment after 4 joint epochs took the median pose error from 6.1 to "
+        "5.5 degrees",
+    )  # fmt: skip
+    frame_clusters: int = Field(16, ge=2, description="latent clusters whose frames are aligned (frame_align_every)")
     field: FieldConfig = Field(default_factory=FieldConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

@@ -18,6 +18,10 @@ Epochs, in order (each resumes from its checkpoint):
   :mod:`cryohet.reconstruction.linear_subspace`) fitted at the table's poses — the
   auto-decoded latents of the search carry little of the state at low SNR, the subspace's
   do, and the joint descent takes them from there.
+  Every ``frame_align_every`` joint epochs (ab initio, heterogeneous) each latent
+  cluster's poses are turned into one common frame (:mod:`cryohet.pose.frames`): the
+  search, scoring against maps that average the states, leaves each state's poses a few
+  degrees off the others'.
 
 The data term is the shared likelihood (:class:`~cryohet.imaging.likelihood.WeightedL2`
 on the Nyquist disc, unit pixel noise) through the render seam: the field answers central
@@ -45,6 +49,7 @@ from ...imaging.likelihood import WeightedL2
 from ...imaging.shifts import phase_ramp
 from ...pose.abinit_schedule import AbinitSchedule, count_epochs
 from ...pose.field_search import field_sources
+from ...pose.frames import cluster_frames, poses_in_common_frame, rigid_region
 from ...pose.search_tables import SearchTables
 from ...pose.table import PoseTable
 from ...reconstruction.linear_subspace import SubspaceSettings, fit_subspace_latents
@@ -162,6 +167,7 @@ class DrgnaiTrainer:
         local = self._local_refinement(epoch)
         centres = self._cluster_centres() if phase == "search" or local else None
         seeded = self._seed_latents() if self._seeds_latents(epoch) else None
+        framed = self._align_frames() if self._aligns_frames(epoch) else None
         refresh = max(1, self.cfg.search.refresh_batches)
         totals = torch.zeros(3, dtype=torch.float64)
         budget = self.cfg.pretrain_images if phase == "pretrain" else None
@@ -193,7 +199,39 @@ class DrgnaiTrainer:
             stats["search_score_median"] = median
         if seeded is not None:
             stats["latent_init_s"] = seeded
+        if framed is not None:
+            stats["frame_align_s"], stats["frame_turn_deg_median"] = framed
         return stats
+
+    def _aligns_frames(self, epoch: int) -> bool:
+        """Whether ``epoch`` starts by moving the clusters' poses into one frame: every
+        ``frame_align_every``-th joint epoch of a heterogeneous ab initio run (not the first)."""
+        every, joint = self.cfg.frame_align_every, epoch - self.n_pretrain - self.n_search
+        if self.cfg.zdim == 0 or self.cfg.poses_mode != "abinit" or every == 0 or self.phase(epoch) != "sgd":
+            return False
+        return joint > 0 and joint % every == 0
+
+    @torch.no_grad()
+    def _align_frames(self) -> tuple[float, float]:
+        """Turn each latent cluster's poses into the frame of the field's map at the mean latent
+        (:mod:`cryohet.pose.frames`: cluster maps aligned on the rigid region); the poses' Adam
+        moments restart. Every rank computes the same (centres decided on rank 0). Returns the
+        seconds it took and the median turn in degrees."""
+        t0 = time.perf_counter()
+        centres = self.tables.cluster_centres(self.cfg.frame_clusters, self.cfg.seed)
+        centres = torch.as_tensor(centres, dtype=torch.float32, device=self.device)
+        z = self.latents.z
+        labels = torch.cdist(z, centres).argmin(dim=1).cpu().numpy()
+        ref = self.field.to_volume(self.box, self.apix, z.mean(dim=0, keepdim=True)).cpu().numpy()
+        maps = [self.field.to_volume(self.box, self.apix, c[None]).cpu().numpy() for c in centres]
+        fit = cluster_frames(ref, maps, rigid_region(ref, maps))
+        rot, shifts_A = self.poses.poses()
+        moved = poses_in_common_frame(rot.cpu().double().numpy(), labels, fit.rotations)
+        self.poses.set(torch.arange(self.n, device=self.device), torch.from_numpy(moved).float(), shifts_A)
+        seconds, turn = time.perf_counter() - t0, float(np.median(fit.angles_deg))
+        log.info("poses of %d latent clusters turned into one frame (median %.2f°, max %.2f°; %.0f s)",
+                 len(maps), turn, float(fit.angles_deg.max()), seconds)  # fmt: skip
+        return seconds, turn
 
     def _seeds_latents(self, epoch: int) -> bool:
         """Whether ``epoch`` starts by seeding the latents: the first joint epoch of a
