@@ -244,6 +244,18 @@ def _polish(
     return R, t.detach().cpu().numpy().copy(), score
 
 
+def _map_pair(reference, moving, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The two maps (and mask) as float64 tensors on the reference's device; cubic, same shape."""
+    ref = _to_tensor(reference, torch.float64)
+    mov = _to_tensor(moving, torch.float64, ref.device)
+    if ref.ndim != 3 or len(set(ref.shape)) != 1 or mov.shape != ref.shape:
+        raise ValueError(f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}")
+    m = None if mask is None else _to_tensor(mask, torch.float64, ref.device)
+    if m is not None and m.shape != ref.shape:
+        raise ValueError(f"mask shape {tuple(m.shape)} differs from the maps' {tuple(ref.shape)}")
+    return ref, mov, m
+
+
 def _prepare_level(
     ref: torch.Tensor, mov: torch.Tensor, m: torch.Tensor | None, box: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -286,14 +298,8 @@ def align_maps(
     masked correlation at ``polish_box``. Runs on the device of ``reference`` when it
     is a torch tensor (CPU for numpy input).
     """
-    ref = _to_tensor(reference, torch.float64)
-    mov = _to_tensor(moving, torch.float64, ref.device)
-    if ref.ndim != 3 or len(set(ref.shape)) != 1 or mov.shape != ref.shape:
-        raise ValueError(f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}")
+    ref, mov, m = _map_pair(reference, moving, mask)
     D = ref.shape[-1]
-    m = None if mask is None else _to_tensor(mask, torch.float64, ref.device)
-    if m is not None and m.shape != ref.shape:
-        raise ValueError(f"mask shape {tuple(m.shape)} differs from the maps' {tuple(ref.shape)}")
     max_shift = D / 4.0 if max_shift_px is None else float(max_shift_px)
     hands = [False, True] if flip else [False]
 
@@ -347,12 +353,8 @@ def refine_alignment(
     polish step of :func:`align_maps` (L-BFGS on a rotation vector and a shift, masked NCC at
     ``polish_box``) from the identity, for maps known to be nearly aligned (a few degrees;
     a global search may jump to a distant optimum of a partial mask)."""
-    ref = _to_tensor(reference, torch.float64)
-    mov = _to_tensor(moving, torch.float64, ref.device)
-    if ref.ndim != 3 or len(set(ref.shape)) != 1 or mov.shape != ref.shape:
-        raise ValueError(f"need two cubic maps of the same shape, got {tuple(ref.shape)} and {tuple(mov.shape)}")
+    ref, mov, m = _map_pair(reference, moving, mask)
     D = ref.shape[-1]
-    m = None if mask is None else _to_tensor(mask, torch.float64, ref.device)
     d = min(D, polish_box)
     r, v, w = _prepare_level(ref, mov, m, d, torch.float64)
     R, t, score = _polish(r, v, w, np.eye(3), np.zeros(3), False, polish_iters)

@@ -159,24 +159,15 @@ def _initial_split(data: BaselineData, cfg: Classify3DConfig, consensus, rng: np
         return rng.permutation(data.n) % K
     from sklearn.cluster import KMeans
 
-    from .pca import PCAConfig, fit_pca_latents
+    from ...reconstruction.linear_subspace import SubspaceSettings, fit_subspace_latents
 
-    pcfg = PCAConfig(
-        data=cfg.data,
-        out=cfg.out,
-        box=cfg.box,
-        invert=cfg.invert,
-        device=cfg.device,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        components=min(K - 1, 4),
-        iterations=cfg.init_iterations,
-        max_resolution_A=cfg.max_resolution_A,
+    settings = SubspaceSettings(
+        components=min(K - 1, 4), max_resolution_A=cfg.max_resolution_A, batch_size=cfg.batch_size, seed=cfg.seed
     )
-    z = fit_pca_latents(pcfg, data, consensus)
+    z = fit_subspace_latents(data.dataset, settings, cfg.init_iterations, data.device, consensus)
     split = KMeans(n_clusters=K, n_init=10, random_state=cfg.seed).fit_predict(z)
     log.info(
-        "initial split from %d PCA components: sizes %s", pcfg.components, np.bincount(split, minlength=K).tolist()
+        "initial split from %d PCA components: sizes %s", settings.components, np.bincount(split, minlength=K).tolist()
     )
     return split
 

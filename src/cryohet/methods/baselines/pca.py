@@ -17,14 +17,13 @@ import torch
 
 from ...console import get_logger
 from ...errors import InputError, RunDirError
-from ...reconstruction.half_maps import HalfMapResult
-from ...reconstruction.linear_subspace import LinearSubspaceEM, SubspaceSettings, fit_subspace_latents
+from ...reconstruction.linear_subspace import LinearSubspaceEM, SubspaceSettings
 from ...representations.voxel import resample_volume
 from ..base import TrainedModel, register_method
 from .common import BaselineData, BaselineOutputs, BaselineTrainer, load_resolved, load_state, run_baseline
 from .config import PCAConfig
 
-__all__ = ["PCAConfig", "PCAModel", "train_pca", "fit_pca_latents"]
+__all__ = ["PCAConfig", "PCAModel", "train_pca"]
 
 log = get_logger("baselines.pca")
 
@@ -39,11 +38,6 @@ def subspace_settings(cfg: PCAConfig) -> SubspaceSettings:
         batch_size=cfg.batch_size,
         seed=cfg.seed,
     )
-
-
-def fit_pca_latents(cfg: PCAConfig, data: BaselineData, consensus: HalfMapResult | None = None) -> np.ndarray:
-    """Latents ``(N, k)`` of ``cfg.iterations`` EM iterations (no run directory; e.g. to seed classify3d)."""
-    return fit_subspace_latents(data.dataset, subspace_settings(cfg), cfg.iterations, data.device, consensus)
 
 
 class PCATrainer(BaselineTrainer):
