@@ -56,7 +56,7 @@ def drgnai(
         "latent_init",
         "--latent-init",
         help="subspace: seed the latents at the first joint epoch from a PCA of the heterogeneity at the "
-        "poses found; random: keep the auto-decoded ones.",
+        "poses found; random: keep the auto-decoded ones; auto: subspace after an ab initio search.",
     ),
     hidden: int = config_option(DrgnaiConfig, "field.hidden", "--hidden", help="Width of the field's network."),
     clusters: int = config_option(

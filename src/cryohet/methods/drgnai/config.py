@@ -63,13 +63,15 @@ class DrgnaiConfig(StrictModel):
         "max(2, ceil(search_images / N))",
     )  # fmt: skip
     epochs_sgd: int = Field(20, ge=0, description="joint gradient-descent epochs on poses, latents and field")
-    latent_init: Literal["subspace", "random"] = Field(
-        "subspace",
-        description="ours: at the first joint epoch (after the search; at the start with given poses) set the "
-        "latents to the coordinates of a linear subspace of the heterogeneity (probabilistic PCA, zdim "
+    latent_init: Literal["auto", "subspace", "random"] = Field(
+        "auto",
+        description="ours: subspace: at the first joint epoch (after the search; at the start with given poses) set "
+        "the latents to the coordinates of a linear subspace of the heterogeneity (probabilistic PCA, zdim "
         "components, reconstruction.linear_subspace) fitted at the table's poses, scaled to std 0.5; random: keep "
-        "the auto-decoded latents. On igg-1d (D=64, SNR 0.05) the searched latents carried no state (k-NN R^2 of "
-        "the Fab angle 0.03, 0.13-0.21 after 5 more epochs), the subspace's 0.81",
+        "the auto-decoded latents; auto: subspace after an ab initio search, random with given poses (fixed, "
+        "refine: their results were measured with the auto-decoder). On igg-1d (D=64, SNR 0.05) the searched "
+        "latents carried no state (k-NN R^2 of the Fab angle 0.03, 0.13-0.21 after 5 more epochs), the subspace's "
+        "0.81",
     )
     latent_init_iterations: int = Field(6, ge=1, description="EM iterations of the subspace (latent_init)")
     frame_align_every: int = Field(
