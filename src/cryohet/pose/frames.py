@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.rotations import rotation_angle_deg
 from ..metrics.alignment import refine_alignment
 
 __all__ = ["FrameFit", "rigid_region", "cluster_frames", "poses_in_common_frame"]
@@ -67,7 +68,7 @@ def cluster_frames(reference: np.ndarray, maps: list[np.ndarray], mask: np.ndarr
         res = refine_alignment(reference, m, mask=mask)
         R = np.asarray(res.transform.rotation, dtype=np.float64)
         rots.append(R)
-        angles.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+        angles.append(float(rotation_angle_deg(R, np.eye(3))))
         corrs.append(res.correlation)
     return FrameFit(np.stack(rots), np.asarray(angles), np.asarray(corrs))
 

@@ -30,14 +30,7 @@ log = get_logger("baselines.pca")
 
 def subspace_settings(cfg: PCAConfig) -> SubspaceSettings:
     """The shared EM's settings from the baseline's config (fields of the same names)."""
-    return SubspaceSettings(
-        components=cfg.components,
-        max_resolution_A=cfg.max_resolution_A,
-        mask=cfg.mask,
-        mask_threshold=cfg.mask_threshold,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-    )
+    return SubspaceSettings(**{name: getattr(cfg, name) for name in SubspaceSettings.__dataclass_fields__})
 
 
 class PCATrainer(BaselineTrainer):
