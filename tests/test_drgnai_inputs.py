@@ -162,3 +162,15 @@ def test_a_map_of_the_wrong_sign_is_reported_hollow():
     # the complex has a cavity at the centre (negative core once band-limited): not hollow
     assert not is_hollow(gt)
     assert is_hollow(-gt)
+
+
+def test_runs_before_the_field_average_are_read_as_they_were(tmp_path):
+    """Version-1 runs wrote the last step's field: read and resumed without an average."""
+    new = _config(tmp_path)
+    assert new.method_version == 2 and new.field_average_epochs == 2.0
+    raw = new.model_dump(mode="json")
+    raw.pop("field_average_epochs")
+    assert DrgnaiConfig.model_validate({**raw, "method_version": 1}).field_average_epochs == 0.0
+    explicit = {**raw, "method_version": 1, "field_average_epochs": 3.0}
+    assert DrgnaiConfig.model_validate(explicit).field_average_epochs == 3.0
+    assert DrgnaiConfig.model_validate(raw).field_average_epochs == 2.0

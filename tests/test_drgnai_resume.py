@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from cryohet.io.mrc import read_volume
 from cryohet.io.source import ParticleSource
 from cryohet.methods.base import load_run
 from cryohet.methods.drgnai import DrgnaiConfig, train_drgnai
-from cryohet.training.checkpoint import latest_checkpoint
+from cryohet.training.checkpoint import latest_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +69,13 @@ def test_run_directory_contract(whole):
     assert int(np.load(whole / "extras" / "map_check.npz")["hollow"]) in (0, 1)
     vol = model.volume(model.latents.mean(axis=0))
     assert vol.shape == (24, 24, 24) and np.isfinite(vol).all()
+    # model.pt holds the field averaged over the joint steps (8 of them), not the last step's
+    state = load_checkpoint(latest_checkpoint(whole))["state"]
+    written = torch.load(whole / "model.pt", weights_only=True)["field"]
+    assert state["field_average"]["updates"] == 8
+    for name, value in state["field_average"]["average"].items():
+        assert torch.equal(written[name], value), name
+    assert not torch.equal(written["network.output.weight"], state["field"]["network.output.weight"])
 
 
 @pytest.mark.parametrize("kill_at", [0, 2, 4], ids=["pretrain", "search", "sgd"])
@@ -83,3 +92,5 @@ def test_killed_in_each_phase_resumes_to_the_same_end(whole, tmp_path, killed_at
     assert [r["data"] for r in _rows(run)] == pytest.approx([r["data"] for r in _rows(whole)], rel=1e-5)
     assert np.allclose(load_run(run).latents, load_run(whole).latents, atol=1e-5)
     assert np.allclose(np.load(run / "poses.npz")["rotations"], np.load(whole / "poses.npz")["rotations"], atol=1e-5)
+    # the averaged field (model.pt, map.mrc) resumes too
+    assert np.allclose(read_volume(run / "map.mrc")[0], read_volume(whole / "map.mrc")[0], atol=1e-5)

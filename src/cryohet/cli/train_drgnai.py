@@ -58,6 +58,13 @@ def drgnai(
         help="subspace: seed the latents at the first joint epoch from a PCA of the heterogeneity at the "
         "poses found; random: keep the auto-decoded ones; auto: subspace after an ab initio search.",
     ),
+    field_average_epochs: float = config_option(
+        DrgnaiConfig,
+        "field_average_epochs",
+        "--field-average-epochs",
+        help="Outputs hold the field's weights averaged over the joint steps, a step this many epochs old "
+        "weighing 1/e (0: the last step's).",
+    ),
     hidden: int = config_option(DrgnaiConfig, "field.hidden", "--hidden", help="Width of the field's network."),
     clusters: int = config_option(
         DrgnaiConfig, "search.clusters", "--search-clusters", help="Latent clusters the search scores against."
@@ -127,6 +134,7 @@ def drgnai(
             search_images=search_images,
             epochs_sgd=epochs_sgd,
             latent_init=latent_init,
+            field_average_epochs=field_average_epochs,
             field={"hidden": hidden},
             search={
                 "clusters": clusters,

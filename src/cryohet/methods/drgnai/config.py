@@ -10,7 +10,7 @@ magnitude faster (fewer search epochs, larger batches, latent clusters in the se
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -44,7 +44,10 @@ class DrgnaiConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs_sgd", "optim.batch_size", "search.chunk_images", "snapshot_every")
 
     method: Literal["drgnai"] = "drgnai"
-    method_version: int = 1
+    method_version: int = Field(
+        2, description="2: the outputs hold the field averaged over the joint epochs' last steps "
+        "(field_average_epochs); version-1 runs (no average) are read as such"
+    )  # fmt: skip
     data: ParticleSource
     out: str
     poses_mode: Literal["abinit", "refine", "fixed"] = Field(
@@ -82,6 +85,13 @@ class DrgnaiConfig(StrictModel):
         "5.5 degrees",
     )  # fmt: skip
     frame_clusters: int = Field(16, ge=2, description="latent clusters whose frames are aligned (frame_align_every)")
+    field_average_epochs: float = Field(
+        2.0, ge=0,
+        description="ours: model.pt, map.mrc and the epoch snapshots hold the field's weights averaged over the joint "
+        "epochs' steps, a step this many epochs old counting 1/e as much as the newest (Polyak averaging; training "
+        "goes on with the field's own weights); 0: the last step's weights. On igg-1d (D=64, SNR 0.05) the last "
+        "step's maps lost 0.007 per-state AUC between 9 and 12 joint epochs; averaged, they kept it",
+    )  # fmt: skip
     field: FieldConfig = Field(default_factory=FieldConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -92,6 +102,14 @@ class DrgnaiConfig(StrictModel):
     amp: bool = Field(True, description="mixed precision (bf16 autocast) for the field on CUDA")
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older_versions(cls, data: Any) -> Any:
+        """Version-1 runs wrote the last step's field (no average)."""
+        if isinstance(data, dict) and data.get("method_version") == 1 and "field_average_epochs" not in data:
+            data = {**data, "field_average_epochs": 0.0}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> DrgnaiConfig:

@@ -22,7 +22,7 @@ class DrgnaiModel(TrainedModel):
     """Volumes are the hypervolume V(k, z) inverse-transformed at the requested box and pixel size."""
 
     method = "drgnai"
-    version = 1
+    version = 2
 
     def __init__(self, run: RunDir, cfg: DrgnaiConfig, field: NeuralField, box: int, apix: float, device: str) -> None:
         super().__init__(run, box, apix)

@@ -1,6 +1,7 @@
 """What a finished DRGN-AI run leaves in its run directory (besides config and log).
 
-* ``model.pt`` — weights only: ``field`` (the hypervolume's ``state_dict``);
+* ``model.pt`` — weights only: ``field`` (the hypervolume's ``state_dict``: its weights
+  averaged over the joint epochs' last steps, ``field_average_epochs``);
 * ``latents.npy`` — ``(N, zdim)``; a homogeneous run (``zdim 0``) writes zeros ``(N, 1)``;
 * ``poses.npz`` — the estimated (or kept) poses: RELION ``A`` and origins in Å;
 * ``map.mrc`` — the map at the mean latent (the map of a homogeneous run);
@@ -29,8 +30,9 @@ log = get_logger("drgnai")
 def write_model_files(trainer, run) -> np.ndarray:
     """``model.pt`` (the field's weights), ``latents.npy`` and ``poses.npz`` into ``run`` (a
     run directory or a view of one epoch, :mod:`cryohet.training.snapshots`); returns the latents."""
-    field = trainer.field
-    save_checkpoint(run.model, {"field": {k: v.detach().cpu() for k, v in field.state_dict().items()}})
+    with trainer.output_field() as field:
+        weights = {k: v.detach().cpu().clone() for k, v in field.state_dict().items()}
+    save_checkpoint(run.model, {"field": weights})
     if trainer.latents is not None:
         z = trainer.latents.z.detach().cpu().numpy()
     else:
@@ -46,13 +48,12 @@ def write_outputs(trainer, session) -> None:
     if not session.is_main:
         return
     run, apix = session.run, trainer.apix
-    field = trainer.field.eval()
     z = write_model_files(trainer, run)
     z_mean = None
     if trainer.latents is not None:
         z_mean = torch.as_tensor(z.mean(axis=0, keepdims=True), device=trainer.device)
-    with torch.no_grad():
-        vol = field.to_volume(trainer.box, apix, z_mean).cpu().numpy().astype(np.float32)
+    with torch.no_grad(), trainer.output_field() as field:
+        vol = field.eval().to_volume(trainer.box, apix, z_mean).cpu().numpy().astype(np.float32)
     write_volume(run.path / "map.mrc", vol, apix)
     best = trainer.tables.best_scores.cpu().numpy()
     finite = np.isfinite(best)

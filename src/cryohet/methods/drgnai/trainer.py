@@ -58,6 +58,7 @@ from ...representations.neural_field import NeuralField
 from ...training.distributed import all_reduce_sum_, get_dist, wrap_ddp
 from ...training.identity import config_input_paths
 from ...training.session import RunSession
+from ...training.weight_average import WeightAverage
 from ..base import load_weights, weights_mismatch
 from ..particles import open_particles
 from .config import DrgnaiConfig
@@ -121,6 +122,9 @@ class DrgnaiTrainer:
             log.info("field weights from %s", path)
         self.ddp = wrap_ddp(self.field, self.device)
         self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.optim.lr_field)
+        # the outputs' field: its weights averaged over the joint epochs' last steps
+        memory = cfg.field_average_epochs * len(self.loader)
+        self.field_average = WeightAverage(memory) if memory > 0 else None
         # per-image poses, latents and best scores, outside DDP (shared with HetACUMN's warm start)
         self.tables = SearchTables(self.n, cfg.zdim, seed=cfg.seed, device=self.device)
         self.poses, self.latents = self.tables.poses, self.tables.latents
@@ -314,6 +318,8 @@ class DrgnaiTrainer:
             parts.append(part.detach())
         data = torch.cat(parts)
         self.opt.step()
+        if self.field_average is not None and phase == "sgd":
+            self.field_average.update(self.field)
         if z is not None:
             self.tables.step_latents(index, z.grad, cfg.optim.lr_latents, world)
         if rows is not None:
@@ -365,12 +371,23 @@ class DrgnaiTrainer:
     def get_state(self) -> dict:
         state = {"field": self.field.state_dict(), "optimizer": self.opt.state_dict(), "invert": self.invert}
         state.update(self.tables.state_dict())  # poses, best_scores, latents
+        if self.field_average is not None:
+            state["field_average"] = self.field_average.state_dict()
         return state
 
     def set_state(self, state: dict) -> None:
         self.field.load_state_dict(state["field"])
         self.opt.load_state_dict(state["optimizer"])
         self.tables.load_state_dict(state)
+        if self.field_average is not None and "field_average" in state:
+            self.field_average.load_state_dict(state["field_average"])
+
+    def output_field(self):
+        """Context: the field with the weights the outputs hold (the average over the joint
+        epochs' last steps, ``field_average_epochs``; its own weights before or without one)."""
+        if self.field_average is None:
+            return contextlib.nullcontext(self.field)
+        return self.field_average.applied(self.field)
 
 
 def _band_points(band, radius_px: float) -> int:
