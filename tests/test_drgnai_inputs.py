@@ -174,3 +174,12 @@ def test_runs_before_the_field_average_are_read_as_they_were(tmp_path):
     explicit = {**raw, "method_version": 1, "field_average_epochs": 3.0}
     assert DrgnaiConfig.model_validate(explicit).field_average_epochs == 3.0
     assert DrgnaiConfig.model_validate(raw).field_average_epochs == 2.0
+    # latent_init: auto seeded after an ab initio search only; before it existed, never
+    assert new.latent_init == "subspace"
+    for mode, given, read in (("abinit", "auto", "subspace"), ("fixed", "auto", "random"), ("refine", "auto", "random"),
+                              ("abinit", None, "random"), ("fixed", "subspace", "subspace")):  # fmt: skip
+        old = {**raw, "method_version": 1, "poses_mode": mode}
+        old.pop("latent_init")
+        if given is not None:
+            old["latent_init"] = given
+        assert DrgnaiConfig.model_validate(old).latent_init == read, (mode, given)

@@ -60,9 +60,10 @@ def test_subspace_seed_separates_two_states_before_any_step(tmp_path):
         return adjusted_rand_score(labels, KMeans(2, n_init=10, random_state=0).fit_predict(z))
 
     assert ari(trainer.latents.z.numpy()) < 0.2
-    assert not trainer._seeds_latents(0)  # auto: given poses keep the auto-decoder
-    trainer.cfg = cfg.model_copy(update={"latent_init": "subspace"})
-    assert trainer._seeds_latents(0) and not trainer._seeds_latents(1)
+    assert trainer._seeds_latents(0) and not trainer._seeds_latents(1)  # the default, with given poses too
+    trainer.cfg = cfg.model_copy(update={"latent_init": "random"})
+    assert not trainer._seeds_latents(0)
+    trainer.cfg = cfg
     trainer._seed_latents()
     z = trainer.latents.z.numpy()
     assert ari(z) >= 0.9

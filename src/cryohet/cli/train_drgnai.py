@@ -56,7 +56,7 @@ def drgnai(
         "latent_init",
         "--latent-init",
         help="subspace: seed the latents at the first joint epoch from a PCA of the heterogeneity at the "
-        "poses found; random: keep the auto-decoded ones; auto: subspace after an ab initio search.",
+        "table's poses (found or given); random: keep the auto-decoded ones.",
     ),
     field_average_epochs: float = config_option(
         DrgnaiConfig,

@@ -46,7 +46,8 @@ class DrgnaiConfig(StrictModel):
     method: Literal["drgnai"] = "drgnai"
     method_version: int = Field(
         2, description="2: the outputs hold the field averaged over the joint epochs' last steps "
-        "(field_average_epochs); version-1 runs (no average) are read as such"
+        "(field_average_epochs), and latent_init subspace is the default with given poses too; version-1 runs "
+        "(no average; latent_init auto: the subspace after an ab initio search only) are read as such"
     )  # fmt: skip
     data: ParticleSource
     out: str
@@ -66,15 +67,14 @@ class DrgnaiConfig(StrictModel):
         "max(2, ceil(search_images / N))",
     )  # fmt: skip
     epochs_sgd: int = Field(20, ge=0, description="joint gradient-descent epochs on poses, latents and field")
-    latent_init: Literal["auto", "subspace", "random"] = Field(
-        "auto",
+    latent_init: Literal["subspace", "random"] = Field(
+        "subspace",
         description="ours: subspace: at the first joint epoch (after the search; at the start with given poses) set "
         "the latents to the coordinates of a linear subspace of the heterogeneity (probabilistic PCA, zdim "
         "components, reconstruction.linear_subspace) fitted at the table's poses, scaled to std 0.5; random: keep "
-        "the auto-decoded latents; auto: subspace after an ab initio search, random with given poses (fixed, "
-        "refine: their results were measured with the auto-decoder). On igg-1d (D=64, SNR 0.05) the searched "
-        "latents carried no state (k-NN R^2 of the Fab angle 0.03, 0.13-0.21 after 5 more epochs), the subspace's "
-        "0.81",
+        "the auto-decoded latents. On igg-1d (D=64, SNR 0.05) the searched latents carried no state (k-NN R^2 of "
+        "the Fab angle 0.03, 0.13-0.21 after 5 more epochs), the subspace's 0.81; with the true poses (fixed) "
+        "per-state AUC after 5 epochs 0.419 seeded against 0.405 random (k-means ARI 0.42 against 0.01)",
     )
     latent_init_iterations: int = Field(6, ge=1, description="EM iterations of the subspace (latent_init)")
     frame_align_every: int = Field(
@@ -106,9 +106,16 @@ class DrgnaiConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_older_versions(cls, data: Any) -> Any:
-        """Version-1 runs wrote the last step's field (no average)."""
-        if isinstance(data, dict) and data.get("method_version") == 1 and "field_average_epochs" not in data:
-            data = {**data, "field_average_epochs": 0.0}
+        """Version-1 runs wrote the last step's field (no average) and seeded the latents only
+        after an ab initio search (``latent_init`` auto, or none before it existed)."""
+        if not isinstance(data, dict) or data.get("method_version") != 1:
+            return data
+        data = {"field_average_epochs": 0.0, **data}
+        if data.get("latent_init", "random") == "auto":
+            abinit = data.get("poses_mode", "abinit") == "abinit"
+            data["latent_init"] = "subspace" if abinit else "random"
+        elif "latent_init" not in data:
+            data["latent_init"] = "random"
         return data
 
     @model_validator(mode="after")

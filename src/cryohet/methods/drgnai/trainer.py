@@ -13,7 +13,7 @@ Epochs, in order (each resumes from its checkpoint):
   12 and 32 px at D=128, scaled to the box);
 * **joint gradient descent** (``epochs_sgd``): poses (6D + shift), latents and field
   together, on the full band (``fixed``: poses stay; ``refine``: they start from the
-  given ones). A heterogeneous ab initio run first seeds its latents (``latent_init``):
+  given ones). A heterogeneous run first seeds its latents (``latent_init``):
   each image's coordinates in a linear subspace of the heterogeneity (probabilistic PCA,
   :mod:`cryohet.reconstruction.linear_subspace`) fitted at the table's poses — the
   auto-decoded latents of the search carry little of the state at low SNR, the subspace's
@@ -239,11 +239,10 @@ class DrgnaiTrainer:
 
     def _seeds_latents(self, epoch: int) -> bool:
         """Whether ``epoch`` starts by seeding the latents: the first joint epoch of a
-        heterogeneous run with ``latent_init`` subspace (auto: after an ab initio search)."""
-        mode = self.cfg.latent_init
-        if mode == "auto":
-            mode = "subspace" if self.cfg.poses_mode == "abinit" else "random"
-        return self.cfg.zdim > 0 and mode == "subspace" and epoch == self.n_pretrain + self.n_search
+        heterogeneous run with ``latent_init`` subspace (after the search; the first epoch
+        with given poses)."""
+        seeded = self.cfg.zdim > 0 and self.cfg.latent_init == "subspace"
+        return seeded and epoch == self.n_pretrain + self.n_search
 
     def _seed_latents(self) -> float:
         """Set every latent to its image's coordinates in a linear subspace of the heterogeneity
