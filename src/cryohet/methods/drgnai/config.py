@@ -89,8 +89,8 @@ class DrgnaiConfig(StrictModel):
         2.0, ge=0,
         description="ours: model.pt, map.mrc and the epoch snapshots hold the field's weights averaged over the joint "
         "epochs' steps, a step this many epochs old counting 1/e as much as the newest (Polyak averaging; training "
-        "goes on with the field's own weights); 0: the last step's weights. On igg-1d (D=64, SNR 0.05) the last "
-        "step's maps lost 0.007 per-state AUC between 9 and 12 joint epochs; averaged, they kept it",
+        "goes on with the field's own weights); 0: the last step's weights. On igg-1d (D=64, SNR 0.05) per-state AUC "
+        "after 20 joint epochs 0.399 averaged against 0.393 (ab initio), 0.433 against 0.427 (fixed poses)",
     )  # fmt: skip
     field: FieldConfig = Field(default_factory=FieldConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
