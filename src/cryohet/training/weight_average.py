@@ -37,10 +37,6 @@ class WeightAverage:
         self.average: dict[str, torch.Tensor] | None = None
         self.updates = 0
 
-    @property
-    def started(self) -> bool:
-        return self.average is not None
-
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         """Fold ``module``'s current weights into the average (after an optimiser step)."""
