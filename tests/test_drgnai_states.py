@@ -43,7 +43,8 @@ def test_subspace_seed_separates_two_states_before_any_step(tmp_path):
     """The latent seed (``latent_init`` subspace) alone, on the pinned two-state set at its
     given poses: the random initial latents carry nothing of the composition, the seeded
     ones split it (k-means ARI >= 0.9), at the documented scale."""
-    from cryohet.methods.drgnai.trainer import SEED_LATENT_STD, DrgnaiTrainer
+    from cryohet.methods.drgnai.trainer import DrgnaiTrainer
+    from cryohet.reconstruction.linear_subspace import SEED_LATENT_STD
 
     cfg = DrgnaiConfig(
         data=ParticleSource(path=PINNED / "particles.star"),

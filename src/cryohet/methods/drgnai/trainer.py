@@ -52,7 +52,7 @@ from ...pose.field_search import field_sources
 from ...pose.frames import cluster_frames, poses_in_common_frame, rigid_region
 from ...pose.search_tables import SearchTables
 from ...pose.table import PoseTable
-from ...reconstruction.linear_subspace import SubspaceSettings, fit_subspace_latents
+from ...reconstruction.linear_subspace import SubspaceSettings, seed_latents_at_poses
 from ...representations.envelope import data_envelope
 from ...representations.neural_field import NeuralField
 from ...training.distributed import all_reduce_sum_, get_dist, wrap_ddp
@@ -67,10 +67,6 @@ from .outputs import write_model_files, write_outputs
 __all__ = ["DrgnaiTrainer", "train_drgnai"]
 
 log = get_logger("drgnai")
-
-#: Overall std of seeded latents: about what the auto-decoded latents reach in the search
-#: (0.49 after 10 search epochs on igg-1d at D=64).
-SEED_LATENT_STD = 0.5
 
 
 class DrgnaiTrainer:
@@ -246,16 +242,16 @@ class DrgnaiTrainer:
 
     def _seed_latents(self) -> float:
         """Set every latent to its image's coordinates in a linear subspace of the heterogeneity
-        (``zdim`` components) fitted at the pose table's poses, scaled to std
-        :data:`SEED_LATENT_STD`; the latents' Adam moments restart. Every rank computes the
-        same latents (the EM reduces over ranks). Returns the seconds it took."""
+        (``zdim`` components) fitted at the pose table's poses
+        (:func:`~cryohet.reconstruction.linear_subspace.seed_latents_at_poses`); the latents'
+        Adam moments restart. Returns the seconds it took."""
         t0 = time.perf_counter()
         cfg = self.cfg
         rot, shifts_A = self.poses.poses()
-        posed = self.dataset.with_poses(rot.cpu().double().numpy(), shifts_A.cpu().double().numpy())
         settings = SubspaceSettings(components=cfg.zdim, batch_size=4 * cfg.optim.batch_size, seed=cfg.seed)
-        z = fit_subspace_latents(posed, settings, cfg.latent_init_iterations, self.device)
-        z = torch.from_numpy(z * (SEED_LATENT_STD / max(float(z.std()), 1e-12))).to(self.device)
+        z = seed_latents_at_poses(self.dataset, rot.cpu().numpy(), shifts_A.cpu().numpy(), settings,
+                                  cfg.latent_init_iterations, self.device)  # fmt: skip
+        z = torch.from_numpy(z).to(self.device)
         self.latents.assign(torch.arange(self.n, device=self.device), z)
         seconds = time.perf_counter() - t0
         log.info("latents seeded from a %d-component linear subspace at the table's poses (%.0f s)", cfg.zdim,
