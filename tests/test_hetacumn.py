@@ -42,7 +42,8 @@ def _config(out: Path, **kw) -> HetacumnConfig:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return train_hetacumn(_config(tmp_path_factory.mktemp("het") / "run"))
+    # the paper's latent, learnt from reconstruction alone (the seed: test_the_latent_seed_...)
+    return train_hetacumn(_config(tmp_path_factory.mktemp("het") / "run", latent_init="random"))
 
 
 def test_the_encoder_separates_two_states(run):
@@ -53,6 +54,41 @@ def test_the_encoder_separates_two_states(run):
     assert ari >= 0.9, ari
     for name in ("config.yaml", "model.pt", "poses.npz", "map.mrc", "extras/encoder.npz", "COMPLETED"):
         assert (run / name).exists(), name
+
+
+def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not_yet(tmp_path):
+    """With given poses the seed (``latent_init`` subspace, 2 components) is fitted before the
+    first epoch; while it holds the encoder learns it: after 20 epochs its latents split the
+    two states, which the latent learnt from reconstruction alone does only after ~100."""
+    labels = np.load(PINNED / "gt" / "labels.npy")
+    ari = {}
+    for init in ("subspace", "random"):
+        out = train_hetacumn(_config(tmp_path / init, zdim=2, epochs=20, latent_init=init, latent_init_epochs=20))
+        z = np.load(out / "latents.npy")
+        ari[init] = adjusted_rand_score(labels, KMeans(2, n_init=5, random_state=0).fit_predict(z))
+        rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        assert ("latent_seed_s" in rows[0]) is (init == "subspace")
+        if init == "subspace":  # the encoder learnt the seed (std 0.5 a component: 0.5 at the start)
+            assert rows[-1]["latent_seed_error"] < 0.5 * rows[0]["latent_seed_error"], rows[-1]
+    assert ari["subspace"] >= 0.7 and ari["random"] <= 0.3, ari
+
+
+def test_the_seed_holds_for_its_epochs(tmp_path):
+    """The seed is fitted at the encoder epoch ab initio (at the start with given poses) and
+    holds to the end of the ``latent_init_epochs``-th amortised epoch; none without poses."""
+    from cryohet.methods.hetacumn.latent_seed import LatentSeed
+
+    class _Trainer:
+        device = "cpu"
+
+        def __init__(self, **kw):
+            self.cfg = _config(tmp_path, **kw)
+
+    seed = LatentSeed(_Trainer(latent_init_epochs=3), seed_epoch=8, first_amortised_epoch=9)
+    assert [seed.holds(e) for e in range(7, 13)] == [False, True, True, True, True, False]
+    assert seed.weight_at(9) == 1.0 and seed.weight_at(12) == 0.0
+    assert not any(LatentSeed(_Trainer(latent_init="random"), 0, 0).holds(e) for e in range(5))
+    assert not any(LatentSeed(_Trainer(), None, 0).holds(e) for e in range(5))
 
 
 def test_infer_reproduces_the_latents_and_makes_a_run_directory(run, tmp_path, capsys):
@@ -289,20 +325,27 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     in-plane augmentation (versions 1 and 2, no ``warm_start.in_plane_augment``) keep
     learning from the images as they are; runs written before the warm start's latent table
     (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start; runs
-    written before version 6 keep the encoder epoch's 2 000 steps."""
+    written before version 6 keep the encoder epoch's 2 000 steps; runs written before
+    version 7 had no latent seed."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 6 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.method_version == 7 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.latent_init == "subspace"
+    raw = cfg.model_dump(mode="json")
+    raw["method_version"] = 6
+    del raw["latent_init"]
+    assert HetacumnConfig.model_validate(raw).latent_init == "random"
     assert cfg.warm_start.search_latents
     assert cfg.warm_start.encoder_steps == 20000
     for version, level in ((1, None), (2, 1), (3, 1), (5, 1)):
         raw = cfg.model_dump(mode="json")
         raw["method_version"] = version
+        del raw["latent_init"]
         del raw["warm_start"]["encoder_steps"]
         if version == 5:
             old = HetacumnConfig.model_validate(raw)
-            assert old.warm_start.encoder_steps == 2000
+            assert old.warm_start.encoder_steps == 2000 and old.latent_init == "random"
             assert old.warm_start.search_latents and old.warm_start.in_plane_augment
             continue
         del raw["warm_start"]["search_latents"]
@@ -311,6 +354,7 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
         if version == 1:
             del raw["encoder"]["rotation_grid_level"]
         old = HetacumnConfig.model_validate(raw)
+        assert old.latent_init == "random"
         assert old.encoder.rotation_grid_level == level and old.method_version == version
         assert old.warm_start.in_plane_augment is (version == 3) and old.warm_start.search_latents is False
         save_config(tmp_path / f"config_{version}.yaml", old)

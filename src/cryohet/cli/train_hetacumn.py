@@ -38,6 +38,19 @@ def hetacumn(
     ),
     poses_mode: str = config_option(HetacumnConfig, "poses_mode", "--poses-mode"),
     zdim: int = config_option(HetacumnConfig, "zdim", "--zdim", help="Latent dimension."),
+    latent_init: str = config_option(
+        HetacumnConfig,
+        "latent_init",
+        "--latent-init",
+        help="subspace: the field first decodes, and the encoder learns, a PCA of the heterogeneity at the run's "
+        "poses (searched or given), for --latent-init-epochs; random: the latent learnt from reconstruction alone.",
+    ),
+    latent_init_epochs: int = config_option(
+        HetacumnConfig,
+        "latent_init_epochs",
+        "--latent-init-epochs",
+        help="Amortised epochs in which the field decodes the seed latents (then the encoder's).",
+    ),
     box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
     epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
     heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
@@ -131,6 +144,8 @@ def hetacumn(
             out=str(out.expanduser().resolve()),
             poses_mode=poses_mode,
             zdim=zdim,
+            latent_init=latent_init,
+            latent_init_epochs=latent_init_epochs,
             box=box,
             epochs=epochs,
             encoder={"heads": heads, "rotation_grid_level": rotation_grid},

@@ -169,7 +169,9 @@ class HetacumnConfig(StrictModel):
     RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "optim.batch_size", "snapshot_every", "warm_start.task1_poses")
 
     method: Literal["hetacumn"] = "hetacumn"
-    method_version: int = Field(6, description="6: the encoder epoch takes 20 000 steps (was 2 000); 5: poses.npz "
+    method_version: int = Field(7, description="7: the encoder's latent starts from a subspace seed (latent_init; "
+                                "runs before it had none and are read as such); "
+                                "6: the encoder epoch takes 20 000 steps (was 2 000); 5: poses.npz "
                                 "holds the poses the field was trained at (the searched ones when semi-amortised), "
                                 "the encoder's go to extras/encoder_poses.npz; "
                                 "4: the warm start learns a latent per image with the searched "
@@ -185,6 +187,20 @@ class HetacumnConfig(StrictModel):
         "fixed: keep the given poses",
     )
     zdim: int = Field(8, ge=1, description="latent dimension")
+    latent_init: Literal["subspace", "random"] = Field(
+        "subspace", description="subspace: once the poses are known (after the search; with given poses, at the "
+        "start) each particle's coordinates in a linear subspace of the heterogeneity fitted at them (as DRGN-AI's "
+        "latent_init) are what the field decodes and the encoder learns in the encoder epoch and the first "
+        "latent_init_epochs amortised epochs; then the encoder's latents take over (methods/hetacumn/latent_seed.py)"
+        "; random: the latent learnt from reconstruction alone"
+    )  # fmt: skip
+    latent_init_iterations: int = Field(6, ge=1, description="EM iterations of the subspace (latent_init)")
+    latent_init_weight: float = Field(
+        1.0, gt=0, description="weight of the encoder's error on the seed, |E_z(image) - z_seed|^2, while it holds"
+    )
+    latent_init_epochs: int = Field(
+        4, ge=0, description="amortised epochs in which task 1 decodes the seed latents (latent_init subspace)"
+    )
     box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
     epochs: int = Field(30, ge=0, description="amortised epochs (after the warm start's pretraining and search epochs)")
     field: FieldConfig = Field(default_factory=FieldConfig)
@@ -205,10 +221,14 @@ class HetacumnConfig(StrictModel):
         runs written before version 3 showed the encoder the images as they are (no
         ``warm_start.in_plane_augment``); runs written before version 4 searched a homogeneous
         field (no ``warm_start.search_latents``); runs written before version 6 fitted the
-        encoder for 2 000 steps (a config without ``encoder_steps`` is read so)."""
-        if not isinstance(data, dict) or data.get("method_version") not in (1, 2, 3, 4, 5):
+        encoder for 2 000 steps (a config without ``encoder_steps`` is read so); runs written
+        before version 7 had no latent seed (``latent_init`` random)."""
+        if not isinstance(data, dict) or data.get("method_version") not in (1, 2, 3, 4, 5, 6):
             return data
         version = data.get("method_version")
+        data = {"latent_init": "random", **data}
+        if version == 6:
+            return data
         if version == 1:
             encoder = data.get("encoder") if isinstance(data.get("encoder"), dict) else {}
             data = {**data, "encoder": {"rotation_grid_level": None, **encoder}}

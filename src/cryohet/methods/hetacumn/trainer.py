@@ -51,6 +51,7 @@ from ...training.session import RunSession
 from ..particles import open_particles
 from .config import HetacumnConfig
 from .inference import background_std, data_terms
+from .latent_seed import LatentSeed
 from .outputs import write_model_files, write_outputs
 from .pose_task import pose_task_loss, render_at_random_poses
 from .warm_start import fit_encoder, held_out, in_plane_views, latent_distill_loss, search_centres, search_window
@@ -127,6 +128,11 @@ class HetacumnTrainer:
         self.searched = self.tables.poses
         # semi-amortised: task 1 at the searched poses (refined), the encoder distilled to them
         self.semi_amortised = cfg.warm_start.task1_poses == "searched" and n_search > 0
+        # the latent seed (latent_init): fitted once the poses are known; the field decodes it a while
+        posed_by = None if cfg.poses_mode != "fixed" and not n_search else self.first_amortised_epoch
+        self.latent_seed = LatentSeed(self, self.encoder_epoch if self.encoder_epoch is not None else posed_by,
+                                      self.first_amortised_epoch)  # fmt: skip
+        self.seed_weight = 0.0  # the weight of the encoder's error on the seed in this epoch (0: no seed)
         self.epochs_done = 0  # epochs trained (by this process or before a resume)
         log.info("white noise of the rendered images (task 2): %.3g per pixel (normalised units)", self.noise_std)
 
@@ -147,8 +153,11 @@ class HetacumnTrainer:
         rng = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank])
         self.field.train()
         self.encoder.train()
+        seeded = self.latent_seed.fit_if_due(self, epoch)
+        self.seed_weight = self.latent_seed.weight_at(epoch)
         if epoch == self.encoder_epoch:
-            return fit_encoder(self, rng, self.cfg.warm_start.encoder_steps)
+            stats = fit_encoder(self, rng, self.cfg.warm_start.encoder_steps)
+            return stats if seeded is None else {**stats, "latent_seed_s": seeded}
         if self.epochs.search_epochs and epoch == self.first_amortised_epoch:
             # Adam's moments of the warm start belong to other losses (the encoder's were of
             # pose errors ~1, the data term's gradients are ~1000x larger): its first steps
@@ -180,6 +189,11 @@ class HetacumnTrainer:
             "task2_latent_error": float(totals[3]) / m,
             "n_images": int(totals[4]),
         }
+        if self.seed_weight > 0:
+            stats["latent_seed_weight"] = self.seed_weight
+            stats["latent_seed_error"] = float(totals[11]) / n
+        if seeded is not None:
+            stats["latent_seed_s"] = seeded
         if phase == "search" or (phase == "amortised" and self.semi_amortised):
             learnt = max(1.0, float(totals[4] - totals[9]))
             learnt_hist, held_hist = totals[_N_SUMS:].view(2, _ANGLE_BINS)
@@ -215,6 +229,8 @@ class HetacumnTrainer:
         table = self.tables.latents if warm else None
         if warm:
             z = torch.zeros_like(std) if table is None else table.batch(b.index.to(self.device))
+        elif self.seed_weight > 0:  # the seed holds: it stands for the encoder's mean (.latent_seed)
+            z = self.latent_seed.batch(b.index) + std * torch.randn_like(std)
         else:
             z = enc.z_mean + std * torch.randn_like(std)
         if cfg.poses_mode == "fixed":
@@ -260,6 +276,10 @@ class HetacumnTrainer:
                 agree, agree_held = errors[~held].sum(), errors[held].sum()
                 histograms[0] = _angle_histogram(errors[~held])
                 histograms[1] = _angle_histogram(errors[held])
+        seed_err = torch.zeros((), device=self.device)
+        if self.seed_weight > 0 and not warm:
+            seed_err = self.latent_seed.loss(enc.z_mean, b.index)
+            loss = loss + self.seed_weight * seed_err
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
@@ -278,7 +298,7 @@ class HetacumnTrainer:
         sums = torch.tensor(
             [float(data.detach().sum()), float(kl.detach().sum()), float(rot_err.detach()) * n2,
              float(lat_err.detach()) * n2, float(n), float(n2), float(agree), float(distill.detach()) * (n - n_held),
-             float(agree_held), float(n_held), float(latent_distill.detach()) * n],
+             float(agree_held), float(n_held), float(latent_distill.detach()) * n, float(seed_err.detach()) * n],
             dtype=torch.float64,
         )  # fmt: skip
         return torch.cat([sums, histograms.flatten()])
@@ -312,6 +332,7 @@ class HetacumnTrainer:
             "optimizer": self.opt.state_dict(),
             "searched": self.searched.state_dict(),
             **({"search_latents": self.tables.latents.state_dict()} if self.tables.latents is not None else {}),
+            "latent_seed": self.latent_seed.state_dict(),
         }
 
     def set_state(self, state: dict) -> None:
@@ -322,6 +343,7 @@ class HetacumnTrainer:
             self.searched.load_state_dict(state["searched"])
         if self.tables.latents is not None:
             self.tables.latents.load_state_dict(state["search_latents"])
+        self.latent_seed.load_state_dict(state.get("latent_seed", {}))
 
 
 def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -353,7 +375,7 @@ def train_hetacumn(cfg: HetacumnConfig, resume: bool = False, overwrite: bool = 
 
 
 #: per-step sums of :meth:`HetacumnTrainer.train_step` before its two angle histograms
-_N_SUMS = 11
+_N_SUMS = 12
 #: 1-degree bins over [0, 180]: the encoder-vs-search angles of an epoch, summed over
 #: steps and ranks, from which its medians are read
 _ANGLE_BINS = 180

@@ -135,7 +135,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
     limit = 0.5 * trainer.encoder.max_shift_A
     real = _cycle(trainer.loader)
     trainer.encoder.train()
-    totals = np.zeros(5)
+    totals = np.zeros(6)
     for step in progress(range(steps), total=steps, description="encoder fit", unit="step"):
         # a curriculum: the poses of clean renders first, then the data's noise level
         noise_scale = pt.noise_start + (1.0 - pt.noise_start) * min(1.0, 2.0 * step / max(1, steps))
@@ -149,7 +149,8 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
                 grids[g], trainer.render_band, n, rng, ctf_params=b.ctf_params[pick], max_shift_A=limit,
                 noise_std=trainer.noise_std * noise_scale,
             )  # fmt: skip
-            z_rendered = None if table is None else centres[g : g + 1].expand(n, -1)
+            # the centres' latents are the table's, not the seed's: no latent target beside the seed
+            z_rendered = None if table is None or trainer.seed_weight > 0 else centres[g : g + 1].expand(n, -1)
             rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, z_rendered, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
         real_images = b.images
@@ -159,29 +160,36 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
         posed = trainer.encoder(real_images)
         distill, _ = pose_task_loss(posed, found_rot, found_shift, trainer.encoder.max_shift_A, None, pt.shift_weight,
                                     learnt)  # fmt: skip
-        latent_distill = torch.zeros((), device=trainer.device)
-        if table is not None and ws.latent_distill_weight > 0:  # the table's latents, from the images as they are
+        latent_distill = seed_err = torch.zeros((), device=trainer.device)
+        distil_table = table is not None and ws.latent_distill_weight > 0
+        if distil_table or trainer.seed_weight > 0:  # latents are learnt from the images as they are
             as_they_are = trainer.encoder(b.images) if ws.in_plane_augment else posed
-            latent_distill = latent_distill_loss(as_they_are.z_mean, table.z[b.index.to(table.z.device)])
+            if distil_table:
+                latent_distill = latent_distill_loss(as_they_are.z_mean, table.z[b.index.to(table.z.device)])
+            if trainer.seed_weight > 0:
+                seed_err = trainer.latent_seed.loss(as_they_are.z_mean, b.index)
         loss = (
             rot_err
             + pt.latent_weight * lat_err
             + ws.distill_weight * distill
             + ws.latent_distill_weight * latent_distill
+            + trainer.seed_weight * seed_err
         )
         trainer.opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(list(trainer.encoder.parameters()))
         trainer.opt.step()
-        losses = (rot_err, lat_err, distill, latent_distill)
+        losses = (rot_err, lat_err, distill, latent_distill, seed_err)
         totals += [*(float(x.detach()) for x in losses), 1.0]
-    s = max(1.0, totals[4])
+    s = max(1.0, totals[5])
     stats = {"phase": "encoder", "task2_rotation_error": totals[0] / s, "distill_error": totals[2] / s,
-             "steps": int(totals[4])}  # fmt: skip
-    if table is not None:
+             "steps": int(totals[5])}  # fmt: skip
+    if table is not None and trainer.seed_weight <= 0:
         stats["task2_latent_error"] = totals[1] / s
     if table is not None and ws.latent_distill_weight > 0:
         stats["latent_distill_error"] = totals[3] / s
+    if trainer.seed_weight > 0:
+        stats["latent_seed_error"] = totals[4] / s
     return stats
 
 
