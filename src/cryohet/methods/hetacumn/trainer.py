@@ -283,7 +283,8 @@ class HetacumnTrainer:
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
-            rot_err, lat_err, n2 = self._pose_task(b, enc.z_mean.detach(), rng)
+            z_batch = self.latent_seed.batch(b.index) if self.seed_weight > 0 else enc.z_mean.detach()
+            rot_err, lat_err, n2 = self._pose_task(b, z_batch, rng)
             loss = loss + cfg.pose_task.weight * (rot_err + cfg.pose_task.latent_weight * lat_err)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -311,7 +312,11 @@ class HetacumnTrainer:
         pick = torch.as_tensor(rng.integers(0, len(z_batch), n), device=self.device)
         z = z_batch[pick].clone()
         prior = torch.as_tensor(rng.random(n) < pt.prior_fraction, device=self.device)
-        z[prior] = torch.randn(int(prior.sum()), z.shape[1], device=self.device)
+        if self.seed_weight > 0:  # while the seed holds, its distribution is the prior (N(0, I) is not its scale)
+            rows = torch.as_tensor(rng.integers(0, self.n, int(prior.sum())), device=self.device)
+            z[prior] = self.latent_seed.batch(rows).to(z)
+        else:
+            z[prior] = torch.randn(int(prior.sum()), z.shape[1], device=self.device)
         limit = 0.5 * self.encoder.max_shift_A  # within the encoder's range, not at its edge
         images, rot, shifts = render_at_random_poses(
             self.field, self.render_band, n, rng, ctf_params=b.ctf_params[pick], z=z, max_shift_A=limit,
