@@ -285,7 +285,9 @@ class HetacumnTrainer:
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
             z_batch = self.latent_seed.batch(b.index) if self.seed_weight > 0 else enc.z_mean.detach()
             rot_err, lat_err, n2 = self._pose_task(b, z_batch, rng)
-            loss = loss + cfg.pose_task.weight * (rot_err + cfg.pose_task.latent_weight * lat_err)
+            # while the seed holds the latent is the seed's: task 2 trains poses only (.latent_seed)
+            latent_weight = 0.0 if self.seed_weight > 0 else cfg.pose_task.latent_weight
+            loss = loss + cfg.pose_task.weight * (rot_err + latent_weight * lat_err)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients([*self.field.parameters(), *self.encoder.parameters()])
