@@ -199,8 +199,10 @@ class HetacumnConfig(StrictModel):
         1.0, gt=0, description="weight of the encoder's error on the seed, |E_z(image) - z_seed|^2, while it holds"
     )
     latent_init_epochs: int = Field(
-        4, ge=0, description="amortised epochs in which task 1 decodes the seed latents (latent_init subspace)"
-    )
+        4, ge=0, description="amortised epochs in which task 1 decodes the seed latents (latent_init subspace). On "
+        "simulated igg-1d (4 000 images, SNR 0.05, box 32) the encoder's k-means ARI (k=20) was 0.136 after 4 held "
+        "epochs, 0.085 one epoch after the release and 0.135 after 8 free ones (0.001 without the seed)"
+    )  # fmt: skip
     box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
     epochs: int = Field(30, ge=0, description="amortised epochs (after the warm start's pretraining and search epochs)")
     field: FieldConfig = Field(default_factory=FieldConfig)
