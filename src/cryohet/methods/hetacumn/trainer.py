@@ -19,6 +19,11 @@ on every batch.
   viewing direction could not be recovered from a random view, so task 2 pushes pose out
   of ``z``.
 
+With ``latent_init`` subspace (the default) the latent starts from a seed: for the first
+``latent_init_epochs`` amortised epochs task 1 decodes each image's subspace coordinates in
+place of the encoder's mean, the encoder learns them, and task 2 trains poses only
+(:mod:`.latent_seed`).
+
 Distributed: every rank runs its share of each batch, the gradients of the field and the
 encoder are averaged over ranks (:func:`~cryohet.training.distributed.average_gradients`;
 the encoder runs twice a step, which DDP's hooks do not allow), rank 0 writes.
