@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from ...console import get_logger
 from ...reconstruction.linear_subspace import SubspaceSettings, seed_latents_at_poses
+from .warm_start import latent_distill_loss
 
 __all__ = ["LatentSeed"]
 
@@ -84,8 +84,8 @@ class LatentSeed:
             rot, shifts = trainer.searched.poses()
             rotations, shifts_A = rot.cpu().numpy(), shifts.cpu().numpy()
         settings = SubspaceSettings(components=cfg.zdim, batch_size=4 * cfg.optim.batch_size, seed=cfg.seed)
-        z = seed_latents_at_poses(trainer.dataset, np.asarray(rotations), np.asarray(shifts_A), settings,
-                                  cfg.latent_init_iterations, trainer.device)  # fmt: skip
+        z = seed_latents_at_poses(trainer.dataset, rotations, shifts_A, settings, cfg.latent_init_iterations,
+                                  trainer.device)  # fmt: skip
         self.z = torch.from_numpy(z).to(trainer.device)
         seconds = time.perf_counter() - t0
         log.info("latent seed: a %d-component linear subspace at the %s poses (%.0f s)", cfg.zdim,
@@ -99,8 +99,7 @@ class LatentSeed:
     def loss(self, z_mean: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Mean ``|E_z(image) - z_seed|^2`` over a batch: the encoder's latent means
         ``(B, zdim)`` of the images ``index (B,)`` (dataset rows) against their seed."""
-        target = self.z[index.to(self.z.device)].to(z_mean.device)
-        return ((z_mean - target) ** 2).sum(-1).mean()
+        return latent_distill_loss(z_mean, self.batch(index).to(z_mean.device))
 
     def state_dict(self) -> dict:
         return {} if self.z is None else {"z": self.z.detach().cpu()}
