@@ -57,19 +57,24 @@ def test_the_encoder_separates_two_states(run):
 
 
 def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not_yet(tmp_path):
-    """With given poses the seed (``latent_init`` subspace, 2 components) is fitted before the
-    first epoch; while it holds the encoder learns it: after 20 epochs its latents split the
-    two states, which the latent learnt from reconstruction alone does only after ~100."""
+    """With given poses the seed (``latent_init`` subspace, 2 components) is fitted at the
+    start and the encoder learns it alone in an epoch of its own (``latent_init_steps``); then
+    it holds: after 20 amortised epochs the latents split the two states, which the latent
+    learnt from reconstruction alone does only after ~100."""
     labels = np.load(PINNED / "gt" / "labels.npy")
     ari = {}
     for init in ("subspace", "random"):
-        out = train_hetacumn(_config(tmp_path / init, zdim=2, epochs=20, latent_init=init, latent_init_epochs=20))
+        out = train_hetacumn(_config(tmp_path / init, zdim=2, epochs=20, latent_init=init, latent_init_epochs=20,
+                                     latent_init_steps=300))  # fmt: skip
         z = np.load(out / "latents.npy")
         ari[init] = adjusted_rand_score(labels, KMeans(2, n_init=5, random_state=0).fit_predict(z))
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         assert ("latent_seed_s" in rows[0]) is (init == "subspace")
-        if init == "subspace":  # the encoder learnt the seed (std 0.5 a component: 0.5 at the start)
-            assert rows[-1]["latent_seed_error"] < 0.5 * rows[0]["latent_seed_error"], rows[-1]
+        assert len(rows) == 20 + (init == "subspace")
+        if init == "subspace":  # the encoder learnt the seed alone (std 0.5 a component: 0.5 at the start)
+            assert rows[0]["phase"] == "encoder" and rows[0]["steps"] == 300
+            assert rows[0]["latent_seed_error_end"] < 0.5 * 0.5 * 2, rows[0]
+            assert rows[-1]["latent_seed_error"] < 0.5 * 0.5 * 2, rows[-1]
     assert ari["subspace"] >= 0.7 and ari["random"] <= 0.3, ari
 
 
@@ -153,12 +158,14 @@ def test_infer_refuses_other_methods_and_other_pixel_sizes(run, tmp_path, capsys
 
 
 def test_a_killed_run_resumes_to_the_same_result(tmp_path):
-    whole = train_hetacumn(_config(tmp_path / "whole", epochs=4, snapshot_every=1))
-    part = train_hetacumn(_config(tmp_path / "part", epochs=2, snapshot_every=1))
-    (part / "COMPLETED").unlink()  # as if killed after epoch 2
-    resumed = train_hetacumn(_config(tmp_path / "part", epochs=4, snapshot_every=1), resume=True)
+    # the seed's encoder epoch, then 4 amortised epochs (the seed holds in all of them)
+    whole = train_hetacumn(_config(tmp_path / "whole", epochs=4, snapshot_every=1, latent_init_steps=50))
+    part = train_hetacumn(_config(tmp_path / "part", epochs=2, snapshot_every=1, latent_init_steps=50))
+    (part / "COMPLETED").unlink()  # as if killed after the second amortised epoch
+    resumed = train_hetacumn(_config(tmp_path / "part", epochs=4, snapshot_every=1, latent_init_steps=50),
+                             resume=True)  # fmt: skip
     np.testing.assert_allclose(np.load(resumed / "latents.npy"), np.load(whole / "latents.npy"), atol=1e-5)
-    assert sorted(p.name for p in (resumed / "epochs").iterdir()) == [f"epoch_{e:04d}" for e in (1, 2, 3, 4)]
+    assert sorted(p.name for p in (resumed / "epochs").iterdir()) == [f"epoch_{e:04d}" for e in (1, 2, 3, 4, 5)]
 
 
 def _asymmetric_volume(d: int = 24):
@@ -326,12 +333,18 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     learning from the images as they are; runs written before the warm start's latent table
     (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start; runs
     written before version 6 keep the encoder epoch's 2 000 steps; runs written before
-    version 7 had no latent seed."""
+    version 7 had no latent seed, and before version 8 no encoder epoch for it with given
+    poses."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 7 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
-    assert cfg.latent_init == "subspace"
+    assert cfg.method_version == 8 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.latent_init == "subspace" and cfg.latent_init_steps == 4000
+    raw = cfg.model_dump(mode="json")
+    raw["method_version"] = 7
+    del raw["latent_init_steps"]
+    old = HetacumnConfig.model_validate(raw)
+    assert old.latent_init == "subspace" and old.latent_init_steps == 0
     raw = cfg.model_dump(mode="json")
     raw["method_version"] = 6
     del raw["latent_init"]

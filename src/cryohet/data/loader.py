@@ -235,3 +235,13 @@ class BatchedParticleLoader:
 
     def __iter__(self) -> Iterator[ParticleBatch]:
         return iter(self._loader)
+
+    def endless(self, first_epoch: int = 10_000) -> Iterator[ParticleBatch]:
+        """The batches of epoch ``first_epoch``, then of the next one, and so on without end:
+        for a phase counted in steps rather than epochs. The default first epoch is far from
+        the training epochs' numbers, so its order is none of theirs."""
+        epoch = first_epoch
+        while True:
+            self.set_epoch(epoch)
+            yield from self
+            epoch += 1

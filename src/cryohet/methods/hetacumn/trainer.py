@@ -22,7 +22,8 @@ on every batch.
 With ``latent_init`` subspace (the default) the latent starts from a seed: for the first
 ``latent_init_epochs`` amortised epochs task 1 decodes each image's subspace coordinates in
 place of the encoder's mean, the encoder learns them, and task 2 trains poses only
-(:mod:`.latent_seed`).
+(:mod:`.latent_seed`); the encoder first learns them alone, in the warm start's encoder
+epoch or, with given poses, in an encoder epoch of ``latent_init_steps`` steps.
 
 Distributed: every rank runs its share of each batch, the gradients of the field and the
 encoder are averaged over ranks (:func:`~cryohet.training.distributed.average_gradients`;
@@ -123,6 +124,8 @@ class HetacumnTrainer:
         self.schedule = cfg.warm_start.search.schedule(self.box, self.apix)
         n_pretrain, n_search = cfg.warm_start_epochs(self.n)
         self.encoder_epoch = n_pretrain + n_search if n_search and cfg.warm_start.encoder_steps else None
+        if cfg.poses_mode == "fixed" and cfg.latent_init == "subspace" and cfg.latent_init_steps:
+            self.encoder_epoch = 0  # with given poses the seed has an encoder epoch of its own (.latent_seed)
         later = cfg.epochs + (self.encoder_epoch is not None)
         self.epochs = AbinitSchedule(n_pretrain, n_search, later, self.schedule.radius_start_px,
                                      self.schedule.radius_end_px, self.box, later="amortised")  # fmt: skip
@@ -160,13 +163,17 @@ class HetacumnTrainer:
         self.encoder.train()
         seeded = self.latent_seed.fit_if_due(self, epoch)
         self.seed_weight = self.latent_seed.weight_at(epoch)
-        if epoch == self.encoder_epoch:
+        if epoch == self.encoder_epoch and self.cfg.poses_mode == "fixed":
+            stats = self.latent_seed.fit_encoder(self, self.cfg.latent_init_steps)
+        elif epoch == self.encoder_epoch:
             stats = fit_encoder(self, rng, self.cfg.warm_start.encoder_steps)
+        if epoch == self.encoder_epoch:
             return stats if seeded is None else {**stats, "latent_seed_s": seeded}
-        if self.epochs.search_epochs and epoch == self.first_amortised_epoch:
-            # Adam's moments of the warm start belong to other losses (the encoder's were of
-            # pose errors ~1, the data term's gradients are ~1000x larger): its first steps
-            # would be ~1000x too long and wreck the encoder's poses in one epoch
+        if (self.epochs.search_epochs or self.encoder_epoch is not None) and epoch == self.first_amortised_epoch:
+            # Adam's moments of the warm start (or of the seed's encoder epoch) belong to other
+            # losses (the encoder's were of pose or seed errors ~1, the data term's gradients
+            # are ~1000x larger): its first steps would be ~1000x too long and wreck the
+            # encoder's poses (or latents) in one epoch
             self.opt.state.clear()
         window_size = self.cfg.warm_start.search.refresh_batches if phase == "search" else 1
         budget = self.cfg.warm_start.pretrain_images if phase == "pretrain" else None

@@ -133,7 +133,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
                                    search_centres(trainer), **ws.search.grid_options())  # fmt: skip
     table = trainer.tables.latents
     limit = 0.5 * trainer.encoder.max_shift_A
-    real = _cycle(trainer.loader)
+    real = trainer.loader.endless()
     trainer.encoder.train()
     totals = np.zeros(6)
     for step in progress(range(steps), total=steps, description="encoder fit", unit="step"):
@@ -197,11 +197,3 @@ def latent_distill_loss(z_mean: torch.Tensor, z_table: torch.Tensor) -> torch.Te
     """Mean squared distance ``|E_z(image) - z_table|^2`` between the encoder's latent means
     ``(B, zdim)`` and the warm start's table latents of the same images (no gradient to the table)."""
     return ((z_mean - z_table.detach()) ** 2).sum(-1).mean()
-
-
-def _cycle(loader):
-    epoch = 10_000
-    while True:
-        loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
