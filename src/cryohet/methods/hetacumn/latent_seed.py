@@ -100,7 +100,7 @@ class LatentSeed:
         return seconds
 
     def fit_encoder(self, trainer, steps: int) -> dict:
-        """With given poses, the seed's encoder epoch: ``steps`` steps in which the encoder
+        """With given poses, the seed's encoder epoch: ``steps`` (> 0) steps in which the encoder
         learns the seed alone (the field untouched). Returns the epoch's log (the mean error
         on the seed over the steps and over the last tenth of them)."""
         trainer.encoder.train()
@@ -115,8 +115,8 @@ class LatentSeed:
             trainer.opt.step()
             errors[step] = float(error.detach())
         last = errors[-max(1, steps // 10) :]
-        return {"phase": "encoder", "latent_seed_error": float(errors.mean()) if steps else float("nan"),
-                "latent_seed_error_end": float(last.mean()) if steps else float("nan"), "steps": steps}  # fmt: skip
+        return {"phase": "encoder", "latent_seed_error": float(errors.mean()),
+                "latent_seed_error_end": float(last.mean()), "steps": steps}  # fmt: skip
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         """The seed latents ``(B, zdim)`` of the images ``index (B,)`` (dataset rows)."""
