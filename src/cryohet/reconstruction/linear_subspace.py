@@ -61,7 +61,10 @@ from .band_limits import band_shell_from_fsc, shell_of_resolution
 from .from_particles import dataset_pixel_size, reconstruct_particles
 from .half_maps import HalfMapResult
 
-__all__ = ["SEED_LATENT_STD", "SubspaceSettings", "LinearSubspaceEM", "fit_subspace_latents", "seed_latents_at_poses"]
+__all__ = [
+    "SEED_LATENT_STD", "SubspaceSettings", "SubspaceReadout", "LinearSubspaceEM", "fit_subspace",
+    "fit_subspace_latents", "seed_subspace_at_poses", "seed_latents_at_poses",
+]  # fmt: skip
 
 log = get_logger("reconstruction.linear_subspace")
 
@@ -122,6 +125,66 @@ def _orthogonalise(V: torch.Tensor) -> torch.Tensor:
     return (out * sign).reshape(V.shape).to(V.dtype)
 
 
+class SubspaceReadout:
+    """Images' coordinates in a fitted linear subspace at given poses: the EM's E-step
+    (module doc), which :class:`LinearSubspaceEM` runs and a method can keep to read the
+    coordinates of images it never fitted (HetACUMN's encoder, :mod:`cryohet.methods.hetacumn`).
+
+    ``mean (D, D, D)`` and ``components (k, D, D, D)`` are real maps (the EM's scale),
+    ``band`` the subspace's low-pass band (:meth:`FourierBand.up_to_shell`), ``sigma2`` its
+    per-shell noise variance (of the images' band DFTs); coordinates are multiplied by
+    ``scale`` (a seed's :data:`SEED_LATENT_STD` normalisation). Images are real ``(B, D, D)``
+    in the units the subspace was fitted in, CTF parameters ``(B, 9)`` (or None), rotations
+    ``(B, 3, 3)`` RELION ``A`` (acting on the map's coordinates), origins ``(B, 2)`` Å."""
+
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor, band: FourierBand, sigma2: torch.Tensor,
+                 scale: float = 1.0) -> None:  # fmt: skip
+        self.mean, self.components, self.band = mean, components, band
+        self.sigma2, self.scale = sigma2, float(scale)
+        self.mean_ft = volume_to_fourier(mean)
+        self.component_fts = [volume_to_fourier(v) for v in components]
+        self.pixel_weights = ShellGaussian(band, sigma2).pixel_weights
+
+    @property
+    def dim(self) -> int:
+        """The number of coordinates k."""
+        return int(self.components.shape[0])
+
+    @torch.no_grad()
+    def solve(self, images, ctf_params, rotations, shifts_A):
+        """``(R, B, Sigma, z)``: the residual band DFTs ``(B, P)`` against the mean's slices, the
+        components' CTF-projected band DFTs ``(B, k, P)``, the posterior covariances
+        ``(B, k, k)`` and the posterior means ``(B, k)`` float64 (unscaled)."""
+        band = self.band
+        filt = band.filters(ctf_params, shifts_A)
+        R = (band.observed(images) - model_images(self.mean_ft, rotations, band, filt)).flatten(-2)
+        Bm = torch.stack([model_images(v, rotations, band, filt) for v in self.component_fts], dim=1).flatten(-2)
+        Bw = Bm * self.pixel_weights.flatten()  # (B, k, P) over the band's sub-grid pixels P
+        M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
+        b = torch.einsum("bjp,bp->bj", Bw.conj(), R).real.to(torch.float64)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=M.device)
+        Sigma = torch.linalg.inv(M + eye)
+        return R, Bm, Sigma, (Sigma @ b[:, :, None])[:, :, 0]
+
+    @torch.no_grad()
+    def __call__(self, images, ctf_params, rotations, shifts_A) -> torch.Tensor:
+        """The images' coordinates ``(B, k)`` float32, times ``scale`` (no gradients)."""
+        z = self.solve(images, ctf_params, rotations.detach(), shifts_A.detach())[3]
+        return (z * self.scale).to(torch.float32)
+
+    def state_dict(self) -> dict:
+        """Tensors and numbers only (a checkpoint loads it without executing code)."""
+        return {"mean": self.mean.detach().cpu(), "components": self.components.detach().cpu(),
+                "sigma2": self.sigma2.detach().cpu(), "scale": torch.tensor(self.scale, dtype=torch.float64),
+                "shell": torch.tensor(int(self.band.kx_idx.max())), "apix": torch.tensor(self.band.apix)}  # fmt: skip
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: torch.device | str = "cpu") -> SubspaceReadout:
+        mean = state["mean"].to(device)
+        band = FourierBand.up_to_shell(mean.shape[-1], float(state["apix"]), int(state["shell"]), device)
+        return cls(mean, state["components"].to(device), band, state["sigma2"].to(device), float(state["scale"]))
+
+
 class LinearSubspaceEM:
     """State and passes of the EM (consensus, mask, band, components, noise) on ``dataset``
     (which must have poses and CTF), on ``device``; distributed: each rank passes over its
@@ -169,6 +232,10 @@ class LinearSubspaceEM:
             rows = mine[start : start + self.settings.batch_size]
             yield rows, self.dataset.get_batch(rows).to(self.device)
 
+    def readout(self, scale: float = 1.0) -> SubspaceReadout:
+        """The E-step of the subspace as it is now (its mean, components, band and noise)."""
+        return SubspaceReadout(self.mean, self.V, self.band, self.sigma2, scale)
+
     @torch.no_grad()
     def pass_(self, update: bool) -> tuple[np.ndarray, float]:
         """One pass: E-step latents ``(N, k)``; with ``update`` also the M-step and noise update.
@@ -176,23 +243,14 @@ class LinearSubspaceEM:
         Returns the latents and the mean squared residual per band pixel (for the log).
         """
         band, k, dev = self.band, self.settings.components, self.device
-        vfts = [volume_to_fourier(v) for v in self.V]
-        inv = ShellGaussian(band, self.sigma2).pixel_weights
-        eye = torch.eye(k, dtype=torch.float64, device=dev)
+        estep = self.readout()
         accs = [BackprojectionAccumulator(self.box, self.apix, device=dev) for _ in range(k)] if update else []
         S = torch.zeros(k, k, dtype=torch.float64, device=dev)
         noise = torch.zeros(band.n_shells, dtype=torch.float64, device=dev)
         z_all = np.zeros((self.n, k), dtype=np.float32)
         mine = np.zeros(0, dtype=np.int64)
         for rows, batch in self.batches():
-            filt = band.filters(batch.ctf_params, batch.shifts_A)
-            R = (band.observed(batch.images) - model_images(self.mean_ft, batch.rotations, band, filt)).flatten(-2)
-            Bm = torch.stack([model_images(v, batch.rotations, band, filt) for v in vfts], dim=1).flatten(-2)
-            Bw = Bm * inv.flatten()  # (B, k, P) over the band's sub-grid pixels P
-            M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
-            b = torch.einsum("bjp,bp->bj", Bw.conj(), R).real.to(torch.float64)
-            Sigma = torch.linalg.inv(M + eye)
-            z = (Sigma @ b[:, :, None])[:, :, 0]
+            R, Bm, Sigma, z = estep.solve(batch.images, batch.ctf_params, batch.rotations, batch.shifts_A)
             z_all[rows] = z.cpu().numpy()
             mine = np.concatenate([mine, rows])
             fit = R - torch.einsum("bj,bjp->bp", z.to(Bm.real.dtype).to(Bm.dtype), Bm)
@@ -230,6 +288,21 @@ class LinearSubspaceEM:
         self.sigma2 = ShellGaussian.estimate_sigma2(band, all_reduce_sum_(noise), self.n)
 
 
+def fit_subspace(
+    dataset: ParticleDataset,
+    settings: SubspaceSettings,
+    iterations: int,
+    device: torch.device | str = "cpu",
+    consensus: HalfMapResult | None = None,
+) -> LinearSubspaceEM:
+    """The EM after ``iterations`` iterations (no run directory)."""
+    em = LinearSubspaceEM(dataset, settings, device, consensus)
+    em.initial_noise()
+    for _ in range(iterations):
+        em.pass_(update=True)
+    return em
+
+
 def fit_subspace_latents(
     dataset: ParticleDataset,
     settings: SubspaceSettings,
@@ -239,11 +312,28 @@ def fit_subspace_latents(
 ) -> np.ndarray:
     """Latents ``(N, k)`` after ``iterations`` EM iterations (no run directory): each image's
     posterior-mean coordinates in the fitted subspace, rows in the dataset's order."""
-    em = LinearSubspaceEM(dataset, settings, device, consensus)
-    em.initial_noise()
-    for _ in range(iterations):
-        em.pass_(update=True)
-    return em.pass_(update=False)[0]
+    return fit_subspace(dataset, settings, iterations, device, consensus).pass_(update=False)[0]
+
+
+def seed_subspace_at_poses(
+    dataset: ParticleDataset,
+    rotations: np.ndarray,
+    shifts_A: np.ndarray,
+    settings: SubspaceSettings,
+    iterations: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, SubspaceReadout]:
+    """Latents ``(N, settings.components)`` float32 for a method's per-image latents: each
+    image's coordinates in a linear subspace of the heterogeneity fitted at the poses
+    ``rotations (N, 3, 3)`` (RELION ``A``, acting on the map's coordinates) and origins
+    ``shifts_A (N, 2)`` in Å (:func:`fit_subspace_latents`), scaled to an overall std of
+    :data:`SEED_LATENT_STD`; and the readout that gives any image's coordinates on that
+    scale. Every rank computes the same latents (the EM reduces over ranks)."""
+    posed = dataset.with_poses(np.asarray(rotations, np.float64), np.asarray(shifts_A, np.float64))
+    em = fit_subspace(posed, settings, iterations, device)
+    z = em.pass_(update=False)[0]
+    scale = SEED_LATENT_STD / max(float(z.std()), 1e-12)
+    return (z * scale).astype(np.float32, copy=False), em.readout(scale)
 
 
 def seed_latents_at_poses(
@@ -254,11 +344,5 @@ def seed_latents_at_poses(
     iterations: int,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """Latents ``(N, settings.components)`` float32 for a method's per-image latents: each
-    image's coordinates in a linear subspace of the heterogeneity fitted at the poses
-    ``rotations (N, 3, 3)`` (RELION ``A``, acting on the map's coordinates) and origins
-    ``shifts_A (N, 2)`` in Å (:func:`fit_subspace_latents`), scaled to an overall std of
-    :data:`SEED_LATENT_STD`. Every rank computes the same latents (the EM reduces over ranks)."""
-    posed = dataset.with_poses(np.asarray(rotations, np.float64), np.asarray(shifts_A, np.float64))
-    z = fit_subspace_latents(posed, settings, iterations, device)
-    return (z * (SEED_LATENT_STD / max(float(z.std()), 1e-12))).astype(np.float32, copy=False)
+    """The latents of :func:`seed_subspace_at_poses` alone."""
+    return seed_subspace_at_poses(dataset, rotations, shifts_A, settings, iterations, device)[0]
