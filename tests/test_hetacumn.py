@@ -56,11 +56,13 @@ def test_the_encoder_separates_two_states(run):
         assert (run / name).exists(), name
 
 
-def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not_yet(tmp_path):
+def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not_yet(tmp_path, capsys):
     """With given poses the seed (``latent_init`` subspace, 2 components) is fitted at the
     start and the encoder learns it alone in an epoch of its own (``latent_init_steps``); then
     it holds: after 20 amortised epochs the latents split the two states, which the latent
-    learnt from reconstruction alone does only after ~100."""
+    learnt from reconstruction alone does only after ~100. The latent reads the subspace at
+    the given poses (``latent_readout``): ``infer --poses input`` gives the run's latents,
+    and the particles' own poses."""
     labels = np.load(PINNED / "gt" / "labels.npy")
     ari = {}
     for init in ("subspace", "random"):
@@ -75,6 +77,12 @@ def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not
             assert rows[0]["phase"] == "encoder" and rows[0]["steps"] == 300
             assert rows[0]["latent_seed_error_end"] < 0.05 * 0.5, rows[0]  # measured ~1e-5
             assert rows[-1]["latent_seed_error"] < 0.1 * 0.5, rows[-1]  # measured 0.014
+            inferred = tmp_path / "inferred"
+            assert main(["infer", str(out), str(STAR), "--out", str(inferred), "--poses", "input"]) == 0
+            np.testing.assert_allclose(np.load(inferred / "latents.npy"), z, atol=1e-5)
+            np.testing.assert_allclose(np.load(inferred / "poses.npz")["rotations"],
+                                       np.load(out / "poses.npz")["rotations"], atol=1e-6)  # fmt: skip
+            capsys.readouterr()
     assert ari["subspace"] >= 0.7 and ari["random"] <= 0.3, ari
 
 
@@ -333,18 +341,24 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     learning from the images as they are; runs written before the warm start's latent table
     (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start; runs
     written before version 6 keep the encoder epoch's 2 000 steps; runs written before
-    version 7 had no latent seed, and before version 8 no encoder epoch for it with given
-    poses."""
+    version 7 had no latent seed, before version 8 no encoder epoch for it with given
+    poses, and before version 9 no subspace readout."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 8 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
-    assert cfg.latent_init == "subspace" and cfg.latent_init_steps == 4000
+    assert cfg.method_version == 9 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.latent_init == "subspace" and cfg.latent_init_steps == 4000 and cfg.latent_readout
+    raw = cfg.model_dump(mode="json")
+    raw["method_version"] = 8
+    del raw["latent_readout"]
+    old = HetacumnConfig.model_validate(raw)
+    assert old.latent_init_steps == 4000 and not old.latent_readout
     raw = cfg.model_dump(mode="json")
     raw["method_version"] = 7
     del raw["latent_init_steps"]
+    del raw["latent_readout"]
     old = HetacumnConfig.model_validate(raw)
-    assert old.latent_init == "subspace" and old.latent_init_steps == 0
+    assert old.latent_init == "subspace" and old.latent_init_steps == 0 and not old.latent_readout
     raw = cfg.model_dump(mode="json")
     raw["method_version"] = 6
     del raw["latent_init"]

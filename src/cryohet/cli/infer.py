@@ -27,7 +27,7 @@ def infer(
         ParticleSource, "apix", "--apix", help="Pixel size in Å when the file has none."
     ),
     batch_size: int = config_option(InferConfig, "batch_size", "--batch-size", "-b"),
-    poses: str = config_option(InferConfig, "poses", "--poses", help="encoder or search."),
+    poses: str = config_option(InferConfig, "poses", "--poses", help="encoder, search or input."),
     refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
     in_plane_views: int = config_option(InferConfig, "in_plane_views", "--in-plane-views"),
     latent_steps: int = config_option(InferConfig, "latent_steps", "--latent-steps"),
@@ -50,7 +50,9 @@ def infer(
     the encoder cannot pose). --in-plane-views K also shows the encoder each
     image turned in plane K-1 times and keeps the pose most views agree with.
     --latent-steps N fits each latent to its image at its final pose (N
-    gradient steps from the encoder's, the field fixed).
+    gradient steps from the encoder's, the field fixed). --poses input keeps
+    the particles' own poses (a consensus refinement of them): a run trained
+    with given poses then reads each latent at its particle's pose.
     """
     from ..workflows.infer import infer_particles
 

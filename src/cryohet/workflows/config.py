@@ -39,12 +39,13 @@ class InferConfig(StrictModel):
     data: ParticleSource
     out: Path
     batch_size: int = Field(256, gt=0, description="images per encoder batch")
-    poses: Literal["encoder", "search"] = Field(
+    poses: Literal["encoder", "search", "input"] = Field(
         "encoder",
         description=(
             "encoder: the encoder's poses (amortised: thousands of images/s); search: the run's pose search "
             "against its field, each image at its encoder latent's cluster (for particles the encoder cannot "
-            "pose; tens of images/s on a CPU)"
+            "pose; tens of images/s on a CPU); input: the particles' own poses (a consensus refinement of them; "
+            "a run with latent_readout reads each latent at its particle's pose, as with poses given in training)"
         ),
     )
     refine_step_deg: float = Field(

@@ -5,8 +5,8 @@
 ``model.pt`` copied, ``latents.npy`` (one row per particle, input order; the encoder's, or
 with ``latent_steps`` fitted to the images at their final poses), ``poses.npz`` (RELION
 ``A``, origins in Å; the encoder's, or with ``poses: search`` found by the run's pose search
-against its field; with ``refine_step_deg`` then refined by a local search against the
-field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
+against its field, or with ``poses: input`` the particles' own; with ``refine_step_deg``
+then refined by a local search against the field) and ``particles.star`` (or ``.cs`` for a cryoSPARC source: the
 source's rows with the predicted poses, as ``cryohet export`` writes them). So
 ``volumes``, ``analyze``, ``select`` and ``export`` accept ``DIR`` as they accept a run.
 Written into a temporary folder that replaces ``DIR`` at the end (never a mix of old and new).
@@ -59,7 +59,10 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     protected = [*input_files(meta), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=cfg.overwrite, folder=True)
     start = time.perf_counter()
-    enc = model.encode_particles(meta, cfg.batch_size, cfg.in_plane_views)
+    if cfg.poses == "input" and meta.rotations is None:
+        raise InputError(f"{meta.source or 'particles'}: no poses to use (--poses input needs a refined .star/.cs; "
+                         "--poses encoder predicts them)")  # fmt: skip
+    enc = model.encode_particles(meta, cfg.batch_size, cfg.in_plane_views, input_poses=cfg.poses == "input")
     rate = len(meta) / max(time.perf_counter() - start, 1e-9)
     record = {"inferred": len(meta), "images_per_s": round(rate, 1), "poses": cfg.poses}
     if cfg.in_plane_views > 1:

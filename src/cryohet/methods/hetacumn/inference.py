@@ -24,11 +24,12 @@ __all__ = ["data_terms", "background_std", "EncodedDataset", "encode_dataset", "
 def data_terms(field, band, likelihood, observed, ctf, rotations, shifts_A, z) -> torch.Tensor:
     """Per image and head ``(B, H)``: the likelihood of the image (``observed`` on ``band``,
     its ``ctf``) given the field's slice at each head's rotation ``(B, H, 3, 3)`` and
-    shift ``(B, H, 2)`` Å, at latent ``z (B, zdim)`` (differentiable in all of them)."""
+    shift ``(B, H, 2)`` Å, at latent ``z (B, zdim)`` or per head ``(B, H, zdim)``
+    (differentiable in all of them)."""
     heads = rotations.shape[1]
     out = []
     for h in range(heads):
-        slices = field.slices(rotations[:, h], band, z)
+        slices = field.slices(rotations[:, h], band, z[:, h] if z is not None and z.dim() == 3 else z)
         model = slices * ctf * phase_ramp(band.kx_per_A, band.ky_per_A, shifts_A[:, h])
         out.append(likelihood.score(observed, model))
     return torch.stack(out, dim=1)
@@ -52,13 +53,16 @@ def background_std(dataset: ParticleDataset, n_sample: int = 500, seed: int = 0)
 class EncodedDataset:
     """The encoder's answer for every particle, in input order: latent means ``(N, zdim)``,
     the chosen head's rotation ``(N, 3, 3)`` (RELION ``A``) and origin ``(N, 2)`` Å, the
-    chosen head ``(N,)`` and its data term ``(N,)`` (lower fits better)."""
+    chosen head ``(N,)`` and its data term ``(N,)`` (lower fits better); with a subspace
+    readout (``latent_readout``) also the encoder's own part of the latents ``(N, zdim)``
+    (the latent is it plus the subspace coordinates at the pose)."""
 
     z: np.ndarray
     rotations: np.ndarray
     shifts_A: np.ndarray
     head: np.ndarray
     score: np.ndarray
+    z_encoder: np.ndarray | None = None
 
 
 def _turned_views(encoder, images: torch.Tensor, views: int):
@@ -95,39 +99,57 @@ def consensus_pose(rotations: torch.Tensor, within_deg: float = 15.0) -> torch.T
 
 @torch.no_grad()
 def encode_dataset(
-    encoder, field, band, likelihood, dataset: ParticleDataset, device, batch_size: int = 256, in_plane_views: int = 1
-):
+    encoder, field, band, likelihood, dataset: ParticleDataset, device, batch_size: int = 256, in_plane_views: int = 1,
+    readout=None, poses: tuple[np.ndarray, np.ndarray] | None = None,
+):  # fmt: skip
     """Run the encoder over ``dataset``; each image keeps the head whose pose the field
     explains best (the only head when there is one). With ``in_plane_views > 1`` the
     encoder also sees each image turned in plane by ``2 pi k / in_plane_views``; each
     image keeps the candidate pose (of every view and head, turned back) that most others
     agree with (:func:`consensus_pose`); its latent stays the untouched image's (an encoder
     trained without in-plane augmentation, as with fixed poses, need not give the same
-    latent for a turned image); ``head`` is then the chosen candidate (``view * heads + head``)."""
+    latent for a turned image); ``head`` is then the chosen candidate (``view * heads + head``).
+
+    With a subspace ``readout`` (:class:`~cryohet.reconstruction.linear_subspace.SubspaceReadout`,
+    ``latent_readout``) each latent is the encoder's plus the image's subspace coordinates at
+    its chosen pose (at each head's, to choose the head), or at ``poses`` (rotations
+    ``(N, 3, 3)`` RELION ``A``, origins ``(N, 2)`` Å: the run's own, or the particles' given
+    ones; the poses returned stay the encoder's)."""
+    from .latent_seed import read_latents
+
     encoder.eval()
     field.eval()
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("z", "rot", "shift", "head", "score")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("z", "z_encoder", "rot", "shift", "head", "score")}
     for start in range(0, len(dataset), batch_size):
-        b = dataset.get_batch(np.arange(start, min(len(dataset), start + batch_size))).to(device)
+        rows_np = np.arange(start, min(len(dataset), start + batch_size))
+        b = dataset.get_batch(rows_np).to(device)
         if in_plane_views > 1:
             rotations, shifts_A, z_views = _turned_views(encoder, b.images, in_plane_views)
             head = consensus_pose(rotations)
             rows = torch.arange(len(head), device=head.device)
-            rot, shift, z = rotations[rows, head], shifts_A[rows, head], z_views[:, 0]
+            rot, shift, z_own = rotations[rows, head], shifts_A[rows, head], z_views[:, 0]
             score = torch.full((len(b.images),), float("nan"), device=rot.device)
         else:
             enc = encoder(b.images)
+            z_own = enc.z_mean
             if enc.heads > 1 and b.ctf_params is not None:
+                z_heads = read_latents(readout, z_own, b.images, b.ctf_params, enc.rotations, enc.shifts_A)
                 terms = data_terms(
                     field, band, likelihood, band.observed(b.images), band.filters(b.ctf_params, None),
-                    enc.rotations, enc.shifts_A, enc.z_mean,
+                    enc.rotations, enc.shifts_A, z_heads,
                 )  # fmt: skip
                 score, head = terms.min(dim=1)
             else:
                 head = torch.zeros(len(b.images), dtype=torch.long, device=enc.rotations.device)
                 score = torch.full((len(b.images),), float("nan"), device=enc.rotations.device)
-            (rot, shift), z = enc.pick(head), enc.z_mean
-        for key, value in (("z", z), ("rot", rot), ("shift", shift), ("head", head), ("score", score)):
+            rot, shift = enc.pick(head)
+        read_at = (rot, shift) if poses is None else (
+            torch.as_tensor(poses[0][rows_np], dtype=torch.float32, device=rot.device),
+            torch.as_tensor(poses[1][rows_np], dtype=torch.float32, device=rot.device),
+        )  # fmt: skip
+        z = read_latents(readout, z_own, b.images, b.ctf_params, *read_at)
+        values = (("z", z), ("z_encoder", z_own), ("rot", rot), ("shift", shift), ("head", head), ("score", score))
+        for key, value in values:
             parts[key].append(value.float().cpu().numpy() if key != "head" else value.cpu().numpy())
     return EncodedDataset(
         z=np.concatenate(parts["z"]).astype(np.float32),
@@ -135,4 +157,5 @@ def encode_dataset(
         shifts_A=np.concatenate(parts["shift"]).astype(np.float32),
         head=np.concatenate(parts["head"]).astype(np.int64),
         score=np.concatenate(parts["score"]).astype(np.float32),
+        z_encoder=None if readout is None else np.concatenate(parts["z_encoder"]).astype(np.float32),
     )

@@ -46,11 +46,11 @@ import numpy as np
 import torch
 
 from ...console import get_logger, progress
-from ...reconstruction.linear_subspace import SubspaceSettings, seed_latents_at_poses
+from ...reconstruction.linear_subspace import SubspaceReadout, SubspaceSettings, seed_subspace_at_poses
 from ...training.distributed import average_gradients
 from .warm_start import latent_distill_loss
 
-__all__ = ["LatentSeed"]
+__all__ = ["LatentSeed", "read_latents"]
 
 log = get_logger("hetacumn")
 
@@ -69,6 +69,8 @@ class LatentSeed:
         self.weight, self.hold_epochs = cfg.latent_init_weight, cfg.latent_init_epochs
         self.device = trainer.device
         self.z: torch.Tensor | None = None  # (N, zdim) once fitted
+        self.keep_readout = self.enabled and cfg.latent_readout
+        self.readout: SubspaceReadout | None = None  # the subspace's E-step (latent_readout), once fitted
 
     def holds(self, epoch: int) -> bool:
         """Whether the seed holds in ``epoch``: the encoder learns it (and task 1 decodes it)."""
@@ -91,13 +93,20 @@ class LatentSeed:
             rot, shifts = trainer.searched.poses()
             rotations, shifts_A = rot.cpu().numpy(), shifts.cpu().numpy()
         settings = SubspaceSettings(components=cfg.zdim, batch_size=4 * cfg.optim.batch_size, seed=cfg.seed)
-        z = seed_latents_at_poses(trainer.dataset, rotations, shifts_A, settings, cfg.latent_init_iterations,
-                                  trainer.device)  # fmt: skip
+        z, readout = seed_subspace_at_poses(trainer.dataset, rotations, shifts_A, settings,
+                                            cfg.latent_init_iterations, trainer.device)  # fmt: skip
         self.z = torch.from_numpy(z).to(trainer.device)
+        self.readout = readout if self.keep_readout else None
         seconds = time.perf_counter() - t0
         log.info("latent seed: a %d-component linear subspace at the %s poses (%.0f s)", cfg.zdim,
                  "given" if cfg.poses_mode == "fixed" else "searched", seconds)  # fmt: skip
         return seconds
+
+    def read(self, z_encoder: torch.Tensor, images, ctf_params, rotations, shifts_A) -> torch.Tensor:
+        """The latent means: the encoder's own ``z_encoder`` ``(B, zdim)`` plus, with the readout,
+        the images' subspace coordinates at the poses (rotations ``(B, 3, 3)`` or per head
+        ``(B, H, 3, 3)``, RELION ``A``; origins ``(B, 2)``/``(B, H, 2)`` Å; then ``(B, H, zdim)``)."""
+        return read_latents(self.readout, z_encoder, images, ctf_params, rotations, shifts_A)
 
     def fit_encoder(self, trainer, steps: int) -> dict:
         """With given poses, the seed's encoder epoch: ``steps`` (> 0) steps in which the encoder
@@ -108,7 +117,8 @@ class LatentSeed:
         errors = np.zeros(steps)
         for step in progress(range(steps), total=steps, description="seed fit", unit="step"):
             b = next(batches).to(trainer.device, non_blocking=True)
-            error = self.loss(trainer.encoder(b.images).z_mean, b.index)
+            z_mean = self.read(trainer.encoder(b.images).z_mean, b.images, b.ctf_params, b.rotations, b.shifts_A)
+            error = self.loss(z_mean, b.index)
             trainer.opt.zero_grad(set_to_none=True)
             (self.weight * error).backward()
             average_gradients(list(trainer.encoder.parameters()))
@@ -128,7 +138,26 @@ class LatentSeed:
         return latent_distill_loss(z_mean, self.batch(index).to(z_mean.device))
 
     def state_dict(self) -> dict:
-        return {} if self.z is None else {"z": self.z.detach().cpu()}
+        state = {} if self.z is None else {"z": self.z.detach().cpu()}
+        if self.readout is not None:
+            state["readout"] = self.readout.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.z = state["z"].to(self.device) if "z" in state else None
+        readout = state.get("readout")
+        self.readout = SubspaceReadout.from_state_dict(readout, self.device) if readout and self.keep_readout else None
+
+
+def read_latents(readout: SubspaceReadout | None, z_encoder: torch.Tensor, images, ctf_params, rotations,
+                 shifts_A) -> torch.Tensor:  # fmt: skip
+    """``z_encoder`` plus the images' coordinates in ``readout``'s subspace at the poses
+    (:meth:`LatentSeed.read`); ``z_encoder`` as it is without a readout (with per-head poses,
+    expanded to ``(B, H, zdim)``). The coordinates carry no gradient (the poses are detached)."""
+    if rotations.dim() == 3:
+        return z_encoder if readout is None else z_encoder + readout(images, ctf_params, rotations, shifts_A)
+    heads = rotations.shape[1]
+    if readout is None:
+        return z_encoder[:, None].expand(-1, heads, -1)
+    coords = [readout(images, ctf_params, rotations[:, h], shifts_A[:, h]) for h in range(heads)]
+    return z_encoder[:, None] + torch.stack(coords, dim=1)

@@ -21,7 +21,7 @@ class HetacumnModel(TrainedModel):
     """The field (maps at any latent) and the encoder (pose and latent of any image)."""
 
     method = "hetacumn"
-    version = 8
+    version = 9
 
     def __init__(self, run: RunDir, cfg: HetacumnConfig, field, encoder, box: int, apix: float, device: str) -> None:
         super().__init__(run, box, apix)
@@ -29,6 +29,7 @@ class HetacumnModel(TrainedModel):
         self.field = field.eval()
         self.encoder = encoder.eval()
         self.device = device
+        self.readout = None  # the seed's subspace E-step (latent_readout), set by load
 
     @classmethod
     def load(cls, run_dir: str | Path | RunDir, device: str = "cpu") -> HetacumnModel:
@@ -49,6 +50,12 @@ class HetacumnModel(TrainedModel):
             raise state_dict_mismatch(run.model, err) from None
         model = cls(run, cfg, field.to(device), encoder.to(device), box, apix, device)
         model.image_std = float(raw.get("resolved", {}).get("image_std", 1.0))
+        if cfg.latent_readout and cfg.latent_init == "subspace":
+            if "latent_readout" not in state:
+                raise RunDirError(f"{run.model}: the run reads latents from its seed's subspace, which is missing")
+            from ...reconstruction.linear_subspace import SubspaceReadout
+
+            model.readout = SubspaceReadout.from_state_dict(state["latent_readout"], device)
         return model
 
     def expected_zdim(self) -> int:
@@ -62,17 +69,29 @@ class HetacumnModel(TrainedModel):
         zt = torch.as_tensor(zz, device=self.device)
         return self.field.to_volume(box or self.box, apix or self.apix, zt).cpu().numpy().astype(np.float32)
 
-    def encode_particles(self, meta, batch_size: int = 256, in_plane_views: int = 1):
+    def encode_particles(self, meta, batch_size: int = 256, in_plane_views: int = 1, input_poses: bool = False):
         """The encoder's latents and poses for particles it never saw (:class:`EncodedDataset`,
         input order). The images are Fourier-cropped to the run's box, inverted as the run's
         were and scaled by the run's image std; particles that do not reach the run's pixel
-        size at its box are refused in one line."""
+        size at its box are refused in one line. ``input_poses``: the particles' own poses
+        (``meta``'s, e.g. a consensus refinement of them) are their poses, and with the
+        readout their latents are read at them."""
+        from dataclasses import replace
+
+        from ...errors import InputError
         from .inference import encode_dataset
 
         dataset, band, likelihood = self._particles(meta)
-        return encode_dataset(
-            self.encoder, self.field, band, likelihood, dataset, self.device, batch_size, in_plane_views
-        )
+        poses = None
+        if input_poses:
+            if meta.rotations is None:
+                raise InputError(f"{meta.source or 'particles'}: no poses to use (--poses input needs a refined "
+                                 ".star/.cs; --poses encoder predicts them)")  # fmt: skip
+            shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((len(meta), 2))
+            poses = np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32)
+        enc = encode_dataset(self.encoder, self.field, band, likelihood, dataset, self.device, batch_size,
+                             in_plane_views, self.readout, poses)  # fmt: skip
+        return enc if poses is None else replace(enc, rotations=poses[0], shifts_A=poses[1])
 
     def search_poses(self, meta, encoded, batch_size: int = 256):
         """Poses of the particles by the shared hierarchical pose search against the run's
@@ -174,7 +193,27 @@ class HetacumnModel(TrainedModel):
             rotations[rows] = found.rotations.cpu().numpy()
             shifts_A[rows] = found.shifts_A.cpu().numpy()
             score[rows] = found.scores.cpu().numpy()
-        return replace(encoded, rotations=rotations, shifts_A=shifts_A, score=score)
+        return self._read_at_poses(dataset, replace(encoded, rotations=rotations, shifts_A=shifts_A, score=score))
+
+    def _read_at_poses(self, dataset, encoded):
+        """``encoded`` with its latents read again at its (new) poses (with the readout: the
+        encoder's own part plus the subspace coordinates at them); as it is without one."""
+        from dataclasses import replace
+
+        from .latent_seed import read_latents
+
+        if self.readout is None or encoded.z_encoder is None:
+            return encoded
+        z = encoded.z.copy()
+        for start in range(0, len(dataset), 256):
+            rows = np.arange(start, min(len(dataset), start + 256))
+            b = dataset.get_batch(rows).to(self.device)
+            z[rows] = read_latents(
+                self.readout, torch.as_tensor(encoded.z_encoder[rows], device=self.device), b.images, b.ctf_params,
+                torch.as_tensor(encoded.rotations[rows], device=self.device),
+                torch.as_tensor(encoded.shifts_A[rows], device=self.device),
+            ).cpu().numpy()  # fmt: skip
+        return replace(encoded, z=z)
 
     def _batches(self, dataset, band, encoded, batch_size: int, description: str):
         """Batch by batch, with a progress bar: ``(rows, observed, ctf, z, rotations, shifts_A)``,

@@ -1,7 +1,10 @@
 """What a finished HetACUMN run leaves in its run directory (besides config and log).
 
-* ``model.pt`` — weights only: ``field`` (the hypervolume) and ``encoder`` (pose + latent);
-* ``latents.npy`` — ``(N, zdim)``: the encoder's latent means of every particle;
+* ``model.pt`` — weights only: ``field`` (the hypervolume) and ``encoder`` (pose + latent),
+  and with ``latent_readout`` the seed's subspace (``latent_readout``: mean, components,
+  band, noise, scale; tensors only);
+* ``latents.npy`` — ``(N, zdim)``: the encoder's latent means of every particle (with
+  ``latent_readout``, read at the poses of ``poses.npz``);
 * ``poses.npz`` — the poses the field was trained at: the given ones (``fixed``), the
   searched poses refined through the amortised epochs (ab initio, semi-amortised: the
   default ``task1_poses=searched``), or the encoder's (``task1_poses=encoder``). A
@@ -35,25 +38,29 @@ def write_model_files(trainer, run) -> EncodedDataset:
     view of one epoch); returns the encoder's pass over the particles. The networks are
     left in the mode they were in."""
     modes = trainer.field.training, trainer.encoder.training
+    readout = trainer.latent_seed.readout
     weights = {
         "field": {k: v.detach().cpu() for k, v in trainer.field.state_dict().items()},
         "encoder": {k: v.detach().cpu() for k, v in trainer.encoder.state_dict().items()},
+        **({"latent_readout": readout.state_dict()} if readout is not None else {}),
     }
     save_checkpoint(run.model, weights)
-    enc = encode_dataset(trainer.encoder, trainer.field, trainer.band, trainer.likelihood, trainer.dataset,
-                         trainer.device)  # fmt: skip
-    trainer.field.train(modes[0])
-    trainer.encoder.train(modes[1])
-    run.save_latents(enc.z)
     meta = trainer.dataset.meta
     if trainer.cfg.poses_mode == "fixed":
         shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((trainer.n, 2))
-        run.save_poses(np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32))
+        poses = np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32)
     elif trainer.trained_at_searched_poses:
         rotations, shifts_A = trainer.searched.poses()
-        run.save_poses(rotations.cpu().numpy().astype(np.float32), shifts_A.cpu().numpy().astype(np.float32))
+        poses = rotations.cpu().numpy().astype(np.float32), shifts_A.cpu().numpy().astype(np.float32)
     else:
-        run.save_poses(enc.rotations, enc.shifts_A)
+        poses = None  # the encoder's
+    # with the readout, the latents are read at the poses the field was trained at
+    enc = encode_dataset(trainer.encoder, trainer.field, trainer.band, trainer.likelihood, trainer.dataset,
+                         trainer.device, readout=readout, poses=poses if readout is not None else None)  # fmt: skip
+    trainer.field.train(modes[0])
+    trainer.encoder.train(modes[1])
+    run.save_latents(enc.z)
+    run.save_poses(*(poses if poses is not None else (enc.rotations, enc.shifts_A)))
     return enc
 
 

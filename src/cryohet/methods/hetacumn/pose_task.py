@@ -59,10 +59,12 @@ def pose_task_loss(
     z: torch.Tensor | None = None,
     shift_weight: float = 1.0,
     mask: torch.Tensor | None = None,
+    z_mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean pose error (best head of each image) and mean latent error (0 without ``z``) of
     the encoder's answer ``encoded`` on images rendered at ``rotations``/``shifts_A``;
-    ``mask (n,)`` bool: the pose error of these images only (0 when none)."""
+    ``mask (n,)`` bool: the pose error of these images only (0 when none); ``z_mean``: the
+    latent means when they are not ``encoded.z_mean`` (HetACUMN's subspace readout)."""
     shift = (((encoded.shifts_A - shifts_A[:, None]) / max(shift_scale_A, 1e-12)) ** 2).sum(-1)  # (n, H)
     if encoded.rotation_logits is not None:  # classified: the heads share one shift
         each = encoded.rotation_nll(rotations) + shift_weight * shift[:, 0]
@@ -72,5 +74,6 @@ def pose_task_loss(
     if mask is not None:
         each = each[mask]
     pose = each.mean() if each.numel() else each.sum()
-    latent = ((encoded.z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=shift.device)
+    z_mean = encoded.z_mean if z_mean is None else z_mean
+    latent = ((z_mean - z) ** 2).sum(-1).mean() if z is not None else torch.zeros((), device=shift.device)
     return pose, latent

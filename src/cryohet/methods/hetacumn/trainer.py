@@ -236,15 +236,6 @@ class HetacumnTrainer:
         std = torch.exp(0.5 * enc.z_logvar)
         warm = phase in ("pretrain", "search") and cfg.poses_mode != "fixed"
         rows = None
-        # the warm start's field takes the table's latents (or z = 0); the encoder's latent in
-        # the field took up the viewing direction and led the search astray (.warm_start doc)
-        table = self.tables.latents if warm else None
-        if warm:
-            z = torch.zeros_like(std) if table is None else table.batch(b.index.to(self.device))
-        elif self.seed_weight > 0:  # the seed holds: it stands for the encoder's mean (.latent_seed)
-            z = self.latent_seed.batch(b.index) + std * torch.randn_like(std)
-        else:
-            z = enc.z_mean + std * torch.randn_like(std)
         if cfg.poses_mode == "fixed":
             rot, shifts = b.rotations[:, None], b.shifts_A[:, None]
         elif phase == "pretrain":
@@ -261,9 +252,24 @@ class HetacumnTrainer:
             rot, shifts = table_rot[:, None], table_shifts[:, None]
         else:
             rot, shifts = enc.rotations, enc.shifts_A
+        # with the readout the latent is the encoder's plus the subspace coordinates at each head's pose (B, H, zdim)
+        reads = self.latent_seed.readout is not None and not warm
+        z_mean = self.latent_seed.read(enc.z_mean, b.images, b.ctf_params, rot, shifts) if reads else enc.z_mean
+        # the warm start's field takes the table's latents (or z = 0); the encoder's latent in
+        # the field took up the viewing direction and led the search astray (.warm_start doc)
+        table = self.tables.latents if warm else None
+        if warm:
+            z = torch.zeros_like(std) if table is None else table.batch(b.index.to(self.device))
+        elif self.seed_weight > 0:  # the seed holds: it stands for the encoder's mean (.latent_seed)
+            z = self.latent_seed.batch(b.index) + std * torch.randn_like(std)
+        else:
+            draw = std * torch.randn_like(std)
+            z = z_mean + (draw[:, None] if z_mean.dim() == 3 else draw)
         terms = data_terms(self.field, sub, self.likelihood.on(sub), observed, ctf, rot, shifts, z)  # (B, H)
-        data = terms.min(dim=1).values  # the best head of each image is trained on it
-        kl = torch.zeros_like(data) if warm else kl_standard_normal(enc.z_mean, std)
+        data, best = terms.min(dim=1)  # the best head of each image is trained on it
+        if z_mean.dim() == 3:  # the best head's latent
+            z_mean = z_mean[torch.arange(len(best), device=best.device), best]
+        kl = torch.zeros_like(data) if warm else kl_standard_normal(z_mean, std)
         loss = (data + cfg.optim.beta * kl).mean()
         agree = distill = agree_held = latent_distill = torch.zeros((), device=self.device)
         n_held = 0
@@ -290,12 +296,12 @@ class HetacumnTrainer:
                 histograms[1] = _angle_histogram(errors[held])
         seed_err = torch.zeros((), device=self.device)
         if self.seed_weight > 0 and not warm:
-            seed_err = self.latent_seed.loss(enc.z_mean, b.index)
+            seed_err = self.latent_seed.loss(z_mean, b.index)
             loss = loss + self.seed_weight * seed_err
         rot_err = lat_err = torch.zeros((), device=self.device)
         n2 = 0
         if cfg.pose_task.weight > 0 and not warm:  # the warm start's task 2 is the encoder epoch
-            z_batch = self.latent_seed.batch(b.index) if self.seed_weight > 0 else enc.z_mean.detach()
+            z_batch = self.latent_seed.batch(b.index) if self.seed_weight > 0 else z_mean.detach()
             rot_err, lat_err, n2 = self._pose_task(b, z_batch, rng)
             # while the seed holds the latent is the seed's: task 2 trains poses only (.latent_seed)
             latent_weight = 0.0 if self.seed_weight > 0 else cfg.pose_task.latent_weight
@@ -336,7 +342,10 @@ class HetacumnTrainer:
             self.field, self.render_band, n, rng, ctf_params=b.ctf_params[pick], z=z, max_shift_A=limit,
             noise_std=self.noise_std, radius_px=self.box / 2,
         )  # fmt: skip
-        rot_err, lat_err = pose_task_loss(self.encoder(images), rot, shifts, limit, z, pt.shift_weight)
+        encoded = self.encoder(images)
+        # with the readout the latent is read at the render's pose (the pose the latent is conditioned on)
+        z_mean = self.latent_seed.read(encoded.z_mean, images, b.ctf_params[pick], rot, shifts)
+        rot_err, lat_err = pose_task_loss(encoded, rot, shifts, limit, z, pt.shift_weight, z_mean=z_mean)
         return rot_err, lat_err, n
 
     # -- outputs and state ----------------------------------------------------------------

@@ -153,6 +153,7 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
             z_rendered = None if table is None or trainer.seed_weight > 0 else centres[g : g + 1].expand(n, -1)
             rot_err, lat_err = pose_task_loss(trainer.encoder(images), rot, shifts, limit, z_rendered, pt.shift_weight)
         found_rot, found_shift = trainer.searched.poses(b.index)
+        searched = found_rot, found_shift  # the images' as they are (the seed's latent is read at them)
         real_images = b.images
         if ws.in_plane_augment:
             real_images, found_rot, found_shift = in_plane_views(b.images, found_rot, found_shift, rng)
@@ -167,7 +168,8 @@ def fit_encoder(trainer, rng: np.random.Generator, steps: int) -> dict:
             if distil_table:
                 latent_distill = latent_distill_loss(as_they_are.z_mean, table.z[b.index.to(table.z.device)])
             if trainer.seed_weight > 0:
-                seed_err = trainer.latent_seed.loss(as_they_are.z_mean, b.index)
+                z_mean = trainer.latent_seed.read(as_they_are.z_mean, b.images, b.ctf_params, *searched)
+                seed_err = trainer.latent_seed.loss(z_mean, b.index)
         loss = (
             rot_err
             + pt.latent_weight * lat_err

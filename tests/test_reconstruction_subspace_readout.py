@@ -1,0 +1,70 @@
+"""The subspace readout (the linear subspace EM's E-step, kept to read new images): on
+noiseless images rendered from ``mean + sum_j z_j V_j`` at known poses, shifts and CTFs it
+returns ``z`` (the ridge term is negligible at this signal), times its scale; its state
+round-trips through a checkpoint's tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cryohet.geometry.rotations import random_rotations
+from cryohet.imaging.bands import FourierBand
+from cryohet.imaging.projection import volume_to_fourier
+from cryohet.reconstruction.linear_subspace import SubspaceReadout
+from cryohet.representations.render import render
+
+BOX, APIX = 24, 4.0
+
+
+def _blob(centre_px, sigma_px: float = 2.0) -> torch.Tensor:
+    c = torch.arange(BOX, dtype=torch.float32) - BOX // 2
+    z, y, x = torch.meshgrid(c, c, c, indexing="ij")
+    cz, cy, cx = centre_px
+    return torch.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * sigma_px**2))
+
+
+def _subspace():
+    mean = _blob((0, 0, 0), 4.0) + 0.5 * _blob((3, -2, 4))
+    components = torch.stack([_blob((4, 1, -3)) - _blob((-4, 1, -3)), _blob((0, 5, 2)) - 0.5 * _blob((1, -5, 0))])
+    return mean, components
+
+
+def _images(mean, components, z, n: int):
+    rot = torch.as_tensor(random_rotations(n, 3), dtype=torch.float32)
+    shifts_A = torch.as_tensor(np.random.default_rng(4).uniform(-6, 6, (n, 2)), dtype=torch.float32)
+    ctf = torch.tensor([[15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1, 0.0, 20.0, 1.0]]).repeat(n, 1)
+    ctf[:, :2] += torch.arange(n)[:, None] * 700.0
+    images = render(volume_to_fourier(mean), rot, shifts_A, ctf, BOX, APIX)
+    for j in range(len(components)):  # rendering is linear in the map
+        images = images + z[:, j, None, None] * render(volume_to_fourier(components[j]), rot, shifts_A, ctf, BOX, APIX)
+    return images, ctf, rot, shifts_A
+
+
+def test_the_readout_recovers_the_coordinates_of_noiseless_images():
+    mean, components = _subspace()
+    z = torch.as_tensor(np.random.default_rng(0).normal(size=(16, 2)), dtype=torch.float32)
+    images, ctf, rot, shifts_A = _images(mean, components, z, 16)
+    band = FourierBand.up_to_shell(BOX, APIX, 8)
+    readout = SubspaceReadout(mean, components, band, torch.full((band.n_shells,), 1e-6, dtype=torch.float64), 0.5)
+    got = readout(images, ctf, rot, shifts_A)
+    assert got.shape == (16, 2) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), 0.5 * z.numpy(), atol=2e-3 * float(z.abs().max()))
+    # at wrong poses the images are not read as they were made
+    wrong = torch.as_tensor(random_rotations(16, 9), dtype=torch.float32)
+    assert float((readout(images, ctf, wrong, shifts_A) - 0.5 * z).abs().mean()) > 0.05
+    # a checkpoint's tensors give the same readout
+    state = readout.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    again = SubspaceReadout.from_state_dict(state)
+    torch.testing.assert_close(again(images, ctf, rot, shifts_A), got)
+
+
+def test_the_ridge_shrinks_coordinates_the_noise_hides():
+    """At a noise far above the components' signal the posterior mean goes to 0 (the prior)."""
+    mean, components = _subspace()
+    z = torch.ones(4, 2)
+    images, ctf, rot, shifts_A = _images(mean, components, z, 4)
+    band = FourierBand.up_to_shell(BOX, APIX, 8)
+    loud = SubspaceReadout(mean, components, band, torch.full((band.n_shells,), 1e8, dtype=torch.float64))
+    assert float(loud(images, ctf, rot, shifts_A).abs().max()) < 1e-3
