@@ -51,7 +51,7 @@ from ..imaging.bands import FourierBand
 from ..imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
 from ..imaging.likelihood import ShellGaussian
 from ..imaging.masks import threshold_mask
-from ..imaging.projection import volume_to_fourier
+from ..imaging.projection import slice_coordinates, trilinear_gather, volume_to_fourier
 from ..io.mrc import read_volume
 from ..representations.render import model_images, render
 from ..training.distributed import all_reduce_sum_
@@ -141,9 +141,28 @@ class SubspaceReadout:
                  scale: float = 1.0) -> None:  # fmt: skip
         self.mean, self.components, self.band = mean, components, band
         self.sigma2, self.scale = sigma2, float(scale)
-        self.mean_ft = volume_to_fourier(mean)
-        self.component_fts = [volume_to_fourier(v) for v in components]
         self.pixel_weights = ShellGaussian(band, sigma2).pixel_weights
+        # the mean's and the components' oversampled DFTs as one real multi-channel grid, cropped
+        # to the band's reach (every band pixel, corners included): one interpolation for all
+        fts = [volume_to_fourier(mean)] + [volume_to_fourier(v) for v in components]
+        padded, box = fts[0].padded, mean.shape[-1]
+        reach = int(np.ceil(np.sqrt(2.0) * (int(band.kx_idx.max()) + 1) * padded / box)) + 2
+        self._lo = max(0, padded // 2 - reach)
+        hi = min(padded, padded // 2 + reach + 1)
+        crop = slice(self._lo, hi)
+        self._padded = padded
+        self._grid = torch.cat([torch.view_as_real(f.data[crop, crop, crop]) for f in fts], dim=-1).contiguous()
+
+    @torch.no_grad()
+    def model_slices(self, rotations: torch.Tensor, filters: torch.Tensor | None) -> torch.Tensor:
+        """The mean's and the components' slices on the band at ``rotations`` (times
+        ``filters``): complex ``(B, 1 + k, Ny, Nx)``, the mean first."""
+        band = self.band
+        coords = slice_coordinates(rotations.to(self._grid.dtype), band.kx_per_px.to(self._grid.device),
+                                   band.ky_per_px.to(self._grid.device), self._padded) - self._lo  # fmt: skip
+        values = trilinear_gather(self._grid, coords)  # (B, Ny, Nx, 2 (1 + k))
+        slices = torch.view_as_complex(values.unflatten(-1, (-1, 2)).contiguous()).permute(0, 3, 1, 2)
+        return slices if filters is None else slices * filters[:, None]
 
     @property
     def dim(self) -> int:
@@ -156,9 +175,9 @@ class SubspaceReadout:
         components' CTF-projected band DFTs ``(B, k, P)``, the posterior covariances
         ``(B, k, k)`` and the posterior means ``(B, k)`` float64 (unscaled)."""
         band = self.band
-        filt = band.filters(ctf_params, shifts_A)
-        R = (band.observed(images) - model_images(self.mean_ft, rotations, band, filt)).flatten(-2)
-        Bm = torch.stack([model_images(v, rotations, band, filt) for v in self.component_fts], dim=1).flatten(-2)
+        slices = self.model_slices(rotations, band.filters(ctf_params, shifts_A))
+        R = (band.observed(images) - slices[:, 0]).flatten(-2)
+        Bm = slices[:, 1:].flatten(-2)
         Bw = Bm * self.pixel_weights.flatten()  # (B, k, P) over the band's sub-grid pixels P
         M = torch.einsum("bjp,blp->bjl", Bw.conj(), Bm).real.to(torch.float64)
         b = torch.einsum("bjp,bp->bj", Bw.conj(), R).real.to(torch.float64)
