@@ -113,9 +113,14 @@ def test_infer_refines_the_poses_by_a_local_search_against_the_field(homogeneous
 
 def test_infer_poses_search_finds_the_poses_without_the_encoders(homogeneous, abinit_run, tmp_path):
     """``--poses search``: the run's pose search against its field poses the particles as well
-    as the warm start's search did, whatever the encoder's poses (the latents stay the encoder's)."""
+    as the warm start's search did, whatever the encoder's poses; the latents are read at the
+    found poses (the encoder's part plus the seed's subspace there: what ``--poses input``
+    gives with those poses)."""
+    from dataclasses import replace
+
     import torch
 
+    from cryohet.methods.base import load_run
     from cryohet.methods.hetacumn.warm_start import held_out
 
     out = tmp_path / "searched"
@@ -128,7 +133,12 @@ def test_infer_poses_search_finds_the_poses_without_the_encoders(homogeneous, ab
     held = held_out(torch.arange(len(truth)), 0.05).numpy()
     record = json.loads((out / "COMPLETED").read_text())
     assert record["poses"] == "search" and record["search_images_per_s"] > 0
-    np.testing.assert_allclose(np.load(out / "latents.npy"), np.load(abinit_run / "latents.npy"), atol=1e-4)
+    found = np.load(out / "poses.npz")
+    meta = ParticleSource(path=star_path).load()
+    at_found = replace(meta, rotations=found["rotations"].astype(float), shifts_A=found["shifts_A"].astype(float))
+    read = load_run(abinit_run).encode_particles(at_found, input_poses=True).z
+    np.testing.assert_allclose(np.load(out / "latents.npy"), read, atol=1e-4)
+    assert not np.allclose(read, load_run(abinit_run).encode_particles(meta).z, atol=1e-3)  # the poses matter
     print("encoder", np.median(before), np.median(before[held]), "searched", np.median(after), np.median(after[held]))
     assert np.median(after) < 0.6 * np.median(before), (np.median(after), np.median(before))
     assert np.median(after[held]) < 0.6 * np.median(before[held]), (np.median(after[held]), np.median(before[held]))

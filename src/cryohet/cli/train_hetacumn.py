@@ -57,6 +57,13 @@ def hetacumn(
         "--latent-init-steps",
         help="With given poses: steps in which the encoder learns the seed before the amortised epochs.",
     ),
+    latent_readout: bool = config_option(
+        HetacumnConfig,
+        "latent_readout",
+        "--latent-readout/--no-latent-readout",
+        help="The latent is the encoder's plus the image's coordinates in the seed's subspace at its pose "
+        "(--latent-init subspace), so new particles get theirs at their poses.",
+    ),
     box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
     epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
     heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
@@ -153,6 +160,7 @@ def hetacumn(
             latent_init=latent_init,
             latent_init_epochs=latent_init_epochs,
             latent_init_steps=latent_init_steps,
+            latent_readout=latent_readout,
             box=box,
             epochs=epochs,
             encoder={"heads": heads, "rotation_grid_level": rotation_grid},

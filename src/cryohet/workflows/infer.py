@@ -62,6 +62,10 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     if cfg.poses == "input" and meta.rotations is None:
         raise InputError(f"{meta.source or 'particles'}: no poses to use (--poses input needs a refined .star/.cs; "
                          "--poses encoder predicts them)")  # fmt: skip
+    trained_posed = getattr(getattr(model, "cfg", None), "poses_mode", None) == "fixed"
+    if cfg.poses == "encoder" and trained_posed and meta.rotations is not None and getattr(model, "readout", None):
+        log.warning("the run was trained at given poses and these particles have poses: --poses input reads their "
+                    "latents at them (the encoder's poses, learnt from task 2 alone, are rougher)")  # fmt: skip
     enc = model.encode_particles(meta, cfg.batch_size, cfg.in_plane_views, input_poses=cfg.poses == "input")
     rate = len(meta) / max(time.perf_counter() - start, 1e-9)
     record = {"inferred": len(meta), "images_per_s": round(rate, 1), "poses": cfg.poses}
