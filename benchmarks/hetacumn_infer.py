@@ -97,5 +97,6 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print("\n".join(rows))
 
+
 if __name__ == "__main__":
     main()
