@@ -111,6 +111,31 @@ def test_infer_refines_the_poses_by_a_local_search_against_the_field(homogeneous
     assert np.median(after[held]) < 0.6 * np.median(before[held]), (np.median(after[held]), np.median(before[held]))
 
 
+def test_infer_searches_the_worst_fitting_refined_poses_again(homogeneous, abinit_run, tmp_path, capsys):
+    """``--search-worst F``: the share F of the refined poses that fit the field worst are
+    posed again by the run's pose search; each particle keeps the better fit, so no data term
+    rises, the others stay as refined, and the record counts the particles that moved."""
+    star_path = str(homogeneous / "particles.star")
+    refined, again = tmp_path / "refined", tmp_path / "again"
+    assert main(["infer", str(abinit_run), star_path, "--out", str(refined), "--refine-step-deg", "16"]) == 0
+    assert main(["infer", str(abinit_run), star_path, "--out", str(again), "--refine-step-deg", "16",
+                 "--search-worst", "0.5"]) == 0  # fmt: skip
+    before, after = (
+        np.load(refined / "extras" / "encoder.npz")["score"],
+        np.load(again / "extras" / "encoder.npz")["score"],
+    )
+    record = json.loads((again / "COMPLETED").read_text())
+    moved = ~np.isclose(after, before, rtol=0, atol=1e-6)
+    assert record["search_worst"] == 0.5 and record["search_worst_improved"] == int(moved.sum())
+    assert np.all(after <= before + 1e-6) and np.all(after[moved] < before[moved])
+    worst_half = np.argsort(before)[len(before) // 2 :]
+    assert np.isin(np.flatnonzero(moved), worst_half).all()  # only the worst-fitting half was searched
+    capsys.readouterr()
+    assert main(["infer", str(abinit_run), star_path, "--out", str(tmp_path / "x"), "--search-worst", "0.5"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "--refine-step-deg" in err[0], err
+
+
 def test_infer_poses_search_finds_the_poses_without_the_encoders(homogeneous, abinit_run, tmp_path):
     """``--poses search``: the run's pose search against its field poses the particles as well
     as the warm start's search did, whatever the encoder's poses; the latents are read at the

@@ -30,6 +30,7 @@ def infer(
     poses: str = config_option(InferConfig, "poses", "--poses", help="encoder, search or input."),
     refine_step_deg: float = config_option(InferConfig, "refine_step_deg", "--refine-step-deg"),
     in_plane_views: int = config_option(InferConfig, "in_plane_views", "--in-plane-views"),
+    search_worst: float = config_option(InferConfig, "search_worst", "--search-worst"),
     latent_steps: int = config_option(InferConfig, "latent_steps", "--latent-steps"),
     latent_lr: float = config_option(InferConfig, "latent_lr", "--latent-lr"),
     device: str = config_option(InferConfig, "device", "--device", help="cpu or cuda (cuda:N)."),
@@ -50,7 +51,9 @@ def infer(
     the encoder cannot pose). --in-plane-views K also shows the encoder each
     image turned in plane K-1 times and keeps the pose most views agree with.
     --latent-steps N fits each latent to its image at its final pose (N
-    gradient steps from the encoder's, the field fixed). --poses input keeps
+    gradient steps from the encoder's, the field fixed). --search-worst F
+    poses the share F that fits worst after refinement again by the pose
+    search, each keeping the better fit. --poses input keeps
     the particles' own poses (a consensus refinement of them): a run trained
     with given poses then reads each latent at its particle's pose.
     """
@@ -71,6 +74,7 @@ def infer(
         poses=poses,
         refine_step_deg=refine_step_deg,
         in_plane_views=in_plane_views,
+        search_worst=search_worst,
         latent_steps=latent_steps,
         latent_lr=latent_lr,
         device=device,

@@ -70,6 +70,16 @@ class InferConfig(StrictModel):
             "23.4 -> 18.3 deg at k = 8"
         ),
     )
+    search_worst: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "after --refine-step-deg: this share of the particles, those whose refined pose fits the run's field "
+            "worst (the data term), are posed again by the run's pose search (then refined the same way) and keep "
+            "whichever pose fits better; for the encoder's gross failures at a fraction of --poses search's cost"
+        ),
+    )
     latent_steps: int = Field(
         0,
         ge=0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import yaml
@@ -47,6 +47,7 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         ["encode_particles"]
         + ["search_poses"] * (cfg.poses == "search")
         + ["refine_poses"] * bool(cfg.refine_step_deg)
+        + ["search_poses"] * bool(cfg.search_worst)
         + ["refine_latents"] * bool(cfg.latent_steps)
     )
     if not all(hasattr(model, name) for name in needs):
@@ -82,6 +83,16 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         record["refine_step_deg"] = cfg.refine_step_deg
         record["refine_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
         log.info("refined the poses by a local search at %.1f images/s", record["refine_images_per_s"])
+    if cfg.search_worst > 0:
+        if not cfg.refine_step_deg or cfg.poses == "search":
+            raise InputError("--search-worst re-poses the worst-fitting refined poses: it needs --refine-step-deg "
+                             "and the encoder's (or input) poses")  # fmt: skip
+        start = time.perf_counter()
+        enc, improved = _search_worst(model, meta, enc, cfg)
+        record.update(search_worst=cfg.search_worst, search_worst_improved=improved)
+        record["search_worst_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
+        log.info("posed the worst-fitting %.0f%% again by the pose search: %d kept the new pose",
+                 100 * cfg.search_worst, improved)  # fmt: skip
     if cfg.latent_steps:
         start = time.perf_counter()
         enc = model.refine_latents(meta, enc, cfg.latent_steps, cfg.batch_size, cfg.latent_lr)
@@ -111,3 +122,42 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         target.mark_complete(record)
     log.info("encoded %d particles at %.0f images/s", len(meta), rate)
     return out, len(meta), rate
+
+
+def _search_worst(model, meta, enc, cfg: InferConfig):
+    """``enc`` with the worst-fitting ``cfg.search_worst`` share of its refined poses (the
+    highest data terms) searched again by the run's pose search and refined; each particle
+    keeps the better-fitting of its two poses (data terms on the same full band). Returns the
+    result and how many particles took the new pose."""
+    import numpy as np
+
+    n = int(round(cfg.search_worst * len(meta)))
+    if n == 0:
+        return enc, 0
+    rows = np.sort(np.argsort(np.nan_to_num(enc.score, nan=np.inf))[-n:])
+    sub_meta = meta.subset(rows)
+    old = _take(enc, rows)
+    new = model.refine_poses(sub_meta, model.search_poses(sub_meta, old, cfg.batch_size), cfg.refine_step_deg,
+                             cfg.batch_size)  # fmt: skip
+    better = np.asarray(new.score) < np.asarray(old.score)
+    return _put(enc, rows[better], _take(new, np.flatnonzero(better))), int(better.sum())
+
+
+def _take(enc, rows):
+    """The rows ``rows`` of an encoded dataset (every per-particle array)."""
+    values = {f.name: getattr(enc, f.name) for f in fields(enc)}
+    return replace(enc, **{k: (v[rows] if v is not None else None) for k, v in values.items()})
+
+
+def _put(enc, rows, sub):
+    """``enc`` with its rows ``rows`` replaced by ``sub``'s."""
+    out = {}
+    for f in fields(enc):
+        whole, part = getattr(enc, f.name), getattr(sub, f.name)
+        if whole is None:
+            out[f.name] = None
+            continue
+        whole = whole.copy()
+        whole[rows] = part
+        out[f.name] = whole
+    return replace(enc, **out)
