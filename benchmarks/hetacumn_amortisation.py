@@ -173,8 +173,9 @@ def main() -> None:
         record = json.loads((refined["rest"] / "COMPLETED").read_text())
         # the slowest step's rate (search, refinement, latent fit or the encoder), and the
         # whole inference's: one over the sum of each step's seconds per image
-        rates = [record[k] for k in ("images_per_s", "search_images_per_s", "refine_images_per_s",
-                                     "latent_images_per_s") if record.get(k)]  # fmt: skip
+        steps = ("images_per_s", "search_images_per_s", "refine_images_per_s", "search_worst_images_per_s",
+                 "latent_images_per_s")  # fmt: skip
+        rates = [record[k] for k in steps if record.get(k)]
         rate, overall = min(rates), 1.0 / sum(1.0 / r for r in rates)
         ari_ref = f"{ur[2] / tr[2]:.2f}x" if tr[2] >= 0.05 else f"n/a (trained ARI {tr[2]:.3f} < 0.05)"
         ari_run = f"{ur[2] / t[2]:.2f}x" if t[2] >= 0.05 else "n/a"
