@@ -53,6 +53,10 @@ def test_the_readout_recovers_the_coordinates_of_noiseless_images():
     # at wrong poses the images are not read as they were made
     wrong = torch.as_tensor(random_rotations(16, 9), dtype=torch.float32)
     assert float((readout(images, ctf, wrong, shifts_A) - 0.5 * z).abs().mean()) > 0.05
+    # images without shifts are read with None for their origins
+    unshifted = _images(mean, components, z, 16)
+    images0 = render(volume_to_fourier(mean), unshifted[2], None, unshifted[1], BOX, APIX)
+    assert readout(images0, unshifted[1], unshifted[2], None).abs().max() < 2e-3
     # a checkpoint's tensors give the same readout
     state = readout.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in state.values())

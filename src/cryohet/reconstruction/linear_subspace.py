@@ -188,7 +188,7 @@ class SubspaceReadout:
     @torch.no_grad()
     def __call__(self, images, ctf_params, rotations, shifts_A) -> torch.Tensor:
         """The images' coordinates ``(B, k)`` float32, times ``scale`` (no gradients)."""
-        z = self.solve(images, ctf_params, rotations.detach(), shifts_A.detach())[3]
+        z = self.solve(images, ctf_params, rotations.detach(), None if shifts_A is None else shifts_A.detach())[3]
         return (z * self.scale).to(torch.float32)
 
     def state_dict(self) -> dict:
