@@ -23,7 +23,10 @@ With ``latent_init`` subspace (the default) the latent starts from a seed: for t
 ``latent_init_epochs`` amortised epochs task 1 decodes each image's subspace coordinates in
 place of the encoder's mean, the encoder learns them, and task 2 trains poses only
 (:mod:`.latent_seed`); the encoder first learns them alone, in the warm start's encoder
-epoch or, with given poses, in an encoder epoch of ``latent_init_steps`` steps.
+epoch or, with given poses, in an encoder epoch of ``latent_init_steps`` steps. With
+``latent_readout`` (the default) every latent mean is the encoder's output plus the image's
+coordinates in the seed's subspace at the pose it is scored at (task 1's pose, per head;
+task 2's render pose; the searched pose in the encoder epoch).
 
 Distributed: every rank runs its share of each batch, the gradients of the field and the
 encoder are averaged over ranks (:func:`~cryohet.training.distributed.average_gradients`;
