@@ -41,6 +41,9 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     from ..methods.base import load_run, read_run_header
     from ..training.rundir import RunDir
 
+    if cfg.search_worst > 0 and (not cfg.refine_step_deg or cfg.poses == "search"):
+        raise InputError("--search-worst re-poses the worst-fitting refined poses: it needs --refine-step-deg "
+                         "and the encoder's (or input) poses")  # fmt: skip
     run = Path(cfg.run)
     model = load_run(run, device=cfg.device, allow_unfinished=cfg.allow_unfinished)
     needs = (
@@ -60,9 +63,6 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
     protected = [*input_files(meta), *run_dir_inputs(run)]
     check_output(out, protected, overwrite=cfg.overwrite, folder=True)
     start = time.perf_counter()
-    if cfg.poses == "input" and meta.rotations is None:
-        raise InputError(f"{meta.source or 'particles'}: no poses to use (--poses input needs a refined .star/.cs; "
-                         "--poses encoder predicts them)")  # fmt: skip
     trained_posed = getattr(getattr(model, "cfg", None), "poses_mode", None) == "fixed"
     if cfg.poses == "encoder" and trained_posed and meta.rotations is not None and getattr(model, "readout", None):
         log.warning("the run was trained at given poses and these particles have poses: --poses input reads their "
@@ -84,9 +84,6 @@ def infer_particles(cfg: InferConfig) -> tuple[Path, int, float]:
         record["refine_images_per_s"] = round(len(meta) / max(time.perf_counter() - start, 1e-9), 1)
         log.info("refined the poses by a local search at %.1f images/s", record["refine_images_per_s"])
     if cfg.search_worst > 0:
-        if not cfg.refine_step_deg or cfg.poses == "search":
-            raise InputError("--search-worst re-poses the worst-fitting refined poses: it needs --refine-step-deg "
-                             "and the encoder's (or input) poses")  # fmt: skip
         start = time.perf_counter()
         enc, improved = _search_worst(model, meta, enc, cfg)
         record.update(search_worst=cfg.search_worst, search_worst_improved=improved)

@@ -131,7 +131,7 @@ def encode_dataset(
             score = torch.full((len(b.images),), float("nan"), device=rot.device)
         else:
             enc = encoder(b.images)
-            z_own = enc.z_mean
+            z_own, z_heads = enc.z_mean, None
             if enc.heads > 1 and b.ctf_params is not None:
                 z_heads = read_latents(readout, z_own, b.images, b.ctf_params, enc.rotations, enc.shifts_A)
                 terms = data_terms(
@@ -143,11 +143,15 @@ def encode_dataset(
                 head = torch.zeros(len(b.images), dtype=torch.long, device=enc.rotations.device)
                 score = torch.full((len(b.images),), float("nan"), device=enc.rotations.device)
             rot, shift = enc.pick(head)
-        read_at = (rot, shift) if poses is None else (
-            torch.as_tensor(poses[0][rows_np], dtype=torch.float32, device=rot.device),
-            torch.as_tensor(poses[1][rows_np], dtype=torch.float32, device=rot.device),
-        )  # fmt: skip
-        z = read_latents(readout, z_own, b.images, b.ctf_params, *read_at)
+        if poses is not None:
+            at = torch.as_tensor(poses[0][rows_np], dtype=torch.float32, device=rot.device), torch.as_tensor(
+                poses[1][rows_np], dtype=torch.float32, device=rot.device
+            )  # fmt: skip
+            z = read_latents(readout, z_own, b.images, b.ctf_params, *at)
+        elif in_plane_views == 1 and z_heads is not None:  # the chosen head's, read above
+            z = z_heads[torch.arange(len(head), device=head.device), head]
+        else:
+            z = read_latents(readout, z_own, b.images, b.ctf_params, rot, shift)
         values = (("z", z), ("z_encoder", z_own), ("rot", rot), ("shift", shift), ("head", head), ("score", score))
         for key, value in values:
             parts[key].append(value.float().cpu().numpy() if key != "head" else value.cpu().numpy())
