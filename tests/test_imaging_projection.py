@@ -135,14 +135,16 @@ def test_slice_sampling_adjoint_and_autograd_agree():
     assert torch.allclose(v.grad, backproject(y, rot), rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["complex", "real", "channels"])
+@pytest.mark.parametrize("kind", ["complex", "real", "two channels", "channels"])
 def test_gather_without_gradients_is_the_differentiable_gather(kind):
-    """The pose search's no-grad path (torch's grid_sample) and the differentiable 8-corner
-    gather give the same values, the edge rule included (a point whose cell leaves the grid
-    is 0), so a search and a training step read the same slices."""
+    """The no-grad paths (torch's grid_sample for the pose search's complex grids; weighted
+    corner rows by embedding_bag for grids of more than two channels, a subspace's) and the
+    differentiable 8-corner gather give the same values, the edge rule included (a point
+    whose cell leaves the grid is 0), so a search and a training step read the same slices."""
     g = torch.Generator().manual_seed(3)
     size = 9
-    shape = {"complex": (size,) * 3, "real": (size,) * 3, "channels": (size,) * 3 + (3,)}[kind]
+    shape = {"complex": (size,) * 3, "real": (size,) * 3, "two channels": (size,) * 3 + (2,),
+             "channels": (size,) * 3 + (18,)}[kind]  # fmt: skip
     dtype = torch.complex128 if kind == "complex" else torch.float64
     grid = torch.randn(shape, generator=g, dtype=dtype)
     coords = torch.rand(500, 3, generator=g, dtype=torch.float64) * (size + 1) - 1.0  # ~30 % off the grid

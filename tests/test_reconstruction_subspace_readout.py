@@ -72,3 +72,22 @@ def test_the_ridge_shrinks_coordinates_the_noise_hides():
     band = FourierBand.up_to_shell(BOX, APIX, 8)
     loud = SubspaceReadout(mean, components, band, torch.full((band.n_shells,), 1e8, dtype=torch.float64))
     assert float(loud(images, ctf, rot, shifts_A).abs().max()) < 1e-3
+
+
+def test_the_readout_solves_the_posterior_of_the_filtered_slices():
+    """The readout's normal equations (no filtered slice formed, the band's zero-weight pixels
+    left out) give :meth:`SubspaceReadout.solve`'s posterior means, which filter every slice:
+    with CTF and shifts, without shifts, without CTF, at a noise spectrum that varies by shell
+    (so the ridge term matters) and on noisy images."""
+    mean, components = _subspace()
+    z = torch.as_tensor(np.random.default_rng(1).normal(size=(12, 2)), dtype=torch.float32)
+    images, ctf, rot, shifts_A = _images(mean, components, z, 12)
+    images = images + 0.3 * float(images.std()) * torch.randn(images.shape, generator=torch.Generator().manual_seed(2))
+    band = FourierBand.up_to_shell(BOX, APIX, 10)
+    sigma2 = torch.linspace(0.5, 4.0, band.n_shells, dtype=torch.float64) * float((images**2).sum(dim=(1, 2)).mean())
+    readout = SubspaceReadout(mean, components, band, sigma2, 2.0)
+    for ctf_i, shifts_i in ((ctf, shifts_A), (ctf, None), (None, shifts_A), (None, None)):
+        want = 2.0 * readout.solve(images, ctf_i, rot, shifts_i)[3]
+        got = readout(images, ctf_i, rot, shifts_i)
+        assert float(want.abs().max()) > 0.05  # a reading, not the prior's 0
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))

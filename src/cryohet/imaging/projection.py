@@ -50,6 +50,7 @@ __all__ = [
     "project_fourier",
     "project_real_space",
     "slice_coordinates",
+    "slice_coordinates_at",
     "trilinear_gather",
     "trilinear_scatter",
     "volume_to_fourier",
@@ -129,6 +130,8 @@ def _gather_no_grad(grid: torch.Tensor, coords: torch.Tensor, size: int, multi: 
     torch's native trilinear ``grid_sample``, 2-3x faster on a CPU than the 8 gathers, with
     the same edge rule (a point whose cell leaves the grid is 0). Equal to the
     differentiable path to rounding (index error ~ ``size`` x machine epsilon)."""
+    if multi and grid.shape[-1] > 2:
+        return _gather_rows(grid, coords, size)
     if grid.is_complex():
         channels = torch.view_as_real(grid).permute(3, 0, 1, 2)
     elif multi:
@@ -149,6 +152,20 @@ def _gather_no_grad(grid: torch.Tensor, coords: torch.Tensor, size: int, multi: 
     elif not multi:
         out = out[:, 0]
     return out.reshape(*coords.shape[:-1], *((grid.shape[-1],) if multi else ()))
+
+
+def _gather_rows(grid: torch.Tensor, coords: torch.Tensor, size: int) -> torch.Tensor:
+    """The no-gradient gather of a real multi-channel ``(P, P, P, C)`` grid with more than two
+    channels (a subspace's mean and components): each point's 8 corner rows weighted and
+    summed by ``embedding_bag``, 2.5-3.5x faster than ``grid_sample`` on a CPU at ``C = 18``
+    (``grid_sample`` reads every channel strided; here a corner is one contiguous row). The
+    cells and weights are the differentiable path's (:func:`_trilinear_cells`), so the two agree
+    to the order of a float32 sum. Returns ``(..., C)``."""
+    base, corners = _trilinear_cells(coords, size)
+    index = base[:, None] + torch.tensor([off for off, _ in corners], device=base.device)  # (N, 8)
+    weights = torch.stack([w for _, w in corners], dim=1).to(grid.dtype)
+    out = F.embedding_bag(index, grid.reshape(-1, grid.shape[-1]), per_sample_weights=weights, mode="sum")
+    return out.reshape(*coords.shape[:-1], grid.shape[-1])
 
 
 def trilinear_scatter(
@@ -265,6 +282,13 @@ def slice_coordinates(
         kx_per_px[None, None, :, None] * R[:, None, None, 0, :]
         + ky_per_px[None, :, None, None] * R[:, None, None, 1, :]
     )
+    return k3 * padded + (padded // 2)
+
+
+def slice_coordinates_at(rotations: torch.Tensor, k_per_px: torch.Tensor, padded: int) -> torch.Tensor:
+    """:func:`slice_coordinates` at a list of pixels ``k_per_px (P, 2)`` ``(kx, ky)`` (cycles/px):
+    ``(B, P, 3)``, one batched product (a band's pixels of non-zero weight, say)."""
+    k3 = torch.matmul(k_per_px.to(rotations.dtype), rotations[:, :2, :])
     return k3 * padded + (padded // 2)
 
 

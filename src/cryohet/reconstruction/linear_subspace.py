@@ -51,7 +51,7 @@ from ..imaging.bands import FourierBand
 from ..imaging.fft import fft3_centered, ifft3_centered, radial_index_3d
 from ..imaging.likelihood import ShellGaussian
 from ..imaging.masks import threshold_mask
-from ..imaging.projection import slice_coordinates, trilinear_gather, volume_to_fourier
+from ..imaging.projection import slice_coordinates, slice_coordinates_at, trilinear_gather, volume_to_fourier
 from ..io.mrc import read_volume
 from ..representations.render import model_images, render
 from ..training.distributed import all_reduce_sum_
@@ -151,7 +151,14 @@ class SubspaceReadout:
         hi = min(padded, padded // 2 + reach + 1)
         crop = slice(self._lo, hi)
         self._padded = padded
-        self._grid = torch.cat([torch.view_as_real(f.data[crop, crop, crop]) for f in fts], dim=-1).contiguous()
+        # channels: the 1 + k real parts, then the 1 + k imaginary parts
+        parts = [f.data[crop, crop, crop] for f in fts]
+        self._grid = torch.stack([p.real for p in parts] + [p.imag for p in parts], dim=-1).contiguous()
+        # the band's pixels of non-zero weight (flat indices into ``(Ny, Nx)``): all a reading needs
+        self._pixels = torch.nonzero(self.pixel_weights.flatten() > 0)[:, 0]
+        kx, ky = band.kx_per_px.to(mean.device), band.ky_per_px.to(mean.device)
+        self._pixel_k = torch.stack(torch.broadcast_tensors(kx[None, :], ky[:, None]), dim=-1).reshape(-1, 2)
+        self._pixel_k = self._pixel_k[self._pixels.to(mean.device)].to(self._grid.dtype)
 
     @torch.no_grad()
     def model_slices(self, rotations: torch.Tensor, filters: torch.Tensor | None) -> torch.Tensor:
@@ -160,8 +167,8 @@ class SubspaceReadout:
         band = self.band
         coords = slice_coordinates(rotations.to(self._grid.dtype), band.kx_per_px.to(self._grid.device),
                                    band.ky_per_px.to(self._grid.device), self._padded) - self._lo  # fmt: skip
-        values = trilinear_gather(self._grid, coords)  # (B, Ny, Nx, 2 (1 + k))
-        slices = torch.view_as_complex(values.unflatten(-1, (-1, 2)).contiguous()).permute(0, 3, 1, 2)
+        values = trilinear_gather(self._grid, coords).unflatten(-1, (2, -1))  # (B, Ny, Nx, 2, 1 + k)
+        slices = torch.complex(values[..., 0, :], values[..., 1, :]).permute(0, 3, 1, 2)
         return slices if filters is None else slices * filters[:, None]
 
     @property
@@ -187,8 +194,34 @@ class SubspaceReadout:
 
     @torch.no_grad()
     def __call__(self, images, ctf_params, rotations, shifts_A) -> torch.Tensor:
-        """The images' coordinates ``(B, k)`` float32, times ``scale`` (no gradients)."""
-        z = self.solve(images, ctf_params, rotations.detach(), None if shifts_A is None else shifts_A.detach())[3]
+        """The images' coordinates ``(B, k)`` float32, times ``scale`` (no gradients): the
+        posterior means of :meth:`solve`, from its normal equations written so that no filtered
+        slice is formed. With ``f`` the filter (CTF times the shift's phase), ``w`` the pixel
+        weights, ``V_0`` the mean's and ``V_j`` the components' slices and ``Y`` an image's DFT:
+        ``M_jl = sum w |f|^2 Re(conj(V_j) V_l)`` (the phase cancels) and
+        ``b_j = sum w Re(conj(V_j) conj(f) Y) - sum w |f|^2 Re(conj(V_j) V_0)``, both over the
+        band's pixels of non-zero weight only; the slices' real and imaginary parts are the
+        grid's channel halves, so one batched product gives every sum."""
+        band, pixels = self.band, self._pixels
+        rotations = rotations.detach().to(self._grid.dtype)
+        coords = slice_coordinates_at(rotations, self._pixel_k, self._padded) - self._lo
+        G = trilinear_gather(self._grid, coords)  # (B, P', 2 (1 + k)): re | im
+        weights = self.pixel_weights.flatten()[pixels]
+        filters = band.filters(ctf_params, None if shifts_A is None else shifts_A.detach())
+        observed = band.observed(images).flatten(1)[:, pixels]
+        if filters is None:
+            power, unfiltered = weights.expand(observed.shape), observed
+        else:
+            f = filters.flatten(1)[:, pixels]
+            power = weights * (f.real**2 + f.imag**2 if f.is_complex() else f**2)
+            unfiltered = f.conj() * observed
+        Gs = G.reshape(G.shape[0], -1, self.dim + 1)  # (B, 2 P', 1 + k): each pixel's real row, then imaginary
+        gram = torch.bmm(Gs.transpose(1, 2), Gs * power.repeat_interleave(2, dim=1)[:, :, None]).to(torch.float64)
+        Ys = (torch.view_as_real(unfiltered) * weights[:, None]).flatten(1).to(Gs.dtype)  # (B, 2 P')
+        rhs = torch.bmm(Gs.transpose(1, 2), Ys[:, :, None])[:, :, 0].to(torch.float64)
+        M, b = gram[:, 1:, 1:], rhs[:, 1:] - gram[:, 1:, 0]
+        eye = torch.eye(self.dim, dtype=torch.float64, device=M.device)
+        z = torch.linalg.solve(M + eye, b)
         return (z * self.scale).to(torch.float32)
 
     def state_dict(self) -> dict:
