@@ -86,6 +86,29 @@ def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not
     assert ari["subspace"] >= 0.7 and ari["random"] <= 0.3, ari
 
 
+def test_without_the_encoders_part_the_latent_is_the_readout(tmp_path, capsys):
+    """``latent_encoder_part`` false: the latent is the subspace's coordinates at the pose
+    alone, so the run's latents are the seed (read at the given poses it was fitted at; no
+    encoder epoch is spent learning it), they split the two states, and ``infer --poses
+    input`` gives them again."""
+    from cryohet.methods.hetacumn.model import HetacumnModel
+
+    out = train_hetacumn(_config(tmp_path / "run", zdim=2, epochs=4, latent_init_epochs=2, latent_init_steps=300,
+                                 latent_encoder_part=False))  # fmt: skip
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and "latent_seed_s" in rows[0] and rows[0].get("phase") != "encoder"
+    z = np.load(out / "latents.npy")
+    seed = HetacumnModel.load(out).encode_particles(ParticleSource(path=STAR).load(), input_poses=True)
+    assert np.abs(seed.z_encoder).max() == 0.0
+    np.testing.assert_allclose(z, seed.z, atol=1e-5)
+    labels = np.load(PINNED / "gt" / "labels.npy")
+    assert adjusted_rand_score(labels, KMeans(2, n_init=5, random_state=0).fit_predict(z)) >= 0.7
+    inferred = tmp_path / "inferred"
+    assert main(["infer", str(out), str(STAR), "--out", str(inferred), "--poses", "input"]) == 0
+    np.testing.assert_allclose(np.load(inferred / "latents.npy"), z, atol=1e-5)
+    capsys.readouterr()
+
+
 def test_the_seed_holds_for_its_epochs(tmp_path):
     """The seed is fitted at the encoder epoch ab initio (at the start with given poses) and
     holds to the end of the ``latent_init_epochs``-th amortised epoch; none without poses."""

@@ -64,6 +64,12 @@ def hetacumn(
         help="The latent is the encoder's plus the image's coordinates in the seed's subspace at its pose "
         "(--latent-init subspace), so new particles get theirs at their poses.",
     ),
+    latent_encoder_part: bool = config_option(
+        HetacumnConfig,
+        "latent_encoder_part",
+        "--latent-encoder-part/--no-latent-encoder-part",
+        help="With --latent-readout: the encoder's own output is part of the latent (or the coordinates alone).",
+    ),
     box: Optional[int] = config_option(HetacumnConfig, "box", "--box", "-D"),
     epochs: int = config_option(HetacumnConfig, "epochs", "--epochs", "-n"),
     heads: int = config_option(HetacumnConfig, "encoder.heads", "--heads", help="Pose heads per image."),
@@ -161,6 +167,7 @@ def hetacumn(
             latent_init_epochs=latent_init_epochs,
             latent_init_steps=latent_init_steps,
             latent_readout=latent_readout,
+            latent_encoder_part=latent_encoder_part,
             box=box,
             epochs=epochs,
             encoder={"heads": heads, "rotation_grid_level": rotation_grid},

@@ -224,6 +224,11 @@ class HetacumnConfig(StrictModel):
         "ARI (k=20) on the 3 000 unseen was 0.000 without it (0.205 on the trained), 0.313 with it (0.328; infer "
         "--poses input)"
     )  # fmt: skip
+    latent_encoder_part: bool = Field(
+        True, description="with latent_readout: the latent is the encoder's own output plus the subspace "
+        "coordinates at the pose (true), or the coordinates alone (false: the encoder then predicts the poses and "
+        "the latent's spread, and new particles' latents are their coordinates at their poses)"
+    )  # fmt: skip
     box: int | None = Field(None, description="train at this box (Fourier-cropped); default: the data's")
     epochs: int = Field(30, ge=0, description="amortised epochs (after the warm start's pretraining and search epochs)")
     field: FieldConfig = Field(default_factory=FieldConfig)

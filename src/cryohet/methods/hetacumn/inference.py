@@ -100,7 +100,7 @@ def consensus_pose(rotations: torch.Tensor, within_deg: float = 15.0) -> torch.T
 @torch.no_grad()
 def encode_dataset(
     encoder, field, band, likelihood, dataset: ParticleDataset, device, batch_size: int = 256, in_plane_views: int = 1,
-    readout=None, poses: tuple[np.ndarray, np.ndarray] | None = None,
+    readout=None, poses: tuple[np.ndarray, np.ndarray] | None = None, encoder_part: bool = True,
 ):  # fmt: skip
     """Run the encoder over ``dataset``; each image keeps the head whose pose the field
     explains best (the only head when there is one). With ``in_plane_views > 1`` the
@@ -114,7 +114,8 @@ def encode_dataset(
     ``latent_readout``) each latent is the encoder's plus the image's subspace coordinates at
     its chosen pose (at each head's, to choose the head), or at ``poses`` (rotations
     ``(N, 3, 3)`` RELION ``A``, origins ``(N, 2)`` Å: the run's own, or the particles' given
-    ones; the poses returned stay the encoder's)."""
+    ones; the poses returned stay the encoder's); ``encoder_part`` False
+    (``latent_encoder_part``): the coordinates alone (``z_encoder`` is then 0)."""
     from .latent_seed import read_latents
 
     encoder.eval()
@@ -128,10 +129,11 @@ def encode_dataset(
             head = consensus_pose(rotations)
             rows = torch.arange(len(head), device=head.device)
             rot, shift, z_own = rotations[rows, head], shifts_A[rows, head], z_views[:, 0]
+            z_own = z_own if encoder_part or readout is None else torch.zeros_like(z_own)
             score = torch.full((len(b.images),), float("nan"), device=rot.device)
         else:
             enc = encoder(b.images)
-            z_own, z_heads = enc.z_mean, None
+            z_own, z_heads = enc.z_mean if encoder_part or readout is None else torch.zeros_like(enc.z_mean), None
             if enc.heads > 1 and b.ctf_params is not None:
                 z_heads = read_latents(readout, z_own, b.images, b.ctf_params, enc.rotations, enc.shifts_A)
                 terms = data_terms(

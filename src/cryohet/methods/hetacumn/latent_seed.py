@@ -81,6 +81,7 @@ class LatentSeed:
         self.device = trainer.device
         self.z: torch.Tensor | None = None  # (N, zdim) once fitted
         self.keep_readout = self.enabled and cfg.latent_readout
+        self.encoder_part = cfg.latent_encoder_part  # False: the readout alone is the latent
         self.readout: SubspaceReadout | None = None  # the subspace's E-step (latent_readout), once fitted
 
     def holds(self, epoch: int) -> bool:
@@ -117,7 +118,7 @@ class LatentSeed:
         """The latent means: the encoder's own ``z_encoder`` ``(B, zdim)`` plus, with the readout,
         the images' subspace coordinates at the poses (rotations ``(B, 3, 3)`` or per head
         ``(B, H, 3, 3)``, RELION ``A``; origins ``(B, 2)``/``(B, H, 2)`` Å; then ``(B, H, zdim)``)."""
-        return read_latents(self.readout, z_encoder, images, ctf_params, rotations, shifts_A)
+        return read_latents(self.readout, z_encoder, images, ctf_params, rotations, shifts_A, self.encoder_part)
 
     def fit_encoder(self, trainer, steps: int) -> dict:
         """With given poses, the seed's encoder epoch: ``steps`` (> 0) steps in which the encoder
@@ -161,10 +162,13 @@ class LatentSeed:
 
 
 def read_latents(readout: SubspaceReadout | None, z_encoder: torch.Tensor, images, ctf_params, rotations,
-                 shifts_A) -> torch.Tensor:  # fmt: skip
+                 shifts_A, encoder_part: bool = True) -> torch.Tensor:  # fmt: skip
     """``z_encoder`` plus the images' coordinates in ``readout``'s subspace at the poses
     (:meth:`LatentSeed.read`); ``z_encoder`` as it is without a readout (with per-head poses,
-    expanded to ``(B, H, zdim)``). The coordinates carry no gradient (the poses are detached)."""
+    expanded to ``(B, H, zdim)``). The coordinates carry no gradient (the poses are detached).
+    ``encoder_part`` False (``latent_encoder_part``): with a readout, the coordinates alone."""
+    if readout is not None and not encoder_part:
+        z_encoder = torch.zeros_like(z_encoder)
     if rotations.dim() == 3:
         return z_encoder if readout is None else z_encoder + readout(images, ctf_params, rotations, shifts_A)
     heads = rotations.shape[1]

@@ -90,7 +90,7 @@ class HetacumnModel(TrainedModel):
             shifts = meta.shifts_A if meta.shifts_A is not None else np.zeros((len(meta), 2))
             poses = np.asarray(meta.rotations, np.float32), np.asarray(shifts, np.float32)
         enc = encode_dataset(self.encoder, self.field, band, likelihood, dataset, self.device, batch_size,
-                             in_plane_views, self.readout, poses)  # fmt: skip
+                             in_plane_views, self.readout, poses, self.cfg.latent_encoder_part)  # fmt: skip
         return enc if poses is None else replace(enc, rotations=poses[0], shifts_A=poses[1])
 
     def search_poses(self, meta, encoded, batch_size: int = 256):

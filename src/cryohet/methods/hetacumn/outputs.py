@@ -56,7 +56,8 @@ def write_model_files(trainer, run) -> EncodedDataset:
         poses = None  # the encoder's
     # with the readout, the latents are read at the poses the field was trained at
     enc = encode_dataset(trainer.encoder, trainer.field, trainer.band, trainer.likelihood, trainer.dataset,
-                         trainer.device, readout=readout, poses=poses if readout is not None else None)  # fmt: skip
+                         trainer.device, readout=readout, poses=poses if readout is not None else None,
+                         encoder_part=trainer.cfg.latent_encoder_part)  # fmt: skip
     trainer.field.train(modes[0])
     trainer.encoder.train(modes[1])
     run.save_latents(enc.z)

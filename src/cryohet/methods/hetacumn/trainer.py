@@ -127,7 +127,8 @@ class HetacumnTrainer:
         self.schedule = cfg.warm_start.search.schedule(self.box, self.apix)
         n_pretrain, n_search = cfg.warm_start_epochs(self.n)
         self.encoder_epoch = n_pretrain + n_search if n_search and cfg.warm_start.encoder_steps else None
-        if cfg.poses_mode == "fixed" and cfg.latent_init == "subspace" and cfg.latent_init_steps:
+        own_latent = cfg.latent_encoder_part or not cfg.latent_readout  # else the readout alone is the latent
+        if cfg.poses_mode == "fixed" and cfg.latent_init == "subspace" and cfg.latent_init_steps and own_latent:
             self.encoder_epoch = 0  # with given poses the seed has an encoder epoch of its own (.latent_seed)
         later = cfg.epochs + (self.encoder_epoch is not None)
         self.epochs = AbinitSchedule(n_pretrain, n_search, later, self.schedule.radius_start_px,
