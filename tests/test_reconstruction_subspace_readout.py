@@ -91,3 +91,21 @@ def test_the_readout_solves_the_posterior_of_the_filtered_slices():
         got = readout(images, ctf_i, rot, shifts_i)
         assert float(want.abs().max()) > 0.05  # a reading, not the prior's 0
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_the_consensus_mask_is_thresholded_at_its_low_pass():
+    """The subspace's default mask thresholds the consensus low-passed to ``mask_lowpass_A``
+    (20 Å): on a noisy consensus it keeps the particle and drops the noise around it (which
+    the components would fit); where the Nyquist is coarser than the low-pass it is the
+    threshold of the consensus as it is."""
+    from cryohet.reconstruction.linear_subspace import SubspaceSettings, _mask
+
+    particle = _blob((0, 0, 0), 3.0) + _blob((4, 2, -3), 2.0)
+    noisy = particle + 0.06 * torch.randn(particle.shape, generator=torch.Generator().manual_seed(0))
+    inside = particle > 0.3
+    raw = _mask(SubspaceSettings(mask_lowpass_A=None), noisy, BOX, 3.0)
+    low = _mask(SubspaceSettings(), noisy, BOX, 3.0)
+    assert float(low[inside].min()) == 1.0 and float(raw[inside].min()) == 1.0
+    assert float(low.mean()) < 0.5 * float(raw.mean()), (float(low.mean()), float(raw.mean()))
+    coarse = _mask(SubspaceSettings(), noisy, BOX, 14.0)  # Nyquist 28 Å: nothing to low-pass
+    torch.testing.assert_close(coarse, _mask(SubspaceSettings(mask_lowpass_A=None), noisy, BOX, 14.0))

@@ -82,6 +82,12 @@ class SubspaceSettings:
         max_resolution_A: low-pass limit in Å; None: consensus FSC 0.143 + 2 shells.
         mask: real-space mask (.mrc) at the working box; None: from the consensus.
         mask_threshold: consensus mask threshold, a fraction of the consensus maximum.
+        mask_lowpass_A: consensus mask: the consensus is low-passed to this resolution (Å)
+            before the threshold (where its Nyquist is finer; None: as it is). On a noisy
+            consensus the threshold otherwise keeps noise around the particle, where the
+            components then fit noise: simulated igg-1d at D=64 (6 Å/px, SNR 0.05, 1 000
+            particles at their true poses, k=8) gave a k-means ARI (k=20) of 0.015 (mask 34 %
+            of the box; without a mask 0.005) and 0.294 with the 20 Å low-pass (3.8 %).
         batch_size: images per batch (reading, projection, backprojection).
         seed: seeds the initial components and the consensus half sets.
     """
@@ -90,6 +96,7 @@ class SubspaceSettings:
     max_resolution_A: float | None = None
     mask: Path | None = None
     mask_threshold: float = 0.05
+    mask_lowpass_A: float | None = 20.0
     batch_size: int = 256
     seed: int = 0
 
@@ -100,12 +107,15 @@ def _lowpass(vol: torch.Tensor, shell: int) -> torch.Tensor:
     return ifft3_centered(fft3_centered(vol) * keep).real.to(vol.dtype)
 
 
-def _mask(settings: SubspaceSettings, consensus: torch.Tensor, box: int) -> torch.Tensor:
+def _mask(settings: SubspaceSettings, consensus: torch.Tensor, box: int, apix: float) -> torch.Tensor:
     if settings.mask is not None:
         m, _ = read_volume(settings.mask)
         if m.shape != (box,) * 3:
             raise file_error(settings.mask, f"mask is {m.shape[0]}^3 but the working box is {box}")
         return torch.from_numpy(m).to(consensus)
+    if settings.mask_lowpass_A:
+        shell = int(np.floor(box * apix / settings.mask_lowpass_A))
+        consensus = _lowpass(consensus, shell) if shell < box // 2 else consensus
     try:
         return threshold_mask(
             consensus, settings.mask_threshold * float(consensus.max()), dilate_px=2.0, soft_edge_px=3.0
@@ -263,7 +273,7 @@ class LinearSubspaceEM:
             else band_shell_from_fsc(cons.fsc, self.box)
         )
         self.band = FourierBand.up_to_shell(self.box, self.apix, self.shell, dev)
-        self.mask = _mask(settings, self.mean, self.box).to(dev)
+        self.mask = _mask(settings, self.mean, self.box, self.apix).to(dev)
         self.mean_ft = volume_to_fourier(self.mean)
         self.sigma2 = torch.ones(self.band.n_shells, dtype=torch.float64, device=dev)
         gen = torch.Generator().manual_seed(settings.seed)

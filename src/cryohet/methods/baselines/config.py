@@ -87,3 +87,7 @@ class PCAConfig(BaselineConfig):
     mask_threshold: float = Field(
         0.05, gt=0, lt=1, description="consensus mask: threshold as a fraction of the maximum"
     )
+    mask_lowpass_A: float | None = Field(
+        20.0, gt=0, description="consensus mask: the consensus low-passed to this resolution (Å) before the "
+        "threshold, where its Nyquist is finer (None: as it is; noise kept in the mask is fitted by the components)"
+    )  # fmt: skip
