@@ -9,7 +9,8 @@ head, rotations classified over the level-1 grid; ``--rotation-grid none`` regre
 with several heads every image's heads are also scored against the field), then the same
 with the subspace readout of ``latent_readout`` (``zdim`` components on the band up to shell
 ``S``, default ``D/2 - 1``: the whole band, the dearest case; a seed's band ends at its
-consensus FSC 0.143 + 2 shells), and the machine's load. The weights are untrained: the
+consensus FSC 0.143 + 2 shells, on simulated igg-1d at D=64 shell 27-31 of 32), and the
+machine's load. The weights are untrained: the
 cost does not depend on them.
 """
 

@@ -67,7 +67,7 @@ def test_the_latent_seed_separates_the_states_where_reconstruction_alone_has_not
     ari = {}
     for init in ("subspace", "random"):
         out = train_hetacumn(_config(tmp_path / init, zdim=2, epochs=20, latent_init=init, latent_init_epochs=20,
-                                     latent_init_steps=300))  # fmt: skip
+                                     latent_init_steps=300, latent_encoder_part=True))  # fmt: skip
         z = np.load(out / "latents.npy")
         ari[init] = adjusted_rand_score(labels, KMeans(2, n_init=5, random_state=0).fit_predict(z))
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -189,12 +189,13 @@ def test_infer_refuses_other_methods_and_other_pixel_sizes(run, tmp_path, capsys
 
 
 def test_a_killed_run_resumes_to_the_same_result(tmp_path):
-    # the seed's encoder epoch, then 4 amortised epochs (the seed holds in all of them)
-    whole = train_hetacumn(_config(tmp_path / "whole", epochs=4, snapshot_every=1, latent_init_steps=50))
-    part = train_hetacumn(_config(tmp_path / "part", epochs=2, snapshot_every=1, latent_init_steps=50))
+    # the seed's encoder epoch (the encoder's own latent part learns the seed), then 4
+    # amortised epochs (the seed holds in all of them)
+    kw = dict(snapshot_every=1, latent_init_steps=50, latent_encoder_part=True)
+    whole = train_hetacumn(_config(tmp_path / "whole", epochs=4, **kw))
+    part = train_hetacumn(_config(tmp_path / "part", epochs=2, **kw))
     (part / "COMPLETED").unlink()  # as if killed after the second amortised epoch
-    resumed = train_hetacumn(_config(tmp_path / "part", epochs=4, snapshot_every=1, latent_init_steps=50),
-                             resume=True)  # fmt: skip
+    resumed = train_hetacumn(_config(tmp_path / "part", epochs=4, **kw), resume=True)
     np.testing.assert_allclose(np.load(resumed / "latents.npy"), np.load(whole / "latents.npy"), atol=1e-5)
     assert sorted(p.name for p in (resumed / "epochs").iterdir()) == [f"epoch_{e:04d}" for e in (1, 2, 3, 4, 5)]
 
@@ -365,12 +366,18 @@ def test_older_runs_are_read_with_the_encoder_they_were_trained_with(tmp_path):
     (versions 1-3, no ``warm_start.search_latents``) keep their homogeneous warm start; runs
     written before version 6 keep the encoder epoch's 2 000 steps; runs written before
     version 7 had no latent seed, before version 8 no encoder epoch for it with given
-    poses, and before version 9 no subspace readout."""
+    poses, before version 9 no subspace readout, and before version 10 the encoder's own
+    output was part of the latent."""
     from cryohet.config import load_config, save_config
 
     cfg = _config(tmp_path / "run")
-    assert cfg.method_version == 9 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
+    assert cfg.method_version == 10 and cfg.encoder.rotation_grid_level == 1 and cfg.warm_start.in_plane_augment
     assert cfg.latent_init == "subspace" and cfg.latent_init_steps == 4000 and cfg.latent_readout
+    assert not cfg.latent_encoder_part
+    raw = cfg.model_dump(mode="json")
+    raw["method_version"] = 9
+    del raw["latent_encoder_part"]
+    assert HetacumnConfig.model_validate(raw).latent_encoder_part
     raw = cfg.model_dump(mode="json")
     raw["method_version"] = 8
     del raw["latent_readout"]

@@ -55,7 +55,7 @@ def hetacumn(
         HetacumnConfig,
         "latent_init_steps",
         "--latent-init-steps",
-        help="With given poses: steps in which the encoder learns the seed before the amortised epochs.",
+        help="With given poses and --latent-encoder-part: steps in which the encoder learns the seed first.",
     ),
     latent_readout: bool = config_option(
         HetacumnConfig,

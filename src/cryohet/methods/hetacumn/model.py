@@ -21,7 +21,7 @@ class HetacumnModel(TrainedModel):
     """The field (maps at any latent) and the encoder (pose and latent of any image)."""
 
     method = "hetacumn"
-    version = 9
+    version = 10
 
     def __init__(self, run: RunDir, cfg: HetacumnConfig, field, encoder, box: int, apix: float, device: str) -> None:
         super().__init__(run, box, apix)
