@@ -165,10 +165,12 @@ class SubspaceReadout:
         parts = [f.data[crop, crop, crop] for f in fts]
         self._grid = torch.stack([p.real for p in parts] + [p.imag for p in parts], dim=-1).contiguous()
         # the band's pixels of non-zero weight (flat indices into ``(Ny, Nx)``): all a reading needs
-        self._pixels = torch.nonzero(self.pixel_weights.flatten() > 0)[:, 0]
+        flat_weights = self.pixel_weights.flatten()
+        self._pixels = torch.nonzero(flat_weights > 0)[:, 0]
+        self._pixel_weights = flat_weights[self._pixels]
         kx, ky = band.kx_per_px.to(mean.device), band.ky_per_px.to(mean.device)
-        self._pixel_k = torch.stack(torch.broadcast_tensors(kx[None, :], ky[:, None]), dim=-1).reshape(-1, 2)
-        self._pixel_k = self._pixel_k[self._pixels.to(mean.device)].to(self._grid.dtype)
+        pixel_k = torch.stack(torch.broadcast_tensors(kx[None, :], ky[:, None]), dim=-1).reshape(-1, 2)
+        self._pixel_k = pixel_k[self._pixels.to(mean.device)].to(self._grid.dtype)  # (P', 2) cycles/px
 
     @torch.no_grad()
     def model_slices(self, rotations: torch.Tensor, filters: torch.Tensor | None) -> torch.Tensor:
@@ -216,7 +218,7 @@ class SubspaceReadout:
         rotations = rotations.detach().to(self._grid.dtype)
         coords = slice_coordinates_at(rotations, self._pixel_k, self._padded) - self._lo
         G = trilinear_gather(self._grid, coords)  # (B, P', 2 (1 + k)): re | im
-        weights = self.pixel_weights.flatten()[pixels]
+        weights = self._pixel_weights
         filters = band.filters(ctf_params, None if shifts_A is None else shifts_A.detach())
         observed = band.observed(images).flatten(1)[:, pixels]
         if filters is None:

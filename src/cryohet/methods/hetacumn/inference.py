@@ -116,7 +116,7 @@ def encode_dataset(
     ``(N, 3, 3)`` RELION ``A``, origins ``(N, 2)`` Å: the run's own, or the particles' given
     ones; the poses returned stay the encoder's); ``encoder_part`` False
     (``latent_encoder_part``): the coordinates alone (``z_encoder`` is then 0)."""
-    from .latent_seed import read_latents
+    from .latent_seed import own_latent, read_latents
 
     encoder.eval()
     field.eval()
@@ -128,12 +128,12 @@ def encode_dataset(
             rotations, shifts_A, z_views = _turned_views(encoder, b.images, in_plane_views)
             head = consensus_pose(rotations)
             rows = torch.arange(len(head), device=head.device)
-            rot, shift, z_own = rotations[rows, head], shifts_A[rows, head], z_views[:, 0]
-            z_own = z_own if encoder_part or readout is None else torch.zeros_like(z_own)
+            rot, shift = rotations[rows, head], shifts_A[rows, head]
+            z_own = own_latent(z_views[:, 0], readout, encoder_part)
             score = torch.full((len(b.images),), float("nan"), device=rot.device)
         else:
             enc = encoder(b.images)
-            z_own, z_heads = enc.z_mean if encoder_part or readout is None else torch.zeros_like(enc.z_mean), None
+            z_own, z_heads = own_latent(enc.z_mean, readout, encoder_part), None
             if enc.heads > 1 and b.ctf_params is not None:
                 z_heads = read_latents(readout, z_own, b.images, b.ctf_params, enc.rotations, enc.shifts_A)
                 terms = data_terms(

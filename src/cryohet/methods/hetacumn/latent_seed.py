@@ -71,7 +71,7 @@ from ...reconstruction.linear_subspace import SubspaceReadout, SubspaceSettings,
 from ...training.distributed import average_gradients
 from .warm_start import latent_distill_loss
 
-__all__ = ["LatentSeed", "read_latents"]
+__all__ = ["LatentSeed", "own_latent", "read_latents"]
 
 log = get_logger("hetacumn")
 
@@ -171,14 +171,19 @@ class LatentSeed:
         self.readout = SubspaceReadout.from_state_dict(readout, self.device) if readout and self.keep_readout else None
 
 
+def own_latent(z_encoder: torch.Tensor, readout: SubspaceReadout | None, encoder_part: bool) -> torch.Tensor:
+    """The encoder's own part of the latent: ``z_encoder``, or zeros where a ``readout`` gives
+    the latent alone (``latent_encoder_part`` false)."""
+    return z_encoder if encoder_part or readout is None else torch.zeros_like(z_encoder)
+
+
 def read_latents(readout: SubspaceReadout | None, z_encoder: torch.Tensor, images, ctf_params, rotations,
                  shifts_A, encoder_part: bool = True) -> torch.Tensor:  # fmt: skip
     """``z_encoder`` plus the images' coordinates in ``readout``'s subspace at the poses
     (:meth:`LatentSeed.read`); ``z_encoder`` as it is without a readout (with per-head poses,
     expanded to ``(B, H, zdim)``). The coordinates carry no gradient (the poses are detached).
     ``encoder_part`` False (``latent_encoder_part``): with a readout, the coordinates alone."""
-    if readout is not None and not encoder_part:
-        z_encoder = torch.zeros_like(z_encoder)
+    z_encoder = own_latent(z_encoder, readout, encoder_part)
     if rotations.dim() == 3:
         return z_encoder if readout is None else z_encoder + readout(images, ctf_params, rotations, shifts_A)
     heads = rotations.shape[1]
